@@ -1,0 +1,404 @@
+/**
+ * A SQLite connection pool on Effect's `Pool` and `Scope`: lazy or pre-opened connections, connect retries with
+ * exponential backoff, validation on acquire, first-come-first-served waiters, an acquire timeout, statistics,
+ * metrics and spans, and a bounded shutdown.
+ *
+ * @since 0.1.0
+ */
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Pool from "effect/Pool"
+import * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Connector from "./Connector.js"
+import * as FairGate from "./internal/fairGate.js"
+import { StatsRecorder } from "./internal/stats.js"
+import * as PoolConfig from "./PoolConfig.js"
+import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
+import type { AcquireError, PoolConfigError } from "./PoolError.js"
+import type { PoolStats } from "./PoolStats.js"
+import * as RetryPolicy from "./RetryPolicy.js"
+import * as SqliteCode from "./SqliteCode.js"
+
+export type { PoolStats } from "./PoolStats.js"
+
+/**
+ * A leased connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PooledConnection {
+  /** unique per physical connection: 1, 2, 3 ... in creation order */
+  readonly id: number
+  /** the `@effect/sql-sqlite-node` client bound to this one connection */
+  readonly sql: SqliteClient.SqliteClient
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthReport {
+  readonly ok: boolean
+  readonly latencyMs: number
+  readonly sqliteVersion: string
+  readonly journalMode: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** a lease: the connection goes back to the pool when the Scope closes (or is closed, after a fatal error) */
+  readonly acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope>
+  /** runs `f` with a leased connection */
+  readonly use: <A, E, R>(f: (connection: PooledConnection) => Effect.Effect<A, E, R>) => Effect.Effect<
+    A,
+    E | AcquireError,
+    R
+  >
+  readonly stats: Effect.Effect<PoolStats>
+  /** acquires a connection like any lease and checks that the database answers */
+  readonly healthCheck: Effect.Effect<HealthReport, AcquireError | HealthCheckError>
+  /** closes the connection instead of returning it: when its lease ends, or at once when it is idle */
+  readonly invalidate: (connection: PooledConnection) => Effect.Effect<void>
+  readonly config: PoolConfig.PoolConfig
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class ConnectionPool extends Context.Tag("@sqlsim/sqlite-pool/ConnectionPool")<ConnectionPool, Service>() {}
+
+/**
+ * Options beside the configuration, for the layers built on the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions {
+  /** open read-only connections (`PRAGMA query_only`) */
+  readonly readOnly?: boolean | undefined
+  /** the `pool` label of the pool's metrics (default: the filename) */
+  readonly label?: string | undefined
+}
+
+interface Entry extends PooledConnection {
+  readonly connection: Connector.Connection
+  readonly createdAt: number
+  readonly close: Effect.Effect<void>
+  leases: number
+  lastReleasedAt: number
+  closed: boolean
+  invalidated: boolean
+}
+
+/**
+ * Makes a pool from a validated configuration. Connections come from the `Connector` in the context when there is
+ * one (tests and the simulator inject faults that way), from the live connector otherwise.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithConfig = (
+  config: PoolConfig.PoolConfig,
+  options: MakeOptions = {}
+): Effect.Effect<Service, ConnectError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connector = yield* Effect.serviceOption(Connector.Connector).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Connector.makeLive, onSome: Effect.succeed }))
+    )
+    const outerScope = yield* Effect.scope
+    const filename = yield* databaseFile(config.filename)
+    const stats = new StatsRecorder(options.label ?? config.filename)
+    const connectOptions: Connector.ConnectOptions = {
+      filename,
+      readOnly: options.readOnly ?? false,
+      busyTimeout: config.busyTimeout,
+      pageCacheKiB: config.pageCacheKiB
+    }
+    const retrySchedule = RetryPolicy.schedule(config)
+    const openEntries = new Set<Entry>()
+    let nextId = 1
+    let lastConnectError: ConnectError | undefined
+    let isClosed = false
+    const closedError = new PoolClosedError({ filename: config.filename })
+
+    // One connection, with retries of transient failures. Runs in the Pool's item scope: closing it closes the handle.
+    const connectWithRetry: Effect.Effect<Entry, ConnectError, Scope.Scope> = Effect.gen(function*() {
+      const startedAt = yield* Clock.currentTimeMillis
+      let attempts = 0
+      const attempt = Effect.suspend(() => {
+        if (attempts++ > 0) stats.count("retries")
+        return connector.connect(connectOptions)
+      }).pipe(Effect.tapError((error) =>
+        Effect.sync(() => {
+          stats.count("connectFailures")
+          lastConnectError = error
+        })
+      ))
+      const itemScope = yield* Effect.scope
+      const connectionScope = yield* Scope.fork(itemScope, ExecutionStrategy.sequential)
+      return yield* Effect.uninterruptibleMask((restore) =>
+        restore(
+          Scope.extend(
+            Effect.retry(attempt, { schedule: retrySchedule, while: (error) => error.transient }),
+            connectionScope
+          )
+        ).pipe(
+          Effect.catchAll((error) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.fail(
+                new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })
+              ))
+          ),
+          Effect.tapErrorCause((cause) => Scope.close(connectionScope, Exit.failCause(cause))),
+          Effect.flatMap((connection) =>
+            Effect.gen(function*() {
+              const now = yield* Clock.currentTimeMillis
+              const entry: Entry = {
+                id: nextId++,
+                sql: connection.sql,
+                connection,
+                createdAt: now,
+                close: Scope.close(connectionScope, Exit.void),
+                leases: 0,
+                lastReleasedAt: now,
+                closed: false,
+                invalidated: false
+              }
+              stats.count("created")
+              openEntries.add(entry)
+              yield* Scope.addFinalizer(
+                connectionScope,
+                Effect.sync(() => {
+                  if (entry.closed) return
+                  entry.closed = true
+                  openEntries.delete(entry)
+                  if (entry.invalidated) stats.count("invalidated")
+                  stats.count("closed")
+                })
+              )
+              return entry
+            })
+          )
+        )
+      )
+    })
+
+    const poolScope = yield* Scope.make()
+    const pool = yield* Scope.extend(
+      Pool.makeWithTTL({
+        acquire: connectWithRetry,
+        min: config.minConnections,
+        max: config.maxConnections,
+        timeToLive: config.idleTimeToLive,
+        timeToLiveStrategy: "usage"
+      }),
+      poolScope
+    )
+    const gate = FairGate.make<PoolClosedError>(config.maxConnections)
+
+    // Shutdown: refuse new acquires and fail waiters at once, give leases shutdownTimeout to end, then close every
+    // handle. The wait is made interruptible explicitly: finalizers are not, and a timeout inside one never fires.
+    const drained = yield* Deferred.make<void>()
+    const shutdown = Effect.gen(function*() {
+      isClosed = true
+      yield* gate.close(closedError)
+      if (stats.leased > 0) {
+        yield* Effect.interruptible(Deferred.await(drained)).pipe(
+          Effect.timeoutOption(config.shutdownTimeout),
+          Effect.asVoid
+        )
+      }
+      const closePool = Scope.close(poolScope, Exit.void).pipe(Effect.zipRight(removeDatabaseFile))
+      if (stats.leased === 0) return yield* closePool
+      // Leases outlived shutdownTimeout: close their handles now (their next statement fails with a SqlError),
+      // and let the Pool's own shutdown finish in the background when they end.
+      yield* Effect.forEach(openEntries, (entry) => entry.close, { discard: true })
+      yield* Effect.forkDaemon(closePool)
+    })
+    const removeDatabaseFile = filename === config.filename ?
+      Effect.void :
+      Effect.sync(() => fs.rmSync(path.dirname(filename), { recursive: true, force: true }))
+    yield* Scope.addFinalizer(outerScope, shutdown)
+
+    // The part of an acquire that can wait: a slot from the fair gate, then a validated connection from the Pool.
+    const checkout = (leaseScope: Scope.Scope): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+      Effect.gen(function*() {
+        yield* Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
+        )
+        while (true) {
+          const attemptScope = yield* Scope.fork(leaseScope, ExecutionStrategy.sequential)
+          const entry = yield* Scope.extend(pool.get, attemptScope)
+          const problem = yield* validationProblem(entry)
+          if (problem === undefined) return entry
+          yield* Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`)
+          entry.invalidated = true
+          yield* pool.invalidate(entry)
+          yield* Scope.close(attemptScope, Exit.void)
+        }
+      })
+
+    const validationProblem = (entry: Entry): Effect.Effect<string | undefined> =>
+      Effect.gen(function*() {
+        if (entry.closed) return "it was closed"
+        const now = yield* Clock.currentTimeMillis
+        if (config.maxLifetime !== null && now - entry.createdAt >= Duration.toMillis(config.maxLifetime)) {
+          return "it reached maxLifetime"
+        }
+        if (entry.leases === 0) return undefined // verified by the connector a moment ago
+        if (now - entry.lastReleasedAt < Duration.toMillis(config.validationInterval)) return undefined
+        const result = yield* Effect.either(entry.connection.validate)
+        return result._tag === "Left" ? result.left.reason : undefined
+      }).pipe(Effect.withSpan("sqlsim.validate", { attributes: { "sqlsim.connection.id": entry.id } }))
+
+    const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.gen(function*() {
+      if (isClosed) return yield* Effect.fail(closedError)
+      const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+      stats.startWaiting()
+      const entry = yield* checkout(leaseScope).pipe(
+        Effect.timeoutFail({
+          duration: config.acquireTimeout,
+          onTimeout: () => {
+            stats.count("timeouts")
+            return new AcquireTimeoutError({
+              waitedMs: Duration.toMillis(config.acquireTimeout),
+              stats: stats.snapshot(),
+              lastError: lastConnectError
+            })
+          }
+        }),
+        Effect.ensuring(Effect.sync(() => stats.stopWaiting())),
+        Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(leaseScope, exit) : Effect.void)
+      )
+      return yield* Effect.uninterruptible(Effect.gen(function*() {
+        stats.lease(entry.leases++ > 0)
+        yield* Scope.addFinalizerExit(leaseScope, (exit) =>
+          Effect.gen(function*() {
+            entry.lastReleasedAt = yield* Clock.currentTimeMillis
+            stats.endLease()
+            if (stats.leased === 0 && isClosed) yield* Deferred.succeed(drained, undefined)
+            if (Exit.isFailure(exit) && causeIsFatal(exit.cause)) {
+              entry.invalidated = true
+              yield* pool.invalidate(entry)
+            }
+          }))
+        return entry satisfies PooledConnection
+      }))
+    }).pipe(
+      Effect.withSpan("sqlsim.acquire", { attributes: { "db.system.name": "sqlite", "db.namespace": config.filename } })
+    )
+
+    const use = <A, E, R>(f: (connection: PooledConnection) => Effect.Effect<A, E, R>) =>
+      Effect.scoped(Effect.flatMap(acquire, f))
+
+    const healthCheck = use((connection) =>
+      Effect.gen(function*() {
+        const started = performance.now()
+        const [version] = yield* connection.sql<{ version: string }>`SELECT sqlite_version() AS version`
+        const [mode] = yield* connection.sql<{ journal_mode: string }>`PRAGMA journal_mode`
+        return {
+          ok: true,
+          latencyMs: performance.now() - started,
+          sqliteVersion: version?.version ?? "unknown",
+          journalMode: mode?.journal_mode ?? "unknown"
+        }
+      }).pipe(
+        Effect.mapError((cause) => new HealthCheckError({ filename: config.filename, reason: cause.message, cause }))
+      )
+    ).pipe(Effect.withSpan("sqlsim.healthCheck"))
+
+    const invalidate = (connection: PooledConnection) =>
+      Effect.suspend(() => {
+        const entry = connection as Entry
+        if (!openEntries.has(entry)) return Effect.void
+        entry.invalidated = true
+        return pool.invalidate(entry)
+      })
+
+    // minConnections are opened (and verified) before the pool is handed out: a failure fails the construction.
+    if (config.minConnections > 0) {
+      yield* Effect.scoped(
+        Effect.forEach(Array.from({ length: config.minConnections }), () => pool.get, {
+          concurrency: config.minConnections,
+          discard: true
+        })
+      )
+    }
+
+    return {
+      acquire,
+      use,
+      stats: Effect.sync(() => stats.snapshot()),
+      healthCheck,
+      invalidate,
+      config
+    } satisfies Service
+  })
+
+const causeIsFatal = (cause: Cause.Cause<unknown>): boolean =>
+  Cause.failures(cause).pipe((failures) => [...failures].some(SqliteCode.isFatal)) ||
+  [...Cause.defects(cause)].some(SqliteCode.isFatal)
+
+/**
+ * ":memory:" becomes one private database file in a fresh temporary directory, so that every connection of the pool
+ * sees the same database with WAL semantics; the directory is removed when the pool closes. A private in-memory
+ * database per connection (SQLite's ":memory:") would give each connection its own empty database, and a shared
+ * cache needs URI filenames that better-sqlite3 only honours with SQLITE_USE_URI set before it loads.
+ */
+const databaseFile = (filename: string): Effect.Effect<string> =>
+  filename === ":memory:"
+    ? Effect.sync(() => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-memory-")), "memory.db"))
+    : Effect.succeed(filename)
+
+/**
+ * Validates the input and makes a pool in the current Scope.
+ *
+ * @example
+ * const pool = yield* ConnectionPool.make({ filename: "app.db", maxConnections: 4 })
+ * const rows = yield* pool.use((c) => c.sql`SELECT 1 AS one`)
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  input: PoolConfig.Input = {}
+): Effect.Effect<Service, PoolConfigError | ConnectError, Scope.Scope> =>
+  Effect.flatMap(PoolConfig.make(input), (config) => makeWithConfig(config))
+
+/**
+ * The pool as a Layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (input: PoolConfig.Input = {}): Layer.Layer<ConnectionPool, PoolConfigError | ConnectError> =>
+  Layer.scoped(ConnectionPool, make(input))
+
+/**
+ * The pool as a Layer configured from environment variables (`PoolConfig.environmentVariables`), overlaid by
+ * `overrides`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  overrides: PoolConfig.Input = {}
+): Layer.Layer<ConnectionPool, PoolConfigError | ConnectError> =>
+  Layer.scoped(ConnectionPool, Effect.flatMap(PoolConfig.fromConfig(overrides), (config) => makeWithConfig(config)))

@@ -1,0 +1,182 @@
+/**
+ * The seam through which the pool opens connections. The live connector opens one `@effect/sql-sqlite-node`
+ * `SqliteClient` (one better-sqlite3 handle) per connection, sets its pragmas and verifies it with `SELECT 1`.
+ * Tests and the simulator wrap it to inject faults; the pool only sees this interface.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { ConnectError } from "./PoolError.js"
+import * as SqliteCode from "./SqliteCode.js"
+
+/**
+ * How to open one connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectOptions {
+  readonly filename: string
+  /** a read-only connection (`PRAGMA query_only`): writes fail with SQLITE_READONLY */
+  readonly readOnly: boolean
+  readonly busyTimeout: Duration.Duration
+  readonly pageCacheKiB: number
+}
+
+/**
+ * One open connection: the client bound to it, and a cheap probe that it still works.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Connection {
+  readonly sql: SqliteClient.SqliteClient
+  /** fails when the connection is closed, broken, or its database file was deleted or replaced */
+  readonly validate: Effect.Effect<void, InvalidConnection>
+}
+
+/**
+ * Why a connection failed validation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InvalidConnection {
+  readonly reason: string
+  readonly cause?: unknown
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** opens one connection in the given Scope (closing the Scope closes the connection); one attempt, no retries */
+  readonly connect: (options: ConnectOptions) => Effect.Effect<Connection, ConnectError, Scope.Scope>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Connector extends Context.Tag("@sqlsim/sqlite-pool/Connector")<Connector, Service>() {}
+
+/**
+ * Maps whatever opening a database threw (better-sqlite3's `SqliteError`, its `TypeError` for a missing directory)
+ * to a classified `ConnectError` for one attempt. A path that is a directory or holds something that is not a
+ * database is permanent: retrying it would be a retry storm.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const classifyOpenFailure = (filename: string, cause: unknown): ConnectError => {
+  const error = (code: string, transient: boolean, reason: string) =>
+    new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
+  const message = cause instanceof Error ? cause.message : String(cause)
+  if (/directory does not exist/i.test(message)) {
+    return error("SQLITE_CANTOPEN", true, "directory does not exist")
+  }
+  const code = SqliteCode.codeOf(cause) ?? "UNKNOWN"
+  if (SqliteCode.primary(code) === "SQLITE_CANTOPEN") {
+    if (isDirectory(filename)) return error(code, false, "the path is a directory, not a database file")
+    if (!isDirectory(path.dirname(filename))) return error(code, true, "directory does not exist")
+    return error(code, true, message)
+  }
+  if (code === "SQLITE_NOTADB") return error(code, false, "the file is not a SQLite database")
+  if (SqliteCode.primary(code) === "SQLITE_CORRUPT") return error(code, false, "the database file is corrupt")
+  if (code === "UNKNOWN") return error(code, false, message)
+  return error(code, SqliteCode.classify(code) === "transient", message)
+}
+
+const isDirectory = (candidate: string): boolean => {
+  try {
+    return fs.statSync(candidate).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+const fileIdentity = (filename: string): string | undefined => {
+  try {
+    const stat = fs.statSync(filename)
+    return `${stat.dev}:${stat.ino}`
+  } catch {
+    return undefined
+  }
+}
+
+const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
+
+/**
+ * Opens a connection with `@effect/sql-sqlite-node`, outside any pool.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connect = (
+  options: ConnectOptions
+): Effect.Effect<Connection, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function*() {
+    const { filename } = options
+    // SqliteClient.make opens synchronously and reports an open failure as a defect: catch it here.
+    const opened = yield* Effect.exit(SqliteClient.make({ filename, disableWAL: true }))
+    if (Exit.isFailure(opened)) {
+      return yield* Effect.fail(classifyOpenFailure(filename, Cause.squash(opened.cause)))
+    }
+    const sql = opened.value
+    const identity = isFile(filename) ? fileIdentity(filename) : undefined
+    const pragma = (statement: string) =>
+      Effect.mapError(sql.unsafe(statement), (error) => classifyOpenFailure(filename, error))
+    yield* pragma(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
+    yield* pragma(`PRAGMA cache_size = -${options.pageCacheKiB}`)
+    yield* pragma("PRAGMA foreign_keys = ON")
+    if (isFile(filename)) {
+      // The first connection to a file switches it to WAL (persistent); later ones find it set. This can meet BUSY
+      // from another process, which the pool's retry policy handles like any transient connect failure.
+      const [mode] = yield* pragma("PRAGMA journal_mode")
+      if ((mode as { journal_mode?: string } | undefined)?.journal_mode !== "wal" && !options.readOnly) {
+        yield* pragma("PRAGMA journal_mode = WAL")
+      }
+    }
+    if (options.readOnly) yield* pragma("PRAGMA query_only = ON")
+    yield* pragma("SELECT 1")
+
+    const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
+      if (identity !== undefined && fileIdentity(filename) !== identity) {
+        return Effect.fail({ reason: "the database file was deleted or replaced since the connection opened" })
+      }
+      return Effect.mapError(sql.unsafe("SELECT 1"), (cause) => ({ reason: cause.message, cause }))
+    })
+    return { sql, validate }
+  }).pipe(
+    Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
+  )
+
+/**
+ * The live connector.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Connector> = Layer.effect(Connector, Effect.suspend(() => makeLive))
+
+/**
+ * Makes the live connector (what `layer` provides).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLive: Effect.Effect<Service> = Effect.map(Reactivity.make, (reactivity) =>
+  Connector.of({
+    connect: (options) => Effect.provideService(connect(options), Reactivity.Reactivity, reactivity)
+  }))

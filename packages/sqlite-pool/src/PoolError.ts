@@ -1,0 +1,102 @@
+/**
+ * Typed errors of the pool. Every error is a value with a `_tag` and a message that says what to do.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import type { PoolStats } from "./PoolStats.js"
+
+/**
+ * Invalid configuration: `field` names the offending field (or the unknown key), `message` the rule it broke.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
+  readonly field: string
+  readonly message: string
+}> {}
+
+/**
+ * Opening a connection failed. `attempts` counts every try (the first one plus retries); `transient` says whether
+ * a retry could help; `code` is the SQLite result code name such as "SQLITE_CANTOPEN", or "UNKNOWN".
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly filename: string
+  readonly attempts: number
+  readonly code: string
+  readonly transient: boolean
+  readonly reason: string
+  readonly elapsedMs: number
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const tries = this.attempts === 1
+      ? "after 1 attempt"
+      : `gave up after ${this.attempts} attempts over ${Math.round(this.elapsedMs)} ms`
+    const advice = this.transient ? "" : " (not retried: the error is permanent)"
+    return `cannot open ${this.filename}: ${this.reason} (${this.code}), ${tries}${advice}`
+  }
+}
+
+/**
+ * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
+ * took so long) and a snapshot of the pool's statistics at the moment of the timeout.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
+  readonly waitedMs: number
+  readonly stats: PoolStats
+  readonly lastError: ConnectError | undefined
+}> {
+  override get message(): string {
+    const s = this.stats
+    const last = this.lastError ? `; last connect error: ${this.lastError.message}` : ""
+    return `no connection available after ${Math.round(this.waitedMs)} ms ` +
+      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting}); ` +
+      `raise acquireTimeout or maxConnections, or hold connections for less time${last}`
+  }
+}
+
+/**
+ * The pool is closed (or closing): no more connections are handed out.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolClosedError extends Data.TaggedError("PoolClosedError")<{
+  readonly filename: string
+}> {
+  override get message(): string {
+    return `the connection pool for ${this.filename} is closed; acquire connections only while its scope is open`
+  }
+}
+
+/**
+ * A health check reached a connection but the database did not answer as expected.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class HealthCheckError extends Data.TaggedError("HealthCheckError")<{
+  readonly filename: string
+  readonly reason: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `health check of ${this.filename} failed: ${this.reason}`
+  }
+}
+
+/**
+ * What an acquire can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type AcquireError = ConnectError | AcquireTimeoutError | PoolClosedError

@@ -1,0 +1,54 @@
+/**
+ * The retry policy of connects (and of busy writes): exponential backoff on `Schedule.exponential`, each delay capped,
+ * optionally jittered, a bounded number of retries.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schedule from "effect/Schedule"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly retries: number
+  readonly retryBaseDelay: Duration.Duration
+  readonly retryMaxDelay: Duration.Duration
+  readonly retryJitter: boolean
+}
+
+/**
+ * The delay before retry number `retry` (0-based) without jitter: base * 2^retry, capped.
+ *
+ * @example
+ * delay({ retryBaseDelay: Duration.millis(10), retryMaxDelay: Duration.seconds(1) }, 2) // 40 millis
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const delay = (options: Pick<Options, "retryBaseDelay" | "retryMaxDelay">, retry: number): Duration.Duration =>
+  Duration.min(Duration.times(options.retryBaseDelay, 2 ** retry), options.retryMaxDelay)
+
+/**
+ * Every delay of the policy without jitter, in order: 10, 20, 40 ms for the defaults.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const delays = (options: Omit<Options, "retryJitter">): ReadonlyArray<Duration.Duration> =>
+  Array.from({ length: options.retries }, (_, retry) => delay(options, retry))
+
+/**
+ * The schedule: `Schedule.exponential(base)` with each delay capped at `retryMaxDelay`, jittered within +-20 % when
+ * asked, stopping after `retries` recurrences. Its output is the number of the retry about to be made (0-based).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const schedule = (options: Options): Schedule.Schedule<number> => {
+  const exponential = Schedule.exponential(options.retryBaseDelay, 2)
+  const paced = options.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
+  const capped = paced.pipe(Schedule.modifyDelay((delay) => Duration.min(delay, options.retryMaxDelay)))
+  return Schedule.intersect(capped, Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
+}
