@@ -18,11 +18,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Pool from "effect/Pool"
 import * as Scope from "effect/Scope"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import * as Connector from "./Connector.js"
 import * as FairGate from "./internal/fairGate.js"
+import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import { StatsRecorder } from "./internal/stats.js"
 import * as PoolConfig from "./PoolConfig.js"
 import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
@@ -95,6 +93,8 @@ export interface MakeOptions {
   readonly readOnly?: boolean | undefined
   /** the `pool` label of the pool's metrics (default: the filename) */
   readonly label?: string | undefined
+  /** the file to open instead of `config.filename` (SqlitePool resolves ":memory:" once for both of its pools) */
+  readonly databaseFile?: string | undefined
 }
 
 interface Entry extends PooledConnection {
@@ -122,8 +122,9 @@ export const makeWithConfig = (
     const connector = yield* Effect.serviceOption(Connector.Connector).pipe(
       Effect.flatMap(Option.match({ onNone: () => Connector.makeLive, onSome: Effect.succeed }))
     )
+    // Registered first, so the temporary directory of ":memory:" is removed after the pool has closed.
+    const filename = options.databaseFile ?? (yield* MemoryDatabase.resolve(config.filename))
     const outerScope = yield* Effect.scope
-    const filename = yield* databaseFile(config.filename)
     const stats = new StatsRecorder(options.label ?? config.filename)
     const connectOptions: Connector.ConnectOptions = {
       filename,
@@ -225,16 +226,13 @@ export const makeWithConfig = (
           Effect.asVoid
         )
       }
-      const closePool = Scope.close(poolScope, Exit.void).pipe(Effect.zipRight(removeDatabaseFile))
+      const closePool = Scope.close(poolScope, Exit.void)
       if (stats.leased === 0) return yield* closePool
       // Leases outlived shutdownTimeout: close their handles now (their next statement fails with a SqlError),
       // and let the Pool's own shutdown finish in the background when they end.
       yield* Effect.forEach(openEntries, (entry) => entry.close, { discard: true })
       yield* Effect.forkDaemon(closePool)
     })
-    const removeDatabaseFile = filename === config.filename ?
-      Effect.void :
-      Effect.sync(() => fs.rmSync(path.dirname(filename), { recursive: true, force: true }))
     yield* Scope.addFinalizer(outerScope, shutdown)
 
     // The part of an acquire that can wait: a slot from the fair gate, then a validated connection from the Pool.
@@ -355,17 +353,6 @@ export const makeWithConfig = (
 const causeIsFatal = (cause: Cause.Cause<unknown>): boolean =>
   Cause.failures(cause).pipe((failures) => [...failures].some(SqliteCode.isFatal)) ||
   [...Cause.defects(cause)].some(SqliteCode.isFatal)
-
-/**
- * ":memory:" becomes one private database file in a fresh temporary directory, so that every connection of the pool
- * sees the same database with WAL semantics; the directory is removed when the pool closes. A private in-memory
- * database per connection (SQLite's ":memory:") would give each connection its own empty database, and a shared
- * cache needs URI filenames that better-sqlite3 only honours with SQLITE_USE_URI set before it loads.
- */
-const databaseFile = (filename: string): Effect.Effect<string> =>
-  filename === ":memory:"
-    ? Effect.sync(() => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-memory-")), "memory.db"))
-    : Effect.succeed(filename)
 
 /**
  * Validates the input and makes a pool in the current Scope.

@@ -1,0 +1,274 @@
+import { SqlClient, SqlSchema } from "@effect/sql"
+import * as Migrator from "@effect/sql/Migrator"
+import { assert, describe, it } from "@effect/vitest"
+import { type PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
+import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schema, type Scope } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const lockHolder = fileURLToPath(new URL("./fixtures/lock-holder.mjs", import.meta.url))
+
+const tempDatabase = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-test-"))),
+  (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
+).pipe(Effect.map((directory) => path.join(directory, "test.db")))
+
+/** Runs `body` against a SqlitePool layer on a fresh file database. */
+const withPool = <A, E>(
+  input: PoolConfig.Input,
+  body: (
+    filename: string
+  ) => Effect.Effect<A, E, SqlClient.SqlClient | SqlitePool.SqlitePool | SqlitePool.Reader | Scope.Scope>
+) =>
+  Effect.scoped(
+    Effect.flatMap(tempDatabase, (filename) =>
+      body(filename).pipe(Effect.provide(SqlitePool.layer({ ...input, filename }))))
+  )
+
+/** Spawns the lock-holder process and waits until it holds the write lock. */
+const holdWriteLock = (filename: string, holdMs: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly exited: Promise<number | null> }, Error>((resume) => {
+      const child = spawn(process.execPath, [lockHolder, filename, String(holdMs)], {
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)))
+      child.stdout.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes("locked")) resume(Effect.succeed({ exited }))
+      })
+      child.on("error", (error) => resume(Effect.fail(error)))
+      return Effect.sync(() => child.kill("SIGKILL"))
+    }),
+    ({ exited }) => Effect.promise(() => exited)
+  )
+
+describe("SqlitePool", () => {
+  it.scoped("commits and rolls back transactions on the writer lane", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql.withTransaction(sql`INSERT INTO t VALUES (1)`)
+        const failed = yield* Effect.exit(
+          sql.withTransaction(Effect.zipRight(sql`INSERT INTO t VALUES (2)`, Effect.fail("boom")))
+        )
+        assert.isTrue(Exit.isFailure(failed))
+        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
+        assert.deepStrictEqual(rows.map((row) => row.x), [1])
+      })))
+
+  it.scoped("a failed nested block rolls back only itself (savepoints)", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql.withTransaction(Effect.gen(function*() {
+          yield* sql`INSERT INTO t VALUES (1)`
+          const inner = yield* Effect.exit(
+            sql.withTransaction(Effect.zipRight(sql`INSERT INTO t VALUES (2)`, Effect.fail("inner")))
+          )
+          assert.isTrue(Exit.isFailure(inner))
+          yield* sql.withTransaction(sql`INSERT INTO t VALUES (3)`)
+        }))
+        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
+        assert.deepStrictEqual(rows.map((row) => row.x), [1, 3])
+      })))
+
+  it.scoped("a transaction holds the writer connection until it ends, then gives it back", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const pool = yield* SqlitePool.SqlitePool
+        const inside = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(sql.withTransaction(
+          Effect.zipRight(Deferred.succeed(inside, undefined), Deferred.await(finish))
+        ))
+        yield* Deferred.await(inside)
+        assert.strictEqual((yield* pool.stats).writer.inUse, 1)
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(fiber)
+        const stats = (yield* pool.stats).writer
+        assert.strictEqual(stats.inUse, 0)
+        assert.strictEqual(stats.open, 1)
+      })))
+
+  it.live(
+    "a Reader is not blocked by a write transaction held open across Effect.sleep",
+    () =>
+      withPool({ readConnections: 2 }, () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const reader = yield* SqlitePool.Reader
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          yield* sql`INSERT INTO t VALUES (1)`
+          const inside = yield* Deferred.make<void>()
+          const writerDone = yield* Ref.make(false)
+          const writer = yield* Effect.fork(
+            sql.withTransaction(Effect.gen(function*() {
+              yield* sql`INSERT INTO t VALUES (2)`
+              yield* Deferred.succeed(inside, undefined)
+              yield* Effect.sleep("300 millis")
+            })).pipe(Effect.ensuring(Ref.set(writerDone, true)))
+          )
+          yield* Deferred.await(inside)
+          // The read completes while the write transaction is still open, and sees the last committed state.
+          const rows = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          assert.isFalse(yield* Ref.get(writerDone))
+          assert.strictEqual(rows[0]?.n, 1)
+          yield* Fiber.join(writer)
+          const after = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          assert.strictEqual(after[0]?.n, 2)
+        })),
+    20_000
+  )
+
+  it.scoped("a write through the Reader fails with a SqlError that says where writes go", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        const error = yield* Effect.flip(reader`INSERT INTO t VALUES (1)`)
+        assert.strictEqual(error._tag, "SqlError")
+        assert.include(error.message, "read-only")
+        assert.deepStrictEqual(yield* sql`SELECT * FROM t`, [])
+      })))
+
+  it.scoped("readConnections 0 runs Reader queries on the writer lane", () =>
+    withPool({ readConnections: 0 }, () =>
+      Effect.gen(function*() {
+        const reader = yield* SqlitePool.Reader
+        yield* reader`CREATE TABLE t (x INTEGER)`
+        yield* reader`INSERT INTO t VALUES (1)`
+        const stats = yield* (yield* SqlitePool.SqlitePool).stats
+        assert.strictEqual(stats.readers.created, 0)
+        assert.isAtLeast(stats.writer.acquired, 2)
+      })))
+
+  it.scoped("the writer lane is one connection whatever maxConnections says", () =>
+    withPool({ maxConnections: 8 }, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => sql`INSERT INTO t VALUES (${i})`, {
+          concurrency: 20
+        })
+        const stats = (yield* (yield* SqlitePool.SqlitePool).stats).writer
+        assert.strictEqual(stats.created, 1)
+        assert.strictEqual((yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 20)
+      })))
+
+  it.live(
+    "writes wait for another process's write lock without blocking the event loop, then succeed",
+    () =>
+      withPool({ retryMaxDelay: "20 millis", acquireTimeout: "10 seconds" }, (filename) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const pool = yield* SqlitePool.SqlitePool
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          const ticks = yield* Ref.make(0)
+          const ticker = yield* Effect.fork(
+            Effect.forever(Effect.zipRight(Effect.sleep("5 millis"), Ref.update(ticks, (n) => n + 1)))
+          )
+          const { exited } = yield* holdWriteLock(filename, 300)
+          yield* Ref.set(ticks, 0)
+          yield* sql`INSERT INTO t VALUES (1)`
+          yield* sql.withTransaction(sql`INSERT INTO t VALUES (2)`)
+          const ticked = yield* Ref.get(ticks)
+          yield* Fiber.interrupt(ticker)
+          const stats = yield* pool.stats
+          assert.isAbove(stats.busyRetries, 0, "the write met SQLITE_BUSY and was retried")
+          // A busy wait inside SQLite would have frozen the timer fiber for the whole hold.
+          assert.isAbove(ticked, 5, "the event loop kept running while the write waited")
+          assert.strictEqual((yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 2)
+          assert.strictEqual(yield* Effect.promise(() => exited), 0)
+        })),
+    30_000
+  )
+
+  it.live(
+    "a write still locked after acquireTimeout fails with a typed SqlError, not a defect",
+    () =>
+      withPool({ retryMaxDelay: "20 millis", acquireTimeout: "100 millis" }, (filename) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          yield* holdWriteLock(filename, 1_000)
+          const error = yield* Effect.flip(sql`INSERT INTO t VALUES (1)`)
+          assert.strictEqual(error._tag, "SqlError")
+          assert.include(error.message, "locked")
+        })),
+    30_000
+  )
+
+  it.scoped("@effect/sql's Migrator and a SqlSchema query run on the layer", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const ran = yield* Migrator.make({})({
+          loader: Migrator.fromRecord({
+            "1_create_people": sql`CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL)`,
+            "2_seed": sql`INSERT INTO people (name) VALUES ('Ada'), ('Grace')`
+          })
+        })
+        assert.deepStrictEqual(ran.map(([id]) => id), [1, 2])
+        const Person = Schema.Struct({ id: Schema.Number, name: Schema.String })
+        const findByName = SqlSchema.findOne({
+          Request: Schema.String,
+          Result: Person,
+          execute: (name) => sql`SELECT id, name FROM people WHERE name = ${name}`
+        })
+        const grace = yield* findByName("Grace")
+        assert.strictEqual(grace._tag, "Some")
+        assert.deepStrictEqual(grace._tag === "Some" ? grace.value.name : undefined, "Grace")
+      })))
+
+  it.scoped("a dead writer connection is replaced for the next statement; the failed one reports its error", () =>
+    withPool({}, (filename) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const pool = yield* SqlitePool.SqlitePool
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        // Replace the database file underneath the open connection with bytes that are not a database.
+        fs.rmSync(`${filename}-wal`, { force: true })
+        fs.rmSync(`${filename}-shm`, { force: true })
+        fs.writeFileSync(filename, Buffer.alloc(8192, 7))
+        const failed = yield* Effect.exit(sql`SELECT count(*) AS n FROM t`)
+        const stats = (yield* pool.stats).writer
+        // Either the statement itself failed with a fatal error, or validation caught the replaced file first.
+        if (Exit.isFailure(failed)) assert.isAtLeast(stats.invalidated, 1)
+        fs.rmSync(filename, { force: true })
+        const rows = yield* sql`SELECT 1 AS one`
+        assert.deepStrictEqual(rows, [{ one: 1 }])
+        const after = (yield* pool.stats).writer
+        assert.strictEqual(after.created, 2, "a new writer connection was opened")
+        assert.strictEqual(after.closed, 1)
+      })))
+
+  it.scoped("stats and health cover both lanes", () =>
+    withPool({ readConnections: 2 }, () =>
+      Effect.gen(function*() {
+        const pool = yield* SqlitePool.SqlitePool
+        const reader = yield* SqlitePool.Reader
+        yield* reader`SELECT 1`
+        const health = yield* pool.healthCheck
+        assert.isTrue(health.ok)
+        assert.strictEqual(health.writer.journalMode, "wal")
+        assert.strictEqual(health.readers?.journalMode, "wal")
+        const stats = yield* pool.stats
+        assert.strictEqual(stats.writer.created, 1)
+        assert.strictEqual(stats.readers.created, 1)
+      })))
+
+  it.effect("bad config fails the layer with a PoolConfigError naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(SqlitePool.layer({ readConnections: -1 })).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "PoolConfigError")
+      assert.strictEqual(error._tag === "PoolConfigError" ? error.field : "", "readConnections")
+    }))
+})
