@@ -3,7 +3,7 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/dist/**", "bench/results/**"] },
+  { ignores: ["**/node_modules/**", "**/dist/**", "bench/results/**", ".tmp/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
@@ -24,6 +24,13 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-empty-object-type": "off",
       "@typescript-eslint/no-namespace": "off"
+    }
+  },
+  {
+    // Plain Node scripts (child processes of tests and of the simulator)
+    files: ["**/*.mjs"],
+    languageOptions: {
+      globals: { process: "readonly", setTimeout: "readonly", clearTimeout: "readonly", console: "readonly" }
     }
   }
 )
