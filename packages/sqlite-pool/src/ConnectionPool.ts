@@ -97,6 +97,12 @@ export interface MakeOptions {
   readonly databaseFile?: string | undefined
 }
 
+interface ConnectFailure {
+  readonly error: ConnectError
+  /** failures are numbered in the order they happen */
+  readonly number: number
+}
+
 interface Entry extends PooledConnection {
   readonly connection: Connector.Connection
   readonly createdAt: number
@@ -139,8 +145,12 @@ export const makeWithConfig = (
     let isClosed = false
     const closedError = new PoolClosedError({ filename: config.filename })
 
+    // Effect's Pool keeps a failed connect as an item until some getter takes it, possibly one that started waiting
+    // after the failure (its own waiter timed out): numbering failures lets an acquire skip such stale ones.
+    let connectsFailed = 0
+
     // One connection, with retries of transient failures. Runs in the Pool's item scope: closing it closes the handle.
-    const connectWithRetry: Effect.Effect<Entry, ConnectError, Scope.Scope> = Effect.gen(function*() {
+    const connectWithRetry: Effect.Effect<Entry, ConnectFailure, Scope.Scope> = Effect.gen(function*() {
       const startedAt = yield* Clock.currentTimeMillis
       let attempts = 0
       const attempt = Effect.suspend(() => {
@@ -163,9 +173,10 @@ export const makeWithConfig = (
         ).pipe(
           Effect.catchAll((error) =>
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              Effect.fail(
-                new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })
-              ))
+              Effect.fail({
+                error: new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt }),
+                number: ++connectsFailed
+              }))
           ),
           Effect.tapErrorCause((cause) => Scope.close(connectionScope, Exit.failCause(cause))),
           Effect.flatMap((connection) =>
@@ -241,9 +252,16 @@ export const makeWithConfig = (
         yield* Effect.uninterruptibleMask((restore) =>
           Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
         )
+        const failuresBefore = connectsFailed
         while (true) {
           const attemptScope = yield* Scope.fork(leaseScope, ExecutionStrategy.sequential)
-          const entry = yield* Scope.extend(pool.get, attemptScope)
+          const got = yield* Effect.either(Scope.extend(pool.get, attemptScope))
+          if (got._tag === "Left") {
+            yield* Scope.close(attemptScope, Exit.void)
+            if (got.left.number <= failuresBefore) continue
+            return yield* Effect.fail(got.left.error)
+          }
+          const entry = got.right
           const problem = yield* validationProblem(entry)
           if (problem === undefined) return entry
           yield* Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`)
@@ -333,7 +351,8 @@ export const makeWithConfig = (
     // minConnections are opened (and verified) before the pool is handed out: a failure fails the construction.
     if (config.minConnections > 0) {
       yield* Effect.scoped(
-        Effect.forEach(Array.from({ length: config.minConnections }), () => pool.get, {
+        Effect.forEach(Array.from({ length: config.minConnections }), () =>
+          Effect.mapError(pool.get, (failure) => failure.error), {
           concurrency: config.minConnections,
           discard: true
         })
@@ -343,7 +362,9 @@ export const makeWithConfig = (
     return {
       acquire,
       use,
-      stats: Effect.sync(() => stats.snapshot()),
+      stats: Effect.sync(() =>
+        stats.snapshot()
+      ),
       healthCheck,
       invalidate,
       config
