@@ -14,6 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Pool from "effect/Pool"
@@ -246,13 +247,23 @@ export const makeWithConfig = (
     })
     yield* Scope.addFinalizer(outerScope, shutdown)
 
-    // The part of an acquire that can wait: a slot from the fair gate, then a validated connection from the Pool.
-    const checkout = (leaseScope: Scope.Scope): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+    // Connections the Pool holds but that are being validated by an acquire (not yet leased, not idle either).
+    let validating = 0
+    const idleInPool = () => stats.idle - validating
+
+    // The part of an acquire that can wait: a slot from the fair gate (unless one was taken already), then a
+    // validated connection from the Pool.
+    const checkout = (
+      leaseScope: Scope.Scope,
+      hasSlot: boolean,
+      failuresBefore: number
+    ): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
       Effect.gen(function*() {
-        yield* Effect.uninterruptibleMask((restore) =>
-          Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
-        )
-        const failuresBefore = connectsFailed
+        if (!hasSlot) {
+          yield* Effect.uninterruptibleMask((restore) =>
+            Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
+          )
+        }
         while (true) {
           const attemptScope = yield* Scope.fork(leaseScope, ExecutionStrategy.sequential)
           const got = yield* Effect.either(Scope.extend(pool.get, attemptScope))
@@ -262,7 +273,8 @@ export const makeWithConfig = (
             return yield* Effect.fail(got.left.error)
           }
           const entry = got.right
-          const problem = yield* validationProblem(entry)
+          validating++
+          const problem = yield* Effect.ensuring(validationProblem(entry), Effect.sync(() => validating--))
           if (problem === undefined) return entry
           yield* Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`)
           entry.invalidated = true
@@ -278,29 +290,45 @@ export const makeWithConfig = (
         if (config.maxLifetime !== null && now - entry.createdAt >= Duration.toMillis(config.maxLifetime)) {
           return "it reached maxLifetime"
         }
-        if (entry.leases === 0) return undefined // verified by the connector a moment ago
+        // A connection never leased is probed too: one opened for minConnections may have sat idle for hours.
+        // `lastReleasedAt` starts at the creation time, so validationInterval also spares a brand-new connection.
         if (now - entry.lastReleasedAt < Duration.toMillis(config.validationInterval)) return undefined
-        const result = yield* Effect.either(entry.connection.validate)
+        const result = yield* Effect.either(entry.connection.validate).pipe(
+          Effect.withSpan("sqlsim.validate", {
+            attributes: { "sqlsim.connection.id": entry.id },
+            captureStackTrace: false
+          })
+        )
         return result._tag === "Left" ? result.left.reason : undefined
-      }).pipe(Effect.withSpan("sqlsim.validate", { attributes: { "sqlsim.connection.id": entry.id } }))
+      })
+
+    const withAcquireTimeout = Effect.timeoutFail({
+      duration: config.acquireTimeout,
+      onTimeout: () => {
+        stats.count("timeouts")
+        return new AcquireTimeoutError({
+          waitedMs: Duration.toMillis(config.acquireTimeout),
+          stats: stats.snapshot(),
+          lastError: lastConnectError
+        })
+      }
+    })
 
     const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.gen(function*() {
       if (isClosed) return yield* Effect.fail(closedError)
       const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+      const failuresBefore = connectsFailed
+      // Fast path: a free slot, nobody waiting, an idle connection: nothing can wait, so no timeout fiber is needed.
+      const hasSlot = yield* Effect.uninterruptible(Effect.suspend(() =>
+        gate.unsafeTryTake() ? Effect.as(Scope.addFinalizer(leaseScope, gate.release), true) : Effect.succeed(false)
+      ))
+      const immediate = hasSlot && idleInPool() > 0
       stats.startWaiting()
-      const entry = yield* checkout(leaseScope).pipe(
-        Effect.timeoutFail({
-          duration: config.acquireTimeout,
-          onTimeout: () => {
-            stats.count("timeouts")
-            return new AcquireTimeoutError({
-              waitedMs: Duration.toMillis(config.acquireTimeout),
-              stats: stats.snapshot(),
-              lastError: lastConnectError
-            })
-          }
-        }),
-        Effect.ensuring(Effect.sync(() => stats.stopWaiting())),
+      const entry = yield* checkout(leaseScope, hasSlot, failuresBefore).pipe(
+        immediate ? identity : withAcquireTimeout,
+        Effect.ensuring(Effect.sync(() =>
+          stats.stopWaiting()
+        )),
         Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(leaseScope, exit) : Effect.void)
       )
       return yield* Effect.uninterruptible(Effect.gen(function*() {
@@ -318,7 +346,10 @@ export const makeWithConfig = (
         return entry satisfies PooledConnection
       }))
     }).pipe(
-      Effect.withSpan("sqlsim.acquire", { attributes: { "db.system.name": "sqlite", "db.namespace": config.filename } })
+      Effect.withSpan("sqlsim.acquire", {
+        attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
+        captureStackTrace: false
+      })
     )
 
     const use = <A, E, R>(f: (connection: PooledConnection) => Effect.Effect<A, E, R>) =>
@@ -338,7 +369,7 @@ export const makeWithConfig = (
       }).pipe(
         Effect.mapError((cause) => new HealthCheckError({ filename: config.filename, reason: cause.message, cause }))
       )
-    ).pipe(Effect.withSpan("sqlsim.healthCheck"))
+    ).pipe(Effect.withSpan("sqlsim.healthCheck", { captureStackTrace: false }))
 
     const invalidate = (connection: PooledConnection) =>
       Effect.suspend(() => {

@@ -15,6 +15,8 @@ interface Waiter<E> {
 export interface FairGate<E> {
   /** waits for a slot, first come first served; fails with the close error once the gate is closed */
   readonly take: Effect.Effect<void, E>
+  /** takes a slot if one is free and nobody waits; never waits (call it where interruption cannot land) */
+  readonly unsafeTryTake: () => boolean
   /** returns a slot: to the oldest waiter if there is one */
   readonly release: Effect.Effect<void>
   /** fails every waiter (and every later take) with `error` */
@@ -87,6 +89,11 @@ export const make = <E>(permits: number): FairGate<E> => {
 
   return {
     take,
+    unsafeTryTake: () => {
+      if (closedWith !== undefined || available === 0 || size > 0) return false
+      available--
+      return true
+    },
     release: Effect.sync(unsafeRelease),
     close: (error) =>
       Effect.sync(() => {

@@ -93,6 +93,10 @@ export class StatsRecorder {
     return this.inUse
   }
 
+  get idle(): number {
+    return this.values.created - this.values.closed - this.inUse
+  }
+
   snapshot(): PoolStats {
     const open = this.values.created - this.values.closed
     return { ...this.values, open, idle: open - this.inUse, inUse: this.inUse, waiting: this.waiting }
