@@ -31,7 +31,7 @@ export const retryBusy = (config: PoolConfig, counter: BusyCounter) => {
   const exponential = Schedule.exponential(config.retryBaseDelay, 2)
   const paced = config.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
   const schedule = paced.pipe(
-    Schedule.modifyDelay((delay) => Duration.min(delay, config.retryMaxDelay)),
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, config.retryMaxDelay)),
     Schedule.upTo(config.acquireTimeout),
     Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
   )
