@@ -112,6 +112,8 @@ interface Entry extends PooledConnection {
   lastReleasedAt: number
   closed: boolean
   invalidated: boolean
+  /** leased right now */
+  leased: boolean
 }
 
 /**
@@ -192,7 +194,8 @@ export const makeWithConfig = (
                 leases: 0,
                 lastReleasedAt: now,
                 closed: false,
-                invalidated: false
+                invalidated: false,
+                leased: false
               }
               stats.count("created")
               openEntries.add(entry)
@@ -226,6 +229,16 @@ export const makeWithConfig = (
     )
     const gate = FairGate.make<PoolClosedError>(config.maxConnections)
 
+    // Leases not ended yet. Shutdown ends those that outlive shutdownTimeout itself, so that the statistics stay
+    // consistent (inUse + idle == open) once their connections are closed under them.
+    const activeLeases = new Set<Lease>()
+    const endLease = (lease: Lease) => {
+      if (lease.ended) return
+      lease.ended = true
+      activeLeases.delete(lease)
+      stats.endLease()
+    }
+
     // Shutdown: refuse new acquires and fail waiters at once, give leases shutdownTimeout to end, then close every
     // handle. The wait is made interruptible explicitly: finalizers are not, and a timeout inside one never fires.
     const drained = yield* Deferred.make<void>()
@@ -240,8 +253,9 @@ export const makeWithConfig = (
       }
       const closePool = Scope.close(poolScope, Exit.void)
       if (stats.leased === 0) return yield* closePool
-      // Leases outlived shutdownTimeout: close their handles now (their next statement fails with a SqlError),
-      // and let the Pool's own shutdown finish in the background when they end.
+      // Leases outlived shutdownTimeout: end them, close their handles now (their next statement fails with a
+      // SqlError), and let the Pool's own shutdown finish in the background when their scopes close.
+      activeLeases.forEach(endLease)
       yield* Effect.forEach(openEntries, (entry) => entry.close, { discard: true })
       yield* Effect.forkDaemon(closePool)
     })
@@ -266,7 +280,12 @@ export const makeWithConfig = (
         }
         while (true) {
           const attemptScope = yield* Scope.fork(leaseScope, ExecutionStrategy.sequential)
-          const got = yield* Effect.either(Scope.extend(pool.get, attemptScope))
+          // Effect's Pool waits for a connect in progress uninterruptibly: disconnected, the wait ends as soon as
+          // acquireTimeout (or the caller) interrupts it, and a connection that arrives later goes straight back
+          // to the pool through the finalizer it adds to the then closed attemptScope. With an idle connection
+          // there is nothing to wait for, and no extra fiber is spent.
+          const get = Scope.extend(pool.get, attemptScope)
+          const got = yield* Effect.either(idleInPool() > 0 ? get : Effect.disconnect(get))
           if (got._tag === "Left") {
             yield* Scope.close(attemptScope, Exit.void)
             if (got.left.number <= failuresBefore) continue
@@ -333,12 +352,17 @@ export const makeWithConfig = (
       )
       return yield* Effect.uninterruptible(Effect.gen(function*() {
         stats.lease(entry.leases++ > 0)
+        entry.leased = true
+        const lease: Lease = { ended: false }
+        activeLeases.add(lease)
         yield* Scope.addFinalizerExit(leaseScope, (exit) =>
           Effect.gen(function*() {
             entry.lastReleasedAt = yield* Clock.currentTimeMillis
-            stats.endLease()
+            endLease(lease)
             if (stats.leased === 0 && isClosed) yield* Deferred.succeed(drained, undefined)
-            if (Exit.isFailure(exit) && causeIsFatal(exit.cause)) {
+            entry.leased = false
+            // Handed to the Pool while it still counts the connection as in use, so it is closed, not reused.
+            if (entry.invalidated || (Exit.isFailure(exit) && (yield* leaseBrokeConnection(entry, exit.cause)))) {
               entry.invalidated = true
               yield* pool.invalidate(entry)
             }
@@ -376,7 +400,9 @@ export const makeWithConfig = (
         const entry = connection as Entry
         if (!openEntries.has(entry)) return Effect.void
         entry.invalidated = true
-        return pool.invalidate(entry)
+        // A leased connection is passed to the Pool when its lease ends: marked invalid in the Pool now, it would no
+        // longer count towards maxConnections and the Pool could open one more while the lease goes on.
+        return entry.leased ? Effect.void : pool.invalidate(entry)
       })
 
     // minConnections are opened (and verified) before the pool is handed out: a failure fails the construction.
@@ -402,9 +428,23 @@ export const makeWithConfig = (
     } satisfies Service
   })
 
-const causeIsFatal = (cause: Cause.Cause<unknown>): boolean =>
-  Cause.failures(cause).pipe((failures) => [...failures].some(SqliteCode.isFatal)) ||
-  [...Cause.defects(cause)].some(SqliteCode.isFatal)
+interface Lease {
+  ended: boolean
+}
+
+/**
+ * Whether a lease that ended with `cause` left its connection unusable: a fatal SQLite code says so at once; a
+ * failure that carries no SQLite code at all (such as the driver's "The database connection is not open") is
+ * settled by probing the connection. A failure with a caller's code (syntax, constraint) proves SQLite answered.
+ */
+const leaseBrokeConnection = (entry: Entry, cause: Cause.Cause<unknown>): Effect.Effect<boolean> => {
+  const errors = [...Cause.failures(cause), ...Cause.defects(cause)]
+  if (errors.some(SqliteCode.isFatal)) return Effect.succeed(true)
+  if (errors.length === 0 || errors.some((error) => SqliteCode.codeOf(error) !== undefined)) {
+    return Effect.succeed(false)
+  }
+  return Effect.isFailure(entry.connection.validate)
+}
 
 /**
  * Validates the input and makes a pool in the current Scope.

@@ -82,7 +82,7 @@ export class Connector extends Context.Tag("@sqlsim/sqlite-pool/Connector")<Conn
 export const classifyOpenFailure = (filename: string, cause: unknown): ConnectError => {
   const error = (code: string, transient: boolean, reason: string) =>
     new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
-  const message = cause instanceof Error ? cause.message : String(cause)
+  const message = driverMessage(cause)
   if (/directory does not exist/i.test(message)) {
     return error("SQLITE_CANTOPEN", true, "directory does not exist")
   }
@@ -96,6 +96,17 @@ export const classifyOpenFailure = (filename: string, cause: unknown): ConnectEr
   if (SqliteCode.primary(code) === "SQLITE_CORRUPT") return error(code, false, "the database file is corrupt")
   if (code === "UNKNOWN") return error(code, false, message)
   return error(code, SqliteCode.classify(code) === "transient", message)
+}
+
+/** The message of the innermost error: the driver's ("database is locked"), not a wrapper's ("Failed to prepare"). */
+const driverMessage = (cause: unknown): string => {
+  let message = cause instanceof Error ? cause.message : String(cause)
+  let current: unknown = cause
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (current.message.trim() !== "") message = current.message
+    current = current.cause
+  }
+  return message
 }
 
 const isDirectory = (candidate: string): boolean => {
@@ -155,7 +166,11 @@ export const connect = (
       if (identity !== undefined && fileIdentity(filename) !== identity) {
         return Effect.fail({ reason: "the database file was deleted or replaced since the connection opened" })
       }
-      return Effect.mapError(sql.unsafe("SELECT 1"), (cause) => ({ reason: cause.message, cause }))
+      // The driver's own message ("The database connection is not open") says more than SqlError's wrapper.
+      return Effect.mapError(sql.unsafe("SELECT 1"), (cause) => ({
+        reason: cause.cause instanceof Error ? cause.cause.message : cause.message,
+        cause
+      }))
     })
     return { sql, validate }
   }).pipe(

@@ -49,6 +49,8 @@ export const delays = (options: Omit<Options, "retryJitter">): ReadonlyArray<Dur
 export const schedule = (options: Options): Schedule.Schedule<number> => {
   const exponential = Schedule.exponential(options.retryBaseDelay, 2)
   const paced = options.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
-  const capped = paced.pipe(Schedule.modifyDelay((delay) => Duration.min(delay, options.retryMaxDelay)))
+  // modifyDelay passes (output, delay): the output of `exponential` is the nominal delay, so the cap must read the
+  // second argument or it would discard the jitter.
+  const capped = paced.pipe(Schedule.modifyDelay((_, delay) => Duration.min(delay, options.retryMaxDelay)))
   return Schedule.intersect(capped, Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
 }

@@ -1,0 +1,116 @@
+import { describe, expect, it } from "@effect/vitest"
+import { PoolConfig, RetryPolicy } from "@sqlsim/sqlite-pool"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FastCheck from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as Random from "effect/Random"
+import * as TestClock from "effect/TestClock"
+
+const policy = (input: PoolConfig.Input) => PoolConfig.make(input)
+
+/**
+ * Runs an always-failing effect under the policy's schedule on the TestClock and returns the clock at every attempt.
+ * The retrying fiber is a child of the test, so one TestClock.adjust runs all its sleeps in order.
+ */
+const attemptTimes = (options: RetryPolicy.Options, advanceBy: Duration.DurationInput = "1 hour") =>
+  Effect.gen(function*() {
+    const times: Array<number> = []
+    const failing = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      times.push(now)
+      return Effect.fail("refused" as const)
+    })
+    const fiber = yield* Effect.fork(Effect.retry(failing, RetryPolicy.schedule(options)))
+    yield* TestClock.adjust(advanceBy)
+    const exit = yield* Fiber.join(fiber).pipe(Effect.exit, Effect.timeoutOption("0 millis"))
+    return { times, exit }
+  })
+
+const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((time, index) => time - times[index]!)
+
+describe("RetryPolicy", () => {
+  it.effect("the defaults wait 10, 20 and 40 ms", () =>
+    Effect.gen(function*() {
+      const config = yield* policy({})
+      expect(RetryPolicy.delays(config).map(Duration.toMillis)).toEqual([10, 20, 40])
+      expect(RetryPolicy.delay(config, 0)).toEqual(Duration.millis(10))
+      expect(RetryPolicy.delay(config, 2)).toEqual(Duration.millis(40))
+    }))
+
+  it.effect("each delay doubles and is capped by retryMaxDelay", () =>
+    Effect.gen(function*() {
+      const config = yield* policy({ retries: 6, retryBaseDelay: "100 millis", retryMaxDelay: "500 millis" })
+      expect(RetryPolicy.delays(config).map(Duration.toMillis)).toEqual([100, 200, 400, 500, 500, 500])
+    }))
+
+  it.effect("no retries, no delays", () =>
+    Effect.gen(function*() {
+      expect(RetryPolicy.delays(yield* policy({ retries: 0 }))).toEqual([])
+    }))
+
+  it.effect("the schedule waits exactly 10, 20, 40 ms on the clock, then gives up after retries + 1 attempts", () =>
+    Effect.gen(function*() {
+      const { exit, times } = yield* attemptTimes(yield* policy({}))
+      expect(times).toEqual([0, 10, 30, 70])
+      expect(gaps(times)).toEqual([10, 20, 40])
+      expect(exit._tag === "Some" && Exit.isFailure(exit.value)).toBe(true)
+    }))
+
+  it.effect("the waits are real: before 30 ms only two attempts have been made", () =>
+    Effect.gen(function*() {
+      const { exit, times } = yield* attemptTimes(yield* policy({}), "29 millis")
+      expect(times).toEqual([0, 10])
+      expect(exit._tag).toBe("None") // still waiting for the third attempt
+    }))
+
+  it.effect("the cap applies on the clock too", () =>
+    Effect.gen(function*() {
+      const config = yield* policy({ retries: 5, retryBaseDelay: "100 millis", retryMaxDelay: "250 millis" })
+      const { times } = yield* attemptTimes(config)
+      expect(gaps(times)).toEqual([100, 200, 250, 250, 250])
+    }))
+
+  it.effect("retries: 0 makes one attempt", () =>
+    Effect.gen(function*() {
+      const { times } = yield* attemptTimes(yield* policy({ retries: 0 }))
+      expect(times).toEqual([0])
+    }))
+
+  it.effect("with jitter, the extremes of the random source give exactly -20 % and +20 %", () =>
+    Effect.gen(function*() {
+      const config = yield* policy({ retryJitter: true })
+      const { times } = yield* attemptTimes(config).pipe(Effect.withRandom(Random.fixed([0, 0.5, 1])))
+      const [first, second, third] = gaps(times)
+      expect(first).toBeCloseTo(8, 9)
+      expect(second).toBeCloseTo(20, 9)
+      expect(third).toBeCloseTo(48, 9)
+    }))
+
+  it.effect.prop(
+    "with jitter, every delay stays within +-20 % of 10 * 2^n and under the cap",
+    [FastCheck.integer(), FastCheck.integer({ min: 1, max: 8 })],
+    ([seed, retries]) =>
+      Effect.gen(function*() {
+        const config = yield* policy({ retries, retryJitter: true, retryMaxDelay: "1 second" })
+        const { times } = yield* attemptTimes(config).pipe(Effect.withRandom(Random.make(seed)))
+        expect(times).toHaveLength(retries + 1)
+        gaps(times).forEach((gap, retry) => {
+          const nominal = 10 * 2 ** retry
+          expect(gap).toBeGreaterThanOrEqual(Math.min(nominal * 0.8, 1000) - 1e-9)
+          expect(gap).toBeLessThanOrEqual(Math.min(nominal * 1.2, 1000) + 1e-9)
+        })
+      }),
+    { fastCheck: { numRuns: 20 } }
+  )
+
+  it.effect("jitter actually varies the delays", () =>
+    Effect.gen(function*() {
+      const config = yield* policy({ retries: 8, retryJitter: true, retryMaxDelay: "10 seconds" })
+      const { times } = yield* attemptTimes(config).pipe(Effect.withRandom(Random.make(42)))
+      const ratios = gaps(times).map((gap, retry) => gap / (10 * 2 ** retry))
+      expect(new Set(ratios.map((ratio) => ratio.toFixed(6))).size).toBeGreaterThan(1)
+      expect(ratios.some((ratio) => Math.abs(ratio - 1) > 1e-6)).toBe(true)
+    }))
+})
