@@ -1,0 +1,397 @@
+/**
+ * The seed workload, the project's main job: read labels from a file, insert them into an `events` table through a
+ * pooled connection in one transaction, read them back in id order, release the connection, health-check a second
+ * acquire (a reuse of the same connection) and write a JSON summary whose pool statistics prove the pooling
+ * (`created: 1, reused: 1`).
+ *
+ * Bad input changes nothing: the input and the output are checked before the database is opened, a regular input
+ * file is read through once (streamed) before it, and the inserts run in one transaction that rolls back on any
+ * failure. The summary is written to a temporary file and renamed over the output only at the end.
+ *
+ * @since 0.1.0
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import {
+  ConnectionPool,
+  PoolConfig,
+  type PoolError,
+  type PoolStats,
+  RetryPolicy,
+  SqliteCode
+} from "@sqlsim/sqlite-pool"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Stream from "effect/Stream"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as AtomicFile from "./AtomicFile.js"
+import * as Labels from "./Labels.js"
+
+/**
+ * The labels file bundled with the command, used when no input is given.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const bundledLabels: string = fileURLToPath(new URL("../assets/labels.txt", import.meta.url))
+
+/**
+ * Where the summary goes when no output is given: `summary.json` in the current directory.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultOutput = "summary.json"
+
+/**
+ * Rows are inserted and read back this many at a time (labels are at most 64 KiB, so a batch stays bounded).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const batchSize = 256
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** the labels file, or "-" for standard input */
+  readonly input: string
+  /** the summary file (written atomically) */
+  readonly output: string
+  /** the pool's configuration; `filename` is the database (default ":memory:") */
+  readonly pool?: PoolConfig.Input | undefined
+  /** how many rows `Result.preview` keeps (default 20) */
+  readonly previewRows?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Row {
+  readonly id: number
+  readonly label: string
+}
+
+/**
+ * The `health` part of the summary.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthSummary {
+  readonly ok: boolean
+  readonly latency_ms: number
+  readonly sqlite_version: string
+  readonly journal_mode: string
+}
+
+/**
+ * The `pool_stats` part of the summary: `PoolStats` with snake_case keys.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolStatsSummary {
+  readonly created: number
+  readonly reused: number
+  readonly acquired: number
+  readonly released: number
+  readonly invalidated: number
+  readonly closed: number
+  readonly connect_failures: number
+  readonly retries: number
+  readonly timeouts: number
+  readonly open: number
+  readonly idle: number
+  readonly in_use: number
+  readonly waiting: number
+}
+
+/**
+ * The JSON summary, with the keys of the original brief.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Summary {
+  readonly rows_inserted: number
+  readonly rows: ReadonlyArray<Row>
+  readonly health: HealthSummary
+  readonly pool_stats: PoolStatsSummary
+}
+
+/**
+ * What a run returns. The rows themselves are in the output file (streamed there, so their number is not limited
+ * by memory); `preview` holds the first few.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Result {
+  /** the absolute path the summary was written to */
+  readonly output: string
+  readonly rowsInserted: number
+  readonly preview: ReadonlyArray<Row>
+  readonly health: HealthSummary
+  readonly poolStats: PoolStatsSummary
+}
+
+/**
+ * Two options name the same file.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConflictError extends Data.TaggedError("ConflictError")<{
+  readonly message: string
+}> {}
+
+/**
+ * A statement on the database failed (say, an existing `events` table without a `label` column); the transaction
+ * was rolled back.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly database: string
+  readonly reason: string
+  readonly cause: SqlError
+}> {
+  override get message(): string {
+    return `database ${this.database}: ${this.reason}`
+  }
+}
+
+/**
+ * Everything a run can fail with; each has a one-line `message` that tells the user what to do.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type DemoError =
+  | Labels.InputError
+  | AtomicFile.OutputError
+  | ConflictError
+  | PoolError.PoolConfigError
+  | PoolError.AcquireError
+  | PoolError.HealthCheckError
+  | DatabaseError
+
+/**
+ * Runs the workload.
+ *
+ * @example
+ * const result = yield* Demo.run({ input: "labels.txt", output: "summary.json" })
+ * // result.poolStats.created === 1, result.poolStats.reused === 1
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const run = (options: Options): Effect.Effect<Result, DemoError, FileSystem.FileSystem> =>
+  Effect.scoped(Effect.gen(function*() {
+    const config = yield* PoolConfig.make(options.pool ?? {})
+    yield* checkConflicts(options.input, options.output, config.filename)
+    const inputKind = yield* Labels.inspect(options.input)
+    const output = yield* AtomicFile.open(options.output)
+    // A file can be read twice: reading it through first means bad content never reaches the database at all.
+    // Standard input or a pipe is read once, inside the transaction, which rolls back if the content is bad.
+    if (inputKind === "file") yield* Stream.runDrain(Labels.read(options.input))
+
+    const result = yield* Effect.scoped(Effect.gen(function*() {
+      const pool = yield* ConnectionPool.makeWithConfig(config)
+      const previewRows = options.previewRows ?? 20
+      // First lease: create, insert, read back; the connection goes back to the pool when `use` ends.
+      const { preview, rowsInserted } = yield* pool.use((connection) =>
+        Effect.gen(function*() {
+          const inserted = yield* inTransaction(
+            connection.sql,
+            config,
+            Effect.zipRight(createTable(connection.sql), insertLabels(connection.sql, Labels.read(options.input)))
+          )
+          yield* output.write(renderHead(inserted.count))
+          const preview = yield* writeRows(connection.sql, inserted, output, previewRows)
+          yield* output.write(renderRowsEnd(inserted.count))
+          return { preview, rowsInserted: inserted.count }
+        }).pipe(Effect.catchTag("SqlError", (cause) =>
+          Effect.fail(
+            new DatabaseError({
+              database: config.filename,
+              reason: cause.cause instanceof Error ? cause.cause.message : cause.message,
+              cause
+            })
+          )))
+      )
+      // Second lease: the health check acquires like any other lease, so the idle connection is reused.
+      const health = toHealthSummary(yield* pool.healthCheck)
+      const poolStats = toPoolStatsSummary(yield* pool.stats)
+      yield* output.write(renderTail(health, poolStats))
+      return { output: output.path, rowsInserted, preview, health, poolStats } satisfies Result
+    }))
+    // Renamed only after the pool has closed: the summary appears complete, or not at all.
+    yield* output.commit
+    return result
+  }))
+
+/**
+ * The summary as the JSON text written to the output: one row per line.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const render = (summary: Summary): string =>
+  renderHead(summary.rows_inserted) +
+  summary.rows.map((row, i) => renderRowAt(row, i)).join("") +
+  renderRowsEnd(summary.rows.length) +
+  renderTail(summary.health, summary.pool_stats)
+
+// The pieces of the summary, written one after the other so that the rows can be streamed.
+const renderHead = (rowsInserted: number) => `{\n  "rows_inserted": ${rowsInserted},\n  "rows": [`
+
+const renderRowAt = (row: Row, index: number) =>
+  `${index === 0 ? "\n    " : ",\n    "}{"id": ${row.id}, "label": ${JSON.stringify(row.label)}}`
+
+const renderRowsEnd = (rows: number) => rows === 0 ? "],\n" : "\n  ],\n"
+
+const renderTail = (health: HealthSummary, poolStats: PoolStatsSummary) =>
+  `  "health": ${indent(JSON.stringify(health, null, 2))},\n` +
+  `  "pool_stats": ${indent(JSON.stringify(poolStats, null, 2))}\n}\n`
+
+const indent = (json: string) => json.replaceAll("\n", "\n  ")
+
+const sameFile = (a: string, b: string) => path.resolve(a) === path.resolve(b)
+
+const checkConflicts = (input: string, output: string, database: string) =>
+  Effect.suspend(() => {
+    if (input !== Labels.standardInput && sameFile(input, output)) {
+      return Effect.fail(new ConflictError({ message: `the input and the output are the same file (${input})` }))
+    }
+    if (database === ":memory:") return Effect.void
+    if (input !== Labels.standardInput && sameFile(input, database)) {
+      return Effect.fail(new ConflictError({ message: `the input and the database are the same file (${input})` }))
+    }
+    if (sameFile(output, database)) {
+      return Effect.fail(new ConflictError({ message: `the output and the database are the same file (${output})` }))
+    }
+    return Effect.void
+  })
+
+const createTable = (sql: SqliteClient.SqliteClient) =>
+  sql`CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, label TEXT NOT NULL)`
+
+interface Inserted {
+  readonly count: number
+  /** ids of this run's rows: new rowids are above every existing one while the write lock is held */
+  readonly firstId: number
+  readonly lastId: number
+}
+
+const insertLabels = <E>(sql: SqliteClient.SqliteClient, labels: Stream.Stream<Labels.Label, E>) =>
+  Effect.suspend(() => {
+    let count = 0
+    let firstId = Number.POSITIVE_INFINITY
+    let lastId = Number.NEGATIVE_INFINITY
+    return labels.pipe(
+      Stream.grouped(batchSize),
+      Stream.runForEach((batch) =>
+        Effect.map(
+          sql<{ id: number }>`INSERT INTO events ${sql.insert(Array.from(batch, (label) => ({ label: label.text })))}
+            RETURNING id`,
+          (ids) => {
+            count += ids.length
+            // RETURNING gives no order guarantee: take the extremes.
+            for (const { id } of ids) {
+              if (id < firstId) firstId = id
+              if (id > lastId) lastId = id
+            }
+          }
+        )
+      ),
+      Effect.map((): Inserted => ({ count, firstId, lastId }))
+    )
+  })
+
+/**
+ * `BEGIN IMMEDIATE` takes the write lock up front (retried with the pool's backoff while another connection holds
+ * it), so nothing inside can meet SQLITE_BUSY; any failure or interruption rolls back.
+ */
+const inTransaction = <A, E, R>(
+  sql: SqliteClient.SqliteClient,
+  config: PoolConfig.PoolConfig,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.suspend(() => {
+    let open = false
+    const begin = Effect.uninterruptible(Effect.tap(sql.unsafe("BEGIN IMMEDIATE"), () => {
+      open = true
+    }))
+    const commit = Effect.uninterruptible(Effect.tap(sql.unsafe("COMMIT"), () => {
+      open = false
+    }))
+    const retryBusy = { schedule: RetryPolicy.schedule(config), while: SqliteCode.isBusy }
+    return Effect.retry(begin, retryBusy).pipe(
+      Effect.zipRight(body),
+      Effect.zipLeft(Effect.retry(commit, retryBusy)),
+      Effect.onExit((exit) => Exit.isFailure(exit) && open ? Effect.ignore(sql.unsafe("ROLLBACK")) : Effect.void)
+    )
+  })
+
+const writeRows = (
+  sql: SqliteClient.SqliteClient,
+  inserted: Inserted,
+  output: AtomicFile.AtomicFile,
+  previewRows: number
+) =>
+  Effect.gen(function*() {
+    const preview: Array<Row> = []
+    if (inserted.count === 0) return preview
+    let after = inserted.firstId - 1
+    let written = 0
+    while (true) {
+      const page = yield* sql<Row>`SELECT id, label FROM events
+        WHERE id > ${after} AND id <= ${inserted.lastId} ORDER BY id LIMIT ${batchSize}`
+      if (page.length === 0) return preview
+      let text = ""
+      for (const row of page) {
+        text += renderRowAt(row, written++)
+        if (preview.length < previewRows) preview.push({ id: row.id, label: row.label })
+      }
+      yield* output.write(text)
+      after = page[page.length - 1]!.id
+    }
+  })
+
+const toHealthSummary = (report: ConnectionPool.HealthReport): HealthSummary => ({
+  ok: report.ok,
+  latency_ms: Math.round(report.latencyMs * 1000) / 1000,
+  sqlite_version: report.sqliteVersion,
+  journal_mode: report.journalMode
+})
+
+/**
+ * `PoolStats` with the snake_case keys of the summary.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const toPoolStatsSummary = (stats: PoolStats.PoolStats): PoolStatsSummary => ({
+  created: stats.created,
+  reused: stats.reused,
+  acquired: stats.acquired,
+  released: stats.released,
+  invalidated: stats.invalidated,
+  closed: stats.closed,
+  connect_failures: stats.connectFailures,
+  retries: stats.retries,
+  timeouts: stats.timeouts,
+  open: stats.open,
+  idle: stats.idle,
+  in_use: stats.inUse,
+  waiting: stats.waiting
+})

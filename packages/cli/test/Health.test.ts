@@ -1,0 +1,55 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Health } from "@sqlsim/cli"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { eventsOf, filesIn, makeEventsDatabase, tempDir } from "./utils.js"
+
+describe("Health", () => {
+  it.scoped("a database file is healthy, and checking it changes nothing (not even its journal mode)", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const db = path.join(directory, "events.db")
+      makeEventsDatabase(db, ["one"])
+      const before = fs.readFileSync(db)
+      const report = yield* Health.check({ filename: db })
+      assert.isTrue(report.ok)
+      if (!report.ok) return
+      assert.strictEqual(report.database, db)
+      assert.strictEqual(report.journal_mode, "delete")
+      assert.match(report.sqlite_version, /^3\.\d+/)
+      assert.deepStrictEqual(fs.readFileSync(db), before)
+      assert.deepStrictEqual(eventsOf(db), [{ id: 1, label: "one" }])
+    }))
+
+  it.scoped("a missing file is unhealthy and is not created", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const report = yield* Health.check({ filename: path.join(directory, "missing.db") })
+      assert.isFalse(report.ok)
+      if (report.ok) return
+      assert.include(report.error, "does not exist")
+      assert.deepStrictEqual(filesIn(directory), [])
+    }))
+
+  it.scoped("a file that is not a database, and a directory, are unhealthy at once (permanent, not retried)", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const text = path.join(directory, "notes.txt")
+      fs.writeFileSync(text, "this is not a database, just some text that is long enough to be read as a header\n")
+      const notADatabase = yield* Health.check({ filename: text, retries: 5 })
+      assert.isFalse(notADatabase.ok)
+      if (!notADatabase.ok) assert.include(notADatabase.error, "(SQLITE_NOTADB), after 1 attempt")
+      const asDirectory = yield* Health.check({ filename: directory, retries: 5 })
+      assert.isFalse(asDirectory.ok)
+      if (!asDirectory.ok) assert.include(asDirectory.error, "directory")
+      assert.strictEqual(fs.readFileSync(text, "utf8").startsWith("this is not a database"), true)
+    }))
+
+  it.effect("an invalid configuration is a typed error", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Health.check({ filename: "x.db", retries: -1 }))
+      assert.strictEqual(error._tag, "PoolConfigError")
+      assert.strictEqual(error.field, "retries")
+    }))
+})

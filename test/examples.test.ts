@@ -1,0 +1,92 @@
+/**
+ * Every example runs with the command on its first line (`// Run with: ...`) and prints what it promises.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("../", import.meta.url))
+const examples = path.join(root, "examples")
+
+/** The command of an example's `// Run with: ...` first line. */
+const runLine = (file: string): string => {
+  const first = fs.readFileSync(path.join(examples, file), "utf8").split("\n")[0] ?? ""
+  const match = /^\/\/ Run with: (.+)$/.exec(first)
+  if (match === null) throw new Error(`${file} does not start with a "// Run with: ..." line`)
+  return match[1]!
+}
+
+/** Runs an example's own command from the repository root. */
+const runExample = (file: string) =>
+  Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+    // Its own process group, so that an interrupted test kills the shell, pnpm and node together.
+    const child = spawn(runLine(file), { cwd: root, shell: true, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+    return Effect.sync(() => {
+      if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL")
+    })
+  })
+
+describe("examples", () => {
+  it("every example in the folder is listed in examples/README.md with its command", () => {
+    const readme = fs.readFileSync(path.join(examples, "README.md"), "utf8")
+    const files = fs.readdirSync(examples).filter((file) => file.endsWith(".ts"))
+    assert.deepStrictEqual(files.sort(), ["compose-layer.ts", "demo.ts", "retry.ts"])
+    for (const file of files) {
+      assert.strictEqual(runLine(file), `pnpm tsx examples/${file}`)
+      assert.include(readme, `\`${runLine(file)}\``)
+    }
+  })
+
+  it.live("demo.ts: the walkthrough's summary shows created 1, reused 1 and the labels in id order", () =>
+    Effect.gen(function*() {
+      const run = yield* runExample("demo.ts")
+      assert.strictEqual(run.code, 0, run.stderr)
+      const json = run.stdout.slice(0, run.stdout.lastIndexOf("}") + 1)
+      const summary = JSON.parse(json)
+      const labels = fs.readFileSync(path.join(examples, "labels.txt"), "utf8").split("\n").map((line) => line.trim())
+        .filter((line) => line !== "")
+      assert.strictEqual(summary.rows_inserted, labels.length)
+      assert.deepStrictEqual(summary.rows, labels.map((label, i) => ({ id: i + 1, label })))
+      assert.strictEqual(summary.health.ok, true)
+      assert.strictEqual(summary.pool_stats.created, 1)
+      assert.strictEqual(summary.pool_stats.reused, 1)
+      const written = /Summary written to (\S+)/.exec(run.stdout)?.[1]
+      assert.isDefined(written)
+      assert.deepStrictEqual(JSON.parse(fs.readFileSync(written!, "utf8")), summary)
+    }))
+
+  it.live("compose-layer.ts: the repository works through SqlitePool.layer and a failed batch rolls back", () =>
+    Effect.gen(function*() {
+      const run = yield* runExample("compose-layer.ts")
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.include(run.stdout, "second batch: rolled back (SQLITE_CONSTRAINT_CHECK)")
+      const events = run.stdout.split("\n").filter((line) => line.startsWith("event "))
+      assert.deepStrictEqual(events, ["event 1: user.signup", "event 2: user.login", "event 3: checkout"])
+      assert.match(run.stdout, /healthy: true; writer connections created 1,/)
+    }))
+
+  it.live("retry.ts: transient connect failures, retried on the planned schedule, then a connection", () =>
+    Effect.gen(function*() {
+      const run = yield* runExample("retry.ts")
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.include(run.stdout, "Planned retry delays: 20ms, 40ms, 80ms, 160ms, 320ms, 640ms, 1s, 1s")
+      const attempts = run.stdout.split("\n").filter((line) => line.startsWith("attempt "))
+      const failures = attempts.filter((line) => line.includes("failed, SQLITE_CANTOPEN"))
+      assert.isAtLeast(failures.length, 1)
+      assert.isTrue(failures.every((line) => line.includes("transient: the pool will retry")))
+      assert.match(attempts[attempts.length - 1]!, /connected$/)
+      assert.strictEqual(attempts.length, failures.length + 1)
+      const stats = /Connected after (\d+) attempts \(connectFailures (\d+), retries (\d+)\); SELECT 42 gave 42/
+        .exec(run.stdout)
+      assert.isNotNull(stats)
+      assert.deepStrictEqual(stats!.slice(1).map(Number), [attempts.length, failures.length, failures.length])
+    }))
+})
