@@ -40,17 +40,26 @@ export const delays = (options: Omit<Options, "retryJitter">): ReadonlyArray<Dur
   Array.from({ length: options.retries }, (_, retry) => delay(options, retry))
 
 /**
- * The schedule: `Schedule.exponential(base)` with each delay capped at `retryMaxDelay`, jittered within +-20 % when
- * asked, stopping after `retries` recurrences. Its output is the number of the retry about to be made (0-based).
+ * The backoff alone, without a limit: `Schedule.exponential(retryBaseDelay)`, jittered within +-20 % when asked, each
+ * delay capped at `retryMaxDelay`. `schedule` bounds it by a retry count (connects); busy writes bound it by time.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const schedule = (options: Options): Schedule.Schedule<number> => {
+export const backoff = (options: Omit<Options, "retries">): Schedule.Schedule<Duration.Duration> => {
   const exponential = Schedule.exponential(options.retryBaseDelay, 2)
   const paced = options.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
   // modifyDelay passes (output, delay): the output of `exponential` is the nominal delay, so the cap must read the
   // second argument or it would discard the jitter.
-  const capped = paced.pipe(Schedule.modifyDelay((_, delay) => Duration.min(delay, options.retryMaxDelay)))
-  return Schedule.intersect(capped, Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
+  return paced.pipe(Schedule.modifyDelay((_, delay) => Duration.min(delay, options.retryMaxDelay)))
 }
+
+/**
+ * The connect retry schedule: `backoff`, stopping after `retries` recurrences. Its output is the number of the retry
+ * about to be made (0-based).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const schedule = (options: Options): Schedule.Schedule<number> =>
+  Schedule.intersect(backoff(options), Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))

@@ -11,12 +11,12 @@ import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as ConnectionPool from "../ConnectionPool.js"
 import type { PoolConfig } from "../PoolConfig.js"
+import * as RetryPolicy from "../RetryPolicy.js"
 import * as SqliteCode from "../SqliteCode.js"
 
 export interface BusyCounter {
@@ -28,10 +28,7 @@ export interface BusyCounter {
  * each capped at retryMaxDelay (jittered when asked), for at most acquireTimeout in all.
  */
 export const retryBusy = (config: PoolConfig, counter: BusyCounter) => {
-  const exponential = Schedule.exponential(config.retryBaseDelay, 2)
-  const paced = config.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
-  const schedule = paced.pipe(
-    Schedule.modifyDelay((_, delay) => Duration.min(delay, config.retryMaxDelay)),
+  const schedule = RetryPolicy.backoff(config).pipe(
     Schedule.upTo(config.acquireTimeout),
     Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
   )
