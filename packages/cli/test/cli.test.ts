@@ -195,7 +195,7 @@ describe("sqlsim", () => {
       assert.deepStrictEqual(readSummary(path.join(cwd, "out.json")).rows, [{ id: 1, label: "from the environment" }])
       assert.deepStrictEqual(eventsOf(path.join(cwd, "env.db")), [{ id: 1, label: "from the environment" }])
       const invalid = yield* sqlsim(["demo", "--output", "bad.json"], { cwd, env: { SQLSIM_MAX_CONNECTIONS: "0" } })
-      assertOneLineError(invalid, 2, "SQLSIM_MAX_CONNECTIONS: maxConnections must be an integer >= 1, got 0")
+      assertOneLineError(invalid, 2, "SQLSIM_MAX_CONNECTIONS: maxConnections must be an integer from 1 to 1000, got 0")
       assert.isFalse(fs.existsSync(path.join(cwd, "bad.json")))
     }))
 

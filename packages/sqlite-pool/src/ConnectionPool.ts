@@ -14,13 +14,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Pool from "effect/Pool"
 import * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
 import * as FairGate from "./internal/fairGate.js"
+import * as Handoff from "./internal/handoff.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import { StatsRecorder } from "./internal/stats.js"
 import * as PoolConfig from "./PoolConfig.js"
@@ -98,12 +97,6 @@ export interface MakeOptions {
   readonly databaseFile?: string | undefined
 }
 
-interface ConnectFailure {
-  readonly error: ConnectError
-  /** failures are numbered in the order they happen */
-  readonly number: number
-}
-
 interface Entry extends PooledConnection {
   readonly connection: Connector.Connection
   readonly createdAt: number
@@ -119,6 +112,10 @@ interface Entry extends PooledConnection {
 /**
  * Makes a pool from a validated configuration. Connections come from the `Connector` in the context when there is
  * one (tests and the simulator inject faults that way), from the live connector otherwise.
+ *
+ * Every connection lives in a Scope of its own inside the pool's Scope, so closing the pool closes them all.
+ * Acquires queue at a first-come-first-served gate of `maxConnections` slots; a slot holder takes the most
+ * recently returned idle connection (validated first), or opens one, or waits for one being opened.
  *
  * @since 0.1.0
  * @category constructors
@@ -143,17 +140,17 @@ export const makeWithConfig = (
     }
     const retrySchedule = RetryPolicy.schedule(config)
     const openEntries = new Set<Entry>()
+    const poolScope = yield* Scope.make()
+    const gate = FairGate.make<PoolClosedError>(config.maxConnections)
+    const idle = Handoff.make<Entry>()
+    let connecting = 0
     let nextId = 1
     let lastConnectError: ConnectError | undefined
     let isClosed = false
     const closedError = new PoolClosedError({ filename: config.filename })
 
-    // Effect's Pool keeps a failed connect as an item until some getter takes it, possibly one that started waiting
-    // after the failure (its own waiter timed out): numbering failures lets an acquire skip such stale ones.
-    let connectsFailed = 0
-
-    // One connection, with retries of transient failures. Runs in the Pool's item scope: closing it closes the handle.
-    const connectWithRetry: Effect.Effect<Entry, ConnectFailure, Scope.Scope> = Effect.gen(function*() {
+    // One physical connection, with retries of transient failures, in a Scope of its own.
+    const connectWithRetry: Effect.Effect<Entry, ConnectError> = Effect.gen(function*() {
       const startedAt = yield* Clock.currentTimeMillis
       let attempts = 0
       const attempt = Effect.suspend(() => {
@@ -165,8 +162,7 @@ export const makeWithConfig = (
           lastConnectError = error
         })
       ))
-      const itemScope = yield* Effect.scope
-      const connectionScope = yield* Scope.fork(itemScope, ExecutionStrategy.sequential)
+      const connectionScope = yield* Scope.fork(poolScope, ExecutionStrategy.sequential)
       return yield* Effect.uninterruptibleMask((restore) =>
         restore(
           Scope.extend(
@@ -176,10 +172,9 @@ export const makeWithConfig = (
         ).pipe(
           Effect.catchAll((error) =>
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              Effect.fail({
-                error: new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt }),
-                number: ++connectsFailed
-              }))
+              Effect.fail(
+                new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })
+              ))
           ),
           Effect.tapErrorCause((cause) => Scope.close(connectionScope, Exit.failCause(cause))),
           Effect.flatMap((connection) =>
@@ -205,6 +200,7 @@ export const makeWithConfig = (
                   if (entry.closed) return
                   entry.closed = true
                   openEntries.delete(entry)
+                  idle.remove(entry)
                   if (entry.invalidated) stats.count("invalidated")
                   stats.count("closed")
                 })
@@ -216,18 +212,144 @@ export const makeWithConfig = (
       )
     })
 
-    const poolScope = yield* Scope.make()
-    const pool = yield* Scope.extend(
-      Pool.makeWithTTL({
-        acquire: connectWithRetry,
-        min: config.minConnections,
-        max: config.maxConnections,
-        timeToLive: config.idleTimeToLive,
-        timeToLiveStrategy: "usage"
-      }),
-      poolScope
-    )
-    const gate = FairGate.make<PoolClosedError>(config.maxConnections)
+    // Closes a connection that is not leased. A checkout waiting because the pool was full may now open one, and
+    // minConnections are topped up in the background.
+    const retire = (entry: Entry): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        idle.remove(entry)
+        return Effect.zipRight(
+          entry.close,
+          Effect.suspend(() => {
+            idle.wakeOne()
+            return !isClosed && openEntries.size + connecting < config.minConnections
+              ? connectInBackground(() => false)
+              : Effect.void
+          })
+        )
+      })
+
+    // A connect runs on a fiber of the pool's, not of the acquire that asked for it: an acquire that times out or is
+    // interrupted leaves it running, and its connection then goes to the next waiter or joins the idle ones.
+    // `deliver` returns false when the acquire is gone.
+    const connectInBackground = (deliver: (exit: Exit.Exit<Entry, ConnectError>) => boolean): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        connecting++
+        return connectWithRetry.pipe(
+          Effect.exit,
+          Effect.flatMap((exit) =>
+            Effect.sync(() => {
+              connecting--
+              if (deliver(exit)) return
+              if (Exit.isSuccess(exit)) idle.offer(exit.value)
+              else idle.wakeOne()
+            })
+          ),
+          Effect.forkIn(poolScope),
+          Effect.asVoid
+        )
+      })
+
+    // What a checkout holds: the connection it got, until the lease is registered (an interruption gives it back).
+    interface Holder {
+      entry: Entry | undefined
+    }
+    const pendingOpens = new Set<(exit: Exit.Exit<Entry, ConnectError | PoolClosedError>) => void>()
+
+    /** Opens a connection for this checkout and waits for it (interruptibly: the connect itself goes on). */
+    const openOwn = (holder: Holder): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+      Effect.suspend(() => {
+        let resume: ((exit: Exit.Exit<Entry, ConnectError | PoolClosedError>) => void) | undefined
+        let arrived: Exit.Exit<Entry, ConnectError> | undefined
+        let abandoned = false
+        const deliver = (exit: Exit.Exit<Entry, ConnectError>) => {
+          if (abandoned) return false
+          if (Exit.isSuccess(exit)) holder.entry = exit.value
+          if (resume === undefined) {
+            arrived = exit
+          } else {
+            pendingOpens.delete(resume)
+            resume(exit)
+          }
+          return true
+        }
+        return Effect.zipRight(
+          connectInBackground(deliver),
+          Effect.async<Entry, ConnectError | PoolClosedError>((callback) => {
+            if (arrived !== undefined) return callback(arrived)
+            resume = callback
+            pendingOpens.add(callback)
+            return Effect.sync(() => {
+              pendingOpens.delete(callback)
+              abandoned = true
+            })
+          })
+        )
+      })
+
+    // Validates a connection taken for a lease; a broken one is closed (and counted as invalidated).
+    const validated = (entry: Entry, fresh: boolean): Effect.Effect<boolean> =>
+      Effect.flatMap(validationProblem(entry, fresh), (problem) => {
+        if (problem === undefined) return Effect.succeed(true)
+        entry.invalidated = problem !== "it reached maxLifetime"
+        return Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`).pipe(
+          Effect.zipRight(Effect.uninterruptible(retire(entry))),
+          Effect.as(false)
+        )
+      })
+
+    // The part of an acquire that can wait: a slot from the fair gate (unless one was taken already), then an idle
+    // connection, a new one, or one being opened for an acquire that gave up.
+    const checkout = (
+      leaseScope: Scope.Scope,
+      hasSlot: boolean,
+      holder: Holder
+    ): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+      Effect.gen(function*() {
+        if (!hasSlot) {
+          yield* Effect.uninterruptibleMask((restore) =>
+            Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
+          )
+        }
+        while (true) {
+          if (isClosed) return yield* Effect.fail(closedError)
+          holder.entry = idle.poll()
+          let fresh = false
+          if (holder.entry === undefined) {
+            if (openEntries.size + connecting < config.maxConnections) {
+              yield* openOwn(holder)
+              fresh = true
+            } else {
+              yield* idle.await((entry) => holder.entry = entry)
+            }
+          }
+          const entry = holder.entry
+          if (entry === undefined) continue // woken to look again
+          if (yield* validated(entry, fresh)) return entry
+          holder.entry = undefined
+          // Replacing connections must not starve the timers (acquireTimeout among them).
+          yield* Effect.yieldNow()
+        }
+      })
+
+    const validationProblem = (entry: Entry, fresh: boolean): Effect.Effect<string | undefined> =>
+      Effect.gen(function*() {
+        if (entry.closed) return "it was closed"
+        const now = yield* Clock.currentTimeMillis
+        if (config.maxLifetime !== null && now - entry.createdAt >= Duration.toMillis(config.maxLifetime)) {
+          return "it reached maxLifetime"
+        }
+        if (fresh) return undefined // opened and verified for this very acquire
+        if (entry.leases > 0 && now - entry.lastReleasedAt < Duration.toMillis(config.validationInterval)) {
+          return undefined
+        }
+        const result = yield* Effect.either(entry.connection.validate).pipe(
+          Effect.withSpan("sqlsim.validate", {
+            attributes: { "sqlsim.connection.id": entry.id },
+            captureStackTrace: false
+          })
+        )
+        return result._tag === "Left" ? result.left.reason : undefined
+      })
 
     // Leases not ended yet. Shutdown ends those that outlive shutdownTimeout itself, so that the statistics stay
     // consistent (inUse + idle == open) once their connections are closed under them.
@@ -239,87 +361,26 @@ export const makeWithConfig = (
       stats.endLease()
     }
 
-    // Shutdown: refuse new acquires and fail waiters at once, give leases shutdownTimeout to end, then close every
-    // handle. The wait is made interruptible explicitly: finalizers are not, and a timeout inside one never fires.
+    // Shutdown: refuse new acquires and fail every waiter at once, give leases shutdownTimeout to end, then close
+    // every connection (leased ones too) and stop the background fibers. The wait is made interruptible explicitly:
+    // finalizers are not, and a timeout inside one never fires.
     const drained = yield* Deferred.make<void>()
     const shutdown = Effect.gen(function*() {
       isClosed = true
       yield* gate.close(closedError)
+      for (const resume of pendingOpens) resume(Exit.fail(closedError))
+      pendingOpens.clear()
+      idle.wakeAll()
       if (stats.leased > 0) {
         yield* Effect.interruptible(Deferred.await(drained)).pipe(
           Effect.timeoutOption(config.shutdownTimeout),
           Effect.asVoid
         )
       }
-      const closePool = Scope.close(poolScope, Exit.void)
-      if (stats.leased === 0) return yield* closePool
-      // Leases outlived shutdownTimeout: end them, close their handles now (their next statement fails with a
-      // SqlError), and let the Pool's own shutdown finish in the background when their scopes close.
       activeLeases.forEach(endLease)
-      yield* Effect.forEach(openEntries, (entry) => entry.close, { discard: true })
-      yield* Effect.forkDaemon(closePool)
+      yield* Scope.close(poolScope, Exit.void)
     })
     yield* Scope.addFinalizer(outerScope, shutdown)
-
-    // Connections the Pool holds but that are being validated by an acquire (not yet leased, not idle either).
-    let validating = 0
-    const idleInPool = () => stats.idle - validating
-
-    // The part of an acquire that can wait: a slot from the fair gate (unless one was taken already), then a
-    // validated connection from the Pool.
-    const checkout = (
-      leaseScope: Scope.Scope,
-      hasSlot: boolean,
-      failuresBefore: number
-    ): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
-      Effect.gen(function*() {
-        if (!hasSlot) {
-          yield* Effect.uninterruptibleMask((restore) =>
-            Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
-          )
-        }
-        while (true) {
-          const attemptScope = yield* Scope.fork(leaseScope, ExecutionStrategy.sequential)
-          // Effect's Pool waits for a connect in progress uninterruptibly: disconnected, the wait ends as soon as
-          // acquireTimeout (or the caller) interrupts it, and a connection that arrives later goes straight back
-          // to the pool through the finalizer it adds to the then closed attemptScope. With an idle connection
-          // there is nothing to wait for, and no extra fiber is spent.
-          const get = Scope.extend(pool.get, attemptScope)
-          const got = yield* Effect.either(idleInPool() > 0 ? get : Effect.disconnect(get))
-          if (got._tag === "Left") {
-            yield* Scope.close(attemptScope, Exit.void)
-            if (got.left.number <= failuresBefore) continue
-            return yield* Effect.fail(got.left.error)
-          }
-          const entry = got.right
-          validating++
-          const problem = yield* Effect.ensuring(validationProblem(entry), Effect.sync(() => validating--))
-          if (problem === undefined) return entry
-          yield* Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`)
-          entry.invalidated = true
-          yield* pool.invalidate(entry)
-          yield* Scope.close(attemptScope, Exit.void)
-        }
-      })
-
-    const validationProblem = (entry: Entry): Effect.Effect<string | undefined> =>
-      Effect.gen(function*() {
-        if (entry.closed) return "it was closed"
-        const now = yield* Clock.currentTimeMillis
-        if (config.maxLifetime !== null && now - entry.createdAt >= Duration.toMillis(config.maxLifetime)) {
-          return "it reached maxLifetime"
-        }
-        // A connection never leased is probed too: one opened for minConnections may have sat idle for hours.
-        // `lastReleasedAt` starts at the creation time, so validationInterval also spares a brand-new connection.
-        if (now - entry.lastReleasedAt < Duration.toMillis(config.validationInterval)) return undefined
-        const result = yield* Effect.either(entry.connection.validate).pipe(
-          Effect.withSpan("sqlsim.validate", {
-            attributes: { "sqlsim.connection.id": entry.id },
-            captureStackTrace: false
-          })
-        )
-        return result._tag === "Left" ? result.left.reason : undefined
-      })
 
     const withAcquireTimeout = Effect.timeoutFail({
       duration: config.acquireTimeout,
@@ -333,42 +394,65 @@ export const makeWithConfig = (
       }
     })
 
-    const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.gen(function*() {
-      if (isClosed) return yield* Effect.fail(closedError)
-      const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-      const failuresBefore = connectsFailed
-      // Fast path: a free slot, nobody waiting, an idle connection: nothing can wait, so no timeout fiber is needed.
-      const hasSlot = yield* Effect.uninterruptible(Effect.suspend(() =>
-        gate.unsafeTryTake() ? Effect.as(Scope.addFinalizer(leaseScope, gate.release), true) : Effect.succeed(false)
-      ))
-      const immediate = hasSlot && idleInPool() > 0
-      stats.startWaiting()
-      const entry = yield* checkout(leaseScope, hasSlot, failuresBefore).pipe(
-        immediate ? identity : withAcquireTimeout,
-        Effect.ensuring(Effect.sync(() =>
-          stats.stopWaiting()
-        )),
-        Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(leaseScope, exit) : Effect.void)
-      )
-      return yield* Effect.uninterruptible(Effect.gen(function*() {
+    // Registers the lease: from here on the lease scope owns the connection.
+    const lease = (entry: Entry, leaseScope: Scope.Scope): Effect.Effect<Entry> =>
+      Effect.suspend(() => {
         stats.lease(entry.leases++ > 0)
         entry.leased = true
         const lease: Lease = { ended: false }
         activeLeases.add(lease)
-        yield* Scope.addFinalizerExit(leaseScope, (exit) =>
-          Effect.gen(function*() {
-            entry.lastReleasedAt = yield* Clock.currentTimeMillis
-            endLease(lease)
-            if (stats.leased === 0 && isClosed) yield* Deferred.succeed(drained, undefined)
-            entry.leased = false
-            // Handed to the Pool while it still counts the connection as in use, so it is closed, not reused.
-            if (entry.invalidated || (Exit.isFailure(exit) && (yield* leaseBrokeConnection(entry, exit.cause)))) {
-              entry.invalidated = true
-              yield* pool.invalidate(entry)
-            }
-          }))
-        return entry satisfies PooledConnection
-      }))
+        return Effect.as(
+          Scope.addFinalizerExit(leaseScope, (exit) =>
+            Effect.gen(function*() {
+              entry.lastReleasedAt = yield* Clock.currentTimeMillis
+              entry.leased = false
+              endLease(lease)
+              if (stats.leased === 0 && isClosed) yield* Deferred.succeed(drained, undefined)
+              if (entry.closed) return
+              if (entry.invalidated || (Exit.isFailure(exit) && (yield* leaseBrokeConnection(entry, exit.cause)))) {
+                entry.invalidated = true
+                return yield* retire(entry)
+              }
+              idle.offer(entry)
+            })),
+          entry
+        )
+      })
+
+    const giveBack = (holder: Holder) =>
+      Effect.suspend(() => {
+        const entry = holder.entry
+        holder.entry = undefined
+        if (entry === undefined || entry.closed) return Effect.void
+        return entry.invalidated ? retire(entry) : Effect.sync(() => idle.offer(entry))
+      })
+
+    const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.gen(function*() {
+      if (isClosed) return yield* Effect.fail(closedError)
+      const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+      // Fast path: a free slot, nobody waiting, an idle connection that passes validation: nothing waits, so no
+      // timeout fiber is needed.
+      const hasSlot = yield* Effect.uninterruptible(Effect.suspend(() =>
+        gate.unsafeTryTake() ? Effect.as(Scope.addFinalizer(leaseScope, gate.release), true) : Effect.succeed(false)
+      ))
+      if (hasSlot && idle.size() > 0) {
+        const entry = yield* Effect.uninterruptible(Effect.suspend(() => {
+          const candidate = idle.poll()!
+          return Effect.flatMap(validated(candidate, false), (ok) =>
+            ok ? lease(candidate, leaseScope) : Effect.void)
+        }))
+        if (entry !== undefined) return entry
+      }
+      const holder: Holder = { entry: undefined }
+      stats.startWaiting()
+      const entry = yield* checkout(leaseScope, hasSlot, holder).pipe(
+        withAcquireTimeout,
+        Effect.ensuring(Effect.sync(() => stats.stopWaiting())),
+        Effect.onExit((exit) =>
+          Exit.isFailure(exit) ? Effect.zipRight(giveBack(holder), Scope.close(leaseScope, exit)) : Effect.void
+        )
+      )
+      return yield* Effect.uninterruptible(lease(entry, leaseScope))
     }).pipe(
       Effect.withSpan("sqlsim.acquire", {
         attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
@@ -400,28 +484,47 @@ export const makeWithConfig = (
         const entry = connection as Entry
         if (!openEntries.has(entry)) return Effect.void
         entry.invalidated = true
-        // A leased connection is passed to the Pool when its lease ends: marked invalid in the Pool now, it would no
-        // longer count towards maxConnections and the Pool could open one more while the lease goes on.
-        return entry.leased ? Effect.void : pool.invalidate(entry)
+        // A leased connection is closed when its lease ends; an idle one at once.
+        return entry.leased ? Effect.void : retire(entry)
       })
+
+    // Idle connections above minConnections are closed once idle for idleTimeToLive, and idle connections older
+    // than maxLifetime are retired. The reaper sleeps until the next such moment.
+    const idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
+    const maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
+    const reap: Effect.Effect<void> = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      let wake = Math.min(idleTimeToLive, maxLifetime)
+      // Oldest release first: the idle list is last-in first-out.
+      for (const entry of [...idle.entries()]) {
+        const idleFor = now - entry.lastReleasedAt
+        const age = now - entry.createdAt
+        const surplus = openEntries.size > config.minConnections
+        if ((surplus && idleFor >= idleTimeToLive) || age >= maxLifetime) {
+          yield* retire(entry)
+          continue
+        }
+        if (surplus) wake = Math.min(wake, idleTimeToLive - idleFor)
+        wake = Math.min(wake, maxLifetime - age)
+      }
+      yield* Effect.sleep(Duration.millis(Math.max(wake, 1)))
+    }).pipe(Effect.forever)
+    if (Number.isFinite(Math.min(idleTimeToLive, maxLifetime))) yield* Effect.forkIn(reap, poolScope)
 
     // minConnections are opened (and verified) before the pool is handed out: a failure fails the construction.
     if (config.minConnections > 0) {
-      yield* Effect.scoped(
-        Effect.forEach(Array.from({ length: config.minConnections }), () =>
-          Effect.mapError(pool.get, (failure) => failure.error), {
-          concurrency: config.minConnections,
-          discard: true
-        })
-      )
+      const opened = yield* Effect.forEach(
+        Array.from({ length: config.minConnections }),
+        () => connectWithRetry,
+        { concurrency: config.minConnections }
+      ).pipe(Effect.tapErrorCause(() => Scope.close(poolScope, Exit.void)))
+      opened.forEach((entry) => idle.offer(entry))
     }
 
     return {
       acquire,
       use,
-      stats: Effect.sync(() =>
-        stats.snapshot()
-      ),
+      stats: Effect.sync(() => stats.snapshot()),
       healthCheck,
       invalidate,
       config

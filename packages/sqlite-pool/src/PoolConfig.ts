@@ -130,12 +130,17 @@ const parseDuration = (input: unknown): Duration.Duration | undefined => {
   return undefined
 }
 
-const integerAtLeast = (minimum: number) =>
-  Schema.Number.pipe(
-    Schema.filter((n) => Number.isInteger(n) && n >= minimum, {
-      message: (issue) => `must be an integer >= ${minimum}, got ${show(issue.actual)}`
+/** Connection counts above this are a configuration mistake (and would exhaust file descriptors), not a pool. */
+const MAX_CONNECTIONS = 1000
+
+const integerBetween = (minimum: number, maximum: number) => {
+  const rule = (actual: unknown) => `must be an integer from ${minimum} to ${maximum}, got ${show(actual)}`
+  return Schema.Number.pipe(
+    Schema.filter((n) => Number.isInteger(n) && n >= minimum && n <= maximum, {
+      message: (issue) => rule(issue.actual)
     })
-  ).annotations({ message: (issue) => `must be an integer >= ${minimum}, got ${show(issue.actual)}` })
+  ).annotations({ message: (issue) => rule(issue.actual) })
+}
 
 const InputSchema = Schema.Struct({
   filename: Schema.optional(
@@ -143,10 +148,10 @@ const InputSchema = Schema.Struct({
       message: () => `must be a non-empty path without NUL bytes, or ":memory:"`
     })).annotations({ message: (issue) => `must be a string (a file path or ":memory:"), got ${show(issue.actual)}` })
   ),
-  maxConnections: Schema.optional(integerAtLeast(1)),
-  minConnections: Schema.optional(integerAtLeast(0)),
-  readConnections: Schema.optional(integerAtLeast(0)),
-  retries: Schema.optional(integerAtLeast(0)),
+  maxConnections: Schema.optional(integerBetween(1, MAX_CONNECTIONS)),
+  minConnections: Schema.optional(integerBetween(0, MAX_CONNECTIONS)),
+  readConnections: Schema.optional(integerBetween(0, MAX_CONNECTIONS)),
+  retries: Schema.optional(integerBetween(0, 1000)),
   retryBaseDelay: Schema.optional(NonNegativeDuration),
   retryMaxDelay: Schema.optional(NonNegativeDuration),
   retryJitter: Schema.optional(
@@ -158,7 +163,7 @@ const InputSchema = Schema.Struct({
   maxLifetime: Schema.optional(Schema.NullOr(NonNegativeDuration)),
   shutdownTimeout: Schema.optional(NonNegativeDuration),
   validationInterval: Schema.optional(NonNegativeDuration),
-  pageCacheKiB: Schema.optional(integerAtLeast(0))
+  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1))
 })
 
 const show = (value: unknown): string => {
@@ -230,6 +235,15 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
         new PoolConfigError({
           field: "minConnections",
           message: `minConnections (${config.minConnections}) must not exceed maxConnections (${config.maxConnections})`
+        })
+      )
+    }
+    if (Duration.lessThan(config.retryBaseDelay, Duration.millis(1))) {
+      return Effect.fail(
+        new PoolConfigError({
+          field: "retryBaseDelay",
+          message: `retryBaseDelay must be at least 1 millis (got ${Duration.format(config.retryBaseDelay)}): ` +
+            "retries without a delay would spin"
         })
       )
     }
