@@ -22,6 +22,7 @@ import * as Exit from "effect/Exit"
 import packageJson from "../package.json" with { type: "json" }
 import * as Demo from "./commands/demo.js"
 import * as Health from "./commands/health.js"
+import * as Simulate from "./commands/simulate.js"
 
 /**
  * @since 0.1.0
@@ -44,7 +45,7 @@ export const command = Command.make("sqlsim").pipe(
   Command.withDescription(
     "A pooled, retrying, observable SQLite layer for Effect apps, and its workloads. Start with `sqlsim demo`."
   ),
-  Command.withSubcommands([Demo.command, Health.command])
+  Command.withSubcommands([Demo.command, Health.command, Simulate.command])
 )
 
 /**

@@ -1,0 +1,279 @@
+/**
+ * `sqlsim simulate`: runs a concurrent workload against the pool, with injected or real faults, and reports
+ * throughput, latency percentiles, errors, retries and pool utilisation (text table, and optionally JSON and a
+ * self-contained HTML page with charts). `--compare` runs the same workload with a fresh connection per operation
+ * as well, side by side. Ctrl-C stops the workers, closes the pool and prints (and writes) what completed.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import { FaultPlan, Report, ReportHtml, Simulation, Workload } from "@sqlsim/simulator"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as AtomicFile from "../AtomicFile.js"
+
+const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
+
+/** A flag parsed (and checked) at parse time, so that a bad value is a usage error naming the flag. */
+const parsed = <A>(name: string, parse: (text: string) => Either.Either<A, { readonly message: string }>) =>
+  Options.text(name).pipe(
+    Options.mapEffect((text) =>
+      Either.match(parse(text), { onLeft: (error) => Effect.fail(invalid(error.message)), onRight: Effect.succeed })
+    ),
+    Options.optional
+  )
+
+const integer = (name: string, minimum: number, maximum: number) =>
+  Options.integer(name).pipe(
+    Options.withPseudoName("N"),
+    Options.mapEffect((value) =>
+      value >= minimum && value <= maximum
+        ? Effect.succeed(value)
+        : Effect.fail(
+          invalid(
+            `--${name} must be a whole number from ${minimum} to ${maximum.toLocaleString("en-US")}, got ${value}`
+          )
+        )
+    ),
+    Options.optional
+  )
+
+const durationUnits: Record<string, string> = { ms: "millis", s: "seconds", m: "minutes", h: "hours" }
+
+/**
+ * Reads a duration: Effect's form ("10 seconds", "500 millis") or a short one ("10s", "500ms", "2m").
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseDuration = (text: string): Either.Either<Duration.Duration, { readonly message: string }> => {
+  const trimmed = text.trim()
+  const short = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(trimmed)
+  const decoded = Duration.decodeUnknown(short === null ? trimmed : `${short[1]} ${durationUnits[short[2]!]}`)
+  const millis = Option.map(decoded, Duration.toMillis)
+  return Option.isSome(millis) && millis.value > 0 && millis.value <= Simulation.limits.durationMs
+    ? Either.right(Duration.millis(millis.value))
+    : Either.left({
+      message: `--duration must be more than 0 and at most 1 hour, such as 10s, 2m or "500 millis", got "${text}"`
+    })
+}
+
+const seed = integer("seed", 0, 2 ** 31 - 1).pipe(
+  Options.withDescription(
+    "Seed of the run's random choices (operations and fault decisions); the same seed replays the same sequence. " +
+      "Default: a random seed, printed so the run can be replayed."
+  )
+)
+const workers = integer("workers", 1, Simulation.limits.workers).pipe(
+  Options.withDescription(`Concurrent fibers running operations (1 .. ${Simulation.limits.workers}; default 8).`)
+)
+const duration = parsed("duration", parseDuration).pipe(
+  Options.withDescription(
+    "Run for this long (10s, 2m, \"500 millis\"; at most 1 hour). Default 5s when --ops is not given."
+  )
+)
+const operations = integer("ops", 1, Simulation.limits.operations).pipe(
+  Options.withDescription(
+    `Run this many operations (1 .. ${Simulation.limits.operations.toLocaleString("en-US")}) instead of a duration.`
+  )
+)
+const faults = parsed("faults", FaultPlan.parse).pipe(
+  Options.withPseudoName("SPEC"),
+  Options.withDescription(
+    "Faults to inject, as key=value pairs separated by commas, e.g. open=0.1,die=0.05,busy=lock-holder. " +
+      Object.entries(FaultPlan.keys).map(([key, meaning]) => `${key}: ${meaning}.`).join(" ") + " Default: none."
+  )
+)
+const mix = parsed("mix", Workload.parseMix).pipe(
+  Options.withPseudoName("SPEC"),
+  Options.withDescription("Operation mix as weights, e.g. read=70,write=20,transaction=10 (the default).")
+)
+const hold = Options.float("hold").pipe(
+  Options.withPseudoName("MS"),
+  Options.mapEffect((value) =>
+    value >= 0 && value <= Simulation.limits.holdMs
+      ? Effect.succeed(value)
+      : Effect.fail(invalid(`--hold must be from 0 to ${Simulation.limits.holdMs} milliseconds, got ${value}`))
+  ),
+  Options.optional,
+  Options.withDescription("Milliseconds of work held inside each transaction, with the write lock taken (default 0).")
+)
+const readers = integer("readers", 0, Simulation.limits.readers).pipe(
+  Options.withDescription(
+    `Read-only connections of the pool's Reader (0 .. ${Simulation.limits.readers}; default 4); writes use one writer.`
+  )
+)
+const compare = Options.boolean("compare").pipe(
+  Options.withDescription(
+    "Also run the same workload (same seed) with a fresh connection per operation, and compare the two."
+  )
+)
+const db = Options.text("db").pipe(
+  Options.withPseudoName("FILE"),
+  Options.optional,
+  Options.withDescription(
+    "Database file to run on (created if missing; tables sim_items and sim_counters are added). Default: a " +
+      "temporary file, removed at the end."
+  )
+)
+const report = Options.text("report").pipe(
+  Options.withPseudoName("FILE.html"),
+  Options.optional,
+  Options.withDescription("Write the report as a self-contained HTML page with charts.")
+)
+const json = Options.text("json").pipe(
+  Options.withPseudoName("FILE"),
+  Options.optional,
+  Options.withDescription("Write the report as JSON.")
+)
+const virtualTime = Options.boolean("virtual-time").pipe(
+  Options.withDescription(
+    "Run on a virtual clock (needs --ops, not busy=lock-holder): the run then repeats exactly for a seed, and " +
+      "latencies count only modelled delays (slow opens, backoff, --hold)."
+  )
+)
+
+interface Output {
+  readonly json: AtomicFile.AtomicFile | undefined
+  readonly html: AtomicFile.AtomicFile | undefined
+}
+
+const emit = (result: Report.Report, output: Output) =>
+  Effect.gen(function*() {
+    yield* Console.log(Report.toText(result).trimEnd())
+    if (output.json !== undefined) {
+      yield* output.json.write(Report.toJson(result))
+      yield* output.json.commit
+      yield* Console.log(`JSON report written to ${output.json.path}`)
+    }
+    if (output.html !== undefined) {
+      yield* output.html.write(ReportHtml.render(result))
+      yield* output.html.commit
+      yield* Console.log(`HTML report written to ${output.html.path}`)
+    }
+  })
+
+const percent = (fraction: number) => `${Math.floor(fraction * 100)}%`.padStart(4)
+
+const describe = (progress: Simulation.Progress) =>
+  `${progress.mode}${progress.runs > 1 ? ` (${progress.run}/${progress.runs})` : ""}, ` +
+  `${progress.completed.toLocaleString("en-US")} ok, ${progress.failed.toLocaleString("en-US")} failed, ` +
+  `${(progress.elapsedMs / 1000).toFixed(1)} s`
+
+/**
+ * Shows progress on stderr: a bar redrawn in place on a terminal, a plain line every second otherwise.
+ *
+ * @since 0.1.0
+ * @category progress
+ */
+export const showProgress = (session: Simulation.Session, isTTY: boolean) => {
+  const write = (text: string) => Effect.sync(() => process.stderr.write(text))
+  const width = 30
+  const draw = Effect.flatMap(session.progress, (progress) => {
+    if (progress === undefined) return Effect.void
+    if (!isTTY) return write(`progress: ${percent(progress.fraction).trim()}, ${describe(progress)}\n`)
+    const filled = Math.round(progress.fraction * width)
+    return write(
+      `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${percent(progress.fraction)}  ${
+        describe(progress)
+      }\x1b[K`
+    )
+  })
+  const loop = Effect.forever(Effect.zipRight(Effect.sleep(isTTY ? "100 millis" : "1 second"), draw))
+  const clear = isTTY ? write("\r\x1b[K") : Effect.void
+  return { loop, clear }
+}
+
+/**
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make(
+  "simulate",
+  {
+    seed,
+    workers,
+    duration,
+    operations,
+    faults,
+    mix,
+    hold,
+    readers,
+    compare,
+    db,
+    report,
+    json,
+    virtualTime
+  },
+  (flags) =>
+    Effect.gen(function*() {
+      const chosenSeed = Option.getOrElse(flags.seed, () => Math.floor(Math.random() * 2 ** 31))
+      const options = yield* Simulation.resolve({
+        seed: chosenSeed,
+        workers: Option.getOrUndefined(flags.workers),
+        operations: Option.getOrUndefined(flags.operations),
+        duration: Option.getOrUndefined(flags.duration),
+        mix: Option.getOrUndefined(flags.mix),
+        holdMs: Option.getOrUndefined(flags.hold),
+        faults: Option.getOrUndefined(flags.faults),
+        compare: flags.compare,
+        database: Option.getOrUndefined(flags.db),
+        readers: Option.getOrUndefined(flags.readers),
+        clock: flags.virtualTime ? "virtual" : "real"
+      }).pipe(
+        // A combination of flags that does not go together: a usage error, printed as one line.
+        Effect.catchTag("SimulationConfigError", (error) =>
+          Effect.zipRight(Console.error(error.message), Effect.fail(invalid(error.message))))
+      )
+      // Outputs are opened first, so an unwritable path is reported before any work is done.
+      const output: Output = {
+        json: Option.isSome(flags.json) ? yield* AtomicFile.open(flags.json.value) : undefined,
+        html: Option.isSome(flags.report) ? yield* AtomicFile.open(flags.report.value) : undefined
+      }
+      if (Option.isNone(flags.seed)) {
+        yield* Console.error(`seed ${chosenSeed} (replay with --seed ${chosenSeed})`)
+      }
+
+      const session = yield* Simulation.make(options)
+      const progress = showProgress(session, process.stderr.isTTY === true)
+      const progressFiber = yield* Effect.fork(progress.loop)
+      const stopProgress = Effect.zipRight(Fiber.interrupt(progressFiber), progress.clear)
+      const result = yield* session.run.pipe(
+        Effect.onInterrupt(() =>
+          Effect.gen(function*() {
+            yield* stopProgress
+            yield* Console.error("interrupted: workers stopped, pool closed; summary of what completed:")
+            yield* Effect.catchAll(
+              Effect.flatMap(session.snapshot, (partial) =>
+                emit(partial, output)),
+              (error) => Console.error(error.message)
+            )
+          })
+        )
+      )
+      yield* stopProgress
+      yield* emit(result, output)
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Runs a concurrent workload (reads, writes, transactions) against the pool, with injected faults (failed, " +
+      "slow, dying connections, failed health pings) or a real second process holding the write lock, and reports " +
+      "throughput, latency p50/p95/p99/max, errors by tag, retries and pool utilisation over time. --compare runs " +
+      "it with a connection per operation too. Ctrl-C stops it and prints what completed."
+  )
+)
+
+/**
+ * The command, under the name the root command imports.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const simulateCommand = command

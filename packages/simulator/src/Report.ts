@@ -1,0 +1,443 @@
+/**
+ * The report of a simulation: throughput, latency percentiles, errors by tag, retries, connection counts, injected
+ * faults, pool utilisation and time series, for each run (pooled, and connect-per-operation with `--compare`).
+ * As plain JSON-ready data (`make`), as a text table for the terminal (`toText`); `ReportHtml` draws it as a page.
+ *
+ * @since 0.1.0
+ */
+import type { SqlitePool } from "@sqlsim/sqlite-pool"
+import type { FaultCounts, FaultEvent } from "./FaultInjector.js"
+import { kinds, type OperationKind, type Recorder, type Sample } from "./internal/recorder.js"
+import type { ConnectionCounts, Mode } from "./Target.js"
+
+/**
+ * Latency percentiles in milliseconds (null when nothing finished).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Latency {
+  readonly p50: number | null
+  readonly p95: number | null
+  readonly p99: number | null
+  readonly max: number | null
+  readonly mean: number | null
+}
+
+/**
+ * One interval of a run: operations that ended in it and their latencies.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Bucket {
+  /** start of the interval, ms since the run started */
+  readonly tMs: number
+  readonly completed: number
+  readonly failed: number
+  readonly p50: number | null
+  readonly p95: number | null
+  readonly max: number | null
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunReport {
+  readonly mode: Mode
+  /** true when the run was stopped (Ctrl-C) before its end: the numbers cover what completed */
+  readonly interrupted: boolean
+  readonly durationMs: number
+  readonly operations: {
+    readonly started: number
+    readonly completed: number
+    readonly failed: number
+    /** started but neither completed nor failed (only after an interruption) */
+    readonly unfinished: number
+  }
+  /** completed operations per second (null when the run took no measurable time, as on a virtual clock) */
+  readonly throughput: number | null
+  readonly latencyMs: Latency
+  readonly byKind: Readonly<
+    Record<OperationKind, { readonly completed: number; readonly failed: number; readonly latencyMs: Latency }>
+  >
+  /** failed operations by error tag */
+  readonly errors: Readonly<Record<string, number>>
+  readonly retries: { readonly connect: number; readonly busy: number }
+  readonly connections: ConnectionCounts
+  /** the pool's own statistics at the end (pooled runs) */
+  readonly pool: SqlitePool.Stats | undefined
+  readonly faults: FaultCounts & {
+    /** a hash of the whole fault sequence (kind and event number of every fault): equal sequences, equal hashes */
+    readonly fingerprint: string
+    /** the first faults, in order */
+    readonly first: ReadonlyArray<FaultEvent>
+  }
+  readonly lockHolder: { readonly bursts: number; readonly holdMs: number; readonly everyMs: number } | undefined
+  readonly utilisation: {
+    /** mean connections in use over the samples */
+    readonly meanInUse: number
+    readonly peakOpen: number
+    readonly peakWaiting: number
+    readonly capacity: number
+  }
+  readonly timeline: { readonly bucketMs: number; readonly buckets: ReadonlyArray<Bucket> }
+  /** connections open, in use, idle and fibers waiting, sampled over the run */
+  readonly samples: ReadonlyArray<Sample>
+}
+
+/**
+ * The settings a report was made with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings {
+  readonly seed: number
+  readonly workers: number
+  readonly operations: number | null
+  readonly durationMs: number | null
+  readonly mix: Readonly<Record<OperationKind, number>>
+  readonly holdMs: number
+  readonly faults: string
+  readonly readers: number
+  readonly database: string
+  readonly clock: "real" | "virtual"
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Report {
+  readonly tool: "sqlsim simulate"
+  readonly version: 1
+  readonly startedAt: string
+  readonly settings: Settings
+  readonly interrupted: boolean
+  readonly runs: ReadonlyArray<RunReport>
+  /** with --compare: the pooled run against the connect-per-operation run */
+  readonly comparison: Comparison | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Comparison {
+  /** pooled throughput divided by connect-per-operation throughput (null when either is unknown) */
+  readonly ratio: number | null
+  readonly pooledThroughput: number | null
+  readonly perOperationThroughput: number | null
+  /** the one line that says it */
+  readonly summary: string
+}
+
+/**
+ * What a run leaves behind, from which its report is made.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunData {
+  readonly mode: Mode
+  readonly recorder: Recorder
+  readonly counts: ConnectionCounts
+  readonly pool: SqlitePool.Stats | undefined
+  readonly faults: FaultCounts
+  readonly faultEvents: ReadonlyArray<FaultEvent>
+  readonly lockHolder: RunReport["lockHolder"]
+  readonly interrupted: boolean
+  /** the clock now, for a run still going (its duration so far) */
+  readonly nowMs: number
+}
+
+/**
+ * The value at percentile `p` (0..1) of ascending `sorted` values, by nearest rank; null when empty.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const percentile = (sorted: ArrayLike<number>, p: number): number | null => {
+  if (sorted.length === 0) return null
+  const rank = Math.max(1, Math.ceil(p * sorted.length))
+  return sorted[Math.min(rank, sorted.length) - 1]!
+}
+
+/**
+ * Percentiles, maximum and mean of unsorted values.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const latency = (values: ArrayLike<number>): Latency => {
+  const sorted = Float64Array.from(values).sort()
+  let sum = 0
+  for (const value of sorted) sum += value
+  return {
+    p50: percentile(sorted, 0.5),
+    p95: percentile(sorted, 0.95),
+    p99: percentile(sorted, 0.99),
+    max: sorted.length === 0 ? null : sorted[sorted.length - 1]!,
+    mean: sorted.length === 0 ? null : sum / sorted.length
+  }
+}
+
+/**
+ * A "nice" interval (1, 2 or 5 times a power of ten, in ms) giving about `target` intervals over `durationMs`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const niceInterval = (durationMs: number, target = 100): number => {
+  const raw = Math.max(durationMs / target, 1)
+  const power = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 5, 10].find((multiple) => multiple * power >= raw) ?? 10
+  return step * power
+}
+
+/**
+ * A 32-bit FNV-1a hash of the fault sequence, as 8 hex digits.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const fingerprint = (events: ReadonlyArray<FaultEvent>): string => {
+  let hash = 0x811c9dc5
+  for (const event of events) {
+    for (const char of `${event.kind}:${event.index};`) {
+      hash ^= char.charCodeAt(0)
+      hash = Math.imul(hash, 0x01000193) >>> 0
+    }
+  }
+  return hash.toString(16).padStart(8, "0")
+}
+
+const maxSamples = 500
+const firstFaults = 50
+
+const downsample = (samples: ReadonlyArray<Sample>): ReadonlyArray<Sample> => {
+  if (samples.length <= maxSamples) return samples
+  const every = Math.ceil(samples.length / maxSamples)
+  const kept = samples.filter((_, i) => i % every === 0)
+  if (kept[kept.length - 1] !== samples[samples.length - 1]) kept.push(samples[samples.length - 1]!)
+  return kept
+}
+
+/**
+ * The report of one run.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const runReport = (data: RunData): RunReport => {
+  const { recorder } = data
+  const operations = recorder.operations()
+  const durationMs = Math.max(0, (recorder.endMs ?? data.nowMs) - recorder.startMs)
+  const kindReport = (kind: OperationKind) => {
+    const code = kinds.indexOf(kind)
+    const values: Array<number> = []
+    let completed = 0
+    for (let i = 0; i < operations.count; i++) {
+      if (operations.kinds[i] !== code) continue
+      values.push(operations.latencies[i]!)
+      if (operations.outcomes[i] === 1) completed++
+    }
+    return { completed, failed: values.length - completed, latencyMs: latency(values) }
+  }
+
+  const bucketMs = niceInterval(durationMs)
+  const bucketCount = Math.max(1, Math.ceil(durationMs / bucketMs))
+  const perBucket = Array.from({ length: bucketCount }, () => ({ latencies: [] as Array<number>, completed: 0 }))
+  for (let i = 0; i < operations.count; i++) {
+    const endOffset = operations.startOffsets[i]! + operations.latencies[i]!
+    const bucket = perBucket[Math.min(bucketCount - 1, Math.floor(endOffset / bucketMs))]!
+    bucket.latencies.push(operations.latencies[i]!)
+    if (operations.outcomes[i] === 1) bucket.completed++
+  }
+  const buckets = perBucket.map((bucket, i) => {
+    const summary = latency(bucket.latencies)
+    return {
+      tMs: i * bucketMs,
+      completed: bucket.completed,
+      failed: bucket.latencies.length - bucket.completed,
+      p50: summary.p50,
+      p95: summary.p95,
+      max: summary.max
+    }
+  })
+
+  const samples = recorder.samples
+  const meanInUse = samples.length === 0 ? 0 : samples.reduce((sum, sample) => sum + sample.inUse, 0) / samples.length
+  return {
+    mode: data.mode,
+    interrupted: data.interrupted,
+    durationMs,
+    operations: {
+      started: recorder.started,
+      completed: recorder.completed,
+      failed: recorder.failed,
+      unfinished: recorder.started - recorder.finished
+    },
+    throughput: durationMs > 0 ? recorder.completed / (durationMs / 1000) : null,
+    latencyMs: latency(operations.latencies),
+    byKind: { read: kindReport("read"), write: kindReport("write"), transaction: kindReport("transaction") },
+    errors: Object.fromEntries([...recorder.errors.entries()].sort(([a], [b]) => a.localeCompare(b))),
+    retries: { connect: data.counts.connectRetries, busy: data.counts.busyRetries },
+    connections: data.counts,
+    pool: data.pool,
+    faults: {
+      ...data.faults,
+      fingerprint: fingerprint(data.faultEvents),
+      first: data.faultEvents.slice(0, firstFaults)
+    },
+    lockHolder: data.lockHolder,
+    utilisation: {
+      meanInUse,
+      peakOpen: samples.reduce((peak, sample) => Math.max(peak, sample.open), 0),
+      peakWaiting: samples.reduce((peak, sample) => Math.max(peak, sample.waiting), 0),
+      capacity: data.counts.capacity
+    },
+    timeline: { bucketMs, buckets },
+    samples: downsample(samples)
+  }
+}
+
+const formatRate = (value: number | null) =>
+  value === null ? "n/a" : `${Math.round(value).toLocaleString("en-US")} ops/s`
+
+const formatMs = (value: number | null) =>
+  value === null ? "n/a" : value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)
+
+/**
+ * The comparison of a pooled run with a connect-per-operation run, and its one-line summary.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const compare = (pooled: RunReport, perOperation: RunReport): Comparison => {
+  const ratio = pooled.throughput !== null && perOperation.throughput !== null && perOperation.throughput > 0
+    ? pooled.throughput / perOperation.throughput
+    : null
+  const verdict = ratio === null
+    ? "no throughput ratio (a run took no measurable time)"
+    : ratio >= 1
+    ? `the pool is ${ratio.toFixed(1)}x faster`
+    : `the pool is slower (${ratio.toFixed(2)}x the throughput)`
+  const summary = `pooled ${formatRate(pooled.throughput)} (p50 ${formatMs(pooled.latencyMs.p50)} ms) vs ` +
+    `connect-per-operation ${formatRate(perOperation.throughput)} (p50 ${formatMs(perOperation.latencyMs.p50)} ms): ` +
+    verdict
+  return {
+    ratio,
+    pooledThroughput: pooled.throughput,
+    perOperationThroughput: perOperation.throughput,
+    summary
+  }
+}
+
+/**
+ * The whole report.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (settings: Settings, startedAt: Date, runs: ReadonlyArray<RunReport>): Report => {
+  const pooled = runs.find((run) => run.mode === "pooled")
+  const perOperation = runs.find((run) => run.mode === "connect-per-operation")
+  return {
+    tool: "sqlsim simulate",
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    settings,
+    interrupted: runs.some((run) => run.interrupted),
+    runs,
+    // A run cut short is no basis for a comparison.
+    comparison: pooled !== undefined && perOperation !== undefined && !pooled.interrupted && !perOperation.interrupted
+      ? compare(pooled, perOperation)
+      : undefined
+  }
+}
+
+/**
+ * The report as JSON text (2-space indented).
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const toJson = (report: Report): string => JSON.stringify(report, null, 2) + "\n"
+
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const all = [header, ...rows]
+  const widths = header.map((_, column) => Math.max(...all.map((row) => (row[column] ?? "").length)))
+  const line = (row: ReadonlyArray<string>) =>
+    row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()
+  return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n")
+}
+
+const describeStop = (settings: Settings) =>
+  settings.operations !== null ? `${settings.operations} operations` : `${(settings.durationMs ?? 0) / 1000} s`
+
+/**
+ * The report as a text table for a terminal.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const toText = (report: Report): string => {
+  const { settings } = report
+  const count = (n: number) => n.toLocaleString("en-US")
+  const errors = (run: RunReport) => {
+    const entries = Object.entries(run.errors)
+    return entries.length === 0 ? "none" : entries.map(([tag, n]) => `${tag} ${count(n)}`).join(", ")
+  }
+  const faults = (run: RunReport) => {
+    const f = run.faults
+    const parts = [
+      f.openTransient > 0 ? `open ${f.openTransient}` : "",
+      f.openPermanent > 0 ? `open-permanent ${f.openPermanent}` : "",
+      f.slowOpen > 0 ? `slow ${f.slowOpen} (+${Math.round(f.slowOpenMs)} ms)` : "",
+      f.dieIdle > 0 ? `die ${f.dieIdle}` : "",
+      f.pingFail > 0 ? `ping ${f.pingFail}` : "",
+      run.lockHolder !== undefined ? `lock bursts ${run.lockHolder.bursts}` : ""
+    ].filter((part) => part !== "")
+    return parts.length === 0 ? "none" : `${parts.join(", ")} [${f.fingerprint}]`
+  }
+  const rows: Array<[string, (run: RunReport) => string]> = [
+    ["duration", (run) => `${(run.durationMs / 1000).toFixed(2)} s${run.interrupted ? " (interrupted)" : ""}`],
+    ["operations", (run) =>
+      `${count(run.operations.completed)} ok, ${count(run.operations.failed)} failed` +
+      (run.operations.unfinished > 0 ? `, ${run.operations.unfinished} cut short` : "")],
+    ["throughput", (run) => formatRate(run.throughput)],
+    [
+      "latency p50/p95/p99/max",
+      (run) =>
+        [run.latencyMs.p50, run.latencyMs.p95, run.latencyMs.p99, run.latencyMs.max].map(formatMs).join(" / ") + " ms"
+    ],
+    ["errors", errors],
+    ["retries", (run) => `connect ${count(run.retries.connect)}, busy ${count(run.retries.busy)}`],
+    ["connections", (run) =>
+      `created ${count(run.connections.created)}, closed ${count(run.connections.closed)}, ` +
+      `reused ${count(run.connections.reused)}, invalidated ${count(run.connections.invalidated)}`],
+    [
+      "in use (mean/capacity)",
+      (run) =>
+        `${
+          run.utilisation.meanInUse.toFixed(1)
+        } / ${run.utilisation.capacity}, peak waiting ${run.utilisation.peakWaiting}`
+    ],
+    ["faults injected", faults]
+  ]
+  const header = [
+    `sqlsim simulate: seed ${settings.seed}, ${settings.workers} workers, ${describeStop(settings)}, ` +
+    `faults ${settings.faults}, ${settings.clock} clock`,
+    `database ${settings.database}`
+  ]
+  const body = table(
+    ["", ...report.runs.map((run) => run.mode)],
+    rows.map(([label, cell]) => [label, ...report.runs.map(cell)])
+  )
+  const footer = report.comparison !== undefined ? [report.comparison.summary] : []
+  if (report.interrupted) footer.push("interrupted: the numbers cover the operations that finished before the stop")
+  return [...header, "", body, ...(footer.length > 0 ? ["", ...footer] : [])].join("\n") + "\n"
+}

@@ -1,0 +1,441 @@
+/**
+ * A simulation: prepare a database file, then run the workload against the pool (and, with `compare`, against a
+ * fresh connection per operation, with the same seed, so the same operations and the same fault decisions), with
+ * the faults of a `FaultPlan`, and report what happened.
+ *
+ * A run is interruptible: interrupting it stops the workers, stops the lock holder and closes the pool; `snapshot`
+ * then reports what finished before the stop.
+ *
+ * @since 0.1.0
+ */
+import { Connector, PoolConfig, type PoolError } from "@sqlsim/sqlite-pool"
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as FaultInjector from "./FaultInjector.js"
+import * as FaultPlan from "./FaultPlan.js"
+import { Recorder } from "./internal/recorder.js"
+import * as LockHolder from "./LockHolder.js"
+import * as Report from "./Report.js"
+import { type LockHolderError, SetupError, SimulationConfigError } from "./SimulationError.js"
+import * as Target from "./Target.js"
+import * as VirtualClock from "./VirtualClock.js"
+import * as Workload from "./Workload.js"
+
+/**
+ * What a caller may set; everything has a default but the seed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Input {
+  readonly seed: number
+  /** concurrent fibers (1 .. 512, default 8) */
+  readonly workers?: number | undefined
+  /** stop after this many operations (1 .. 1,000,000) */
+  readonly operations?: number | undefined
+  /** stop after this long (up to 1 hour); the default when `operations` is not given is 5 seconds */
+  readonly duration?: Duration.DurationInput | undefined
+  /** a Mix, or its text form "read=70,write=20,transaction=10" (the default) */
+  readonly mix?: Workload.Mix | string | undefined
+  /** work held inside each transaction, in ms (0 .. 10,000, default 0) */
+  readonly holdMs?: number | undefined
+  /** a FaultPlan, or its text form "open=0.1,busy=lock-holder" (default none) */
+  readonly faults?: FaultPlan.FaultPlan | string | undefined
+  /** also run connect-per-operation, and compare */
+  readonly compare?: boolean | undefined
+  /** the database file (created if missing, tables sim_items and sim_counters added); default a temporary file */
+  readonly database?: string | undefined
+  /** read-only connections of the pool's Reader (0 .. 64, default 4) */
+  readonly readers?: number | undefined
+  /** "virtual": run on virtual time, so that the run repeats exactly (see VirtualClock); default "real" */
+  readonly clock?: "real" | "virtual" | undefined
+  /** further pool settings (filename and readConnections come from the options above) */
+  readonly pool?: Omit<PoolConfig.Input, "filename" | "readConnections"> | undefined
+  /** how often gauges are sampled, in ms (default 50) */
+  readonly sampleEveryMs?: number | undefined
+  /** rows seeded for reads (default 1000) */
+  readonly rows?: number | undefined
+}
+
+/**
+ * The validated options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly seed: number
+  readonly workers: number
+  readonly stop: Workload.Stop
+  readonly mix: Workload.Mix
+  readonly holdMs: number
+  readonly faults: FaultPlan.FaultPlan
+  readonly compare: boolean
+  readonly database: string | undefined
+  readonly readers: number
+  readonly clock: "real" | "virtual"
+  readonly pool: Omit<PoolConfig.Input, "filename" | "readConnections">
+  readonly sampleEveryMs: number
+  readonly rows: number
+}
+
+/**
+ * Bounds of the options.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const limits = {
+  workers: 512,
+  operations: Workload.maxOperations,
+  durationMs: 3_600_000,
+  holdMs: 10_000,
+  readers: 64
+} as const
+
+const configError = (field: string, message: string) => Either.left(new SimulationConfigError({ field, message }))
+
+const integerIn = (field: string, value: number, min: number, max: number) =>
+  Number.isInteger(value) && value >= min && value <= max
+    ? Either.right(value)
+    : configError(
+      field,
+      `--${field} must be a whole number from ${min} to ${max.toLocaleString("en-US")}, got ${value}`
+    )
+
+/**
+ * Validates the input and fills in the defaults.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (input: Input): Either.Either<Options, SimulationConfigError> =>
+  Either.gen(function*() {
+    const seed = yield* integerIn("seed", input.seed, 0, 2 ** 31 - 1)
+    const workers = yield* integerIn("workers", input.workers ?? 8, 1, limits.workers)
+    if (input.operations !== undefined && input.duration !== undefined) {
+      return yield* configError("ops", "give --ops or --duration, not both")
+    }
+    let stop: Workload.Stop
+    if (input.operations !== undefined) {
+      stop = { _tag: "Operations", count: yield* integerIn("ops", input.operations, 1, limits.operations) }
+    } else {
+      const decoded = Duration.decodeUnknown(input.duration ?? "5 seconds")
+      const millis = decoded._tag === "Some" ? Duration.toMillis(decoded.value) : Number.NaN
+      if (!(millis > 0 && millis <= limits.durationMs)) {
+        return yield* configError(
+          "duration",
+          `--duration must be more than 0 and at most 1 hour, such as "10 seconds" or "2 minutes", got ${
+            String(input.duration)
+          }`
+        )
+      }
+      stop = { _tag: "Duration", millis }
+    }
+    const mix = typeof input.mix === "string" ? yield* Workload.parseMix(input.mix) : input.mix ?? Workload.defaultMix
+    const faults = typeof input.faults === "string"
+      ? yield* FaultPlan.parse(input.faults)
+      : input.faults ?? FaultPlan.none
+    const holdMs = input.holdMs ?? 0
+    if (!(Number.isFinite(holdMs) && holdMs >= 0 && holdMs <= limits.holdMs)) {
+      return yield* configError("hold", `--hold must be from 0 to ${limits.holdMs} milliseconds, got ${holdMs}`)
+    }
+    const readers = yield* integerIn("readers", input.readers ?? 4, 0, limits.readers)
+    const clock = input.clock ?? "real"
+    if (clock === "virtual" && faults.lockHolder !== undefined) {
+      return yield* configError(
+        "virtual-time",
+        "--virtual-time cannot be combined with busy=lock-holder: the lock holder is a real process on real time"
+      )
+    }
+    if (clock === "virtual" && stop._tag === "Duration") {
+      return yield* configError(
+        "virtual-time",
+        "--virtual-time needs --ops: on virtual time an operation costs only its modelled delays"
+      )
+    }
+    if (input.database !== undefined && (input.database.trim() === "" || input.database === ":memory:")) {
+      return yield* configError(
+        "db",
+        "--db must be a database file (connect-per-operation and the lock holder need a file); " +
+          "leave it out for a temporary one"
+      )
+    }
+    const sampleEveryMs = yield* integerIn("sample-every", input.sampleEveryMs ?? 50, 1, 60_000)
+    const rows = yield* integerIn("rows", input.rows ?? 1000, 1, 1_000_000)
+    return {
+      seed,
+      workers,
+      stop,
+      mix,
+      holdMs,
+      faults,
+      compare: input.compare ?? false,
+      database: input.database,
+      readers,
+      clock,
+      pool: input.pool ?? {},
+      sampleEveryMs,
+      rows
+    } satisfies Options
+  })
+
+/**
+ * Where a run stands.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Progress {
+  /** 1-based number of the run going on, of `runs` */
+  readonly run: number
+  readonly runs: number
+  readonly mode: Target.Mode
+  readonly elapsedMs: number
+  readonly completed: number
+  readonly failed: number
+  /** 0 .. 1 */
+  readonly fraction: number
+}
+
+/**
+ * What a failed simulation can fail with (the simulated operations' own failures are counted, not raised).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Error = SetupError | LockHolderError | PoolError.PoolConfigError | PoolError.ConnectError
+
+/**
+ * A simulation ready to run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Session {
+  readonly options: Options
+  /** runs the simulation (once) and reports */
+  readonly run: Effect.Effect<Report.Report, Error>
+  /** the report of what finished so far: after an interruption, the summary of what completed */
+  readonly snapshot: Effect.Effect<Report.Report>
+  readonly progress: Effect.Effect<Progress | undefined>
+}
+
+interface RunState {
+  readonly mode: Target.Mode
+  readonly recorder: Recorder
+  clock: Clock.Clock | undefined
+  target: Target.MeasuredTarget | undefined
+  injector: FaultInjector.FaultInjector | undefined
+  lockHolder: LockHolder.LockHolder | undefined
+  finished: boolean
+}
+
+/**
+ * The modes a simulation runs, in order: the pooled run first (so that warm caches, if anything, favour the other).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const modes = (options: Options): ReadonlyArray<Target.Mode> =>
+  options.compare ? ["pooled", "connect-per-operation"] : ["pooled"]
+
+const temporaryDatabase: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-simulate-"))),
+  (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
+).pipe(Effect.map((directory) => path.join(directory, "simulate.db")))
+
+/**
+ * Creates the tables if missing and seeds them (counters, and `rows` items for reads to find), on a connection of
+ * its own, before any fault is armed.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const setup = (database: string, rows: number): Effect.Effect<void, SetupError> =>
+  Effect.scoped(Effect.gen(function*() {
+    const live = yield* Connector.makeLive
+    const connection = yield* live.connect({
+      filename: database,
+      readOnly: false,
+      busyTimeout: Duration.seconds(5),
+      pageCacheKiB: 2000
+    }).pipe(Effect.mapError((error) => new SetupError({ filename: database, reason: error.message, cause: error })))
+    const sql = connection.sql
+    yield* sql.withTransaction(Effect.gen(function*() {
+      for (const statement of Workload.schema) yield* sql.unsafe(statement)
+      for (let id = 1; id <= Target.counters; id++) {
+        yield* sql`INSERT OR IGNORE INTO sim_counters (id, hits) VALUES (${id}, 0)`
+      }
+      const [existing] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM sim_items`
+      for (let id = (existing?.n ?? 0) + 1; id <= rows; id++) {
+        yield* sql`INSERT INTO sim_items (value, operation) VALUES (${`seed ${id}`}, ${-id})`
+      }
+    })).pipe(Effect.mapError((error) => new SetupError({ filename: database, reason: error.message, cause: error })))
+  }))
+
+/**
+ * Prepares a simulation.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Session> =>
+  Effect.sync(() => {
+    const startedAt = new Date()
+    const runs: Array<RunState> = []
+    let database = options.database ?? "(a temporary file)"
+
+    const workloadOptions: Workload.Options = {
+      seed: options.seed,
+      workers: options.workers,
+      stop: options.stop,
+      mix: options.mix,
+      holdMs: options.holdMs,
+      rows: options.rows,
+      operationTimeoutMs: 60_000,
+      sampleEveryMs: options.sampleEveryMs
+    }
+
+    const runOne = (mode: Target.Mode, filename: string) =>
+      Effect.gen(function*() {
+        const state: RunState = {
+          mode,
+          recorder: new Recorder(),
+          clock: yield* Effect.clock,
+          target: undefined,
+          injector: undefined,
+          lockHolder: undefined,
+          finished: false
+        }
+        runs.push(state)
+        // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
+        const injector = yield* FaultInjector.make(options.faults, { seed: options.seed })
+        state.injector = injector
+        const poolInput: PoolConfig.Input = { ...options.pool, filename, readConnections: options.readers }
+        state.target = mode === "pooled"
+          ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
+          : Target.perOperation(yield* PoolConfig.make(poolInput), {
+            connector: injector.connector,
+            holdMs: options.holdMs,
+            workers: options.workers
+          })
+        if (options.faults.lockHolder !== undefined) {
+          state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
+        }
+        yield* injector.arm
+        yield* Workload.run(state.target, workloadOptions, state.recorder)
+        state.finished = true
+      }).pipe(Effect.scoped)
+
+    const program = Effect.gen(function*() {
+      const filename = options.database ?? (yield* temporaryDatabase)
+      database = filename
+      yield* setup(filename, options.rows)
+      for (const mode of modes(options)) yield* runOne(mode, filename)
+    }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
+
+    const settings = (): Report.Settings => ({
+      seed: options.seed,
+      workers: options.workers,
+      operations: options.stop._tag === "Operations" ? options.stop.count : null,
+      durationMs: options.stop._tag === "Duration" ? options.stop.millis : null,
+      mix: options.mix,
+      holdMs: options.holdMs,
+      faults: FaultPlan.format(options.faults),
+      readers: options.readers,
+      database,
+      clock: options.clock
+    })
+
+    const runReport = (state: RunState) =>
+      Effect.gen(function*() {
+        const counts = state.target === undefined ? emptyCounts : yield* state.target.counts
+        return Report.runReport({
+          mode: state.mode,
+          recorder: state.recorder,
+          counts,
+          pool: state.target === undefined ? undefined : yield* state.target.poolStats,
+          faults: state.injector === undefined ? emptyFaults : yield* state.injector.counts,
+          faultEvents: state.injector === undefined ? [] : yield* state.injector.events,
+          lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
+            ? undefined
+            : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
+          interrupted: !state.finished,
+          nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
+        })
+      })
+
+    const snapshot = Effect.map(
+      Effect.forEach(runs, runReport),
+      (reports) => Report.make(settings(), startedAt, reports)
+    )
+
+    const progress = Effect.sync((): Progress | undefined => {
+      const state = runs[runs.length - 1]
+      if (state === undefined || state.clock === undefined) return undefined
+      const { recorder } = state
+      const now = Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
+      const elapsedMs = recorder.startMs === 0 && recorder.started === 0
+        ? 0
+        : (recorder.endMs ?? now) - recorder.startMs
+      const fraction = options.stop._tag === "Operations"
+        ? recorder.finished / options.stop.count
+        : Math.min(1, elapsedMs / options.stop.millis)
+      return {
+        run: runs.length,
+        runs: modes(options).length,
+        mode: state.mode,
+        elapsedMs,
+        completed: recorder.completed,
+        failed: recorder.failed,
+        fraction: Math.max(0, Math.min(1, fraction))
+      }
+    })
+
+    return {
+      options,
+      run: Effect.zipRight(options.clock === "virtual" ? VirtualClock.runVirtual(program) : program, snapshot),
+      snapshot,
+      progress
+    } satisfies Session
+  })
+
+/**
+ * Validates, prepares and runs a simulation.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (input: Input): Effect.Effect<Report.Report, Error | SimulationConfigError> =>
+  Effect.flatMap(Effect.flatMap(resolve(input), make), (session) => session.run)
+
+const emptyCounts: Target.ConnectionCounts = {
+  created: 0,
+  closed: 0,
+  reused: 0,
+  invalidated: 0,
+  connectFailures: 0,
+  connectRetries: 0,
+  busyRetries: 0,
+  timeouts: 0,
+  capacity: 0
+}
+
+const emptyFaults: FaultInjector.FaultCounts = {
+  connectAttempts: 0,
+  validations: 0,
+  openTransient: 0,
+  openPermanent: 0,
+  slowOpen: 0,
+  slowOpenMs: 0,
+  dieIdle: 0,
+  pingFail: 0
+}

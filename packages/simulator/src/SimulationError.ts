@@ -1,0 +1,67 @@
+/**
+ * Typed errors of the simulator. A user's mistake (a bad option) is a `SimulationConfigError` naming the option and
+ * what to write instead; failures of the machinery around a run (the lock-holder process, writing a report) have
+ * their own tags. Failures of the simulated operations are not errors of the simulator: they are counted in the report.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+
+/**
+ * An invalid simulation option: `field` names it (as on the command line), `message` says what is wrong and what to
+ * write instead.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SimulationConfigError extends Data.TaggedError("SimulationConfigError")<{
+  readonly field: string
+  readonly message: string
+}> {}
+
+/**
+ * The lock-holder process (a second OS process that takes SQLite's write lock) could not start or died.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockHolderError extends Data.TaggedError("LockHolderError")<{
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `the lock-holder process failed: ${this.reason}`
+  }
+}
+
+/**
+ * A simulated operation did not finish within the simulator's bound on one operation. The pool bounds every wait by
+ * `acquireTimeout`, so this marks a hang that the pool failed to prevent.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class OperationTimeoutError extends Data.TaggedError("OperationTimeoutError")<{
+  readonly operation: number
+  readonly timeoutMs: number
+}> {
+  override get message(): string {
+    return `operation ${this.operation} did not finish within ${this.timeoutMs} ms`
+  }
+}
+
+/**
+ * The database used for the run could not be prepared (tables created, rows seeded).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SetupError extends Data.TaggedError("SetupError")<{
+  readonly filename: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `cannot prepare the simulation database ${this.filename}: ${this.reason}`
+  }
+}
