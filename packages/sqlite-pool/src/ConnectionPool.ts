@@ -148,6 +148,10 @@ export const makeWithConfig = (
     let lastConnectError: ConnectError | undefined
     let isClosed = false
     const closedError = new PoolClosedError({ filename: config.filename })
+    const clock = yield* Effect.clock
+    const idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
+    const maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
+    const validationInterval = Duration.toMillis(config.validationInterval)
 
     // One physical connection, with retries of transient failures, in a Scope of its own.
     const connectWithRetry: Effect.Effect<Entry, ConnectError> = Effect.gen(function*() {
@@ -286,19 +290,39 @@ export const makeWithConfig = (
         )
       })
 
+    // What a connection taken for a lease needs before it is handed out: nothing, a probe, or replacing.
+    const quickCheck = (entry: Entry, fresh: boolean): string | "probe" | undefined => {
+      if (entry.closed) return "it was closed"
+      const now = clock.unsafeCurrentTimeMillis()
+      if (now - entry.createdAt >= maxLifetime) return "it reached maxLifetime"
+      if (fresh) return undefined // opened and verified for this very acquire
+      if (entry.leases > 0 && now - entry.lastReleasedAt < validationInterval) return undefined
+      return "probe"
+    }
+
     // Validates a connection taken for a lease; a broken one is closed (and counted as invalidated).
-    const validated = (entry: Entry, fresh: boolean): Effect.Effect<boolean> =>
-      Effect.flatMap(validationProblem(entry, fresh), (problem) => {
-        if (problem === undefined) return Effect.succeed(true)
+    const validated = (entry: Entry, fresh: boolean): Effect.Effect<boolean> => {
+      const check = quickCheck(entry, fresh)
+      if (check === undefined) return succeedTrue
+      const problem = check !== "probe" ? Effect.succeed(check) : Effect.either(entry.connection.validate).pipe(
+        Effect.map((result) => result._tag === "Left" ? result.left.reason : undefined),
+        Effect.withSpan("sqlsim.validate", {
+          attributes: { "sqlsim.connection.id": entry.id },
+          captureStackTrace: false
+        })
+      )
+      return Effect.flatMap(problem, (problem) => {
+        if (problem === undefined) return succeedTrue
         entry.invalidated = problem !== "it reached maxLifetime"
         return Effect.logDebug(`sqlsim: connection ${entry.id} replaced: ${problem}`).pipe(
           Effect.zipRight(Effect.uninterruptible(retire(entry))),
           Effect.as(false)
         )
       })
+    }
 
     // The part of an acquire that can wait: a slot from the fair gate (unless one was taken already), then an idle
-    // connection, a new one, or one being opened for an acquire that gave up.
+    // connection (or the one already in hand), a new one, or one being opened for an acquire that gave up.
     const checkout = (
       leaseScope: Scope.Scope,
       hasSlot: boolean,
@@ -312,7 +336,7 @@ export const makeWithConfig = (
         }
         while (true) {
           if (isClosed) return yield* Effect.fail(closedError)
-          holder.entry = idle.poll()
+          holder.entry ??= idle.poll()
           let fresh = false
           if (holder.entry === undefined) {
             if (openEntries.size + connecting < config.maxConnections) {
@@ -329,26 +353,6 @@ export const makeWithConfig = (
           // Replacing connections must not starve the timers (acquireTimeout among them).
           yield* Effect.yieldNow()
         }
-      })
-
-    const validationProblem = (entry: Entry, fresh: boolean): Effect.Effect<string | undefined> =>
-      Effect.gen(function*() {
-        if (entry.closed) return "it was closed"
-        const now = yield* Clock.currentTimeMillis
-        if (config.maxLifetime !== null && now - entry.createdAt >= Duration.toMillis(config.maxLifetime)) {
-          return "it reached maxLifetime"
-        }
-        if (fresh) return undefined // opened and verified for this very acquire
-        if (entry.leases > 0 && now - entry.lastReleasedAt < Duration.toMillis(config.validationInterval)) {
-          return undefined
-        }
-        const result = yield* Effect.either(entry.connection.validate).pipe(
-          Effect.withSpan("sqlsim.validate", {
-            attributes: { "sqlsim.connection.id": entry.id },
-            captureStackTrace: false
-          })
-        )
-        return result._tag === "Left" ? result.left.reason : undefined
       })
 
     // Leases not ended yet. Shutdown ends those that outlive shutdownTimeout itself, so that the statistics stay
@@ -394,30 +398,32 @@ export const makeWithConfig = (
       }
     })
 
-    // Registers the lease: from here on the lease scope owns the connection.
-    const lease = (entry: Entry, leaseScope: Scope.Scope): Effect.Effect<Entry> =>
-      Effect.suspend(() => {
-        stats.lease(entry.leases++ > 0)
-        entry.leased = true
-        const lease: Lease = { ended: false }
-        activeLeases.add(lease)
-        return Effect.as(
-          Scope.addFinalizerExit(leaseScope, (exit) =>
-            Effect.gen(function*() {
-              entry.lastReleasedAt = yield* Clock.currentTimeMillis
-              entry.leased = false
-              endLease(lease)
-              if (stats.leased === 0 && isClosed) yield* Deferred.succeed(drained, undefined)
-              if (entry.closed) return
-              if (entry.invalidated || (Exit.isFailure(exit) && (yield* leaseBrokeConnection(entry, exit.cause)))) {
-                entry.invalidated = true
-                return yield* retire(entry)
-              }
-              idle.offer(entry)
-            })),
-          entry
-        )
-      })
+    // Registers the lease: from here on the lease scope owns the connection. Runs uninterruptibly.
+    const lease = (entry: Entry, leaseScope: Scope.Scope): Effect.Effect<Entry> => {
+      stats.lease(entry.leases++ > 0)
+      entry.leased = true
+      const lease: Lease = { ended: false }
+      activeLeases.add(lease)
+      return Effect.as(Scope.addFinalizerExit(leaseScope, (exit) => release(entry, lease, exit)), entry)
+    }
+
+    const release = (entry: Entry, lease: Lease, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      entry.lastReleasedAt = clock.unsafeCurrentTimeMillis()
+      entry.leased = false
+      endLease(lease)
+      if (stats.leased === 0 && isClosed) Deferred.unsafeDone(drained, Exit.void)
+      if (entry.closed) return Effect.void
+      if (entry.invalidated) return retire(entry)
+      if (Exit.isFailure(exit)) {
+        return Effect.flatMap(leaseBrokeConnection(entry, exit.cause), (broke) => {
+          if (!broke) return Effect.sync(() => idle.offer(entry))
+          entry.invalidated = true
+          return retire(entry)
+        })
+      }
+      idle.offer(entry)
+      return Effect.void
+    }
 
     const giveBack = (holder: Holder) =>
       Effect.suspend(() => {
@@ -427,41 +433,68 @@ export const makeWithConfig = (
         return entry.invalidated ? retire(entry) : Effect.sync(() => idle.offer(entry))
       })
 
-    const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.gen(function*() {
-      if (isClosed) return yield* Effect.fail(closedError)
-      const leaseScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-      // Fast path: a free slot, nobody waiting, an idle connection that passes validation: nothing waits, so no
-      // timeout fiber is needed.
-      const hasSlot = yield* Effect.uninterruptible(Effect.suspend(() =>
-        gate.unsafeTryTake() ? Effect.as(Scope.addFinalizer(leaseScope, gate.release), true) : Effect.succeed(false)
-      ))
-      if (hasSlot && idle.size() > 0) {
-        const entry = yield* Effect.uninterruptible(Effect.suspend(() => {
-          const candidate = idle.poll()!
-          return Effect.flatMap(validated(candidate, false), (ok) =>
-            ok ? lease(candidate, leaseScope) : Effect.void)
-        }))
-        if (entry !== undefined) return entry
-      }
-      const holder: Holder = { entry: undefined }
+    // An acquire that may wait: under acquireTimeout, counted in `waiting`, in a span.
+    const slowAcquire = (
+      leaseScope: Scope.Scope,
+      hasSlot: boolean,
+      inHand: Entry | undefined,
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    ): Effect.Effect<Entry, AcquireError> => {
+      const holder: Holder = { entry: inHand }
       stats.startWaiting()
-      const entry = yield* checkout(leaseScope, hasSlot, holder).pipe(
+      return restore(checkout(leaseScope, hasSlot, holder)).pipe(
         withAcquireTimeout,
         Effect.ensuring(Effect.sync(() => stats.stopWaiting())),
-        Effect.onExit((exit) =>
-          Exit.isFailure(exit) ? Effect.zipRight(giveBack(holder), Scope.close(leaseScope, exit)) : Effect.void
-        )
+        Effect.onExit((exit) => Exit.isFailure(exit) ? giveBack(holder) : Effect.void),
+        Effect.flatMap((entry) => lease(entry, leaseScope)),
+        Effect.withSpan("sqlsim.acquire", {
+          attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
+          captureStackTrace: false
+        })
       )
-      return yield* Effect.uninterruptible(lease(entry, leaseScope))
-    }).pipe(
-      Effect.withSpan("sqlsim.acquire", {
-        attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
-        captureStackTrace: false
-      })
+    }
+
+    // A lease in `leaseScope` (which the caller closes when the lease ends, or at once if the acquire fails).
+    // Fast path: a free slot, nobody waiting, an idle connection that passes validation: nothing can wait, so neither
+    // a timeout fiber nor an acquire span is spent on it.
+    const acquireIn = (leaseScope: Scope.Scope): Effect.Effect<Entry, AcquireError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          if (isClosed) return Effect.fail(closedError)
+          if (!gate.unsafeTryTake()) return slowAcquire(leaseScope, false, undefined, restore)
+          const releaseSlot = Scope.addFinalizer(leaseScope, gate.release)
+          const candidate = idle.poll()
+          if (candidate === undefined) {
+            return Effect.zipRight(releaseSlot, slowAcquire(leaseScope, true, undefined, restore))
+          }
+          // A probe is a local SQLite call: it cannot wait, so it needs no timeout either. A connection that fails it
+          // has been replaced by the time the slow path starts.
+          return Effect.zipRight(
+            releaseSlot,
+            Effect.flatMap(
+              validated(candidate, false),
+              (ok) => ok ? lease(candidate, leaseScope) : slowAcquire(leaseScope, true, undefined, restore)
+            )
+          )
+        })
+      )
+
+    const acquire: Effect.Effect<PooledConnection, AcquireError, Scope.Scope> = Effect.flatMap(
+      Effect.scope,
+      (scope) =>
+        Effect.flatMap(Scope.fork(scope, ExecutionStrategy.sequential), (leaseScope) =>
+          Effect.onExit(
+            acquireIn(leaseScope),
+            (exit) => Exit.isFailure(exit) ? Scope.close(leaseScope, exit) : Effect.void
+          ))
     )
 
     const use = <A, E, R>(f: (connection: PooledConnection) => Effect.Effect<A, E, R>) =>
-      Effect.scoped(Effect.flatMap(acquire, f))
+      Effect.acquireUseRelease(
+        Scope.make(),
+        (leaseScope) => Effect.flatMap(acquireIn(leaseScope), f),
+        (leaseScope, exit) => Scope.close(leaseScope, exit)
+      )
 
     const healthCheck = use((connection) =>
       Effect.gen(function*() {
@@ -490,8 +523,6 @@ export const makeWithConfig = (
 
     // Idle connections above minConnections are closed once idle for idleTimeToLive, and idle connections older
     // than maxLifetime are retired. The reaper sleeps until the next such moment.
-    const idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
-    const maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
     const reap: Effect.Effect<void> = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       let wake = Math.min(idleTimeToLive, maxLifetime)
@@ -530,6 +561,8 @@ export const makeWithConfig = (
       config
     } satisfies Service
   })
+
+const succeedTrue = Effect.succeed(true)
 
 interface Lease {
   ended: boolean
