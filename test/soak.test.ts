@@ -139,9 +139,11 @@ describe("soak", () => {
           ]] as const
         ) {
           expect(violations(laneStats, max), lane).toEqual([])
-          expect(laneStats.inUse, lane).toBe(0)
+          // The writer lane keeps its connection leased for up to a second after its last statement.
+          expect(laneStats.inUse, lane).toBeLessThanOrEqual(lane === "writer" ? 1 : 0)
           expect(laneStats.waiting, lane).toBe(0)
         }
+        expect(stats.writerWaiting).toBe(0)
         // Only typed errors; every committed row present, no rolled-back row.
         expect(outcomes.unexpected).toEqual([])
         const ids = new Set((yield* sql<{ id: number }>`SELECT id FROM events`).map((row) => row.id))
@@ -194,8 +196,8 @@ describe("soak", () => {
           `heap after GC +${growthMb.toFixed(1)} MB`
       )
       expect((yield* pool.stats).closed).toBe(500)
-      // The connection objects (and their clients, caches and statements) must be garbage. The last one may still be
-      // referenced by the state of the fiber that ran the last round; a leak keeps all 500.
-      expect(alive).toBeLessThanOrEqual(2)
+      // The connection objects (and their clients, caches and statements) must be garbage. The last few may still be
+      // referenced by the state of the fibers that ran the last rounds; a leak keeps all 500.
+      expect(alive).toBeLessThanOrEqual(10)
     }))
 })

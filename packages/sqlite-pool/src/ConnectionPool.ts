@@ -73,6 +73,11 @@ export interface Service {
   readonly healthCheck: Effect.Effect<HealthReport, AcquireError | HealthCheckError>
   /** closes the connection instead of returning it: when its lease ends, or at once when it is idle */
   readonly invalidate: (connection: PooledConnection) => Effect.Effect<void>
+  /**
+   * A cheap check of a connection of this pool, without a query: why it can no longer be used (closed, its database
+   * file deleted or replaced), or undefined. For holders of long leases.
+   */
+  readonly check: (connection: PooledConnection) => string | undefined
   readonly config: PoolConfig.PoolConfig
 }
 
@@ -290,9 +295,12 @@ export const makeWithConfig = (
         )
       })
 
+    const checkEntry = (entry: Entry): string | undefined => entry.closed ? "it was closed" : entry.connection.check?.()
+
     // What a connection taken for a lease needs before it is handed out: nothing, a probe, or replacing.
     const quickCheck = (entry: Entry, fresh: boolean): string | "probe" | undefined => {
-      if (entry.closed) return "it was closed"
+      const problem = checkEntry(entry)
+      if (problem !== undefined) return problem
       const now = clock.unsafeCurrentTimeMillis()
       if (now - entry.createdAt >= maxLifetime) return "it reached maxLifetime"
       if (fresh) return undefined // opened and verified for this very acquire
@@ -558,6 +566,7 @@ export const makeWithConfig = (
       stats: Effect.sync(() => stats.snapshot()),
       healthCheck,
       invalidate,
+      check: (connection) => checkEntry(connection as Entry),
       config
     } satisfies Service
   })

@@ -43,6 +43,11 @@ export interface Connection {
   readonly sql: SqliteClient.SqliteClient
   /** fails when the connection is closed, broken, or its database file was deleted or replaced */
   readonly validate: Effect.Effect<void, InvalidConnection>
+  /**
+   * A cheap check without a query (a `stat` of the database file at most): why the connection can no longer be
+   * used, or undefined. The pool runs it on every checkout, `validate` only as `validationInterval` asks.
+   */
+  readonly check?: (() => string | undefined) | undefined
 }
 
 /**
@@ -162,17 +167,20 @@ export const connect = (
     if (options.readOnly) yield* pragma("PRAGMA query_only = ON")
     yield* pragma("SELECT 1")
 
+    const check = () =>
+      identity !== undefined && fileIdentity(filename) !== identity
+        ? "the database file was deleted or replaced since the connection opened"
+        : undefined
     const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
-      if (identity !== undefined && fileIdentity(filename) !== identity) {
-        return Effect.fail({ reason: "the database file was deleted or replaced since the connection opened" })
-      }
+      const stale = check()
+      if (stale !== undefined) return Effect.fail({ reason: stale })
       // The driver's own message ("The database connection is not open") says more than SqlError's wrapper.
       return Effect.mapError(sql.unsafe("SELECT 1"), (cause) => ({
         reason: cause.cause instanceof Error ? cause.cause.message : cause.message,
         cause
       }))
     })
-    return { sql, validate }
+    return { sql, validate, check }
   }).pipe(
     Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
   )

@@ -30,6 +30,8 @@ export interface Stats {
   readonly readers: PoolStats.PoolStats
   /** statements, BEGINs and COMMITs retried because another connection held the lock (SQLITE_BUSY/LOCKED) */
   readonly busyRetries: number
+  /** statements and transactions queued for the writer connection right now */
+  readonly writerWaiting: number
 }
 
 /**
@@ -129,7 +131,8 @@ export const makeWithConfig = (
         return {
           writer: yield* writerPool.stats,
           readers: readerPool === undefined ? PoolStats.empty : yield* readerPool.stats,
-          busyRetries: busy.retries
+          busyRetries: busy.retries,
+          writerWaiting: writer.waiting()
         }
       }),
       healthCheck: Effect.gen(function*() {

@@ -12,12 +12,14 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as ConnectionPool from "../ConnectionPool.js"
 import type { PoolConfig } from "../PoolConfig.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import * as SqliteCode from "../SqliteCode.js"
+import * as FairGate from "./fairGate.js"
 
 export interface BusyCounter {
   retries: number
@@ -32,21 +34,23 @@ export const retryBusy = (config: PoolConfig, counter: BusyCounter) => {
     Schedule.upTo(config.acquireTimeout),
     Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
   )
+  // Only a statement that met BUSY pays for the schedule: the common path is one catchIf.
   return <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-    Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
-      effect.pipe(
-        Effect.retry({ schedule, while: SqliteCode.isBusy }),
-        Effect.catchIf(SqliteCode.isBusy, (error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            Effect.fail(
-              new SqlError({
-                cause: error.cause,
-                message: `the database is locked by another connection (${SqliteCode.codeOf(error)}); ` +
-                  `still locked after ${now - startedAt} ms of retries: retry later, or find the long transaction ` +
-                  `holding the write lock`
-              })
-            )))
-      ))
+    Effect.catchIf(effect, SqliteCode.isBusy, () =>
+      Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
+        effect.pipe(
+          Effect.retry({ schedule, while: SqliteCode.isBusy }),
+          Effect.catchIf(SqliteCode.isBusy, (error) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.fail(
+                new SqlError({
+                  cause: error.cause,
+                  message: `the database is locked by another connection (${SqliteCode.codeOf(error)}); ` +
+                    `still locked after ${now - startedAt} ms of retries: retry later, or find the long ` +
+                    `transaction holding the write lock`
+                })
+              )))
+        )))
 }
 
 const mapConnection = (
@@ -84,6 +88,8 @@ export interface Lane {
     Scope.Scope
   >
   readonly pool: ConnectionPool.Service
+  /** statements and transactions queued for the lane (the writer's queue; 0 for readers, who wait in the pool) */
+  readonly waiting: () => number
 }
 
 /** A lease: a pooled connection, and its one raw `@effect/sql` connection reserved for this scope. */
@@ -93,25 +99,103 @@ const leaseFrom = (pool: ConnectionPool.Service) =>
     (pooled) => Effect.map(pooled.sql.reserve, (connection) => [connection, pooled] as const)
   )
 
+interface Pinned {
+  readonly connection: SqlConnection.Connection
+  readonly pooled: ConnectionPool.PooledConnection
+  readonly scope: Scope.CloseableScope
+}
+
+/** A pinned writer connection unused for this long goes back to the pool (and is validated when leased again). */
+const PIN_IDLE_MILLIS = 1000
+
+/**
+ * The writer's lease. Statements and transactions queue first-come-first-served for the one writer connection,
+ * which stays leased from the writer pool while the lane works: a pool lease per statement would cost more than the
+ * statement. Before each use the pinned connection gets the pool's cheap check (closed? database file deleted or
+ * replaced?); after PIN_IDLE_MILLIS without use it goes back to the pool, which validates it at the next lease. A
+ * statement or transaction that fails hands the connection back to the pool with its failure, so the pool closes it
+ * if it is broken (a fatal SQLite error, a dead handle); the next statement leases it, or its replacement, again.
+ * Closing the lane's Scope gives the connection back.
+ */
+const makeQueuedLease = (pool: ConnectionPool.Service) =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const queue = FairGate.make<never>(1)
+    let pinned: Pinned | undefined
+    let busy = false
+    let lastUsed = 0
+    const unpin = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        const current = pinned
+        pinned = undefined
+        return current === undefined ? Effect.void : Scope.close(current.scope, exit)
+      })
+    yield* Effect.addFinalizer(() => unpin(Exit.void))
+    // Gives an idle pinned connection back to the pool.
+    yield* Effect.sleep(PIN_IDLE_MILLIS).pipe(
+      Effect.zipRight(Effect.suspend(() =>
+        !busy && pinned !== undefined && clock.unsafeCurrentTimeMillis() - lastUsed >= PIN_IDLE_MILLIS
+          ? unpin(Exit.void)
+          : Effect.void
+      )),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    const pin: Effect.Effect<Pinned, SqlError> = Effect.suspend(() => {
+      if (pinned !== undefined) {
+        const problem = pool.check(pinned.pooled)
+        if (problem === undefined) {
+          return Effect.succeed(pinned)
+        }
+        return Effect.zipRight(Effect.zipRight(pool.invalidate(pinned.pooled), unpin(Exit.void)), pin)
+      }
+      return Effect.flatMap(Scope.make(), (scope) =>
+        Scope.extend(leaseFrom(pool), scope).pipe(
+          Effect.tapErrorCause((cause) =>
+            Scope.close(scope, Exit.failCause(cause))
+          ),
+          Effect.map(([connection, pooled]) => pinned = { connection, pooled, scope })
+        ))
+    })
+    const done = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        busy = false
+        lastUsed = clock.unsafeCurrentTimeMillis()
+        return Exit.isFailure(exit) ? Effect.zipRight(unpin(exit), queue.release) : queue.release
+      })
+    const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        restore(queue.take).pipe(
+          Effect.zipRight(Effect.sync(() => busy = true)),
+          Effect.zipRight(Scope.addFinalizerExit(scope, done)),
+          Effect.zipRight(restore(pin)),
+          Effect.map(({ connection, pooled }) => [connection, pooled] as const)
+        ))
+    )
+    return { lease, waiting: queue.waiting }
+  })
+
 export const makeLane = (options: {
   readonly pool: ConnectionPool.Service
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
-  readonly withTransaction: (lane: Omit<Lane, "client">) => Client.SqlClient["withTransaction"]
-}): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
+  readonly withTransaction: (lane: Pick<Lane, "lease" | "pool">) => Client.SqlClient["withTransaction"]
+}): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
     const { kind, pool } = options
+    const { lease, waiting } = kind === "writer" ? yield* makeQueuedLease(pool) : {
+      lease: Effect.map(leaseFrom(pool), ([connection, pooled]) =>
+        [mapConnection(connection, readOnlyMessage), pooled] as const),
+      waiting: () =>
+        0
+    }
     const statementWrap = kind === "writer" ? options.retryBusy : readOnlyMessage
-    const lease = Effect.map(leaseFrom(pool), ([connection, pooled]) =>
-      [kind === "reader" ? mapConnection(connection, readOnlyMessage) : connection, pooled] as const)
     const client = yield* Client.make({
-      acquirer: Effect.map(leaseFrom(pool), ([connection]) =>
-        mapConnection(connection, statementWrap)),
-      transactionAcquirer: Effect.map(lease, ([connection]) =>
-        connection),
+      acquirer: Effect.map(lease, ([connection]) => mapConnection(connection, statementWrap)),
+      transactionAcquirer: Effect.map(lease, ([connection]) => connection),
       compiler: Statement.makeCompilerSqlite(),
       spanAttributes: [["db.system.name", "sqlite"], ["sqlsim.lane", kind]]
     })
     const withTransaction = options.withTransaction({ lease, pool })
-    return { client: Object.assign(client, { withTransaction }), lease, pool }
+    return { client: Object.assign(client, { withTransaction }), lease, pool, waiting }
   })
