@@ -1,0 +1,196 @@
+/**
+ * `pnpm bench`: every benchmark suite in one process, side by side; prints the tables and the target verdicts
+ * (PASS/MISS with the measured ratio), profiles the contender of every missed target, and writes
+ * bench/results/latest.json.
+ *
+ * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,memory] [-- --no-profile]
+ *
+ * @since 0.1.0
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Acquire from "./cases/acquire.js"
+import * as Blocks from "./cases/blocks.js"
+import * as Connect from "./cases/connect.js"
+import * as Contention from "./cases/contention.js"
+import * as Memory from "./cases/memory.js"
+import * as Mixed from "./cases/mixed.js"
+import * as Queries from "./cases/queries.js"
+import { createDatabase, tempDirectory } from "./fixtures.js"
+import { batches, fullSettings, quickSettings, sinkSummary } from "./harness.js"
+import type { Result } from "./harness.js"
+import { profile } from "./profile.js"
+import type { ProfileSummary } from "./profile.js"
+import * as Report from "./report.js"
+import { verdicts } from "./targets.js"
+import type { Verdict } from "./targets.js"
+
+const SUITES = ["queries", "acquire", "connect", "blocks", "mixed", "contention", "memory"] as const
+type Suite = typeof SUITES[number]
+
+interface Options {
+  readonly quick: boolean
+  readonly suites: ReadonlySet<Suite>
+  readonly profileMisses: boolean
+}
+
+const usage = "usage: pnpm bench [-- --quick] [-- --only=" + SUITES.join(",") + "] [-- --no-profile]"
+
+const parseOptions = (argv: ReadonlyArray<string>): Options | string => {
+  let quick = false
+  let profileMisses = true
+  let suites = new Set<Suite>(SUITES)
+  for (const arg of argv) {
+    if (arg === "--") continue
+    if (arg === "--quick") quick = true
+    else if (arg === "--no-profile") profileMisses = false
+    else if (arg.startsWith("--only=")) {
+      const names = arg.slice("--only=".length).split(",").filter((name) => name !== "")
+      const unknown = names.filter((name) => !(SUITES as ReadonlyArray<string>).includes(name))
+      if (unknown.length > 0 || names.length === 0) {
+        return `unknown suite "${unknown.join(",")}" in ${arg}: the suites are ${SUITES.join(", ")}`
+      }
+      suites = new Set(names as Array<Suite>)
+    } else if (arg === "--help" || arg === "-h") return usage
+    else return `unknown option "${arg}"\n${usage}`
+  }
+  return { quick, suites, profileMisses }
+}
+
+/** Each note once, with the missed targets it explains. */
+const closingNotes = (misses: ReadonlyArray<Verdict>): string => {
+  const notes = new Map<string, Array<string>>()
+  for (const verdict of misses) {
+    for (const note of verdict.closing) notes.set(note, [...(notes.get(note) ?? []), verdict.target])
+  }
+  return [...notes].map(([note, targets]) => `- target${targets.length > 1 ? "s" : ""} ${targets.join(", ")}: ${note}.`)
+    .join("\n")
+}
+
+const resultsDirectory = fileURLToPath(new URL("results/", import.meta.url))
+
+const program = (options: Options) =>
+  Effect.gen(function*() {
+    const settings = options.quick ? quickSettings : fullSettings
+    const started = new Date()
+    const machine = {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? "unknown",
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      loadAverageAtStart: os.loadavg()
+    }
+    yield* Console.log(
+      `sqlsim bench (${options.quick ? "quick" : "full"}): ${machine.cpus} CPUs (${machine.cpuModel}), ` +
+        `Node ${machine.node}, load average ${machine.loadAverageAtStart.map((n) => n.toFixed(2)).join(" ")}\n` +
+        `per case: ${settings.warmupMs} ms warm-up, ${settings.repetitions} repetitions of ~${settings.repetitionMs} ms ` +
+        `(interleaved with the other cases of its suite); workloads: ${settings.runs} run(s) of ${settings.runMs} ms.\n` +
+        "Figures are medians; spread = interquartile range / median of the repetitions. Compare ratios, not absolute times.\n"
+    )
+    const directory = yield* tempDirectory
+    const filename = createDatabase(directory, "bench.db")
+    const throughput: Array<Result> = []
+    const show = (results: Array<Result>) =>
+      Effect.zipRight(
+        Effect.sync(() => throughput.push(...results)),
+        Console.log(Report.throughputTable(results) + "\n")
+      )
+
+    if (options.suites.has("queries")) yield* show(yield* Queries.run(filename, settings))
+    if (options.suites.has("acquire")) yield* show(yield* Acquire.run(filename, settings))
+    if (options.suites.has("connect")) yield* show(yield* Connect.run(directory, settings))
+    if (options.suites.has("blocks")) yield* show(yield* Blocks.run(settings))
+    const mixed = options.suites.has("mixed") ? yield* Mixed.run(directory, settings) : []
+    if (mixed.length > 0) {
+      yield* Console.log(
+        `mixed workload: 1 writer fiber (transaction: INSERT, sleep 1 ms, UPDATE, COMMIT) + ${Mixed.READERS} ` +
+          `reader fibers (point queries), ${settings.runMs} ms per run\n${Report.mixedTable(mixed)}\n`
+      )
+    }
+    const contention = options.suites.has("contention") ? yield* Contention.run(filename, settings) : []
+    if (contention.length > 0) {
+      yield* Console.log(
+        `contention: ${Contention.WORKERS} workers on ${Contention.POOL_SIZE} connections, each holding its ` +
+          `connection across one setImmediate; acquire wait = ask to hold\n${Report.contentionTable(contention)}\n`
+      )
+    }
+    const memory = options.suites.has("memory") ? yield* Memory.run(directory, settings.memoryRuns) : []
+    if (memory.length > 0) {
+      yield* Console.log(
+        `memory (RSS, measured in child processes, medians of ${settings.memoryRuns} per row; SQLite's default page cache is 2000 KiB per connection, ` +
+          `better-sqlite3 builds with 16000 KiB; the scanned table is ${memory[0]!.databaseMiB.toFixed(1)} MiB)\n` +
+          `${Report.memoryTable(memory)}\n`
+      )
+    }
+
+    const judged = verdicts({ throughput, mixed, contention, memory })
+    const profiles: Array<ProfileSummary> = []
+    const misses = judged.filter((v) => !v.pass)
+    if (options.profileMisses) {
+      const ids = [...new Set(misses.flatMap((v) => v.profile === undefined ? [] : [v.profile]))]
+      for (const id of ids) {
+        const batch = batches.get(id)
+        if (batch === undefined) continue
+        profiles.push(
+          yield* profile(id, batch, { durationMs: options.quick ? 500 : 2000, directory: resultsDirectory })
+        )
+      }
+    }
+
+    yield* Console.log(`targets (ratios from this run)\n${Report.verdictTable(judged)}\n`)
+    if (misses.length > 0) {
+      yield* Console.log(
+        `${misses.length} of ${judged.length} targets MISSED: ${misses.map((v) => v.target).join(", ")}\n`
+      )
+      if (profiles.length > 0) {
+        yield* Console.log(
+          "where the time goes: CPU profiles of the contenders that missed (V8 sampling profiler, 100 us interval, " +
+            `in this process; open the .cpuprofile files in Chrome DevTools)\n${Report.profileDigest(profiles)}\n\n` +
+            `${profiles.map(Report.profileText).join("\n\n")}\n`
+        )
+      }
+      yield* Console.log(`closing note: what the time goes to and what would close each gap\n${closingNotes(misses)}\n`)
+    } else if (judged.length > 0) {
+      yield* Console.log(`all ${judged.length} targets met\n`)
+    }
+
+    const report = {
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      mode: options.quick ? "quick" : "full",
+      suites: [...options.suites],
+      machine,
+      settings,
+      note: "shared machine: compare ratios measured in this run, not absolute times",
+      throughput,
+      mixed,
+      contention,
+      memory,
+      targets: judged,
+      profiles,
+      sink: sinkSummary()
+    }
+    fs.mkdirSync(resultsDirectory, { recursive: true })
+    const output = path.join(resultsDirectory, "latest.json")
+    fs.writeFileSync(output, JSON.stringify(report, null, 2) + "\n")
+    yield* Console.log(
+      `results written to ${path.relative(process.cwd(), output)} (sink: ${JSON.stringify(report.sink)})`
+    )
+  })
+
+const parsed = parseOptions(process.argv.slice(2))
+if (parsed === usage) {
+  process.stdout.write(usage + "\n")
+} else if (typeof parsed === "string") {
+  process.stderr.write(parsed + "\n")
+  process.exitCode = 2
+} else {
+  // runMain interrupts the program on Ctrl-C, so the pools close and the temporary databases are removed.
+  NodeRuntime.runMain(Effect.scoped(program(parsed)))
+}
