@@ -139,9 +139,14 @@ export const run = (target: Target, options: Options, recorder: Recorder): Effec
     const deadline = options.stop._tag === "Duration" ? recorder.startMs + options.stop.millis : Infinity
     const timeout = Duration.millis(options.operationTimeoutMs)
 
+    let lastSampleMs = -Infinity
     const sample = Effect.flatMap(
       Effect.zip(target.gauges, nowMs),
-      ([gauges, now]) => Effect.sync(() => recorder.samples.push({ tMs: now - recorder.startMs, ...gauges }))
+      ([gauges, now]) =>
+        Effect.sync(() => {
+          lastSampleMs = now
+          recorder.samples.push({ tMs: now - recorder.startMs, ...gauges })
+        })
     )
 
     const worker = Effect.gen(function*() {
@@ -165,6 +170,9 @@ export const run = (target: Target, options: Options, recorder: Recorder): Effec
           endedAt,
           exit._tag === "Success" ? undefined : failureKey(exit.cause)
         )
+        // Busy workers also take the samples: a loop of synchronous statements can keep the timer of the sampler
+        // below from firing for the whole run.
+        if (endedAt - lastSampleMs >= options.sampleEveryMs) yield* sample
       }
     })
 
