@@ -3,25 +3,9 @@
  * state it expects is reached, and fails with a description if it never is. The clock never moves here.
  */
 import * as Effect from "effect/Effect"
+import { yieldEventLoop } from "../../packages/sqlite-pool/test/utils.js"
 
-/** Lets every other fiber and pending I/O callback run once: a turn of the event loop, not a wait for time. */
-export const yieldEventLoop: Effect.Effect<void> = Effect.promise(() =>
-  new Promise<void>((resolve) => setImmediate(resolve))
-)
-
-/** Gives other fibers turns of the event loop until `condition` holds; dies with `description` if it never does. */
-export const waitUntil = <E, R>(
-  condition: Effect.Effect<boolean, E, R>,
-  description: string,
-  turns = 2000
-): Effect.Effect<void, E, R> =>
-  Effect.gen(function*() {
-    for (let turn = 0; turn < turns; turn++) {
-      if (yield* condition) return
-      yield* yieldEventLoop
-    }
-    return yield* Effect.dieMessage(`never happened (after ${turns} turns of the event loop): ${description}`)
-  })
+export { waitUntil, yieldEventLoop } from "../../packages/sqlite-pool/test/utils.js"
 
 /** Gives other fibers `turns` turns of the event loop, so whatever was going to happen without time passing has. */
 export const settle = (turns = 20): Effect.Effect<void> => Effect.repeatN(yieldEventLoop, turns - 1)

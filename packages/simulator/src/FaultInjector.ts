@@ -90,7 +90,13 @@ export interface Options {
   readonly connector?: Connector.Service | undefined
 }
 
-const emptyCounts: FaultCounts = {
+/**
+ * The counts of a run with no fault injected.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const noFaults: FaultCounts = {
   connectAttempts: 0,
   validations: 0,
   openTransient: 0,
@@ -131,7 +137,7 @@ export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInje
 
     let armed = false
     let armedAt = 0
-    const counts: { -readonly [K in keyof FaultCounts]: FaultCounts[K] } = { ...emptyCounts }
+    const counts: { -readonly [K in keyof FaultCounts]: FaultCounts[K] } = { ...noFaults }
     const events: Array<FaultEvent> = []
 
     const record = (kind: FaultKind, index: number, delayMs?: number) =>

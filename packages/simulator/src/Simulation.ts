@@ -363,7 +363,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
           recorder: state.recorder,
           counts,
           pool: state.target === undefined ? undefined : yield* state.target.poolStats,
-          faults: state.injector === undefined ? emptyFaults : yield* state.injector.counts,
+          faults: state.injector === undefined ? FaultInjector.noFaults : yield* state.injector.counts,
           faultEvents: state.injector === undefined ? [] : yield* state.injector.events,
           lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
             ? undefined
@@ -427,15 +427,4 @@ const emptyCounts: Target.ConnectionCounts = {
   busyRetries: 0,
   timeouts: 0,
   capacity: 0
-}
-
-const emptyFaults: FaultInjector.FaultCounts = {
-  connectAttempts: 0,
-  validations: 0,
-  openTransient: 0,
-  openPermanent: 0,
-  slowOpen: 0,
-  slowOpenMs: 0,
-  dieIdle: 0,
-  pingFail: 0
 }

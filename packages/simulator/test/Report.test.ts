@@ -1,18 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Report, Target } from "@sqlsim/simulator"
-import { FaultPlan } from "@sqlsim/simulator"
+import { FaultInjector, FaultPlan } from "@sqlsim/simulator"
 import { Recorder } from "../src/internal/recorder.js"
-
-const noFaults = {
-  connectAttempts: 0,
-  validations: 0,
-  openTransient: 0,
-  openPermanent: 0,
-  slowOpen: 0,
-  slowOpenMs: 0,
-  dieIdle: 0,
-  pingFail: 0
-}
 
 const counts = (created: number): Target.ConnectionCounts => ({
   created,
@@ -53,7 +42,7 @@ const run = (mode: Target.Mode, latencies: ReadonlyArray<number>, failEvery = 0)
     recorder,
     counts: counts(mode === "pooled" ? 3 : latencies.length),
     pool: undefined,
-    faults: noFaults,
+    faults: FaultInjector.noFaults,
     faultEvents: [],
     lockHolder: undefined,
     interrupted: false,

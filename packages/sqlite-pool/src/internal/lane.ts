@@ -13,6 +13,7 @@ import * as Statement from "@effect/sql/Statement"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as ConnectionPool from "../ConnectionPool.js"
@@ -63,6 +64,19 @@ const mapConnection = (
   executeValues: (sql, params) => wrap(connection.executeValues(sql, params)),
   executeUnprepared: (sql, params, transformRows) => wrap(connection.executeUnprepared(sql, params, transformRows))
 })
+
+/** Wraps each raw connection once (not once per statement): the wrapper lives as long as the connection. */
+const wrapper = (wrap: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>) => {
+  const wrapped = new WeakMap<SqlConnection.Connection, SqlConnection.Connection>()
+  return (connection: SqlConnection.Connection): SqlConnection.Connection => {
+    let found = wrapped.get(connection)
+    if (found === undefined) {
+      found = mapConnection(connection, wrap)
+      wrapped.set(connection, found)
+    }
+    return found
+  }
+}
 
 const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
   Effect.catchIf(
@@ -183,15 +197,16 @@ export const makeLane = (options: {
 }): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
     const { kind, pool } = options
+    // Readers: a pool lease per statement, writes answered with a message that says where they go.
+    const readOnly = wrapper(readOnlyMessage)
     const { lease, waiting } = kind === "writer" ? yield* makeQueuedLease(pool) : {
-      lease: Effect.map(leaseFrom(pool), ([connection, pooled]) =>
-        [mapConnection(connection, readOnlyMessage), pooled] as const),
-      waiting: () =>
-        0
+      lease: Effect.map(leaseFrom(pool), ([connection, pooled]) => [readOnly(connection), pooled] as const),
+      waiting: () => 0
     }
-    const statementWrap = kind === "writer" ? options.retryBusy : readOnlyMessage
+    // Writer statements outside a transaction retry SQLITE_BUSY; inside one, BEGIN IMMEDIATE holds the lock already.
+    const statementConnection = kind === "writer" ? wrapper(options.retryBusy) : identity
     const client = yield* Client.make({
-      acquirer: Effect.map(lease, ([connection]) => mapConnection(connection, statementWrap)),
+      acquirer: Effect.map(lease, ([connection]) => statementConnection(connection)),
       transactionAcquirer: Effect.map(lease, ([connection]) => connection),
       compiler: Statement.makeCompilerSqlite(),
       spanAttributes: [["db.system.name", "sqlite"], ["sqlsim.lane", kind]]
