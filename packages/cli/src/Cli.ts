@@ -115,10 +115,10 @@ const messageOf = (error: unknown): string =>
 
 /** The parser prints its errors with a trailing blank line: keep stderr to one line per error. */
 const withTrimmedErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Console.consoleWith((console) =>
+  Console.consoleWith((current) =>
     Effect.withConsole(effect, {
-      ...console,
-      error: (...args) => console.error(...args.map((arg) => typeof arg === "string" ? arg.trimEnd() : arg))
+      ...current,
+      error: (...args) => current.error(...args.map((arg) => typeof arg === "string" ? arg.trimEnd() : arg))
     })
   )
 
