@@ -248,9 +248,10 @@ export const makeWithConfig = (
           Effect.flatMap((exit) =>
             Effect.sync(() => {
               connecting--
-              if (deliver(exit)) return
-              if (Exit.isSuccess(exit)) idle.offer(exit.value)
-              else idle.wakeOne()
+              const delivered = deliver(exit)
+              // A failed connect frees its place: a checkout waiting because the pool was full may open one now.
+              if (Exit.isFailure(exit)) idle.wakeOne()
+              else if (!delivered) idle.offer(exit.value)
             })
           ),
           Effect.forkIn(poolScope),
