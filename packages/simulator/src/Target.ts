@@ -18,7 +18,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as Busy from "./internal/busy.js"
 import type { Operation, Target } from "./Workload.js"
 
 /**
@@ -160,8 +159,8 @@ export const perOperation = (
     timeouts: 0,
     capacity: options.workers
   }
-  const busy: Busy.BusyCounter = { retries: 0 }
-  const retryBusy = Busy.retryBusy(config, busy)
+  const busy: RetryPolicy.BusyCounter = { retries: 0 }
+  const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
   const schedule = RetryPolicy.schedule(config)
 
   const connect = (readOnly: boolean) =>

@@ -4,8 +4,12 @@
  *
  * @since 0.1.0
  */
+import { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import * as SqliteCode from "./SqliteCode.js"
 
 /**
  * @since 0.1.0
@@ -63,3 +67,48 @@ export const backoff = (options: Omit<Options, "retries">): Schedule.Schedule<Du
  */
 export const schedule = (options: Options): Schedule.Schedule<number> =>
   Schedule.intersect(backoff(options), Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
+
+/**
+ * Counts the retries `retryWhileBusy` makes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BusyCounter {
+  retries: number
+}
+
+/**
+ * Retries a statement while it fails with SQLITE_BUSY or SQLITE_LOCKED (another connection holds the lock): on
+ * `backoff`, for at most `acquireTimeout` in all, then fails with a `SqlError` that says the database is locked.
+ * Retrying is safe because a statement that met BUSY did nothing. Until a statement meets BUSY this costs one
+ * `catchIf`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retryWhileBusy = (
+  options: Omit<Options, "retries"> & { readonly acquireTimeout: Duration.Duration },
+  counter: BusyCounter
+) => {
+  const busySchedule = backoff(options).pipe(
+    Schedule.upTo(options.acquireTimeout),
+    Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
+  )
+  return <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+    Effect.catchIf(effect, SqliteCode.isBusy, () =>
+      Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
+        effect.pipe(
+          Effect.retry({ schedule: busySchedule, while: SqliteCode.isBusy }),
+          Effect.catchIf(SqliteCode.isBusy, (error) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.fail(
+                new SqlError({
+                  cause: error.cause,
+                  message: `the database is locked by another connection (${SqliteCode.codeOf(error)}); ` +
+                    `still locked after ${now - startedAt} ms of retries: retry later, or find the long ` +
+                    `transaction holding the write lock`
+                })
+              )))
+        )))
+}

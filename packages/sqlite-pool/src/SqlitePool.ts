@@ -20,6 +20,7 @@ import * as Transaction from "./internal/transaction.js"
 import * as PoolConfig from "./PoolConfig.js"
 import type { AcquireError, ConnectError, HealthCheckError, PoolConfigError } from "./PoolError.js"
 import * as PoolStats from "./PoolStats.js"
+import * as RetryPolicy from "./RetryPolicy.js"
 
 /**
  * @since 0.1.0
@@ -96,8 +97,8 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const databaseFile = yield* MemoryDatabase.resolve(config.filename)
-    const busy: Lane.BusyCounter = { retries: 0 }
-    const retryBusy = Lane.retryBusy(config, busy)
+    const busy: RetryPolicy.BusyCounter = { retries: 0 }
+    const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
 
     const writerPool = yield* ConnectionPool.makeWithConfig(
       { ...config, maxConnections: 1, minConnections: 1 },

@@ -10,49 +10,13 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as ConnectionPool from "../ConnectionPool.js"
-import type { PoolConfig } from "../PoolConfig.js"
-import * as RetryPolicy from "../RetryPolicy.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as FairGate from "./fairGate.js"
-
-export interface BusyCounter {
-  retries: number
-}
-
-/**
- * Retries an effect while it fails with SQLITE_BUSY or SQLITE_LOCKED: exponential delays from retryBaseDelay,
- * each capped at retryMaxDelay (jittered when asked), for at most acquireTimeout in all.
- */
-export const retryBusy = (config: PoolConfig, counter: BusyCounter) => {
-  const schedule = RetryPolicy.backoff(config).pipe(
-    Schedule.upTo(config.acquireTimeout),
-    Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
-  )
-  // Only a statement that met BUSY pays for the schedule: the common path is one catchIf.
-  return <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-    Effect.catchIf(effect, SqliteCode.isBusy, () =>
-      Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
-        effect.pipe(
-          Effect.retry({ schedule, while: SqliteCode.isBusy }),
-          Effect.catchIf(SqliteCode.isBusy, (error) =>
-            Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              Effect.fail(
-                new SqlError({
-                  cause: error.cause,
-                  message: `the database is locked by another connection (${SqliteCode.codeOf(error)}); ` +
-                    `still locked after ${now - startedAt} ms of retries: retry later, or find the long ` +
-                    `transaction holding the write lock`
-                })
-              )))
-        )))
-}
 
 const mapConnection = (
   connection: SqlConnection.Connection,
