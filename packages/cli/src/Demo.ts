@@ -13,14 +13,7 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import {
-  ConnectionPool,
-  PoolConfig,
-  type PoolError,
-  type PoolStats,
-  RetryPolicy,
-  SqliteCode
-} from "@sqlsim/sqlite-pool"
+import { ConnectionPool, PoolConfig, type PoolError, type PoolStats, RetryPolicy } from "@sqlsim/sqlite-pool"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -334,10 +327,10 @@ const inTransaction = <A, E, R>(
     const commit = Effect.uninterruptible(Effect.tap(sql.unsafe("COMMIT"), () => {
       open = false
     }))
-    const retryBusy = { schedule: RetryPolicy.schedule(config), while: SqliteCode.isBusy }
-    return Effect.retry(begin, retryBusy).pipe(
+    const retryBusy = RetryPolicy.retryWhileBusy(config, { retries: 0 })
+    return retryBusy(begin).pipe(
       Effect.zipRight(body),
-      Effect.zipLeft(Effect.retry(commit, retryBusy)),
+      Effect.zipLeft(retryBusy(commit)),
       Effect.onExit((exit) => Exit.isFailure(exit) && open ? Effect.ignore(sql.unsafe("ROLLBACK")) : Effect.void)
     )
   })
