@@ -1,7 +1,11 @@
 /**
- * A SQLite connection pool on Effect's `Pool` and `Scope`: lazy or pre-opened connections, connect retries with
- * exponential backoff, validation on acquire, first-come-first-served waiters, an acquire timeout, statistics,
- * metrics and spans, and a bounded shutdown.
+ * A SQLite connection pool whose connections live in Effect `Scope`s: lazy or pre-opened connections, connect
+ * retries with exponential backoff, validation on acquire, first-come-first-served waiters, an acquire timeout,
+ * idle and lifetime limits, statistics, metrics and spans, and a bounded shutdown.
+ *
+ * Effect's own `Pool` is not used: it serves waiters in no particular order, waits for a connect uninterruptibly
+ * (an acquire timeout cannot fire meanwhile), keeps every item it ever created in its idle-TTL queue (memory grows
+ * with every connection replaced) and evicts idle items on a fixed period rather than per connection.
  *
  * @since 0.1.0
  */
