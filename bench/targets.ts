@@ -84,10 +84,10 @@ const closingNotes = (m: Measurements) => {
       `Effect.timeoutFail ${figure("block.timeoutFail")} (only an acquire that has to wait pays for a timeout and ` +
       "a span). tarn's get/release is a few plain function calls; the remaining gap to it is the Effect runtime's " +
       "per-step cost, which only fewer steps per lease would close",
-    probe: "the default validationInterval of 0 probes every idle connection it hands out: a SELECT 1 through the " +
-      "connection's SqlClient (statement, span, prepared-statement cache) after the stat of the database file " +
-      "that every checkout makes. A validationInterval window (HikariCP skips the probe for connections used in " +
-      "the last 500 ms) takes it off the hot path",
+    probe: "the default validationInterval of 0 probes every idle connection it hands out: a SELECT 1 on the " +
+      "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
+      "the database file that every checkout makes. A validationInterval window (HikariCP skips the probe for " +
+      "connections used in the last 500 ms) takes it off the hot path",
     writer: "the writer lane keeps its one connection leased while it works, so a statement pays no pool lease; it " +
       "adds to SqliteClient's own path the lane's first-come-first-served queue, a stat of the database file (the " +
       "deleted-or-replaced check, about 1.5 us), the lease's finalizer and the busy-retry guard. Measured: " +

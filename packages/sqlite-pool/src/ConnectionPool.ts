@@ -317,13 +317,10 @@ export const makeWithConfig = (
     const validated = (entry: Entry, fresh: boolean): Effect.Effect<boolean> => {
       const check = quickCheck(entry, fresh)
       if (check === undefined) return succeedTrue
-      const problem = check !== "probe" ? Effect.succeed(check) : Effect.either(entry.connection.validate).pipe(
-        Effect.map((result) => result._tag === "Left" ? result.left.reason : undefined),
-        Effect.withSpan("sqlsim.validate", {
-          attributes: { "sqlsim.connection.id": entry.id },
-          captureStackTrace: false
-        })
-      )
+      const problem = check !== "probe" ? Effect.succeed(check) : Effect.match(entry.connection.validate, {
+        onFailure: (invalid) => invalid.reason,
+        onSuccess: () => undefined
+      })
       return Effect.flatMap(problem, (problem) => {
         if (problem === undefined) return succeedTrue
         entry.invalidated = problem !== "it reached maxLifetime"

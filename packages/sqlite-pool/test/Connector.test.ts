@@ -66,16 +66,16 @@ describe("Connector (live)", () => {
       expect(Exit.isFailure(yield* Effect.exit(connection.sql`SELECT 1`))).toBe(true)
     }))
 
-  it.scoped("validate fails once the database file is deleted", () =>
+  it.scoped("check reports a database file deleted since the connection opened", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "app.db")
       const connection = yield* open(options(filename))
+      expect(connection.check?.()).toBeUndefined()
       fs.rmSync(filename)
-      const problem = yield* Effect.flip(connection.validate)
-      expect(problem.reason).toMatch(/deleted or replaced/)
+      expect(connection.check?.()).toMatch(/deleted or replaced/)
     }))
 
-  it.scoped("validate fails once the database file is replaced by another one", () =>
+  it.scoped("check reports a database file replaced by another one", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
       const filename = path.join(directory, "app.db")
@@ -83,8 +83,7 @@ describe("Connector (live)", () => {
       const replacement = path.join(directory, "replacement.db")
       new Database(replacement).close()
       fs.renameSync(replacement, filename)
-      const problem = yield* Effect.flip(connection.validate)
-      expect(problem.reason).toMatch(/deleted or replaced/)
+      expect(connection.check?.()).toMatch(/deleted or replaced/)
     }))
 })
 
