@@ -40,17 +40,10 @@ const gauges: Record<Gauge, Metric.Metric.Gauge<number>> = {
 }
 
 export class StatsRecorder {
-  private readonly values: Record<Counter, number> = {
-    created: 0,
-    reused: 0,
-    acquired: 0,
-    released: 0,
-    invalidated: 0,
-    closed: 0,
-    connectFailures: 0,
-    retries: 0,
-    timeouts: 0
-  }
+  private readonly values = Object.fromEntries(Object.keys(counters).map((name) => [name, 0])) as Record<
+    Counter,
+    number
+  >
   private inUse = 0
   private waiting = 0
   private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
