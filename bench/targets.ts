@@ -88,11 +88,12 @@ const closingNotes = (m: Measurements) => {
       "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
       "the database file that every checkout makes. A validationInterval window (HikariCP skips the probe for " +
       "connections used in the last 500 ms) takes it off the hot path",
-    writer: "the writer lane keeps its one connection leased while it works, so a statement pays no pool lease; it " +
-      "adds to SqliteClient's own path the lane's first-come-first-served queue, a stat of the database file (the " +
-      "deleted-or-replaced check, about 1.5 us), the lease's finalizer and the busy-retry guard. Measured: " +
-      `${figure("writer.select1")} per SELECT 1, against ${figure("single.select1")} for SqliteClient. Checking ` +
-      "the file at most every few milliseconds instead of before every statement would take the stat off",
+    writer: "the writer lane keeps its one connection leased while it works and a statement takes the lane for " +
+      "itself, without a Scope or finalizer, so a statement pays no pool lease; it adds to SqliteClient's own path " +
+      "the lane's first-come-first-served queue, a stat of the database file (the deleted-or-replaced check, about " +
+      `1.5 us) and the busy-retry guard. Measured: ${figure("writer.select1")} per SELECT 1, against ` +
+      `${figure("single.select1")} for SqliteClient. Checking the file at most every few milliseconds instead of ` +
+      "before every statement would take the stat off",
     mixed: "Reader latency is the Reader lane's per-statement lease cost: see targets 1 and 2",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",

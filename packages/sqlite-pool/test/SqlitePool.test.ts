@@ -108,6 +108,50 @@ describe("SqlitePool", () => {
         assert.strictEqual(stats.writer.created, 1)
       })))
 
+  it.scoped("a statement interrupted while it waits for the writer never runs, and the lane goes on serving", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const pool = yield* SqlitePool.SqlitePool
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        const inside = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const transaction = yield* Effect.fork(sql.withTransaction(
+          Effect.zipRight(
+            Effect.zipRight(sql`INSERT INTO t VALUES (1)`, Deferred.succeed(inside, undefined)),
+            Deferred.await(finish)
+          )
+        ))
+        yield* Deferred.await(inside)
+        const first = yield* Effect.fork(sql`INSERT INTO t VALUES (2)`)
+        const second = yield* Effect.fork(sql`INSERT INTO t VALUES (3)`)
+        yield* Effect.yieldNow()
+        assert.strictEqual((yield* pool.stats).writerWaiting, 2)
+        yield* Fiber.interrupt(first)
+        assert.strictEqual((yield* pool.stats).writerWaiting, 1, "the interrupted statement left the queue")
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(transaction)
+        yield* Fiber.join(second)
+        yield* sql`INSERT INTO t VALUES (4)`
+        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
+        assert.deepStrictEqual(rows.map((row) => row.x), [1, 3, 4])
+        assert.strictEqual((yield* pool.stats).writerWaiting, 0)
+      })))
+
+  it.scoped("a failed statement gives the lane back: the next statement and transaction run", () =>
+    withPool({}, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER PRIMARY KEY)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        const duplicate = yield* Effect.exit(sql`INSERT INTO t VALUES (1)`)
+        assert.isTrue(Exit.isFailure(duplicate))
+        yield* sql.withTransaction(sql`INSERT INTO t VALUES (2)`)
+        yield* sql`INSERT INTO t VALUES (3)`
+        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
+        assert.deepStrictEqual(rows.map((row) => row.x), [1, 2, 3])
+      })))
+
   it.live(
     "a Reader is not blocked by a write transaction held open across Effect.sleep",
     () =>

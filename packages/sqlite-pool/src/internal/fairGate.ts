@@ -19,6 +19,7 @@ export interface FairGate<E> {
   readonly unsafeTryTake: () => boolean
   /** returns a slot: to the oldest waiter if there is one */
   readonly release: Effect.Effect<void>
+  readonly unsafeRelease: () => void
   /** fails every waiter (and every later take) with `error` */
   readonly close: (error: E) => Effect.Effect<void>
   readonly waiting: () => number
@@ -95,6 +96,7 @@ export const make = <E>(permits: number): FairGate<E> => {
       return true
     },
     release: Effect.sync(unsafeRelease),
+    unsafeRelease,
     close: (error) =>
       Effect.sync(() => {
         closedWith = { error }

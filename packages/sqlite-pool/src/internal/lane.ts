@@ -12,8 +12,8 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as ConnectionPool from "../ConnectionPool.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as FairGate from "./fairGate.js"
@@ -87,15 +87,18 @@ interface Pinned {
 const PIN_IDLE_MILLIS = 1000
 
 /**
- * The writer's lease. Statements and transactions queue first-come-first-served for the one writer connection,
+ * The writer's lane. Statements and transactions queue first-come-first-served for the one writer connection,
  * which stays leased from the writer pool while the lane works: a pool lease per statement would cost more than the
  * statement. Before each use the pinned connection gets the pool's cheap check (closed? database file deleted or
  * replaced?); after PIN_IDLE_MILLIS without use it goes back to the pool, which validates it at the next lease. A
  * statement or transaction that fails hands the connection back to the pool with its failure, so the pool closes it
  * if it is broken (a fatal SQLite error, a dead handle); the next statement leases it, or its replacement, again.
  * Closing the lane's Scope gives the connection back.
+ *
+ * `lease` holds the lane for a Scope (transactions, `reserve`); `exclusive` holds it for one statement, without a
+ * Scope or finalizer, which is what keeps a single statement close to the cost of a bare client's.
  */
-const makeQueuedLease = (pool: ConnectionPool.Service) =>
+const makeWriterLane = (pool: ConnectionPool.Service) =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     const queue = FairGate.make<never>(1)
@@ -119,10 +122,12 @@ const makeQueuedLease = (pool: ConnectionPool.Service) =>
       Effect.forever,
       Effect.forkScoped
     )
+    /** the pinned connection if it passes the cheap check */
+    const ready = (): Pinned | undefined =>
+      pinned !== undefined && pool.check(pinned.pooled) === undefined ? pinned : undefined
     const pin: Effect.Effect<Pinned, SqlError> = Effect.suspend(() => {
       if (pinned !== undefined) {
-        const problem = pool.check(pinned.pooled)
-        if (problem === undefined) {
+        if (ready() !== undefined) {
           return Effect.succeed(pinned)
         }
         return Effect.zipRight(Effect.zipRight(pool.invalidate(pinned.pooled), unpin(Exit.void)), pin)
@@ -135,12 +140,13 @@ const makeQueuedLease = (pool: ConnectionPool.Service) =>
           Effect.map(([connection, pooled]) => pinned = { connection, pooled, scope })
         ))
     })
+    const released = Effect.sync(() => {
+      busy = false
+      lastUsed = clock.unsafeCurrentTimeMillis()
+      queue.unsafeRelease()
+    })
     const done = (exit: Exit.Exit<unknown, unknown>) =>
-      Effect.suspend(() => {
-        busy = false
-        lastUsed = clock.unsafeCurrentTimeMillis()
-        return Exit.isFailure(exit) ? Effect.zipRight(unpin(exit), queue.release) : queue.release
-      })
+      Exit.isSuccess(exit) ? released : Effect.zipRight(unpin(exit), released)
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
         restore(queue.take).pipe(
@@ -150,7 +156,20 @@ const makeQueuedLease = (pool: ConnectionPool.Service) =>
           Effect.map(({ connection, pooled }) => [connection, pooled] as const)
         ))
     )
-    return { lease, waiting: queue.waiting }
+
+    const exclusive = <A>(
+      f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
+    ): Effect.Effect<A, SqlError> =>
+      Effect.uninterruptibleMask((restore) => {
+        const use = Effect.suspend(() => {
+          busy = true
+          const current = ready()
+          const run = current !== undefined ? f(current.connection) : Effect.flatMap(pin, (p) => f(p.connection))
+          return Effect.onExit(restore(run), done)
+        })
+        return Effect.suspend(() => queue.unsafeTryTake() ? use : Effect.zipRight(restore(queue.take), use))
+      })
+    return { lease, exclusive, waiting: queue.waiting }
   })
 
 export const makeLane = (options: {
@@ -160,17 +179,34 @@ export const makeLane = (options: {
   readonly withTransaction: (lane: Pick<Lane, "lease" | "pool">) => Client.SqlClient["withTransaction"]
 }): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
-    const { kind, pool } = options
-    // Readers: a pool lease per statement, writes answered with a message that says where they go.
-    const readOnly = wrapper(readOnlyMessage)
-    const { lease, waiting } = kind === "writer" ? yield* makeQueuedLease(pool) : {
-      lease: Effect.map(leaseFrom(pool), ([connection, pooled]) => [readOnly(connection), pooled] as const),
-      waiting: () => 0
+    const { kind, pool, retryBusy } = options
+    let lease: Lane["lease"]
+    let acquirer: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>
+    let waiting = () => 0
+    if (kind === "writer") {
+      // One statement holds the lane while it runs; outside a transaction it retries SQLITE_BUSY (inside one,
+      // BEGIN IMMEDIATE holds the lock already). The client's acquirer is free: the statement takes the lane.
+      const writer = yield* makeWriterLane(pool)
+      const { exclusive } = writer
+      lease = writer.lease
+      waiting = writer.waiting
+      acquirer = Effect.succeed<SqlConnection.Connection>({
+        execute: (sql, params, rows) => exclusive((c) => retryBusy(c.execute(sql, params, rows))),
+        executeRaw: (sql, params) => exclusive((c) => retryBusy(c.executeRaw(sql, params))),
+        executeValues: (sql, params) => exclusive((c) => retryBusy(c.executeValues(sql, params))),
+        executeUnprepared: (sql, params, rows) => exclusive((c) => retryBusy(c.executeUnprepared(sql, params, rows))),
+        // A stream holds the lane until it ends.
+        executeStream: (sql, params, rows) =>
+          Stream.unwrapScoped(Effect.map(writer.lease, ([c]) => c.executeStream(sql, params, rows)))
+      })
+    } else {
+      // Readers: a pool lease per statement, writes answered with a message that says where they go.
+      const readOnly = wrapper(readOnlyMessage)
+      lease = Effect.map(leaseFrom(pool), ([connection, pooled]) => [readOnly(connection), pooled] as const)
+      acquirer = Effect.map(lease, ([connection]) => connection)
     }
-    // Writer statements outside a transaction retry SQLITE_BUSY; inside one, BEGIN IMMEDIATE holds the lock already.
-    const statementConnection = kind === "writer" ? wrapper(options.retryBusy) : identity
     const client = yield* Client.make({
-      acquirer: Effect.map(lease, ([connection]) => statementConnection(connection)),
+      acquirer,
       transactionAcquirer: Effect.map(lease, ([connection]) => connection),
       compiler: Statement.makeCompilerSqlite(),
       spanAttributes: [["db.system.name", "sqlite"], ["sqlsim.lane", kind]]
