@@ -81,8 +81,8 @@ const closingNotes = (m: Measurements) => {
       "waiter. Priced alone in this run ('Effect " +
       `building blocks'): Effect.scoped ${figure("block.scoped")}, Scope.fork + close ${figure("block.scopeFork")}, ` +
       `Effect Pool get/release ${figure("effectPool.trivial")}, a span ${figure("block.spanNoStack")}, ` +
-      `Effect.timeoutFail ${figure("block.timeoutFail")} (only an acquire that has to wait pays for a timeout and ` +
-      "a span). tarn's get/release is a few plain function calls; the remaining gap to it is the Effect runtime's " +
+      `Effect.timeoutFail ${figure("block.timeoutFail")} (which the pool does not use: one timer fiber per pool ` +
+      "ends the waits that pass acquireTimeout; only an acquire that has to wait pays for a deadline and a span). tarn's get/release is a few plain function calls; the remaining gap to it is the Effect runtime's " +
       "per-step cost, which only fewer steps per lease would close",
     probe: "the default validationInterval of 0 probes every idle connection it hands out: a SELECT 1 on the " +
       "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
@@ -99,8 +99,9 @@ const closingNotes = (m: Measurements) => {
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +
       "queues behind 12 others) plus each lease's CPU cost on the one thread, where tarn spends a few " +
-      "microseconds. The tail comes from process-wide pauses (garbage collection, a busy shared machine) that hold " +
-      "all 16 waiters at once: the lower the acquisition rate, the larger the share of acquisitions they touch. " +
+      "microseconds; a waiting acquire also pays its sqlsim.acquire span (a run without the span measured 48,000 " +
+      "acquires/s against 30,000 with it). The tail comes from process-wide pauses (garbage collection, a busy " +
+      "shared machine) that hold all 16 waiters at once: the lower the acquisition rate, the larger the share of acquisitions they touch. " +
       "A cheaper lease (target 1) shortens every hold, raises the rate and allocates less",
     memoryIdle: "an idle pooled connection has been opened, configured and verified, so SQLite has read the " +
       `schema and allocated its first page-cache block${rawIdle}. Fewer open connections ` +

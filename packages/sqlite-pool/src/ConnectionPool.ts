@@ -22,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
+import * as Deadlines from "./internal/deadlines.js"
 import * as FairGate from "./internal/fairGate.js"
 import * as Handoff from "./internal/handoff.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
@@ -161,6 +162,14 @@ export const makeWithConfig = (
     const idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     const maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
     const validationInterval = Duration.toMillis(config.validationInterval)
+    const acquireTimeout = Duration.toMillis(config.acquireTimeout)
+    const timedOut = () => {
+      stats.count("timeouts")
+      return new AcquireTimeoutError({ waitedMs: acquireTimeout, stats: stats.snapshot(), lastError: lastConnectError })
+    }
+    const deadlines = Number.isFinite(acquireTimeout)
+      ? yield* Scope.extend(Deadlines.make(acquireTimeout, timedOut), poolScope)
+      : undefined
 
     // One physical connection, with retries of transient failures, in a Scope of its own.
     const connectWithRetry: Effect.Effect<Entry, ConnectError> = Effect.gen(function*() {
@@ -247,7 +256,9 @@ export const makeWithConfig = (
     const connectInBackground = (deliver: (exit: Exit.Exit<Entry, ConnectError>) => boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
         connecting++
-        return connectWithRetry.pipe(
+        // Interruptible even when forked from an uninterruptible region (a fork inherits it): closing the pool must
+        // be able to stop a connect that is still retrying.
+        return Effect.interruptible(connectWithRetry).pipe(
           Effect.exit,
           Effect.flatMap((exit) =>
             Effect.sync(() => {
@@ -267,12 +278,17 @@ export const makeWithConfig = (
     interface Holder {
       entry: Entry | undefined
     }
-    const pendingOpens = new Set<(exit: Exit.Exit<Entry, ConnectError | PoolClosedError>) => void>()
+    type Deadline = Deadlines.Deadline<AcquireTimeoutError>
+    type Resume = (effect: Effect.Effect<void, ConnectError | PoolClosedError>) => void
+    const pendingOpens = new Set<Resume>()
 
-    /** Opens a connection for this checkout and waits for it (interruptibly: the connect itself goes on). */
-    const openOwn = (holder: Holder): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+    /** Opens a connection into `holder` and waits for it (interruptibly: the connect itself goes on). */
+    const openOwn = (
+      holder: Holder,
+      deadline: Deadline | undefined
+    ): Effect.Effect<void, ConnectError | PoolClosedError | AcquireTimeoutError> =>
       Effect.suspend(() => {
-        let resume: ((exit: Exit.Exit<Entry, ConnectError | PoolClosedError>) => void) | undefined
+        let resume: Resume | undefined
         let arrived: Exit.Exit<Entry, ConnectError> | undefined
         let abandoned = false
         const deliver = (exit: Exit.Exit<Entry, ConnectError>) => {
@@ -282,21 +298,26 @@ export const makeWithConfig = (
             arrived = exit
           } else {
             pendingOpens.delete(resume)
-            resume(exit)
+            resume(Exit.asVoid(exit))
           }
           return true
         }
-        return Effect.zipRight(
-          connectInBackground(deliver),
-          Effect.async<Entry, ConnectError | PoolClosedError>((callback) => {
-            if (arrived !== undefined) return callback(arrived)
+        const arrival = Deadlines.wait(deadline, (callback: Resume) => {
+          if (arrived !== undefined) {
+            callback(Exit.asVoid(arrived))
+          } else {
             resume = callback
             pendingOpens.add(callback)
-            return Effect.sync(() => {
-              pendingOpens.delete(callback)
-              abandoned = true
-            })
-          })
+          }
+          return () => pendingOpens.delete(callback)
+        })
+        // Once the connect has started, a checkout that stops waiting for any reason (interrupted, past its deadline,
+        // even before it began to wait) abandons it: the connection then goes to the next waiter or the idle list.
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(
+            connectInBackground(deliver),
+            Effect.onError(restore(arrival), () => Effect.sync(() => abandoned = true))
+          )
         )
       })
 
@@ -336,12 +357,13 @@ export const makeWithConfig = (
     const checkout = (
       leaseScope: Scope.Scope,
       hasSlot: boolean,
-      holder: Holder
-    ): Effect.Effect<Entry, ConnectError | PoolClosedError> =>
+      holder: Holder,
+      deadline: Deadline | undefined
+    ): Effect.Effect<Entry, AcquireError> =>
       Effect.gen(function*() {
         if (!hasSlot) {
           yield* Effect.uninterruptibleMask((restore) =>
-            Effect.zipRight(restore(gate.take), Scope.addFinalizer(leaseScope, gate.release))
+            Effect.zipRight(restore(gate.takeBefore(deadline)), Scope.addFinalizer(leaseScope, gate.release))
           )
         }
         while (true) {
@@ -350,10 +372,10 @@ export const makeWithConfig = (
           let fresh = false
           if (holder.entry === undefined) {
             if (openEntries.size + connecting < config.maxConnections) {
-              yield* openOwn(holder)
+              yield* openOwn(holder, deadline)
               fresh = true
             } else {
-              yield* idle.await((entry) => holder.entry = entry)
+              yield* idle.await((entry) => holder.entry = entry, deadline)
             }
           }
           const entry = holder.entry
@@ -362,6 +384,7 @@ export const makeWithConfig = (
           holder.entry = undefined
           // Replacing connections must not starve the timers (acquireTimeout among them).
           yield* Effect.yieldNow()
+          if (deadline?.expired === true) return yield* Effect.fail(deadline.timeout())
         }
       })
 
@@ -395,18 +418,6 @@ export const makeWithConfig = (
       yield* Scope.close(poolScope, Exit.void)
     })
     yield* Scope.addFinalizer(outerScope, shutdown)
-
-    const withAcquireTimeout = Effect.timeoutFail({
-      duration: config.acquireTimeout,
-      onTimeout: () => {
-        stats.count("timeouts")
-        return new AcquireTimeoutError({
-          waitedMs: Duration.toMillis(config.acquireTimeout),
-          stats: stats.snapshot(),
-          lastError: lastConnectError
-        })
-      }
-    })
 
     // Registers the lease: from here on the lease scope owns the connection. Runs uninterruptibly.
     const lease = (entry: Entry, leaseScope: Scope.Scope): Effect.Effect<Entry> => {
@@ -452,10 +463,13 @@ export const makeWithConfig = (
     ): Effect.Effect<Entry, AcquireError> => {
       const holder: Holder = { entry: inHand }
       stats.startWaiting()
-      return restore(checkout(leaseScope, hasSlot, holder)).pipe(
-        withAcquireTimeout,
-        Effect.ensuring(Effect.sync(() => stats.stopWaiting())),
-        Effect.onExit((exit) => Exit.isFailure(exit) ? giveBack(holder) : Effect.void),
+      const deadline = deadlines?.start()
+      return restore(checkout(leaseScope, hasSlot, holder, deadline)).pipe(
+        Effect.onExit((exit) => {
+          stats.stopWaiting()
+          if (deadline !== undefined) deadlines?.end(deadline)
+          return Exit.isFailure(exit) ? giveBack(holder) : Effect.void
+        }),
         Effect.flatMap((entry) => lease(entry, leaseScope)),
         Effect.withSpan("sqlsim.acquire", {
           attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
@@ -466,7 +480,7 @@ export const makeWithConfig = (
 
     // A lease in `leaseScope` (which the caller closes when the lease ends, or at once if the acquire fails).
     // Fast path: a free slot, nobody waiting, an idle connection that passes validation: nothing can wait, so neither
-    // a timeout fiber nor an acquire span is spent on it.
+    // a deadline nor an acquire span is spent on it.
     const acquireIn = (leaseScope: Scope.Scope): Effect.Effect<Entry, AcquireError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {

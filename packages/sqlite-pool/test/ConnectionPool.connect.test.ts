@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { advanceUntil, makeTestPool, randomBytes, tempDir, waitUntil } from "./utils.js"
@@ -202,6 +203,41 @@ describe("ConnectionPool: acquireTimeout", () => {
       // The timed-out waiter left no trace: the only connection serves the next acquire at once.
       expect(yield* pool.stats).toMatchObject({ waiting: 0, inUse: 0, timeouts: 1 })
       expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1)
+    }))
+
+  it.scoped("each waiter times out acquireTimeout after it asked, also after the pool had nobody waiting", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 1, acquireTimeout: "2 seconds" })
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* pool.acquire
+        const waitFrom = (label: string) =>
+          Effect.gen(function*() {
+            const waiting = (yield* pool.stats).waiting
+            const fiber = yield* Effect.fork(Effect.flip(pool.use(() => Effect.void)))
+            yield* waitUntil(Effect.map(pool.stats, (s) => s.waiting === waiting + 1), `${label} waits`)
+            return fiber
+          })
+        const isDone = (fiber: Fiber.RuntimeFiber<unknown, unknown>) => fiber.unsafePoll() !== null
+        const first = yield* waitFrom("the first")
+        yield* TestClock.adjust("1 second")
+        const second = yield* waitFrom("the second")
+        yield* TestClock.adjust("1 second")
+        yield* waitUntil(Effect.sync(() => isDone(first)), "the first times out at 2 s")
+        expect(isDone(second)).toBe(false)
+        yield* TestClock.adjust("1 second")
+        yield* waitUntil(Effect.sync(() => isDone(second)), "the second times out at 3 s")
+        // Nobody waits for a while; a later waiter still gets its deadline.
+        yield* TestClock.adjust("10 seconds")
+        const third = yield* waitFrom("the third")
+        yield* TestClock.adjust("1999 millis")
+        expect(isDone(third)).toBe(false)
+        yield* TestClock.adjust("1 millis")
+        yield* waitUntil(Effect.sync(() => isDone(third)), "the third times out 2 s after it asked")
+        for (const fiber of [first, second, third]) {
+          expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "AcquireTimeoutError", waitedMs: 2000 })
+        }
+      }))
+      expect(yield* pool.stats).toMatchObject({ waiting: 0, inUse: 0, timeouts: 3 })
     }))
 
   it.scoped("an acquire that started after a connect failure ended is not failed by that stale failure", () =>

@@ -35,6 +35,22 @@ const contend = (pool: ConnectionPool.Service, options: { readonly workers: numb
 
 const range = (count: number) => Array.from({ length: count }, (_, index) => index + 1)
 
+/**
+ * Uses that started round k + 1 while more than `slack` of the `workers` had not had round k yet, with how many
+ * were behind.
+ */
+const overtakes = (order: ReadonlyArray<number>, workers: number, slack: number) => {
+  const rounds = new Map<number, number>()
+  const found: Array<{ readonly at: number; readonly worker: number; readonly behind: number }> = []
+  order.forEach((worker, at) => {
+    const round = (rounds.get(worker) ?? 0) + 1
+    rounds.set(worker, round)
+    const behind = range(workers).filter((other) => (rounds.get(other) ?? 0) < round - 1).length
+    if (behind > slack) found.push({ at, worker, behind })
+  })
+  return found
+}
+
 describe("ConnectionPool: fairness", () => {
   it.scoped("one connection, five fibers: served in arrival order, every fiber progressing in turn", () =>
     Effect.gen(function*() {
@@ -50,10 +66,9 @@ describe("ConnectionPool: fairness", () => {
       const { pool } = yield* makeTestPool({ maxConnections: 3 })
       const order = yield* contend(pool, { workers: 8, rounds: 4 })
       expect(order).toHaveLength(32)
-      expect(order.slice(0, 8)).toEqual(range(8))
-      for (let round = 0; round < 4; round++) {
-        expect([...order.slice(round * 8, round * 8 + 8)].sort((a, b) => a - b)).toEqual(range(8))
-      }
+      // Three connections coming back at once go to the three oldest waiters together, and the runtime may run those
+      // three in any order: a fiber asking again can get ahead of at most the two served with it, never further.
+      expect(overtakes(order, 8, 2)).toEqual([])
       expect((yield* pool.stats).created).toBe(3)
     }))
 

@@ -10,15 +10,15 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
-import { advanceUntil, invariantsHold, makeTestConnector, tempDir, waitUntil } from "./utils.js"
+import { advanceUntil, invariantsHold, makeTestConnector, type Redirect, tempDir, waitUntil } from "./utils.js"
 
 const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isSome)
 
 /** A pool in a Scope of its own, so that a test can close it while leases and waiters are still around. */
-const closablePool = (input: PoolConfig.Input = {}) =>
+const closablePool = (input: PoolConfig.Input = {}, redirect?: (attempt: number) => Redirect | undefined) =>
   Effect.gen(function*() {
     const directory = yield* tempDir
-    const connector = yield* makeTestConnector(directory)
+    const connector = yield* makeTestConnector(directory, redirect)
     const poolScope = yield* Scope.make()
     const pool = yield* ConnectionPool.make({ filename: path.join(directory, "test.db"), ...input }).pipe(
       Effect.provideService(Connector.Connector, connector.service),
@@ -117,6 +117,27 @@ describe("ConnectionPool: shutdown", () => {
       yield* waitUntil(isDone(closing), "closing ends")
       yield* TestClock.adjust("1 minute")
       expect(connector.attempts()).toBe(1)
+      expect((yield* pool.stats).open).toBe(0)
+    }))
+
+  it.scoped("closing stops a replacement connect that is still retrying, without waiting for its retries", () =>
+    Effect.gen(function*() {
+      let unavailable = false
+      const { close, connector, pool } = yield* closablePool(
+        { minConnections: 1, retries: 10, retryBaseDelay: "100 millis" },
+        () => unavailable ? "missingDirectory" : undefined
+      )
+      unavailable = true
+      yield* connector.closeHandle(1)
+      // The acquire finds the dead connection and retires it: a top-up to minConnections and the acquire's own
+      // connect start, fail, and wait to retry.
+      const acquiring = yield* Effect.fork(Effect.scoped(pool.acquire))
+      yield* waitUntil(Effect.sync(() => connector.attempts() === 3), "both replacement connects failed once")
+      const closing = yield* Effect.fork(close)
+      yield* waitUntil(isDone(closing), "closing ends without the clock moving")
+      yield* waitUntil(isDone(acquiring), "the acquire ends")
+      yield* TestClock.adjust("1 minute")
+      expect(connector.attempts()).toBe(3)
       expect((yield* pool.stats).open).toBe(0)
     }))
 

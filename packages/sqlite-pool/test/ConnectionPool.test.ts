@@ -358,7 +358,8 @@ describe("ConnectionPool: validation on acquire", () => {
       const { connector, pool } = yield* makeTestPool({ minConnections: 1 })
       yield* connector.closeHandle(1)
       const id = yield* pool.use((c) => Effect.as(c.sql`SELECT 1`, c.id))
-      expect(id).toBe(2)
+      // A new connection: the acquire's own or the minConnections top-up, whichever opened first.
+      expect(id).toBeGreaterThan(1)
       expect(yield* pool.stats).toMatchObject({ invalidated: 1, closed: 1 })
     }))
 

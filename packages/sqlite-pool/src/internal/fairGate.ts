@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Deadlines from "./deadlines.js"
 
 interface Waiter<E> {
   readonly resume: (effect: Effect.Effect<void, E>) => void
@@ -15,6 +16,8 @@ interface Waiter<E> {
 export interface FairGate<E> {
   /** waits for a slot, first come first served; fails with the close error once the gate is closed */
   readonly take: Effect.Effect<void, E>
+  /** `take`, ended by `deadline` if it passes first */
+  readonly takeBefore: <T>(deadline: Deadlines.Deadline<T> | undefined) => Effect.Effect<void, E | T>
   /** takes a slot if one is free and nobody waits; never waits (call it where interruption cannot land) */
   readonly unsafeTryTake: () => boolean
   /** returns a slot: to the oldest waiter if there is one */
@@ -59,37 +62,42 @@ export const make = <E>(permits: number): FairGate<E> => {
     }
   }
 
-  const take = Effect.suspend((): Effect.Effect<void, E> => {
-    if (closedWith !== undefined) return Effect.fail(closedWith.error)
-    if (available > 0 && size === 0) {
-      available--
-      return Effect.void
-    }
-    return Effect.async<void, E>((resume) => {
-      const waiter: Waiter<E> = { resume, served: false }
-      const index = queue.length
-      queue.push(waiter)
-      size++
-      return Effect.sync(() => {
-        // Interrupted: a slot already handed to us goes to the next waiter; otherwise leave the queue.
-        if (waiter.served) {
-          unsafeRelease()
-        } else if (queue[index] === waiter) {
-          queue[index] = undefined
+  // Joins the queue; returns how to leave it (a slot already handed over goes on to the next waiter).
+  const enqueue = (resume: (effect: Effect.Effect<void, E>) => void) => {
+    const waiter: Waiter<E> = { resume, served: false }
+    const index = queue.length
+    queue.push(waiter)
+    size++
+    return () => {
+      if (waiter.served) {
+        unsafeRelease()
+      } else if (queue[index] === waiter) {
+        queue[index] = undefined
+        size--
+      } else {
+        const at = queue.indexOf(waiter, head)
+        if (at >= 0) {
+          queue[at] = undefined
           size--
-        } else {
-          const at = queue.indexOf(waiter, head)
-          if (at >= 0) {
-            queue[at] = undefined
-            size--
-          }
         }
-      })
+      }
+    }
+  }
+
+  const takeBefore = <T>(deadline: Deadlines.Deadline<T> | undefined) =>
+    Effect.suspend((): Effect.Effect<void, E | T> => {
+      if (closedWith !== undefined) return Effect.fail(closedWith.error)
+      if (available > 0 && size === 0) {
+        available--
+        return Effect.void
+      }
+      return Deadlines.wait(deadline, enqueue)
     })
-  })
+  const take = takeBefore<never>(undefined)
 
   return {
     take,
+    takeBefore,
     unsafeTryTake: () => {
       if (closedWith !== undefined || available === 0 || size > 0) return false
       available--

@@ -9,6 +9,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Deadlines from "./deadlines.js"
 
 interface Waiter<A> {
   readonly claim: (item: A) => void
@@ -25,7 +26,7 @@ export interface Handoff<A> {
    * Waits until an item is offered (`claim` receives it synchronously, at the moment of the handoff, so that an
    * interruption cannot lose it) or until the waiter is woken to look again.
    */
-  readonly await: (claim: (item: A) => void) => Effect.Effect<void>
+  readonly await: <T = never>(claim: (item: A) => void, deadline?: Deadlines.Deadline<T>) => Effect.Effect<void, T>
   /** wakes the oldest waiter without an item */
   readonly wakeOne: () => void
   /** wakes every waiter without an item */
@@ -69,15 +70,15 @@ export const make = <A>(): Handoff<A> => {
       }
     },
     poll: () => idle.pop(),
-    await: (claim) =>
-      Effect.async<void>((resume) => {
+    await: (claim, deadline) =>
+      Deadlines.wait(deadline, (resume) => {
         const waiter: Waiter<A> = { claim, resume, woken: false }
         waiters.add(waiter)
-        return Effect.sync(() => {
+        return () => {
           waiters.delete(waiter)
-          // Interrupted as it was woken: pass the wake-up on. (A claimed item is returned by its claimer.)
+          // Withdrawn as it was woken: pass the wake-up on. (A claimed item is returned by its claimer.)
           if (waiter.woken) wakeOne()
-        })
+        }
       }),
     wakeOne,
     wakeAll: () => {
