@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -109,6 +110,8 @@ export interface MakeOptions {
 
 interface Entry extends PooledConnection {
   readonly connection: Connector.Connection
+  /** the raw `@effect/sql` connection under `sql` */
+  readonly raw: SqlConnection.Connection
   readonly createdAt: number
   readonly close: Effect.Effect<void>
   leases: number
@@ -202,9 +205,13 @@ export const makeWithConfig = (
           Effect.flatMap((connection) =>
             Effect.gen(function*() {
               const now = yield* Clock.currentTimeMillis
+              // Reserved once: a reservation only guards SqliteClient's own semaphore, and a lease is exclusive.
+              // (SqliteClient's reserve takes a permit and cannot fail.)
+              const raw = yield* Effect.orDie(Effect.scoped(connection.sql.reserve))
               const entry: Entry = {
                 id: nextId++,
                 sql: connection.sql,
+                raw,
                 connection,
                 createdAt: now,
                 close: Scope.close(connectionScope, Exit.void),
@@ -621,6 +628,14 @@ export const make = (
   input: PoolConfig.Input = {}
 ): Effect.Effect<Service, PoolConfigError | ConnectError, Scope.Scope> =>
   Effect.flatMap(PoolConfig.make(input), (config) => makeWithConfig(config))
+
+/**
+ * The raw `@effect/sql` connection under a leased connection's `sql`, reserved once when it was opened: for code that
+ * holds the lease already (the SqlitePool lanes), so that a statement needs no reservation of its own.
+ *
+ * @internal
+ */
+export const rawConnection = (connection: PooledConnection): SqlConnection.Connection => (connection as Entry).raw
 
 /**
  * The pool as a Layer.

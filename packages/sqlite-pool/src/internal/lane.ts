@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as ConnectionPool from "../ConnectionPool.js"
+import * as ConnectionPool from "../ConnectionPool.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as FairGate from "./fairGate.js"
 
@@ -70,11 +70,11 @@ export interface Lane {
   readonly waiting: () => number
 }
 
-/** A lease: a pooled connection, and its one raw `@effect/sql` connection reserved for this scope. */
+/** A lease: a pooled connection, and the raw `@effect/sql` connection under it. */
 const leaseFrom = (pool: ConnectionPool.Service) =>
-  Effect.flatMap(
+  Effect.map(
     Effect.mapError(pool.acquire, acquireError),
-    (pooled) => Effect.map(pooled.sql.reserve, (connection) => [connection, pooled] as const)
+    (pooled) => [ConnectionPool.rawConnection(pooled), pooled] as const
   )
 
 interface Pinned {
