@@ -7,6 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import { invariantsHold, makeTestPool, waitUntil } from "./utils.js"
 
 /** The pool's metric names, by the PoolStats field they mirror. */
@@ -195,4 +196,84 @@ describe("ConnectionPool: statistics", () => {
       })),
     { fastCheck: { numRuns: 15 } }
   )
+})
+
+interface RecordedSpan {
+  readonly name: string
+  readonly attributes: Map<string, unknown>
+  ended: boolean
+  exit?: Exit.Exit<unknown, unknown>
+}
+
+/** A tracer that keeps every span it makes. */
+const recordingTracer = () => {
+  const spans: Array<RecordedSpan> = []
+  let nextId = 0
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind) => {
+      const recorded: RecordedSpan = { name, attributes: new Map(), ended: false }
+      spans.push(recorded)
+      const span: Tracer.Span = {
+        _tag: "Span",
+        name,
+        spanId: `span-${++nextId}`,
+        traceId: "trace",
+        parent,
+        context,
+        get status(): Tracer.SpanStatus {
+          return { _tag: "Started", startTime }
+        },
+        attributes: recorded.attributes,
+        links,
+        sampled: true,
+        kind,
+        end: (_endTime, exit) => {
+          recorded.ended = true
+          recorded.exit = exit
+        },
+        attribute: (key, value) => recorded.attributes.set(key, value),
+        event: () => {},
+        addLinks: () => {}
+      }
+      return span
+    },
+    context: (f) => f()
+  })
+  return { tracer, named: (name: string) => spans.filter((span) => span.name === name) }
+}
+
+describe("ConnectionPool: spans", () => {
+  it.scoped("a connect and an acquire that waits get a span each; an acquire served at once gets none", () => {
+    const { named, tracer } = recordingTracer()
+    return Effect.gen(function*() {
+      const { filename, pool } = yield* makeTestPool({ maxConnections: 1 })
+      // The first acquire opens the connection: it waits for the connect.
+      yield* pool.use(() => Effect.void)
+      expect(named("sqlsim.connect")).toHaveLength(1)
+      expect(named("sqlsim.acquire")).toHaveLength(1)
+      // Served at once by the idle connection: no span.
+      yield* pool.use(() => Effect.void)
+      expect(named("sqlsim.acquire")).toHaveLength(1)
+      // A second acquire waits for the first lease to end.
+      const waiter = yield* Effect.scoped(Effect.gen(function*() {
+        yield* pool.acquire
+        const waiter = yield* Effect.fork(pool.use(() => Effect.void))
+        yield* waitUntil(Effect.map(pool.stats, (s) => s.waiting === 1), "the second acquire waits")
+        const [, waiting] = named("sqlsim.acquire")
+        expect(waiting?.ended).toBe(false)
+        return waiter
+      }))
+      yield* Fiber.join(waiter)
+      const acquires = named("sqlsim.acquire")
+      expect(acquires).toHaveLength(2)
+      for (const span of acquires) {
+        expect(span.ended).toBe(true)
+        expect(span.exit?._tag).toBe("Success")
+        expect(Object.fromEntries(span.attributes)).toMatchObject({
+          "db.system.name": "sqlite",
+          "db.namespace": filename
+        })
+      }
+    }).pipe(Effect.withTracer(tracer))
+  })
 })
