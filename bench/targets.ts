@@ -92,8 +92,12 @@ const closingNotes = (m: Measurements) => {
       "itself, without a Scope or finalizer, so a statement pays no pool lease; it adds to SqliteClient's own path " +
       "the lane's first-come-first-served queue, a stat of the database file (the deleted-or-replaced check, about " +
       `1.5 us) and the busy-retry guard. Measured: ${figure("writer.select1")} per SELECT 1, against ` +
-      `${figure("single.select1")} for SqliteClient. Checking the file at most every few milliseconds instead of ` +
-      "before every statement would take the stat off",
+      `${figure("single.select1")} for SqliteClient. With 16 fibers, a fiber that Effect's scheduler pauses ` +
+      "(every 2048 steps) while it holds the lane starts a convoy: the lane goes to the oldest waiter, so every " +
+      "fiber that comes back queues behind the others, and about 3 statements in 4 pay a suspend and a resume. " +
+      "SqliteClient releases its semaphore before the statement runs, so its fibers never queue (and a statement " +
+      "can then run inside another fiber's transaction). Checking the file at most every few milliseconds would " +
+      "take the stat off; only giving up first-come-first-served would end the convoy",
     mixed: "Reader latency is the Reader lane's per-statement lease cost: see targets 1 and 2",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
