@@ -88,16 +88,12 @@ const closingNotes = (m: Measurements) => {
       "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
       "the database file that every checkout makes. A validationInterval window (HikariCP skips the probe for " +
       "connections used in the last 500 ms) takes it off the hot path",
-    writer: "the writer lane keeps its one connection leased while it works and a statement takes the lane for " +
-      "itself, without a Scope or finalizer, so a statement pays no pool lease; it adds to SqliteClient's own path " +
-      "the lane's first-come-first-served queue, a stat of the database file (the deleted-or-replaced check, about " +
-      `1.5 us) and the busy-retry guard. Measured: ${figure("writer.select1")} per SELECT 1, against ` +
-      `${figure("single.select1")} for SqliteClient. With 16 fibers, a fiber that Effect's scheduler pauses ` +
-      "(every 2048 steps) while it holds the lane starts a convoy: the lane goes to the oldest waiter, so every " +
-      "fiber that comes back queues behind the others, and about 3 statements in 4 pay a suspend and a resume. " +
-      "SqliteClient releases its semaphore before the statement runs, so its fibers never queue (and a statement " +
-      "can then run inside another fiber's transaction). Checking the file at most every few milliseconds would " +
-      "take the stat off; only giving up first-come-first-served would end the convoy",
+    writer: "the writer lane keeps its one connection leased while it works, and a statement outside a transaction " +
+      "runs without a Scope, a finalizer or a queue while no transaction holds or waits for the lane, so it pays no " +
+      "pool lease; it adds to SqliteClient's own path a count of running statements, a stat of the database file " +
+      "(the deleted-or-replaced check, about 1.5 us) and the busy-retry guard. Measured: " +
+      `${figure("writer.select1")} per SELECT 1, against ${figure("single.select1")} for SqliteClient. Checking the ` +
+      "file at most every few milliseconds instead of before every statement would take the stat off",
     mixed: "Reader latency is the Reader lane's per-statement lease cost: see targets 1 and 2",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",

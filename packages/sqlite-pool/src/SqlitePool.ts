@@ -31,7 +31,7 @@ export interface Stats {
   readonly readers: PoolStats.PoolStats
   /** statements, BEGINs and COMMITs retried because another connection held the lock (SQLITE_BUSY/LOCKED) */
   readonly busyRetries: number
-  /** statements and transactions queued for the writer connection right now */
+  /** transactions and statements waiting for the writer lane right now (queued, or waiting for running statements) */
   readonly writerWaiting: number
 }
 

@@ -2,7 +2,7 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { assert, describe, it } from "@effect/vitest"
 import { type PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
-import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schema, type Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -43,6 +43,13 @@ const holdWriteLock = (filename: string, holdMs: number) =>
       return Effect.sync(() => child.kill("SIGKILL"))
     }),
     ({ exited }) => Effect.promise(() => exited)
+  )
+
+/** Polls `condition` every few milliseconds (real time) until it holds; fails after 10 s. */
+const waitFor = (condition: Effect.Effect<boolean>) =>
+  condition.pipe(
+    Effect.repeat({ until: (done) => done, schedule: Schedule.spaced("5 millis") }),
+    Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("condition never held") })
   )
 
 describe("SqlitePool", () => {
@@ -242,6 +249,40 @@ describe("SqlitePool", () => {
           // A busy wait inside SQLite would have frozen the timer fiber for the whole hold.
           assert.isAbove(ticked, 5, "the event loop kept running while the write waited")
           assert.strictEqual((yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 2)
+          assert.strictEqual(yield* Effect.promise(() => exited), 0)
+        })),
+    30_000
+  )
+
+  it.live(
+    "statements waiting out another process's lock wait side by side; a transaction waits for them, not they for it",
+    () =>
+      withPool({ retryMaxDelay: "20 millis" }, (filename) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const pool = yield* SqlitePool.SqlitePool
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          const { exited } = yield* holdWriteLock(filename, 400)
+          const first = yield* Effect.fork(sql`INSERT INTO t VALUES (1)`)
+          const second = yield* Effect.fork(sql`INSERT INTO t VALUES (2)`)
+          yield* waitFor(Effect.map(pool.stats, (s) => s.busyRetries >= 2))
+          // Both statements are retrying at once: neither queues behind the other.
+          assert.strictEqual((yield* pool.stats).writerWaiting, 0)
+          const transaction = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+            const [seen] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`
+            yield* sql`INSERT INTO t VALUES (3)`
+            return seen?.n
+          })))
+          yield* waitFor(Effect.map(pool.stats, (s) => s.writerWaiting === 1))
+          const later = yield* Effect.fork(sql`INSERT INTO t VALUES (4)`)
+          yield* waitFor(Effect.map(pool.stats, (s) => s.writerWaiting === 2))
+          yield* Fiber.join(Fiber.zip(first, second))
+          // The transaction began after both statements had committed, and the later statement ran after it.
+          assert.strictEqual(yield* Fiber.join(transaction), 2)
+          yield* Fiber.join(later)
+          const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
+          assert.deepStrictEqual(rows.map((row) => row.x).slice(2), [3, 4])
+          assert.sameMembers(rows.map((row) => row.x).slice(0, 2), [1, 2])
           assert.strictEqual(yield* Effect.promise(() => exited), 0)
         })),
     30_000

@@ -26,6 +26,8 @@ export interface FairGate<E> {
   /** fails every waiter (and every later take) with `error` */
   readonly close: (error: E) => Effect.Effect<void>
   readonly waiting: () => number
+  /** a slot is free and nobody waits */
+  readonly free: () => boolean
 }
 
 export const make = <E>(permits: number): FairGate<E> => {
@@ -115,6 +117,7 @@ export const make = <E>(permits: number): FairGate<E> => {
           waiter = dequeue()
         }
       }),
-    waiting: () => size
+    waiting: () => size,
+    free: () => closedWith === undefined && available > 0 && size === 0
   }
 }

@@ -66,7 +66,7 @@ export interface Lane {
     Scope.Scope
   >
   readonly pool: ConnectionPool.Service
-  /** statements and transactions queued for the lane (the writer's queue; 0 for readers, who wait in the pool) */
+  /** transactions and statements waiting for the lane (the writer's; 0 for readers, who wait in the pool) */
   readonly waiting: () => number
 }
 
@@ -87,24 +87,35 @@ interface Pinned {
 const PIN_IDLE_MILLIS = 1000
 
 /**
- * The writer's lane. Statements and transactions queue first-come-first-served for the one writer connection,
- * which stays leased from the writer pool while the lane works: a pool lease per statement would cost more than the
- * statement. Before each use the pinned connection gets the pool's cheap check (closed? database file deleted or
- * replaced?); after PIN_IDLE_MILLIS without use it goes back to the pool, which validates it at the next lease. A
- * statement or transaction that fails hands the connection back to the pool with its failure, so the pool closes it
- * if it is broken (a fatal SQLite error, a dead handle); the next statement leases it, or its replacement, again.
- * Closing the lane's Scope gives the connection back.
+ * The writer's lane. The one writer connection stays leased from the writer pool while the lane works (a pool lease
+ * per statement would cost more than the statement). Before each use the pinned connection gets the pool's cheap
+ * check (closed? database file deleted or replaced?); after PIN_IDLE_MILLIS without use it goes back to the pool,
+ * which validates it at the next lease. A statement or transaction that fails hands the connection back to the pool
+ * with its failure, so the pool closes it if it is broken (a fatal SQLite error, a dead handle); the next statement
+ * leases it, or its replacement, again. Closing the lane's Scope gives the connection back.
  *
- * `lease` holds the lane for a Scope (transactions, `reserve`); `exclusive` holds it for one statement, without a
- * Scope or finalizer, which is what keeps a single statement close to the cost of a bare client's.
+ * Who may use the connection when: a transaction (or `reserve`) holds the lane alone, from BEGIN to its end. Single
+ * statements outside a transaction share it: each runs to completion inside the driver, so two of them never
+ * overlap, and while the lane is free they run at once, without queueing. Everything that needs the lane alone takes
+ * the first-come-first-served gate, then waits for statements already running to finish; statements that arrive
+ * while the gate is held or asked for queue in it, behind the transaction. So a statement never lands inside a
+ * transaction, a transaction never waits behind statements that came after it, and concurrent statements do not
+ * queue behind each other (with a queue there, a fiber paused by the scheduler while it held the lane made every
+ * other fiber queue for every statement after it).
  */
 const makeWriterLane = (pool: ConnectionPool.Service) =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
-    const queue = FairGate.make<never>(1)
+    const gate = FairGate.make<never>(1)
     let pinned: Pinned | undefined
-    let busy = false
+    /** statements running without the gate */
+    let running = 0
+    /** the first failure of a statement that ran without the gate: the connection goes back with it once they end */
+    let failedWith: Exit.Exit<unknown, unknown> | undefined
+    /** the gate's holder, waiting for the statements running without the gate to end */
+    let drainWaiter: (() => void) | undefined
     let lastUsed = 0
+
     const unpin = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.suspend(() => {
         const current = pinned
@@ -115,7 +126,8 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
     // Gives an idle pinned connection back to the pool.
     yield* Effect.sleep(PIN_IDLE_MILLIS).pipe(
       Effect.zipRight(Effect.suspend(() =>
-        !busy && pinned !== undefined && clock.unsafeCurrentTimeMillis() - lastUsed >= PIN_IDLE_MILLIS
+        gate.free() && running === 0 && pinned !== undefined &&
+          clock.unsafeCurrentTimeMillis() - lastUsed >= PIN_IDLE_MILLIS
           ? unpin(Exit.void)
           : Effect.void
       )),
@@ -127,49 +139,78 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
       pinned !== undefined && pool.check(pinned.pooled) === undefined ? pinned : undefined
     const pin: Effect.Effect<Pinned, SqlError> = Effect.suspend(() => {
       if (pinned !== undefined) {
-        if (ready() !== undefined) {
-          return Effect.succeed(pinned)
-        }
+        if (ready() !== undefined) return Effect.succeed(pinned)
         return Effect.zipRight(Effect.zipRight(pool.invalidate(pinned.pooled), unpin(Exit.void)), pin)
       }
       return Effect.flatMap(Scope.make(), (scope) =>
         Scope.extend(leaseFrom(pool), scope).pipe(
-          Effect.tapErrorCause((cause) =>
-            Scope.close(scope, Exit.failCause(cause))
-          ),
+          Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause))),
           Effect.map(([connection, pooled]) => pinned = { connection, pooled, scope })
         ))
     })
-    const released = Effect.sync(() => {
-      busy = false
-      lastUsed = clock.unsafeCurrentTimeMillis()
-      queue.unsafeRelease()
+
+    // Alone on the lane: the gate, then the end of the statements running without it (and the hand-back of the
+    // connection if one of them failed).
+    const drained = Effect.async<void>((resume) => {
+      if (running === 0) return resume(Effect.void)
+      drainWaiter = () => {
+        drainWaiter = undefined
+        resume(Effect.void)
+      }
+      return Effect.sync(() => drainWaiter = undefined)
     })
-    const done = (exit: Exit.Exit<unknown, unknown>) =>
-      Exit.isSuccess(exit) ? released : Effect.zipRight(unpin(exit), released)
+    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) => {
+      const release = Effect.sync(() => {
+        lastUsed = clock.unsafeCurrentTimeMillis()
+        gate.unsafeRelease()
+      })
+      return Exit.isSuccess(exit) ? release : Effect.zipRight(unpin(exit), release)
+    }
+    /** runs where interruption is masked; interruptible only while it waits */
+    const takeAlone = (restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+      Effect.zipRight(
+        restore(gate.take),
+        Effect.onInterrupt(restore(drained), () => releaseAlone(Exit.void))
+      )
+    const releaseShared = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        if (Exit.isFailure(exit)) failedWith ??= exit
+        if (--running > 0) return Effect.void
+        lastUsed = clock.unsafeCurrentTimeMillis()
+        const failure = failedWith
+        failedWith = undefined
+        const wake = Effect.sync(() => drainWaiter?.())
+        return failure === undefined ? wake : Effect.zipRight(unpin(failure), wake)
+      })
+
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        restore(queue.take).pipe(
-          Effect.zipRight(Effect.sync(() => busy = true)),
-          Effect.zipRight(Scope.addFinalizerExit(scope, done)),
+        takeAlone(restore).pipe(
+          Effect.zipRight(Scope.addFinalizerExit(scope, releaseAlone)),
           Effect.zipRight(restore(pin)),
           Effect.map(({ connection, pooled }) => [connection, pooled] as const)
         ))
     )
 
-    const exclusive = <A>(
+    const statement = <A>(
       f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
     ): Effect.Effect<A, SqlError> =>
-      Effect.uninterruptibleMask((restore) => {
-        const use = Effect.suspend(() => {
-          busy = true
-          const current = ready()
-          const run = current !== undefined ? f(current.connection) : Effect.flatMap(pin, (p) => f(p.connection))
-          return Effect.onExit(restore(run), done)
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const current = gate.free() && failedWith === undefined ? ready() : undefined
+          if (current !== undefined) {
+            running++
+            return Effect.onExit(restore(f(current.connection)), releaseShared)
+          }
+          return Effect.zipRight(
+            takeAlone(restore),
+            Effect.onExit(restore(Effect.flatMap(pin, (p) => f(p.connection))), releaseAlone)
+          )
         })
-        return Effect.suspend(() => queue.unsafeTryTake() ? use : Effect.zipRight(restore(queue.take), use))
-      })
-    return { lease, exclusive, waiting: queue.waiting }
+      )
+    // Waiting: those in the gate, and the gate's holder while statements running without it finish.
+    const waiting = () => gate.waiting() + (drainWaiter === undefined ? 0 : 1)
+    return { lease, statement, waiting }
   })
 
 export const makeLane = (options: {
@@ -187,14 +228,14 @@ export const makeLane = (options: {
       // One statement holds the lane while it runs; outside a transaction it retries SQLITE_BUSY (inside one,
       // BEGIN IMMEDIATE holds the lock already). The client's acquirer is free: the statement takes the lane.
       const writer = yield* makeWriterLane(pool)
-      const { exclusive } = writer
+      const { statement } = writer
       lease = writer.lease
       waiting = writer.waiting
       acquirer = Effect.succeed<SqlConnection.Connection>({
-        execute: (sql, params, rows) => exclusive((c) => retryBusy(c.execute(sql, params, rows))),
-        executeRaw: (sql, params) => exclusive((c) => retryBusy(c.executeRaw(sql, params))),
-        executeValues: (sql, params) => exclusive((c) => retryBusy(c.executeValues(sql, params))),
-        executeUnprepared: (sql, params, rows) => exclusive((c) => retryBusy(c.executeUnprepared(sql, params, rows))),
+        execute: (sql, params, rows) => statement((c) => retryBusy(c.execute(sql, params, rows))),
+        executeRaw: (sql, params) => statement((c) => retryBusy(c.executeRaw(sql, params))),
+        executeValues: (sql, params) => statement((c) => retryBusy(c.executeValues(sql, params))),
+        executeUnprepared: (sql, params, rows) => statement((c) => retryBusy(c.executeUnprepared(sql, params, rows))),
         // A stream holds the lane until it ends.
         executeStream: (sql, params, rows) =>
           Stream.unwrapScoped(Effect.map(writer.lease, ([c]) => c.executeStream(sql, params, rows)))
