@@ -2,12 +2,14 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { assert, describe, it } from "@effect/vitest"
 import { type PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
-import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+
+import { waitUntil } from "./utils.js"
 
 const lockHolder = fileURLToPath(new URL("./fixtures/lock-holder.mjs", import.meta.url))
 
@@ -201,6 +203,73 @@ describe("SqlitePool", () => {
         assert.deepStrictEqual(yield* sql`SELECT * FROM t`, [])
       })))
 
+  it.scoped("Reader statements share one kept connection, also from 16 fibers; it goes back after a second idle", () =>
+    withPool({ readConnections: 3 }, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        const pool = yield* SqlitePool.SqlitePool
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        for (let i = 0; i < 20; i++) yield* reader`SELECT x FROM t`
+        yield* Effect.forEach(
+          Array.from({ length: 16 }),
+          () => Effect.repeatN(reader`SELECT x FROM t`, 9),
+          { concurrency: "unbounded" }
+        )
+        // One lease for 180 statements, not one lease each.
+        assert.deepInclude(yield* pool.stats.pipe(Effect.map((s) => s.readers)), {
+          created: 1,
+          acquired: 1,
+          inUse: 1
+        })
+        yield* TestClock.adjust("2 seconds")
+        yield* waitUntil(Effect.map(pool.stats, (s) => s.readers.inUse === 0), "the idle Reader connection goes back")
+        assert.deepInclude((yield* pool.stats).readers, { idle: 1, released: 1 })
+      })))
+
+  it.live("a Reader transaction has a connection of its own; single statements go on beside it", () =>
+    withPool({ readConnections: 2 }, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        const inside = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
+          const [before] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          yield* Deferred.succeed(inside, undefined)
+          yield* Deferred.await(finish)
+          const [after] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          return [before?.n, after?.n]
+        })))
+        yield* Deferred.await(inside)
+        yield* sql`INSERT INTO t VALUES (2)`
+        // Outside the transaction a statement sees the new row at once, while the transaction still holds its snapshot.
+        assert.strictEqual((yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 2)
+        yield* Deferred.succeed(finish, undefined)
+        assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
+      })))
+
+  it.live("with readConnections 1, Reader statements do not keep the connection from a Reader transaction", () =>
+    withPool({ readConnections: 1 }, () =>
+      Effect.gen(function*() {
+        const reader = yield* SqlitePool.Reader
+        const pool = yield* SqlitePool.SqlitePool
+        const reads = yield* Effect.fork(Effect.forever(Effect.zipRight(reader`SELECT 1`, Effect.yieldNow())))
+        yield* Effect.sleep("20 millis")
+        const [row] = yield* reader.withTransaction(reader<{ one: number }>`SELECT 1 AS one`).pipe(
+          Effect.timeoutFail({
+            duration: "2 seconds",
+            onTimeout: () => new Error("the transaction never got the connection")
+          })
+        )
+        assert.strictEqual(row?.one, 1)
+        yield* Fiber.interrupt(reads)
+        assert.isAbove((yield* pool.stats).readers.acquired, 2)
+      })))
+
   it.scoped("readConnections 0 runs Reader queries on the writer lane", () =>
     withPool({ readConnections: 0 }, () =>
       Effect.gen(function*() {
@@ -359,7 +428,9 @@ describe("SqlitePool", () => {
         assert.strictEqual(health.readers?.journalMode, "wal")
         const stats = yield* pool.stats
         assert.strictEqual(stats.writer.created, 1)
-        assert.strictEqual(stats.readers.created, 1)
+        // One kept for the Reader's single statements, one leased by the health check.
+        assert.strictEqual(stats.readers.created, 2)
+        assert.strictEqual(stats.readers.inUse, 1)
       })))
 
   it.effect("bad config fails the layer with a PoolConfigError naming the field", () =>

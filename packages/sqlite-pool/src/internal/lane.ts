@@ -12,6 +12,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ConnectionPool from "../ConnectionPool.js"
@@ -83,36 +84,33 @@ interface Pinned {
   readonly scope: Scope.CloseableScope
 }
 
-/** A pinned writer connection unused for this long goes back to the pool (and is validated when leased again). */
+/** A pinned connection unused for this long goes back to the pool (and is validated when leased again). */
 const PIN_IDLE_MILLIS = 1000
 
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
 /**
- * The writer's lane. The one writer connection stays leased from the writer pool while the lane works (a pool lease
- * per statement would cost more than the statement). Before each use the pinned connection gets the pool's cheap
- * check (closed? database file deleted or replaced?); after PIN_IDLE_MILLIS without use it goes back to the pool,
- * which validates it at the next lease. A statement or transaction that fails hands the connection back to the pool
- * with its failure, so the pool closes it if it is broken (a fatal SQLite error, a dead handle); the next statement
- * leases it, or its replacement, again. Closing the lane's Scope gives the connection back.
- *
- * Who may use the connection when: a transaction (or `reserve`) holds the lane alone, from BEGIN to its end. Single
- * statements outside a transaction share it: each runs to completion inside the driver, so two of them never
- * overlap, and while the lane is free they run at once, without queueing. Everything that needs the lane alone takes
- * the first-come-first-served gate, then waits for statements already running to finish; statements that arrive
- * while the gate is held or asked for queue in it, behind the transaction. So a statement never lands inside a
- * transaction, a transaction never waits behind statements that came after it, and concurrent statements do not
- * queue behind each other (with a queue there, a fiber paused by the scheduler while it held the lane made every
- * other fiber queue for every statement after it).
+ * The connection a lane keeps leased from its pool for single statements (a pool lease per statement would cost
+ * more than the statement), and the statements running on it. Statements share it: each runs to completion inside
+ * the driver, so two of them never overlap. Before each use it gets the pool's cheap check (closed? database file
+ * deleted or replaced?); after PIN_IDLE_MILLIS without use (and when `mayUnpin` agrees) it goes back to the pool,
+ * which validates it at the next lease. A statement that fails has the connection go back to the pool with its
+ * failure once the statements running on it have ended, so the pool closes it if it is broken (a fatal SQLite
+ * error, a dead handle); later statements lease it, or its replacement, again. Closing the Scope gives it back.
  */
-const makeWriterLane = (pool: ConnectionPool.Service) =>
+const makePin = (
+  pool: ConnectionPool.Service,
+  wrap: (connection: SqlConnection.Connection) => SqlConnection.Connection,
+  mayUnpin: () => boolean
+) =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
-    const gate = FairGate.make<never>(1)
     let pinned: Pinned | undefined
-    /** statements running without the gate */
+    let pinning = false
+    /** statements running on the pinned connection */
     let running = 0
-    /** the first failure of a statement that ran without the gate: the connection goes back with it once they end */
+    /** the first failure among them: the connection goes back with it once they have ended */
     let failedWith: Exit.Exit<unknown, unknown> | undefined
-    /** the gate's holder, waiting for the statements running without the gate to end */
     let drainWaiter: (() => void) | undefined
     let lastUsed = 0
 
@@ -123,10 +121,9 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
         return current === undefined ? Effect.void : Scope.close(current.scope, exit)
       })
     yield* Effect.addFinalizer(() => unpin(Exit.void))
-    // Gives an idle pinned connection back to the pool.
     yield* Effect.sleep(PIN_IDLE_MILLIS).pipe(
       Effect.zipRight(Effect.suspend(() =>
-        gate.free() && running === 0 && pinned !== undefined &&
+        running === 0 && pinned !== undefined && mayUnpin() &&
           clock.unsafeCurrentTimeMillis() - lastUsed >= PIN_IDLE_MILLIS
           ? unpin(Exit.void)
           : Effect.void
@@ -134,45 +131,26 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
       Effect.forever,
       Effect.forkScoped
     )
-    /** the pinned connection if it passes the cheap check */
+
+    /** the pinned connection, if statements may use it now */
     const ready = (): Pinned | undefined =>
-      pinned !== undefined && pool.check(pinned.pooled) === undefined ? pinned : undefined
+      pinned !== undefined && failedWith === undefined && pool.check(pinned.pooled) === undefined ? pinned : undefined
+    /** the pinned connection, leased (again) if there is none or it failed the check; only with no statement running */
     const pin: Effect.Effect<Pinned, SqlError> = Effect.suspend(() => {
       if (pinned !== undefined) {
         if (ready() !== undefined) return Effect.succeed(pinned)
         return Effect.zipRight(Effect.zipRight(pool.invalidate(pinned.pooled), unpin(Exit.void)), pin)
       }
+      pinning = true
       return Effect.flatMap(Scope.make(), (scope) =>
         Scope.extend(leaseFrom(pool), scope).pipe(
           Effect.tapErrorCause((cause) => Scope.close(scope, Exit.failCause(cause))),
-          Effect.map(([connection, pooled]) => pinned = { connection, pooled, scope })
+          Effect.map(([connection, pooled]) => pinned = { connection: wrap(connection), pooled, scope }),
+          Effect.ensuring(Effect.sync(() => pinning = false))
         ))
     })
 
-    // Alone on the lane: the gate, then the end of the statements running without it (and the hand-back of the
-    // connection if one of them failed).
-    const drained = Effect.async<void>((resume) => {
-      if (running === 0) return resume(Effect.void)
-      drainWaiter = () => {
-        drainWaiter = undefined
-        resume(Effect.void)
-      }
-      return Effect.sync(() => drainWaiter = undefined)
-    })
-    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) => {
-      const release = Effect.sync(() => {
-        lastUsed = clock.unsafeCurrentTimeMillis()
-        gate.unsafeRelease()
-      })
-      return Exit.isSuccess(exit) ? release : Effect.zipRight(unpin(exit), release)
-    }
-    /** runs where interruption is masked; interruptible only while it waits */
-    const takeAlone = (restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
-      Effect.zipRight(
-        restore(gate.take),
-        Effect.onInterrupt(restore(drained), () => releaseAlone(Exit.void))
-      )
-    const releaseShared = (exit: Exit.Exit<unknown, unknown>) =>
+    const released = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.suspend(() => {
         if (Exit.isFailure(exit)) failedWith ??= exit
         if (--running > 0) return Effect.void
@@ -182,12 +160,72 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
         const wake = Effect.sync(() => drainWaiter?.())
         return failure === undefined ? wake : Effect.zipRight(unpin(failure), wake)
       })
+    /** runs `f` on `current` as one of the statements sharing it; call it where interruption is masked */
+    const share = <A>(
+      current: Pinned,
+      f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>,
+      restore: Restore
+    ): Effect.Effect<A, SqlError> => {
+      running++
+      return Effect.onExit(restore(f(current.connection)), released)
+    }
+    /** waits until no statement runs on the pinned connection (and a failed one has gone back to the pool) */
+    const drained = Effect.async<void>((resume) => {
+      if (running === 0) return resume(Effect.void)
+      drainWaiter = () => {
+        drainWaiter = undefined
+        resume(Effect.void)
+      }
+      return Effect.sync(() => drainWaiter = undefined)
+    })
+    return {
+      ready,
+      pin,
+      unpin,
+      share,
+      drained,
+      draining: () => drainWaiter !== undefined,
+      /** nobody leases or runs on the pinned connection: `pin` may run */
+      idle: () => running === 0 && !pinning,
+      touch: () => lastUsed = clock.unsafeCurrentTimeMillis()
+    }
+  })
+
+/**
+ * The writer's lane: one connection (the writer pool has one), pinned for statements as `makePin` describes.
+ *
+ * Who may use it when: a transaction (or `reserve`) holds the lane alone, from BEGIN to its end. Single statements
+ * outside a transaction share it, and while the lane is free they run at once, without queueing. Everything that
+ * needs the lane alone takes the first-come-first-served gate, then waits for the statements already running to
+ * finish; statements that arrive while the gate is held or asked for queue in it, behind the transaction. So a
+ * statement never lands inside a transaction, a transaction never waits behind statements that came after it, and
+ * concurrent statements do not queue behind each other (with a queue there, a fiber paused by the scheduler while it
+ * held the lane made every other fiber queue for every statement after it).
+ */
+const makeWriterLane = (pool: ConnectionPool.Service) =>
+  Effect.gen(function*() {
+    const gate = FairGate.make<never>(1)
+    const pinned = yield* makePin(pool, identity, () => gate.free())
+
+    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) => {
+      const release = Effect.sync(() => {
+        pinned.touch()
+        gate.unsafeRelease()
+      })
+      return Exit.isSuccess(exit) ? release : Effect.zipRight(pinned.unpin(exit), release)
+    }
+    /** runs where interruption is masked; interruptible only while it waits */
+    const takeAlone = (restore: Restore) =>
+      Effect.zipRight(
+        restore(gate.take),
+        Effect.onInterrupt(restore(pinned.drained), () => releaseAlone(Exit.void))
+      )
 
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
         takeAlone(restore).pipe(
           Effect.zipRight(Scope.addFinalizerExit(scope, releaseAlone)),
-          Effect.zipRight(restore(pin)),
+          Effect.zipRight(restore(pinned.pin)),
           Effect.map(({ connection, pooled }) => [connection, pooled] as const)
         ))
     )
@@ -197,19 +235,48 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
     ): Effect.Effect<A, SqlError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
-          const current = gate.free() && failedWith === undefined ? ready() : undefined
-          if (current !== undefined) {
-            running++
-            return Effect.onExit(restore(f(current.connection)), releaseShared)
-          }
+          const current = gate.free() ? pinned.ready() : undefined
+          if (current !== undefined) return pinned.share(current, f, restore)
           return Effect.zipRight(
             takeAlone(restore),
-            Effect.onExit(restore(Effect.flatMap(pin, (p) => f(p.connection))), releaseAlone)
+            Effect.onExit(restore(Effect.flatMap(pinned.pin, (p) => f(p.connection))), releaseAlone)
           )
         })
       )
     // Waiting: those in the gate, and the gate's holder while statements running without it finish.
-    const waiting = () => gate.waiting() + (drainWaiter === undefined ? 0 : 1)
+    const waiting = () => gate.waiting() + (pinned.draining() ? 1 : 0)
+    return { lease, statement, waiting }
+  })
+
+/**
+ * The Reader's lane. Transactions lease a connection of the reader pool each. Single statements share one pinned
+ * connection as `makePin` describes when the pool has more than one, so the others stay for transactions; a
+ * statement that finds no usable pinned connection while others still run on it, or a pool of one, takes a lease of
+ * its own.
+ */
+const makeReaderLane = (pool: ConnectionPool.Service) =>
+  Effect.gen(function*() {
+    const readOnly = wrapper(readOnlyMessage)
+    const lease: Lane["lease"] = Effect.map(
+      leaseFrom(pool),
+      ([connection, pooled]) => [readOnly(connection), pooled] as const
+    )
+    const leased = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
+      Effect.scoped(Effect.flatMap(lease, ([connection]) => f(connection)))
+    const waiting = () => 0
+    if (pool.config.maxConnections < 2) return { lease, statement: leased, waiting }
+    const pinned = yield* makePin(pool, readOnly, () => true)
+    const statement = <A>(
+      f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
+    ): Effect.Effect<A, SqlError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const current = pinned.ready()
+          if (current !== undefined) return pinned.share(current, f, restore)
+          if (!pinned.idle()) return restore(leased(f))
+          return Effect.flatMap(restore(pinned.pin), (p) => pinned.share(p, f, restore))
+        })
+      )
     return { lease, statement, waiting }
   })
 
@@ -220,32 +287,23 @@ export const makeLane = (options: {
   readonly withTransaction: (lane: Pick<Lane, "lease" | "pool">) => Client.SqlClient["withTransaction"]
 }): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
-    const { kind, pool, retryBusy } = options
-    let lease: Lane["lease"]
-    let acquirer: Effect.Effect<SqlConnection.Connection, SqlError, Scope.Scope>
-    let waiting = () => 0
-    if (kind === "writer") {
-      // One statement holds the lane while it runs; outside a transaction it retries SQLITE_BUSY (inside one,
-      // BEGIN IMMEDIATE holds the lock already). The client's acquirer is free: the statement takes the lane.
-      const writer = yield* makeWriterLane(pool)
-      const { statement } = writer
-      lease = writer.lease
-      waiting = writer.waiting
-      acquirer = Effect.succeed<SqlConnection.Connection>({
-        execute: (sql, params, rows) => statement((c) => retryBusy(c.execute(sql, params, rows))),
-        executeRaw: (sql, params) => statement((c) => retryBusy(c.executeRaw(sql, params))),
-        executeValues: (sql, params) => statement((c) => retryBusy(c.executeValues(sql, params))),
-        executeUnprepared: (sql, params, rows) => statement((c) => retryBusy(c.executeUnprepared(sql, params, rows))),
-        // A stream holds the lane until it ends.
-        executeStream: (sql, params, rows) =>
-          Stream.unwrapScoped(Effect.map(writer.lease, ([c]) => c.executeStream(sql, params, rows)))
-      })
-    } else {
-      // Readers: a pool lease per statement, writes answered with a message that says where they go.
-      const readOnly = wrapper(readOnlyMessage)
-      lease = Effect.map(leaseFrom(pool), ([connection, pooled]) => [readOnly(connection), pooled] as const)
-      acquirer = Effect.map(lease, ([connection]) => connection)
-    }
+    const { kind, pool } = options
+    const { lease, statement, waiting } = kind === "writer"
+      ? yield* makeWriterLane(pool)
+      : yield* makeReaderLane(pool)
+    // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
+    // The client's acquirer is free: a statement finds its connection when it runs.
+    const run = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
+      statement((connection) => options.retryBusy(f(connection)))
+    const acquirer = Effect.succeed<SqlConnection.Connection>({
+      execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
+      executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),
+      executeValues: (sql, params) => run((c) => c.executeValues(sql, params)),
+      executeUnprepared: (sql, params, rows) => run((c) => c.executeUnprepared(sql, params, rows)),
+      // A stream holds a lease until it ends.
+      executeStream: (sql, params, rows) =>
+        Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
+    })
     const client = yield* Client.make({
       acquirer,
       transactionAcquirer: Effect.map(lease, ([connection]) => connection),
