@@ -94,7 +94,8 @@ const closingNotes = (m: Measurements) => {
       "(the deleted-or-replaced check, about 1.5 us) and the busy-retry guard. Measured: " +
       `${figure("writer.select1")} per SELECT 1, against ${figure("single.select1")} for SqliteClient. Checking the ` +
       "file at most every few milliseconds instead of before every statement would take the stat off",
-    mixed: "Reader latency is the Reader lane's per-statement lease cost: see targets 1 and 2",
+    mixed: "Reader statements share one kept connection of the reader pool, so Reader latency is a statement's " +
+      "cost, as on the writer lane (target 2), plus the wait behind the other readers on the one thread",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +

@@ -150,16 +150,19 @@ const makePin = (
         ))
     })
 
-    const released = (exit: Exit.Exit<unknown, unknown>) =>
-      Effect.suspend(() => {
-        if (Exit.isFailure(exit)) failedWith ??= exit
-        if (--running > 0) return Effect.void
-        lastUsed = clock.unsafeCurrentTimeMillis()
-        const failure = failedWith
-        failedWith = undefined
-        const wake = Effect.sync(() => drainWaiter?.())
-        return failure === undefined ? wake : Effect.zipRight(unpin(failure), wake)
-      })
+    // (Called by onExit as the statement ends.)
+    const released = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      if (Exit.isFailure(exit)) failedWith ??= exit
+      if (--running > 0) return Effect.void
+      lastUsed = clock.unsafeCurrentTimeMillis()
+      const failure = failedWith
+      if (failure === undefined) {
+        drainWaiter?.()
+        return Effect.void
+      }
+      failedWith = undefined
+      return Effect.zipRight(unpin(failure), Effect.sync(() => drainWaiter?.()))
+    }
     /** runs `f` on `current` as one of the statements sharing it; call it where interruption is masked */
     const share = <A>(
       current: Pinned,
