@@ -152,15 +152,21 @@ describe("dead connections", () => {
         connector.service
       )
       const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+      const reader = yield* Effect.provide(SqlitePool.Reader, context)
       const pool = yield* Effect.provide(SqlitePool.SqlitePool, context)
       yield* sql`CREATE TABLE t (x INTEGER)`
       yield* sql`INSERT INTO t VALUES (1)`
+      // The Reader's statements keep a connection to the first file.
+      expect(yield* reader<{ x: number }>`SELECT x FROM t`).toEqual([{ x: 1 }])
       removeDatabaseFiles(filename)
       yield* sql`CREATE TABLE t (x INTEGER)`
       yield* sql`INSERT INTO t VALUES (2)`
       expect(yield* sql<{ x: number }>`SELECT x FROM t`).toEqual([{ x: 2 }])
+      expect(yield* reader<{ x: number }>`SELECT x FROM t`).toEqual([{ x: 2 }])
       const stats = yield* pool.stats
       expect(stats.writer.invalidated).toBe(1)
+      expect(stats.readers.invalidated).toBe(1)
       expect(violations(stats.writer, 1)).toEqual([])
+      expect(violations(stats.readers, 2)).toEqual([])
     }))
 })
