@@ -47,6 +47,24 @@ const holdWriteLock = (filename: string, holdMs: number) =>
     ({ exited }) => Effect.promise(() => exited)
   )
 
+/**
+ * Forks a writer transaction that inserts `first` into `t`, then stays open until `finish` runs, then inserts `last`
+ * (if given). Returns once the transaction is open.
+ */
+const holdTransaction = (sql: SqlClient.SqlClient, first: number, last?: number) =>
+  Effect.gen(function*() {
+    const inside = yield* Deferred.make<void>()
+    const finish = yield* Deferred.make<void>()
+    const fiber = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+      yield* sql`INSERT INTO t VALUES (${first})`
+      yield* Deferred.succeed(inside, undefined)
+      yield* Deferred.await(finish)
+      if (last !== undefined) yield* sql`INSERT INTO t VALUES (${last})`
+    })))
+    yield* Deferred.await(inside)
+    return { fiber, finish: Deferred.succeed(finish, undefined) }
+  })
+
 /** Polls `condition` every few milliseconds (real time) until it holds; fails after 10 s. */
 const waitFor = (condition: Effect.Effect<boolean>) =>
   condition.pipe(
@@ -92,23 +110,13 @@ describe("SqlitePool", () => {
         const sql = yield* SqlClient.SqlClient
         const pool = yield* SqlitePool.SqlitePool
         yield* sql`CREATE TABLE t (x INTEGER)`
-        const inside = yield* Deferred.make<void>()
-        const finish = yield* Deferred.make<void>()
-        const transaction = yield* Effect.fork(sql.withTransaction(
-          Effect.gen(function*() {
-            yield* sql`INSERT INTO t VALUES (1)`
-            yield* Deferred.succeed(inside, undefined)
-            yield* Deferred.await(finish)
-            yield* sql`INSERT INTO t VALUES (2)`
-          })
-        ))
-        yield* Deferred.await(inside)
+        const transaction = yield* holdTransaction(sql, 1, 2)
         const queued = yield* Effect.fork(sql`INSERT INTO t VALUES (3)`)
         yield* Effect.yieldNow()
         assert.strictEqual((yield* pool.stats).writerWaiting, 1, "the write queues behind the open transaction")
         assert.isNull(queued.unsafePoll(), "the queued write has not run")
-        yield* Deferred.succeed(finish, undefined)
-        yield* Fiber.join(transaction)
+        yield* transaction.finish
+        yield* Fiber.join(transaction.fiber)
         yield* Fiber.join(queued)
         const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
         assert.deepStrictEqual(rows.map((row) => row.x), [1, 2, 3])
@@ -123,23 +131,15 @@ describe("SqlitePool", () => {
         const sql = yield* SqlClient.SqlClient
         const pool = yield* SqlitePool.SqlitePool
         yield* sql`CREATE TABLE t (x INTEGER)`
-        const inside = yield* Deferred.make<void>()
-        const finish = yield* Deferred.make<void>()
-        const transaction = yield* Effect.fork(sql.withTransaction(
-          Effect.zipRight(
-            Effect.zipRight(sql`INSERT INTO t VALUES (1)`, Deferred.succeed(inside, undefined)),
-            Deferred.await(finish)
-          )
-        ))
-        yield* Deferred.await(inside)
+        const transaction = yield* holdTransaction(sql, 1)
         const first = yield* Effect.fork(sql`INSERT INTO t VALUES (2)`)
         const second = yield* Effect.fork(sql`INSERT INTO t VALUES (3)`)
         yield* Effect.yieldNow()
         assert.strictEqual((yield* pool.stats).writerWaiting, 2)
         yield* Fiber.interrupt(first)
         assert.strictEqual((yield* pool.stats).writerWaiting, 1, "the interrupted statement left the queue")
-        yield* Deferred.succeed(finish, undefined)
-        yield* Fiber.join(transaction)
+        yield* transaction.finish
+        yield* Fiber.join(transaction.fiber)
         yield* Fiber.join(second)
         yield* sql`INSERT INTO t VALUES (4)`
         const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
