@@ -477,9 +477,7 @@ export const makeWithConfig = (
         restore(checkout(leaseScope, hasSlot, holder, deadline)).pipe(
           Effect.onExit((exit) => {
             stats.stopWaiting()
-            if (deadline !== undefined) {
-              deadlines?.end(deadline)
-            }
+            deadlines?.end(deadline)
             return Exit.isFailure(exit) ? giveBack(holder) : Effect.void
           }),
           Effect.flatMap((entry) =>

@@ -21,7 +21,7 @@ export interface Deadline<T> {
 export interface Deadlines<T> {
   /** a deadline `timeout` from now; `end` it when the acquire is over, however it ended */
   readonly start: () => Deadline<T>
-  readonly end: (deadline: Deadline<T>) => void
+  readonly end: (deadline: Deadline<T> | undefined) => void
 }
 
 /**
@@ -98,6 +98,7 @@ export const make = <T>(timeoutMillis: number, timeout: () => T): Effect.Effect<
         return deadline
       },
       end: (deadline) => {
+        if (deadline === undefined) return
         pending.delete(deadline)
         deadline.onExpire = undefined
       }
