@@ -22,6 +22,7 @@ export interface FairGate<E> {
   readonly unsafeTryTake: () => boolean
   /** returns a slot: to the oldest waiter if there is one */
   readonly release: Effect.Effect<void>
+  /** `release` outside Effect */
   readonly unsafeRelease: () => void
   /** fails every waiter (and every later take) with `error` */
   readonly close: (error: E) => Effect.Effect<void>
