@@ -55,12 +55,12 @@ export const makePin = (
     let drainWaiter: (() => void) | undefined
     let lastUsed = 0
 
-    const unpin = (exit: Exit.Exit<unknown, unknown>) =>
-      Effect.suspend(() => {
-        const current = pinned
-        pinned = undefined
-        return current === undefined ? Effect.void : Scope.close(current.scope, exit)
-      })
+    /** detaches the pinned connection at once (no statement picks it up any more) and gives it back with `exit` */
+    const unpin = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      const current = pinned
+      pinned = undefined
+      return current === undefined ? Effect.void : Scope.close(current.scope, exit)
+    }
     yield* Effect.addFinalizer(() => unpin(Exit.void))
     yield* Effect.sleep(PIN_IDLE_MILLIS).pipe(
       Effect.zipRight(Effect.suspend(() =>
