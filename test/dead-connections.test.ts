@@ -141,6 +141,32 @@ describe("dead connections", () => {
       expect((yield* pool.stats).invalidated).toBe(1)
     }))
 
+  it.scoped("through SqlitePool: a kept connection whose handle was closed underneath is replaced, no statement fails", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const filename = path.join(directory, "app.db")
+      const connector = yield* FaultConnector.make(directory)
+      const context = yield* Effect.provideService(
+        Layer.build(SqlitePool.layer({ filename, readConnections: 2 })),
+        Connector.Connector,
+        connector.service
+      )
+      const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+      const reader = yield* Effect.provide(SqlitePool.Reader, context)
+      const pool = yield* Effect.provide(SqlitePool.SqlitePool, context)
+      yield* sql`CREATE TABLE t (x INTEGER)`
+      expect(yield* reader<{ x: number }>`SELECT count(*) AS x FROM t`).toEqual([{ x: 0 }])
+      // Handle 1 is the writer's, handle 2 the one the Reader keeps for its statements.
+      expect(connector.liveHandles()).toEqual([1, 2])
+      yield* Effect.forEach([1, 2], connector.closeHandle)
+      yield* sql`INSERT INTO t VALUES (1)`
+      expect(yield* reader<{ x: number }>`SELECT x FROM t`).toEqual([{ x: 1 }])
+      const stats = yield* pool.stats
+      expect([stats.writer.invalidated, stats.readers.invalidated]).toEqual([1, 1])
+      expect(violations(stats.writer, 1)).toEqual([])
+      expect(violations(stats.readers, 2)).toEqual([])
+    }))
+
   it.scoped("through SqlitePool: a deleted database file does not take the application's SqlClient down", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir

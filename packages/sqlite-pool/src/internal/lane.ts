@@ -44,6 +44,10 @@ const wrapper = (wrap: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<
   }
 }
 
+/** The driver's "The database connection is not open": thrown before anything ran. */
+const isClosedHandle = (error: SqlError): boolean =>
+  error.cause instanceof TypeError && error.cause.message.includes("connection is not open")
+
 const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
   Effect.catchIf(
     effect,
@@ -171,9 +175,12 @@ export const makeLane = (options: {
       ? yield* makeWriterLane(pool)
       : yield* makeReaderLane(pool)
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
+    // A statement that found its kept connection's handle closed never ran: it runs once more, on the replacement.
     // The client's acquirer is free: a statement finds its connection when it runs.
-    const run = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
+    const once = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
       statement((connection) => options.retryBusy(f(connection)))
+    const run = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
+      Effect.catchIf(once(f), isClosedHandle, () => once(f))
     const acquirer = Effect.succeed<SqlConnection.Connection>({
       execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
       executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),
