@@ -115,7 +115,11 @@ export const makePin = (
       restore: Restore
     ): Effect.Effect<A, SqlError> => {
       running++
-      return Effect.onExit(restore(f(current.connection)), released)
+      // Masked already: no onExit (and its own mask) needed.
+      return Effect.matchCauseEffect(restore(f(current.connection)), {
+        onFailure: (cause) => Effect.zipRight(released(Exit.failCause(cause)), Effect.failCause(cause)),
+        onSuccess: (value) => Effect.as(released(Exit.void), value)
+      })
     }
     /** waits until no statement runs on the pinned connection (and a failed one has gone back to the pool) */
     const drained = Effect.async<void>((resume) => {
