@@ -2,6 +2,7 @@ import { SqlClient, SqlSchema } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { assert, describe, it } from "@effect/vitest"
 import { type PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
+import Database from "better-sqlite3"
 import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -85,6 +86,35 @@ describe("SqlitePool", () => {
         assert.isTrue(Exit.isFailure(failed))
         const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
         assert.deepStrictEqual(rows.map((row) => row.x), [1])
+      })))
+
+  it.scoped("a write transaction takes the write lock at BEGIN, so a read-then-write never meets BUSY_SNAPSHOT", () =>
+    withPool({}, (filename) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        const other = yield* Effect.acquireRelease(
+          Effect.sync(() => new Database(filename, { timeout: 0 })),
+          (db) => Effect.sync(() => db.close())
+        )
+        const inside = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const transaction = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+          const [row] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`
+          yield* Deferred.succeed(inside, undefined)
+          yield* Deferred.await(finish)
+          yield* sql`INSERT INTO t VALUES (${(row?.n ?? 0) + 1})`
+        })))
+        yield* Deferred.await(inside)
+        // The transaction has only read so far, yet another connection cannot write: with a deferred BEGIN it could,
+        // and the transaction's own write would then fail with SQLITE_BUSY_SNAPSHOT.
+        const blocked = yield* Effect.try(() => other.prepare("INSERT INTO t VALUES (99)").run()).pipe(Effect.flip)
+        assert.strictEqual((blocked.error as { code?: string }).code, "SQLITE_BUSY")
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(transaction)
+        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
+        assert.deepStrictEqual(rows.map((r) => r.x), [1, 2])
       })))
 
   it.scoped("a failed nested block rolls back only itself (savepoints)", () =>
