@@ -96,9 +96,17 @@ export const retryWhileBusy = (
     Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
   )
   return <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-    Effect.catchIf(effect, SqliteCode.isBusy, () =>
-      Effect.flatMap(Clock.currentTimeMillis, (startedAt) =>
-        effect.pipe(
+    Effect.catchIf(effect, SqliteCode.isBusy, (first) =>
+      Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+        // The first attempt has failed already: it is replayed as the schedule's first failure, so that the first
+        // retry, too, comes after the first delay.
+        let replay = true
+        const attempt = Effect.suspend(() => {
+          if (!replay) return effect
+          replay = false
+          return Effect.fail(first)
+        })
+        return attempt.pipe(
           Effect.retry({ schedule: busySchedule, while: SqliteCode.isBusy }),
           Effect.catchIf(SqliteCode.isBusy, (error) =>
             Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -110,5 +118,6 @@ export const retryWhileBusy = (
                     `transaction holding the write lock`
                 })
               )))
-        )))
+        )
+      }))
 }

@@ -1,3 +1,4 @@
+import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { PoolConfig, RetryPolicy } from "@sqlsim/sqlite-pool"
 import * as Clock from "effect/Clock"
@@ -10,6 +11,11 @@ import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
 
 const policy = (input: PoolConfig.Input) => PoolConfig.make(input)
+
+const busy = new SqlError({
+  cause: Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" }),
+  message: "Failed to execute statement"
+})
 
 /**
  * Runs an always-failing effect under the policy's schedule on the TestClock and returns the clock at every attempt.
@@ -112,5 +118,34 @@ describe("RetryPolicy", () => {
       const ratios = gaps(times).map((gap, retry) => gap / (10 * 2 ** retry))
       expect(new Set(ratios.map((ratio) => ratio.toFixed(6))).size).toBeGreaterThan(1)
       expect(ratios.some((ratio) => Math.abs(ratio - 1) > 1e-6)).toBe(true)
+    }))
+
+  it.effect("retryWhileBusy: every retry of a busy statement waits its delay (10, 20, 40 ms), and each is counted", () =>
+    Effect.gen(function*() {
+      const times: Array<number> = []
+      const busyThrice = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        times.push(now)
+        return times.length <= 3 ? Effect.fail(busy) : Effect.succeed("done")
+      })
+      const counter: RetryPolicy.BusyCounter = { retries: 0 }
+      const retry = RetryPolicy.retryWhileBusy({ ...(yield* policy({})), retryJitter: false }, counter)
+      const fiber = yield* Effect.fork(retry(busyThrice))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("done")
+      expect(times).toEqual([0, 10, 30, 70])
+      expect(counter.retries).toBe(3)
+    }))
+
+  it.effect("retryWhileBusy: still busy after acquireTimeout, a SqlError that says the database is locked", () =>
+    Effect.gen(function*() {
+      const counter: RetryPolicy.BusyCounter = { retries: 0 }
+      const retry = RetryPolicy.retryWhileBusy({ ...(yield* policy({ acquireTimeout: "100 millis" })) }, counter)
+      const fiber = yield* Effect.fork(Effect.flip(retry(Effect.fail(busy))))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      expect(error.message).toMatch(
+        /^the database is locked by another connection \(SQLITE_BUSY\); still locked after \d+ ms/
+      )
+      expect(counter.retries).toBeGreaterThan(2)
     }))
 })
