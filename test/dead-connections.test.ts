@@ -7,6 +7,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, SqlitePool } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -28,6 +29,25 @@ const setup = (maxConnections = 1) =>
     )
     return { directory, filename, connector, pool }
   })
+
+/** SqlitePool (2 read connections) on a fresh file, its connections from the fault connector. */
+const sqlitePool = Effect.gen(function*() {
+  const directory = yield* tempDir
+  const filename = path.join(directory, "app.db")
+  const connector = yield* FaultConnector.make(directory)
+  const context = yield* Effect.provideService(
+    Layer.build(SqlitePool.layer({ filename, readConnections: 2 })),
+    Connector.Connector,
+    connector.service
+  )
+  return {
+    connector,
+    filename,
+    sql: Context.get(context, SqlClient.SqlClient),
+    reader: Context.get(context, SqlitePool.Reader),
+    pool: Context.get(context, SqlitePool.SqlitePool)
+  }
+})
 
 /** The id of the connection a lease got, and proof that it answers. */
 const probe = (pool: ConnectionPool.Service) =>
@@ -143,17 +163,7 @@ describe("dead connections", () => {
 
   it.scoped("through SqlitePool: a kept connection whose handle was closed underneath is replaced, no statement fails", () =>
     Effect.gen(function*() {
-      const directory = yield* tempDir
-      const filename = path.join(directory, "app.db")
-      const connector = yield* FaultConnector.make(directory)
-      const context = yield* Effect.provideService(
-        Layer.build(SqlitePool.layer({ filename, readConnections: 2 })),
-        Connector.Connector,
-        connector.service
-      )
-      const sql = yield* Effect.provide(SqlClient.SqlClient, context)
-      const reader = yield* Effect.provide(SqlitePool.Reader, context)
-      const pool = yield* Effect.provide(SqlitePool.SqlitePool, context)
+      const { connector, pool, reader, sql } = yield* sqlitePool
       yield* sql`CREATE TABLE t (x INTEGER)`
       expect(yield* reader<{ x: number }>`SELECT count(*) AS x FROM t`).toEqual([{ x: 0 }])
       // Handle 1 is the writer's, handle 2 the one the Reader keeps for its statements.
@@ -169,17 +179,7 @@ describe("dead connections", () => {
 
   it.scoped("through SqlitePool: a deleted database file does not take the application's SqlClient down", () =>
     Effect.gen(function*() {
-      const directory = yield* tempDir
-      const filename = path.join(directory, "app.db")
-      const connector = yield* FaultConnector.make(directory)
-      const context = yield* Effect.provideService(
-        Layer.build(SqlitePool.layer({ filename, readConnections: 2 })),
-        Connector.Connector,
-        connector.service
-      )
-      const sql = yield* Effect.provide(SqlClient.SqlClient, context)
-      const reader = yield* Effect.provide(SqlitePool.Reader, context)
-      const pool = yield* Effect.provide(SqlitePool.SqlitePool, context)
+      const { filename, pool, reader, sql } = yield* sqlitePool
       yield* sql`CREATE TABLE t (x INTEGER)`
       yield* sql`INSERT INTO t VALUES (1)`
       // The Reader's statements keep a connection to the first file.
