@@ -48,6 +48,10 @@ const holdWriteLock = (filename: string, holdMs: number) =>
     ({ exited }) => Effect.promise(() => exited)
   )
 
+/** The values of table `t`, in insertion order. */
+const values = (sql: SqlClient.SqlClient) =>
+  Effect.map(sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`, (rows) => rows.map((row) => row.x))
+
 /**
  * Forks a writer transaction that inserts `first` into `t`, then stays open until `finish` runs, then inserts `last`
  * (if given). Returns once the transaction is open.
@@ -84,8 +88,7 @@ describe("SqlitePool", () => {
           sql.withTransaction(Effect.zipRight(sql`INSERT INTO t VALUES (2)`, Effect.fail("boom")))
         )
         assert.isTrue(Exit.isFailure(failed))
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
-        assert.deepStrictEqual(rows.map((row) => row.x), [1])
+        assert.deepStrictEqual(yield* values(sql), [1])
       })))
 
   it.scoped("a write transaction takes the write lock at BEGIN, so a read-then-write never meets BUSY_SNAPSHOT", () =>
@@ -113,8 +116,7 @@ describe("SqlitePool", () => {
         assert.strictEqual((blocked.error as { code?: string }).code, "SQLITE_BUSY")
         yield* Deferred.succeed(finish, undefined)
         yield* Fiber.join(transaction)
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
-        assert.deepStrictEqual(rows.map((r) => r.x), [1, 2])
+        assert.deepStrictEqual(yield* values(sql), [1, 2])
       })))
 
   it.scoped("a failed nested block rolls back only itself (savepoints)", () =>
@@ -130,8 +132,7 @@ describe("SqlitePool", () => {
           assert.isTrue(Exit.isFailure(inner))
           yield* sql.withTransaction(sql`INSERT INTO t VALUES (3)`)
         }))
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
-        assert.deepStrictEqual(rows.map((row) => row.x), [1, 3])
+        assert.deepStrictEqual(yield* values(sql), [1, 3])
       })))
 
   it.scoped("a transaction holds the writer until it ends: other writes queue behind it, in order", () =>
@@ -148,8 +149,7 @@ describe("SqlitePool", () => {
         yield* transaction.finish
         yield* Fiber.join(transaction.fiber)
         yield* Fiber.join(queued)
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
-        assert.deepStrictEqual(rows.map((row) => row.x), [1, 2, 3])
+        assert.deepStrictEqual(yield* values(sql), [1, 2, 3])
         const stats = yield* pool.stats
         assert.strictEqual(stats.writerWaiting, 0)
         assert.strictEqual(stats.writer.created, 1)
@@ -172,8 +172,7 @@ describe("SqlitePool", () => {
         yield* Fiber.join(transaction.fiber)
         yield* Fiber.join(second)
         yield* sql`INSERT INTO t VALUES (4)`
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
-        assert.deepStrictEqual(rows.map((row) => row.x), [1, 3, 4])
+        assert.deepStrictEqual(yield* values(sql), [1, 3, 4])
         assert.strictEqual((yield* pool.stats).writerWaiting, 0)
       })))
 
@@ -187,8 +186,7 @@ describe("SqlitePool", () => {
         assert.isTrue(Exit.isFailure(duplicate))
         yield* sql.withTransaction(sql`INSERT INTO t VALUES (2)`)
         yield* sql`INSERT INTO t VALUES (3)`
-        const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY x`
-        assert.deepStrictEqual(rows.map((row) => row.x), [1, 2, 3])
+        assert.deepStrictEqual(yield* values(sql), [1, 2, 3])
       })))
 
   it.live(
@@ -379,9 +377,9 @@ describe("SqlitePool", () => {
           // The transaction began after both statements had committed, and the later statement ran after it.
           assert.strictEqual(yield* Fiber.join(transaction), 2)
           yield* Fiber.join(later)
-          const rows = yield* sql<{ x: number }>`SELECT x FROM t ORDER BY rowid`
-          assert.deepStrictEqual(rows.map((row) => row.x).slice(2), [3, 4])
-          assert.sameMembers(rows.map((row) => row.x).slice(0, 2), [1, 2])
+          const rows = yield* values(sql)
+          assert.deepStrictEqual(rows.slice(2), [3, 4])
+          assert.sameMembers(rows.slice(0, 2), [1, 2])
           assert.strictEqual(yield* Effect.promise(() => exited), 0)
         })),
     30_000
