@@ -90,9 +90,6 @@ describe("Simulation", () => {
       const database = path.join(directory, "compare.db")
       const report = yield* Simulation.run({ seed: 5, workers: 4, operations: 200, compare: true, database })
       const [pooled, perOperation] = report.runs
-      // A failed open fails the operation that needed it; the pool's waiter may be served by another connection
-      // meanwhile, so only the connection per operation is certain to lose operations to permanent faults.
-      assert.isAbove(perOperation!.operations.failed, 0)
       assert.strictEqual(pooled!.operations.completed, 200)
       assert.strictEqual(perOperation!.operations.completed, 200)
       assert.strictEqual(perOperation!.connections.created, 200)
