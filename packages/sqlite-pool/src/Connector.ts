@@ -152,6 +152,15 @@ const fileIdentity = (filename: string): string | undefined => {
   }
 }
 
+const isWritable = (filename: string): boolean => {
+  try {
+    fs.accessSync(filename, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
 
 /**
@@ -183,16 +192,17 @@ export const connect = (options: ConnectOptions): Effect.Effect<Connection, Conn
     yield* setUp(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
     yield* setUp(`PRAGMA cache_size = -${options.pageCacheKiB}`)
     yield* setUp("PRAGMA foreign_keys = ON")
-    if (!options.readOnly && db.readonly) {
-      // SQLite falls back to a read-only open when the file or its directory is not writable: every write would
-      // then fail until the connection is replaced. A retry opens it afresh, once the files are writable again.
+    if (isFile(filename) && !options.readOnly && !isWritable(filename)) {
+      // SQLite falls back to a read-only open, silently, when the file cannot be opened for writing (permissions,
+      // an immutable file, a read-only mount): every write would then fail until the connection is replaced. A
+      // retry opens it afresh, and succeeds once the file is writable again.
       return yield* Effect.fail(
         new ConnectError({
           filename,
           attempts: 1,
           code: "SQLITE_READONLY",
           transient: true,
-          reason: "the database opened read-only: its file or directory is not writable",
+          reason: "the database file is not writable, so SQLite would open it read-only",
           elapsedMs: 0,
           cause: undefined
         })
