@@ -92,6 +92,12 @@ export interface Service {
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
     reclaim?: () => void
   ) => Effect.Effect<Lease, AcquireError>
+  /**
+   * The invariants of the pool core that do not hold right now (empty when all do): for the model-based test.
+   *
+   * @internal
+   */
+  readonly violations: () => ReadonlyArray<string>
 }
 
 /**
@@ -205,7 +211,8 @@ export const makeWithConfig = (
       invalidate: (connection) => Effect.sync(() => core.invalidate(connection as Entry)),
       check: (connection) => core.check(connection as Entry),
       config,
-      lease
+      lease,
+      violations: () => core.violations()
     } satisfies Service
   })
 

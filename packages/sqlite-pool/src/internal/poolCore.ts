@@ -56,6 +56,8 @@ export class Entry<Client> {
   holder: Holder | undefined = undefined
   /** asks a holder that keeps the connection as an optimisation to give it back */
   reclaim: (() => void) | undefined = undefined
+  /** the holder was asked already (once per lease) */
+  reclaimAsked = false
   /** leases so far: the next one is a reuse when this is above 0 */
   leases = 0
   lastReleasedAt: number
@@ -308,10 +310,19 @@ export class PoolCore<Client> {
         break
       }
     }
-    if (this.opening < this.waiting) {
-      for (const entry of [...this.entries]) {
-        if (entry.state === "leased") entry.reclaim?.()
+    // Still short: ask holders that keep a connection as an optimisation for theirs, one at a time, as many as
+    // are needed. One that gives it back at once has made this step run again; a busy one gives it back when its
+    // statement ends, and counts as coming meanwhile.
+    let coming = this.opening
+    for (const entry of this.entries) {
+      if (coming >= this.waiting) return
+      if (entry.state !== "leased" || entry.reclaim === undefined) continue
+      if (!entry.reclaimAsked) {
+        entry.reclaimAsked = true
+        entry.reclaim()
+        if (this.dispatchAgain) return
       }
+      coming++
     }
   }
 
@@ -348,6 +359,7 @@ export class PoolCore<Client> {
     entry.state = "leased"
     entry.holder = holder
     entry.reclaim = reclaim
+    entry.reclaimAsked = false
     entry.fresh = false
     this.stats.lease(entry.leases++ > 0)
     const active: ActiveLease<Client> = { entry, ended: false }
