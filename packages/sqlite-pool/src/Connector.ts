@@ -37,6 +37,8 @@ export interface ConnectOptions {
   readonly prepareCacheSize?: number | undefined
   /** a cached statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
   readonly prepareCacheTTL?: Duration.Duration | undefined
+  /** SQLite extensions to load into the connection (read when it opens: a pool shares one growing list) */
+  readonly extensions?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -215,6 +217,21 @@ export const connect = (options: ConnectOptions): Effect.Effect<Connection, Conn
       if (mode?.journal_mode !== "wal" && !options.readOnly) yield* setUp("PRAGMA journal_mode = WAL")
     }
     if (options.readOnly) yield* setUp("PRAGMA query_only = ON")
+    for (const extension of options.extensions ?? []) {
+      yield* Effect.try({
+        try: () => db.loadExtension(extension),
+        catch: (cause) =>
+          new ConnectError({
+            filename,
+            attempts: 1,
+            code: SqliteCode.codeOf(cause) ?? "UNKNOWN",
+            transient: false,
+            reason: `cannot load the extension ${extension}: ${driverMessage(cause)}`,
+            elapsedMs: 0,
+            cause
+          })
+      })
+    }
     const probe = db.prepare("SELECT 1")
     yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
 
@@ -250,7 +267,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Connection, Conn
  * @category constructors
  */
 export const client = (connection: Connection, filename: string): Effect.Effect<SqliteClient.SqliteClient> =>
-  Effect.provideServiceEffect(PooledClient.make(connection, filename), Reactivity.Reactivity, Reactivity.make)
+  Effect.provideServiceEffect(PooledClient.make(connection, { filename }), Reactivity.Reactivity, Reactivity.make)
 
 /**
  * The live connector.

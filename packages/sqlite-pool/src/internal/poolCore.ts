@@ -103,8 +103,8 @@ export interface Options<Client> {
   readonly config: PoolConfig.PoolConfig
   readonly connector: Connector.Service
   readonly connectOptions: Connector.ConnectOptions
-  /** the client a connection is handed out with */
-  readonly makeClient: (connection: Connector.Connection) => Effect.Effect<Client>
+  /** the client a new connection is handed out with, once its set-up (`onConnect`) ran */
+  readonly makeClient: (connection: Connector.Connection) => Effect.Effect<Client, ConnectError>
   /** a failure that leaves the connection unusable, beside SqliteCode.isFatal */
   readonly isFatal: (error: unknown) => boolean
   readonly label: string
@@ -631,6 +631,10 @@ export class PoolCore<Client> {
   }
 
   // --- observation -----------------------------------------------------------------------------------------------
+
+  openEntries(): ReadonlyArray<Entry<Client>> {
+    return [...this.entries]
+  }
 
   snapshot(): PoolStats {
     return this.stats.snapshot()
