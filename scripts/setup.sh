@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a checkout for the README's commands, from a machine with only Node.js and npm:
 #   - pnpm 12.4.2 (with `npm i -g` when pnpm is missing or another version; corepack is not needed),
-#   - with --chromium, a Chromium for the HTML report test (Debian's `chromium` package through apt-get) when none
-#     is found (`chromium` on PATH or $CHROMIUM),
+#   - with --test-tools, what some tests run besides Node.js, each through apt-get when missing: a Chromium for the
+#     HTML report test (Debian's `chromium`; or name one in $CHROMIUM) and the `sqlite3` shell, which
+#     SqliteMigrator's schema dump runs,
 #   - the dependencies, exactly as locked.
 # Quick when everything is there already.
 set -euo pipefail
@@ -19,16 +20,21 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$p
   }
 fi
 
-if [ "${1:-}" = "--chromium" ] && [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: no Chromium found and no apt-get: install Chromium and set CHROMIUM to its path" >&2
-    exit 1
+if [ "${1:-}" = "--test-tools" ]; then
+  missing=()
+  if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
+  if ! command -v sqlite3 >/dev/null 2>&1; then missing+=(sqlite3); fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+      echo "setup: missing ${missing[*]} and no apt-get to install them: install them (CHROMIUM may name a Chromium)" >&2
+      exit 1
+    fi
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    echo "setup: installing Debian's ${missing[*]}"
+    $sudo apt-get update
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
   fi
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  echo "setup: installing Debian's chromium"
-  $sudo apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
 # better-sqlite3 compiles where no prebuilt binary is reachable: node-gyp then uses the local Node headers
