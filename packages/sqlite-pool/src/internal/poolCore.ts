@@ -39,7 +39,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
-import { AcquireTimeoutError, ConnectError, PoolClosedError } from "../PoolError.js"
+import { AcquireTimeoutError, type ConnectError, PoolClosedError } from "../PoolError.js"
 import type { AcquireError } from "../PoolError.js"
 import type { PoolStats } from "../PoolStats.js"
 import * as RetryPolicy from "../RetryPolicy.js"
@@ -144,7 +144,6 @@ export class PoolCore<Client> {
   private readonly validationInterval: number
   private readonly idleTimeToLive: number
   private readonly acquireTimeout: number
-  private readonly retrySchedule: ReturnType<typeof RetryPolicy.schedule>
   /** The span times the wait; it is not made the parent of what runs inside (that copies the fiber's context). */
   private readonly acquireSpan: { readonly attributes: Record<string, string>; readonly captureStackTrace: false }
   private wakeTimer: (() => void) | undefined
@@ -166,7 +165,6 @@ export class PoolCore<Client> {
     this.validationInterval = Duration.toMillis(config.validationInterval)
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     this.acquireTimeout = Duration.toMillis(config.acquireTimeout)
-    this.retrySchedule = RetryPolicy.schedule(config)
     this.acquireSpan = {
       attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
       captureStackTrace: false
@@ -431,36 +429,19 @@ export class PoolCore<Client> {
 
   /** One physical connection, with retries of transient failures, in a Scope of its own. */
   readonly connectWithRetry: Effect.Effect<Entry<Client>, ConnectError> = Effect.suspend(() => {
-    const { connector, connectOptions, makeClient } = this.options
-    const startedAt = this.clock.unsafeCurrentTimeMillis()
-    let attempts = 0
-    const attempt = Effect.suspend(() => {
-      if (attempts++ > 0) this.stats.count("retries")
-      return connector.connect(connectOptions)
-    }).pipe(Effect.tapError((error) =>
-      Effect.sync(() => {
+    const { config, connectOptions, connector, makeClient } = this.options
+    const connect = RetryPolicy.retryConnect(connector.connect(connectOptions), config, {
+      failed: (error) => {
         this.stats.count("connectFailures")
         this.lastConnectError = error
-      })
-    ))
+      },
+      retrying: () => this.stats.count("retries")
+    })
     return Effect.flatMap(
       Scope.fork(this.poolScope, ExecutionStrategy.sequential),
       (connectionScope) =>
         Effect.uninterruptibleMask((restore) =>
-          restore(
-            Scope.extend(
-              Effect.retry(attempt, { schedule: this.retrySchedule, while: (error) => error.transient }),
-              connectionScope
-            )
-          ).pipe(
-            Effect.mapError((error) =>
-              new ConnectError({
-                ...error,
-                cause: error.cause,
-                attempts,
-                elapsedMs: this.clock.unsafeCurrentTimeMillis() - startedAt
-              })
-            ),
+          restore(Scope.extend(connect, connectionScope)).pipe(
             Effect.flatMap((connection) =>
               Effect.map(
                 makeClient(connection),

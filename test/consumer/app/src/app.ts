@@ -1,12 +1,14 @@
 // A small app written the way a user writes one against the published packages: SqlitePool.layer as the database,
-// a migration through SqliteMigrator (@effect/sql-sqlite-node), a Model repository (@effect/sql), a Reader query.
+// a migration through SqliteMigrator (@effect/sql-sqlite-node) with its schema dump, a Model repository (@effect/sql),
+// a Reader query, streams on both lanes.
 // test/consumer/run.sh type-checks it under nodenext and bundler resolution, then runs it with plain node.
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Model, SqlClient, SqlError } from "@effect/sql"
 import { SqliteMigrator } from "@effect/sql-sqlite-node"
 import { PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Chunk, Effect, Layer, Option, Schema, Stream } from "effect"
 import * as assert from "node:assert/strict"
+import * as fs from "node:fs"
 import * as path from "node:path"
 
 class Event extends Model.Class<Event>("Event")({
@@ -19,6 +21,7 @@ class Events extends Effect.Service<Events>()("app/Events", {
 }) {}
 
 const databaseFile = path.resolve(process.argv[2] ?? "app.db")
+const schemaDirectory = path.join(path.dirname(databaseFile), "schema")
 
 const Migrations = SqliteMigrator.layer({
   loader: SqliteMigrator.fromRecord({
@@ -26,10 +29,9 @@ const Migrations = SqliteMigrator.layer({
       SqlClient.SqlClient,
       (sql) => sql`CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL)`
     )
-  })
-  // PARITY (issue 13): once SqlitePool.layer also provides SqliteClient.SqliteClient, pass
-  // `schemaDirectory: <a temporary directory>` here and assert in `program` that `_schema.sql` there holds
-  // `CREATE TABLE events`. Today the Migrator skips the dump ("Service not found: @effect/sql-sqlite-node/SqliteClient").
+  }),
+  // The dump runs the sqlite3 shell on the file of the layer's SqliteClient.SqliteClient.
+  schemaDirectory
 }).pipe(Layer.provide(NodeContext.layer))
 
 const Database = SqlitePool.layer({ filename: databaseFile, readConnections: 2 })
@@ -57,8 +59,13 @@ const program = Effect.gen(function*() {
   const readerWrite = yield* Effect.flip(reader`INSERT INTO events (label) VALUES ('through the reader')`)
   assert.ok(readerWrite instanceof SqlError.SqlError)
 
-  // PARITY (issue 13): once `.stream` works on both lanes, assert here that
-  // `sql\`SELECT id FROM events ORDER BY id\`.stream` and the same on `reader` each yield [1, 2].
+  const dump = fs.readFileSync(path.join(schemaDirectory, "_schema.sql"), "utf8")
+  assert.match(dump, /CREATE TABLE events/)
+
+  for (const client of [sql, reader]) {
+    const streamed = yield* Stream.runCollect(client<{ id: number }>`SELECT id FROM events ORDER BY id`.stream)
+    assert.deepEqual(Chunk.toReadonlyArray(streamed).map((row) => row.id), [1, 2])
+  }
 
   const pool = yield* SqlitePool.SqlitePool
   const health = yield* pool.healthCheck
