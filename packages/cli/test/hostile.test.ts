@@ -1,0 +1,174 @@
+/**
+ * The command tried as a hostile user would: it never destroys a file, `health` never changes a database and tells
+ * the truth about it, and a signal stops the work at once. Every test runs the real command as a child process on
+ * real files (a FIFO, a read-only directory, a TMPDIR that does not exist, real signals).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { filesIn, linesOf, makeEventsDatabase, type Run, sqlsim, tempDir, unwritableDirectory } from "./utils.js"
+
+const killedWriter = fileURLToPath(new URL("./fixtures/killed-writer.mjs", import.meta.url))
+
+/** A failure a user can act on: the exit code, and exactly one line on stderr that says `expected`. */
+const assertOneLineError = (run: Run, code: number, expected: string | RegExp) => {
+  assert.strictEqual(run.code, code, `exit code (stderr: ${run.stderr})`)
+  const lines = linesOf(run.stderr)
+  assert.strictEqual(lines.length, 1, `one line on stderr, got: ${run.stderr}`)
+  if (typeof expected === "string") assert.include(lines[0], expected)
+  else assert.match(lines[0]!, expected)
+  assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
+}
+
+/** The bytes of a database's main file, -wal and -shm (undefined for a missing one). */
+const bytesOf = (db: string) =>
+  Object.fromEntries(
+    ["", "-wal", "-shm", "-journal"].map((suffix) => [
+      `main${suffix}`,
+      fs.existsSync(db + suffix) ? fs.readFileSync(db + suffix) : undefined
+    ])
+  )
+
+/** A WAL database with committed frames never checkpointed: its writer was killed with SIGKILL. */
+const killedWriterDatabase = (db: string, rows: number) => {
+  const result = spawnSyncNode([killedWriter, db, String(rows)])
+  assert.strictEqual(result, "SIGKILL")
+  assert.isAbove(fs.statSync(`${db}-wal`).size, 0, "the commits are in the -wal")
+  assert.isTrue(fs.existsSync(`${db}-shm`))
+}
+
+const spawnSyncNode = (args: ReadonlyArray<string>): NodeJS.Signals | null => {
+  try {
+    execFileSync(process.execPath, args, { stdio: "ignore" })
+    return null
+  } catch (error) {
+    return (error as { signal?: NodeJS.Signals | null }).signal ?? null
+  }
+}
+
+/** Overwrites `bytes` bytes at `offset` with seeded noise. */
+const damage = (file: string, offset: number, bytes: number) => {
+  const noise = Buffer.alloc(bytes)
+  let state = 12345
+  for (let i = 0; i < bytes; i++) {
+    state = (state * 1103515245 + 12345) % 2 ** 31
+    noise[i] = state & 0xff
+  }
+  const handle = fs.openSync(file, "r+")
+  fs.writeSync(handle, noise, 0, bytes, offset)
+  fs.closeSync(handle)
+}
+
+/** A database big enough that 16 KiB in its middle hold table and index pages. */
+const makeIndexedDatabase = (db: string) => {
+  const database = new Database(db)
+  database.exec(
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, value TEXT NOT NULL); CREATE INDEX by_value ON items (value)"
+  )
+  const insert = database.prepare("INSERT INTO items (value) VALUES (?)")
+  database.transaction(() => {
+    for (let i = 0; i < 5000; i++) insert.run(`value ${i} ${"x".repeat(100)}`)
+  })()
+  database.close()
+}
+
+describe("health never changes a database and tells the truth", () => {
+  it.scoped("a WAL database left by a killed writer: healthy, no byte of main/-wal/-shm changed", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const db = path.join(cwd, "app.db")
+      killedWriterDatabase(db, 200)
+      const before = bytesOf(db)
+      const run = yield* sqlsim(["health", "--db", "app.db"], { cwd })
+      assert.strictEqual(run.code, 0, run.stderr)
+      const report = JSON.parse(run.stdout)
+      assert.strictEqual(report.ok, true)
+      assert.strictEqual(report.journal_mode, "wal")
+      assert.strictEqual(report.page_check, "quick")
+      assert.deepStrictEqual(bytesOf(db), before)
+      assert.deepStrictEqual(filesIn(cwd), ["app.db", "app.db-shm", "app.db-wal"])
+      // The same files in a directory nobody can write to: still read, still unchanged.
+      const locked = yield* unwritableDirectory
+      if (locked !== "/sys") {
+        const isRoot = process.getuid?.() === 0
+        if (isRoot) execFileSync("chattr", ["-i", locked])
+        for (const suffix of ["", "-wal", "-shm"]) fs.copyFileSync(db + suffix, path.join(locked, `app.db${suffix}`))
+        if (isRoot) execFileSync("chattr", ["+i", locked])
+        else fs.chmodSync(locked, 0o555)
+        const inLocked = yield* sqlsim(["health", "--db", path.join(locked, "app.db")], { cwd })
+        assert.strictEqual(inLocked.code, 0, inLocked.stderr)
+        assert.deepStrictEqual(bytesOf(path.join(locked, "app.db")), before)
+      }
+    }))
+
+  it.scoped("a damaged -wal is read as SQLite recovers it and left as it was", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const db = path.join(cwd, "app.db")
+      killedWriterDatabase(db, 200)
+      // The first frame's header: the log is then invalid from its start.
+      damage(`${db}-wal`, 40, 16)
+      const before = bytesOf(db)
+      const run = yield* sqlsim(["health", "--db", db], { cwd })
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.deepStrictEqual(bytesOf(db), before)
+      assert.deepStrictEqual(filesIn(cwd), ["app.db", "app.db-shm", "app.db-wal"])
+    }))
+
+  it.scoped("a -wal with commits but no -shm: refused with one line, nothing created", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const db = path.join(cwd, "app.db")
+      killedWriterDatabase(db, 50)
+      fs.rmSync(`${db}-shm`)
+      const before = bytesOf(db)
+      const run = yield* sqlsim(["health", "--db", "app.db"], { cwd })
+      assertOneLineError(run, 1, "app.db-wal holds commits not yet in the main file")
+      assert.deepStrictEqual(bytesOf(db), before)
+      assert.deepStrictEqual(filesIn(cwd), ["app.db", "app.db-wal"])
+    }))
+
+  it.scoped("a checkpointed WAL database (no -wal) and a rollback one: healthy, no file created or changed", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const wal = path.join(cwd, "wal.db")
+      const database = new Database(wal)
+      database.pragma("journal_mode = WAL")
+      database.exec("CREATE TABLE t (x)")
+      database.close()
+      const rollback = path.join(cwd, "rollback.db")
+      makeEventsDatabase(rollback, ["one"])
+      const before = [bytesOf(wal), bytesOf(rollback)]
+      for (const db of [wal, rollback]) {
+        const run = yield* sqlsim(["health", "--db", db, "--check", "full"], { cwd })
+        assert.strictEqual(run.code, 0, run.stderr)
+        assert.strictEqual(JSON.parse(run.stdout).page_check, "full")
+      }
+      assert.deepStrictEqual([bytesOf(wal), bytesOf(rollback)], before)
+      assert.deepStrictEqual(filesIn(cwd), ["rollback.db", "wal.db"])
+    }))
+
+  it.scoped("16 KiB of pages overwritten: unhealthy (exit 1) with the first problems; --check none skips it", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const db = path.join(cwd, "big.db")
+      makeIndexedDatabase(db)
+      damage(db, Math.floor(fs.statSync(db).size / 2 / 4096) * 4096, 16 * 1024)
+      const before = bytesOf(db)
+      for (const check of ["quick", "full"]) {
+        const run = yield* sqlsim(["health", "--db", db, "--check", check], { cwd })
+        assertOneLineError(run, 1, /^unhealthy: .*big\.db is corrupt: (quick|integrity)_check found \d+ problems?/)
+        const report = JSON.parse(run.stdout)
+        assert.strictEqual(report.ok, false)
+        assert.isAbove(report.problems.length, 0)
+      }
+      const skipped = yield* sqlsim(["health", "--db", db, "--check", "none"], { cwd })
+      assert.strictEqual(skipped.code, 0, skipped.stderr)
+      assert.strictEqual(JSON.parse(skipped.stdout).page_check, "none")
+      assert.deepStrictEqual(bytesOf(db), before)
+    }))
+})
