@@ -18,9 +18,9 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
-import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as AtomicFile from "./AtomicFile.js"
+import * as Distinct from "./internal/distinct.js"
 import * as Labels from "./Labels.js"
 
 /**
@@ -141,9 +141,7 @@ export interface Result {
  * @since 0.1.0
  * @category errors
  */
-export class ConflictError extends Data.TaggedError("ConflictError")<{
-  readonly message: string
-}> {}
+export { ConflictError } from "./internal/distinct.js"
 
 /**
  * A statement on the database failed (say, an existing `events` table without a `label` column); the transaction
@@ -171,7 +169,7 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
 export type DemoError =
   | Labels.InputError
   | AtomicFile.OutputError
-  | ConflictError
+  | Distinct.ConflictError
   | PoolError.PoolConfigError
   | PoolError.AcquireError
   | PoolError.HealthCheckError
@@ -190,7 +188,11 @@ export type DemoError =
 export const run = (options: Options): Effect.Effect<Result, DemoError, FileSystem.FileSystem> =>
   Effect.scoped(Effect.gen(function*() {
     const config = yield* PoolConfig.make(options.pool ?? {})
-    yield* checkConflicts(options.input, options.output, config.filename)
+    yield* Distinct.checkDistinct([
+      { option: "--input", file: options.input },
+      { option: "--db", file: config.filename, database: true },
+      { option: "--output", file: options.output }
+    ])
     const inputKind = yield* Labels.inspect(options.input)
     const output = yield* AtomicFile.open(options.output)
     // A file can be read twice: reading it through first means bad content never reaches the database at all.
@@ -257,23 +259,6 @@ const renderTail = (health: HealthSummary, poolStats: PoolStatsSummary) =>
   `  "pool_stats": ${indent(JSON.stringify(poolStats, null, 2))}\n}\n`
 
 const indent = (json: string) => json.replaceAll("\n", "\n  ")
-
-const sameFile = (a: string, b: string) => path.resolve(a) === path.resolve(b)
-
-const checkConflicts = (input: string, output: string, database: string) =>
-  Effect.suspend(() => {
-    if (input !== Labels.standardInput && sameFile(input, output)) {
-      return Effect.fail(new ConflictError({ message: `the input and the output are the same file (${input})` }))
-    }
-    if (database === ":memory:") return Effect.void
-    if (input !== Labels.standardInput && sameFile(input, database)) {
-      return Effect.fail(new ConflictError({ message: `the input and the database are the same file (${input})` }))
-    }
-    if (sameFile(output, database)) {
-      return Effect.fail(new ConflictError({ message: `the output and the database are the same file (${output})` }))
-    }
-    return Effect.void
-  })
 
 const createTable = (sql: SqliteClient.SqliteClient) =>
   sql`CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, label TEXT NOT NULL)`

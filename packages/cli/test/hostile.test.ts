@@ -10,7 +10,16 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { filesIn, linesOf, makeEventsDatabase, type Run, sqlsim, tempDir, unwritableDirectory } from "./utils.js"
+import {
+  eventsOf,
+  filesIn,
+  linesOf,
+  makeEventsDatabase,
+  type Run,
+  sqlsim,
+  tempDir,
+  unwritableDirectory
+} from "./utils.js"
 
 const killedWriter = fileURLToPath(new URL("./fixtures/killed-writer.mjs", import.meta.url))
 
@@ -170,5 +179,47 @@ describe("health never changes a database and tells the truth", () => {
       assert.strictEqual(skipped.code, 0, skipped.stderr)
       assert.strictEqual(JSON.parse(skipped.stdout).page_check, "none")
       assert.deepStrictEqual(bytesOf(db), before)
+    }))
+})
+
+describe("inputs, database and outputs are distinct files, by real path", () => {
+  it.scoped("simulate refuses an output on the database, its -wal, a symlink to it, or another output", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const db = path.join(cwd, "app.db")
+      makeEventsDatabase(db, ["keep me"])
+      fs.symlinkSync(db, path.join(cwd, "link.db"))
+      const before = bytesOf(db)
+      const conflicts: ReadonlyArray<[ReadonlyArray<string>, string]> = [
+        [["--db", "app.db", "--json", "app.db"], "--db and --json name the same file (app.db)"],
+        [["--db", "app.db", "--json", "link.db"], "--db and --json name the same file (app.db and link.db)"],
+        [["--db", "link.db", "--report", "./sub/../app.db-wal"], "--db and --report name the same file"],
+        [["--json", "x.json", "--report", "x.json"], "--json and --report name the same file (x.json)"]
+      ]
+      for (const [args, expected] of conflicts) {
+        const run = yield* sqlsim(["simulate", "--ops", "20", "--seed", "1", ...args], { cwd })
+        assertOneLineError(run, 2, expected)
+      }
+      assert.deepStrictEqual(bytesOf(db), before)
+      assert.deepStrictEqual(eventsOf(db), [{ id: 1, label: "keep me" }])
+      assert.deepStrictEqual(filesIn(cwd), ["app.db", "link.db"])
+    }))
+
+  it.scoped("demo refuses an output that is a symlink to its input or database, and the database's -wal", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      fs.writeFileSync(path.join(cwd, "labels.txt"), "one\n")
+      fs.symlinkSync("labels.txt", path.join(cwd, "labels-link.txt"))
+      const conflicts: ReadonlyArray<[ReadonlyArray<string>, string]> = [
+        [["--input", "labels.txt", "--output", "labels-link.txt"], "--input and --output name the same file"],
+        [["--input", "labels-link.txt", "--db", "labels.txt"], "--input and --db name the same file"],
+        [["--db", "app.db", "--output", "app.db-wal"], "--db and --output name the same file (app.db-wal)"]
+      ]
+      for (const [args, expected] of conflicts) {
+        const run = yield* sqlsim(["demo", ...args], { cwd })
+        assertOneLineError(run, 2, expected)
+      }
+      assert.strictEqual(fs.readFileSync(path.join(cwd, "labels.txt"), "utf8"), "one\n")
+      assert.deepStrictEqual(filesIn(cwd), ["labels-link.txt", "labels.txt"])
     }))
 })

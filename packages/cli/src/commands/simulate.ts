@@ -18,6 +18,7 @@ import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as AtomicFile from "../AtomicFile.js"
+import * as Distinct from "../internal/distinct.js"
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
@@ -232,6 +233,12 @@ export const command = Command.make(
         Effect.catchTag("SimulationConfigError", (error) =>
           Effect.zipRight(Console.error(error.message), Effect.fail(invalid(error.message))))
       )
+      // An output renamed over the database (or its -wal) would destroy it; two outputs on one file lose one.
+      yield* Distinct.checkDistinct([
+        { option: "--db", file: Option.getOrUndefined(flags.db), database: true },
+        { option: "--json", file: Option.getOrUndefined(flags.json) },
+        { option: "--report", file: Option.getOrUndefined(flags.report) }
+      ])
       // Outputs are opened first, so an unwritable path is reported before any work is done.
       const output: Output = {
         json: Option.isSome(flags.json) ? yield* AtomicFile.open(flags.json.value) : undefined,
