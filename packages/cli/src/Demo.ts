@@ -265,9 +265,10 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
 export const readAheadBytes = 4 * 1024 * 1024
 
 const removeDatabase = (database: string) =>
-  Effect.sync(() => {
-    for (const suffix of ["", "-wal", "-shm", "-journal"]) fs.rmSync(database + suffix, { force: true })
-  })
+  Effect.forEach(
+    ["", "-wal", "-shm", "-journal"],
+    (suffix) => Effect.ignore(Effect.try(() => fs.rmSync(database + suffix, { force: true })))
+  )
 
 /**
  * Interrupted after the COMMIT: the rows are in the database, so say so, on stderr and in the output (marked as

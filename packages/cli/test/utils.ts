@@ -50,6 +50,8 @@ const reportPeakMemory = fileURLToPath(new URL("./fixtures/report-peak-memory.mj
 
 /** What a run of the command left behind. */
 export interface Run {
+  /** when it ended (performance.now()) */
+  readonly endedAt: number
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
   readonly stdout: string
@@ -69,6 +71,8 @@ export interface RunOptions {
   readonly stdin?: (child: NodeJS.WritableStream) => void
   /** called once with the running child (to kill it, say) */
   readonly onSpawn?: (child: { readonly kill: (signal: NodeJS.Signals) => boolean }) => void
+  /** called with everything written to stderr so far, each time more arrives */
+  readonly onStderr?: (stderr: string) => void
 }
 
 /** Runs `node --import tsx packages/cli/src/bin.ts ...args` and collects its output and exit code. */
@@ -99,7 +103,10 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
     let stdout = ""
     let stderr = ""
     child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => {
+      stderr += text
+      options.onStderr?.(stderr)
+    })
     // The child may stop reading early (bad input): a write after that is not the test's failure.
     child.stdin.on("error", () => {})
     if (options.stdin === undefined) child.stdin.end()
@@ -111,7 +118,7 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
         peakMemoryMiB = Number(fs.readFileSync(memoryFile, "utf8")) / 1024
         fs.rmSync(memoryFile, { force: true })
       }
-      resume(Effect.succeed({ code, signal, stdout, stderr, peakMemoryMiB }))
+      resume(Effect.succeed({ endedAt: performance.now(), code, signal, stdout, stderr, peakMemoryMiB }))
     })
     return Effect.sync(() => {
       child.kill("SIGKILL")
@@ -161,3 +168,42 @@ export const unwritableDirectory: Effect.Effect<string, never, Scope.Scope> = Ef
   })()
   return locked && !writable ? directory : "/sys"
 })
+
+/**
+ * A signal sent once `ready(stderr)` holds (checked as stderr arrives) or `ready()` holds (checked every 20 ms), then
+ * after `delayMs`. `sentAt` is when it was sent (performance.now()), or undefined if it never was.
+ */
+export const signalWhen = (
+  signal: NodeJS.Signals,
+  ready: (stderr: string) => boolean,
+  delayMs = 0
+) => {
+  const state: { sentAt: number | undefined } = { sentAt: undefined }
+  let child: { readonly kill: (signal: NodeJS.Signals) => boolean } | undefined
+  let armed = false
+  let poll: ReturnType<typeof setInterval> | undefined
+  let latest = ""
+  const arm = () => {
+    if (armed || child === undefined || !ready(latest)) return
+    armed = true
+    if (poll !== undefined) clearInterval(poll)
+    setTimeout(() => {
+      state.sentAt = performance.now()
+      child?.kill(signal)
+    }, delayMs)
+  }
+  return {
+    state,
+    options: {
+      onSpawn: (spawned: { readonly kill: (signal: NodeJS.Signals) => boolean }) => {
+        child = spawned
+        poll = setInterval(arm, 20)
+        poll.unref()
+      },
+      onStderr: (stderr: string) => {
+        latest = stderr
+        arm()
+      }
+    } satisfies RunOptions
+  }
+}
