@@ -4,9 +4,10 @@
  * acquire (a reuse of the same connection) and write a JSON summary whose pool statistics prove the pooling
  * (`created: 1, reused: 1`).
  *
- * Bad input changes nothing: the input and the output are checked before the database is opened, a regular input
- * file is read through once (streamed) before it, and the inserts run in one transaction that rolls back on any
- * failure. The summary is written to a temporary file and renamed over the output only at the end.
+ * Bad input changes nothing: the files are checked to be distinct and usable before the database is opened, the
+ * input (read once) is read ahead of it up to `readAheadBytes`, and the inserts run in one transaction that rolls
+ * back on any failure; a database file the run created is removed when nothing was committed. The summary is written
+ * to a temporary file and renamed over the output only at the end.
  *
  * @since 0.1.0
  */

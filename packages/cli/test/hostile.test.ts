@@ -11,11 +11,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import {
+  assertOneLineError,
   eventsOf,
   filesIn,
-  linesOf,
   makeEventsDatabase,
-  type Run,
   signalWhen,
   sqlsim,
   tempDir,
@@ -23,16 +22,6 @@ import {
 } from "./utils.js"
 
 const killedWriter = fileURLToPath(new URL("./fixtures/killed-writer.mjs", import.meta.url))
-
-/** A failure a user can act on: the exit code, and exactly one line on stderr that says `expected`. */
-const assertOneLineError = (run: Run, code: number, expected: string | RegExp) => {
-  assert.strictEqual(run.code, code, `exit code (stderr: ${run.stderr})`)
-  const lines = linesOf(run.stderr)
-  assert.strictEqual(lines.length, 1, `one line on stderr, got: ${run.stderr}`)
-  if (typeof expected === "string") assert.include(lines[0], expected)
-  else assert.match(lines[0]!, expected)
-  assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
-}
 
 /** The bytes of a database's main file, -wal and -shm (undefined for a missing one). */
 const bytesOf = (db: string) =>

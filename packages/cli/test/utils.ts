@@ -2,6 +2,7 @@
  * Fixtures of the command's tests: scoped temporary directories, direct reads of a database file (with
  * better-sqlite3, independently of the pool), and running the real `sqlsim` command as a child process.
  */
+import { assert } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -124,6 +125,16 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
       child.kill("SIGKILL")
     })
   })
+
+/** A failure a user can act on: the exit code, and exactly one line on stderr that says `expected`. */
+export const assertOneLineError = (run: Run, code: number, expected: string | RegExp) => {
+  assert.strictEqual(run.code, code, `exit code (stderr: ${run.stderr})`)
+  const lines = linesOf(run.stderr)
+  assert.strictEqual(lines.length, 1, `one line on stderr, got: ${run.stderr}`)
+  if (typeof expected === "string") assert.include(lines[0], expected)
+  else assert.match(lines[0]!, expected)
+  assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
+}
 
 /** The lines of a text, without the empty one after a final newline. */
 export const linesOf = (text: string): Array<string> => {
