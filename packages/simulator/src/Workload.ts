@@ -91,8 +91,9 @@ export const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) =>
 })
 
 /**
- * A turn every 5 ms of real time (or every 256 operations): a signal is then acted on within milliseconds, for about
- * 1 % of throughput (see the README's note on it).
+ * A turn every 5 ms of real time (or every 256 operations): the event loop then waits at most a few hundred ms even
+ * on a loaded machine, and no throughput cost could be told from run-to-run noise (a turn after every operation
+ * did cost some; see the README's simulate section).
  *
  * @since 0.1.0
  * @category constants
