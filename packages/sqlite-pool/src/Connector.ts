@@ -111,6 +111,33 @@ export const classifyOpenFailure = (filename: string, cause: unknown): ConnectEr
   const error = (code: string, transient: boolean, reason: string) =>
     new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
   const message = driverMessage(cause)
+  // SQLite and better-sqlite3 report these as "unable to open" or "directory does not exist"; the operating system
+  // says what it is. A name too long stays too long (permanent); descriptors may be freed (transient).
+  const systemCode = (() => {
+    try {
+      fs.closeSync(fs.openSync(path.dirname(filename), "r"))
+      fs.statSync(filename)
+      return undefined
+    } catch (systemError) {
+      return (systemError as { code?: unknown }).code
+    }
+  })()
+  if (systemCode === "ENAMETOOLONG") {
+    return error(
+      "SQLITE_CANTOPEN",
+      false,
+      "the file name is longer than the file system allows (ENAMETOOLONG); choose a shorter name or path"
+    )
+  }
+  if (systemCode === "EMFILE" || systemCode === "ENFILE") {
+    return error(
+      "SQLITE_CANTOPEN",
+      true,
+      `too many open files (${systemCode}): the ${
+        systemCode === "EMFILE" ? "process" : "system"
+      } has no file descriptor left; raise the limit (ulimit -n) or open fewer connections (maxConnections)`
+    )
+  }
   if (/directory does not exist/i.test(message)) {
     return error("SQLITE_CANTOPEN", true, "directory does not exist")
   }
