@@ -270,14 +270,7 @@ export class Harness {
    */
   startKeeper(label: number): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const lease: RealLease = {
-        label,
-        fiber: undefined,
-        ending: yield* Deferred.make<Ending>(),
-        connection: undefined,
-        status: "waiting"
-      }
-      this.leases.set(label, lease)
+      const lease = yield* this.newLease(label)
       const pool = this.pool
       const connections = this.connections
       const keeper = Effect.uninterruptibleMask((restore) =>
@@ -318,16 +311,17 @@ export class Harness {
     })
   }
 
+  private newLease(label: number): Effect.Effect<RealLease> {
+    return Effect.map(Deferred.make<Ending>(), (ending) => {
+      const lease: RealLease = { label, fiber: undefined, ending, connection: undefined, status: "waiting" }
+      this.leases.set(label, lease)
+      return lease
+    })
+  }
+
   startLease(label: number): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const lease: RealLease = {
-        label,
-        fiber: undefined,
-        ending: yield* Deferred.make<Ending>(),
-        connection: undefined,
-        status: "waiting"
-      }
-      this.leases.set(label, lease)
+      const lease = yield* this.newLease(label)
       lease.fiber = yield* Effect.forkIn(this.holder(lease), this.forkIn)
     })
   }

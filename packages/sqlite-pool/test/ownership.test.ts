@@ -22,6 +22,23 @@ const openLayer = (input: PoolConfig.Input) =>
     return { filename, scope, context }
   })
 
+/**
+ * Forks a writer transaction that inserts 1, then waits for `finish`, then inserts 2; returns once it is open.
+ */
+const openTransaction = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const inside = yield* Deferred.make<void>()
+    const finish = yield* Deferred.make<void>()
+    const transaction = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
+      yield* sql`INSERT INTO t VALUES (1)`
+      yield* Deferred.succeed(inside, undefined)
+      yield* Deferred.await(finish)
+      yield* sql`INSERT INTO t VALUES (2)`
+    })))
+    yield* Deferred.await(inside)
+    return { finish, transaction }
+  })
+
 describe("one owner per connection", () => {
   it.scopedLive("healthCheck answers at once under a steady write load, never after acquireTimeout", () =>
     Effect.gen(function*() {
@@ -58,15 +75,7 @@ describe("one owner per connection", () => {
       const sql = Context.get(context, SqlClient.SqlClient)
       const pool = Context.get(context, SqlitePool.SqlitePool)
       yield* sql`CREATE TABLE t (x INTEGER)`
-      const inside = yield* Deferred.make<void>()
-      const finish = yield* Deferred.make<void>()
-      const transaction = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`INSERT INTO t VALUES (1)`
-        yield* Deferred.succeed(inside, undefined)
-        yield* Deferred.await(finish)
-        yield* sql`INSERT INTO t VALUES (2)`
-      })))
-      yield* Deferred.await(inside)
+      const { finish, transaction } = yield* openTransaction(sql)
       const queued = yield* Effect.forEach(
         Array.from({ length: 10 }),
         (_, i) => Effect.fork(sql`INSERT INTO t VALUES (${100 + i})`)
@@ -106,15 +115,7 @@ describe("one owner per connection", () => {
       const { context, filename, scope } = yield* openLayer({ shutdownTimeout: "100 millis" })
       const sql = Context.get(context, SqlClient.SqlClient)
       yield* sql`CREATE TABLE t (x INTEGER)`
-      const inside = yield* Deferred.make<void>()
-      const finish = yield* Deferred.make<void>()
-      const transaction = yield* Effect.fork(sql.withTransaction(Effect.gen(function*() {
-        yield* sql`INSERT INTO t VALUES (1)`
-        yield* Deferred.succeed(inside, undefined)
-        yield* Deferred.await(finish)
-        yield* sql`INSERT INTO t VALUES (2)`
-      })))
-      yield* Deferred.await(inside)
+      const { finish, transaction } = yield* openTransaction(sql)
       yield* Scope.close(scope, Exit.void)
       yield* Deferred.succeed(finish, undefined)
       const exit = yield* Fiber.await(transaction)
