@@ -220,11 +220,14 @@ const exitBoundMs = 10_000
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"))
 
 describe("a signal stops the work at once and keeps what completed", () => {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    it.scoped(`simulate --duration 60s: ${signal} a second in stops it, prints and writes what completed (130)`, () =>
+  for (
+    const [signal, repeat] of [["SIGINT", undefined], ["SIGTERM", undefined], ["SIGINT", 60]] as const
+  ) {
+    const how = repeat === undefined ? signal : `${signal} twice (a wrapper relaying it)`
+    it.scoped(`simulate --duration 60s: ${how} a second in stops it, prints and writes what completed (130)`, () =>
       Effect.gen(function*() {
         const cwd = yield* tempDir
-        const stop = signalWhen(signal, (stderr) => stderr.includes("progress:"), 1000)
+        const stop = signalWhen(signal, (stderr) => stderr.includes("progress:"), 1000, repeat)
         const run = yield* sqlsim(
           ["simulate", "--duration", "60s", "--seed", "3", "--json", "r.json", "--report", "r.html"],
           { cwd, ...stop.options }

@@ -187,7 +187,9 @@ export const unwritableDirectory: Effect.Effect<string, never, Scope.Scope> = Ef
 export const signalWhen = (
   signal: NodeJS.Signals,
   ready: (stderr: string) => boolean,
-  delayMs = 0
+  delayMs = 0,
+  /** send the signal again this long after the first (as a wrapper relaying the terminal's signal does) */
+  repeatAfterMs?: number
 ) => {
   const state: { sentAt: number | undefined } = { sentAt: undefined }
   let child: { readonly kill: (signal: NodeJS.Signals) => boolean } | undefined
@@ -201,6 +203,7 @@ export const signalWhen = (
     setTimeout(() => {
       state.sentAt = performance.now()
       child?.kill(signal)
+      if (repeatAfterMs !== undefined) setTimeout(() => child?.kill(signal), repeatAfterMs)
     }, delayMs)
   }
   return {
