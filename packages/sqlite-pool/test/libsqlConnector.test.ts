@@ -14,9 +14,17 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as net from "node:net"
 import * as Sqld from "../../../test/support/sqld.js"
 import * as TcpRelay from "../../../test/support/tcpRelay.js"
-import { classifyConnectFailure, connect, sqliteCodeOf, webSocketUrl } from "../src/internal/libsqlConnector.js"
+import { HranaServerError, HranaTransportError } from "../src/internal/hranaSocket.js"
+import {
+  classifyConnectFailure,
+  connect,
+  minimumReplicationIndex,
+  sqliteCodeOf,
+  webSocketUrl
+} from "../src/internal/libsqlConnector.js"
 import type { LibsqlConnectOptions } from "../src/internal/libsqlConnector.js"
 import * as SqliteCode from "../src/SqliteCode.js"
 
@@ -36,9 +44,12 @@ const open = (url: string, options: Partial<LibsqlConnectOptions> = {}) =>
     return { ...opened, sql: yield* clientOf(opened.connection) }
   })
 
-/** The ConnectError of a connect that must fail. */
+/** The ConnectError of a connect that must fail, without its cause (a socket: too deep to print in a diff). */
 const connectFailure = (url: string, options: Partial<LibsqlConnectOptions> = {}) =>
-  Effect.scoped(Effect.flip(connect({ url, readOnly: false, connectTimeout: "3 seconds", ...options })))
+  Effect.map(
+    Effect.scoped(Effect.flip(connect({ url, readOnly: false, connectTimeout: "3 seconds", ...options }))),
+    ({ _tag, attempts, code, message, reason, transient }) => ({ _tag, attempts, code, message, reason, transient })
+  )
 
 /** The SQLite code a failed statement carries, as the pool reads it. */
 const codeOfFailure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -56,6 +67,29 @@ const eventually = <E, R>(effect: Effect.Effect<boolean, E, R>, ms: number, what
     }
     return performance.now() - started
   })
+
+/** A loopback TCP server that accepts connections and never says a word. */
+const silentServer = Effect.acquireRelease(
+  Effect.async<{ server: net.Server; sockets: Set<net.Socket> }>((resume) => {
+    const sockets = new Set<net.Socket>()
+    const server = net.createServer((socket) => {
+      sockets.add(socket)
+      // Reads (and drops) what arrives, so that the client's close is seen.
+      socket.resume()
+      socket.on("error", () => undefined)
+      socket.once("close", () => sockets.delete(socket))
+    })
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+  }),
+  ({ server, sockets }) =>
+    Effect.async<void>((resume) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resume(Effect.void))
+    })
+).pipe(Effect.map(({ server, sockets }) => ({
+  address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+  open: () => sockets.size
+})))
 
 const count = (sql: SqlClient.SqlClient, table = "t") =>
   Effect.map(sql<{ n: number }>`SELECT count(*) AS n FROM ${sql(table)}`, (rows) => rows[0]!.n)
@@ -90,14 +124,31 @@ describe("libSQL connector: URLs and error codes (no server)", () => {
   })
 
   it("classifies network failures as transient and rejections as permanent", () => {
-    const refused = classifyConnectFailure("ws://h/", new Error("connect ECONNREFUSED 127.0.0.1:1"), undefined)
+    const transport = (message: string, options: { code?: string; status?: number } = {}) =>
+      new HranaTransportError(message, options)
+    const refused = classifyConnectFailure(
+      "ws://h/",
+      transport("connect ECONNREFUSED", { code: "ECONNREFUSED" }),
+      undefined
+    )
     expect(refused).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true, attempts: 1 })
-    const reset = classifyConnectFailure("ws://h/", new Error("WebSocket was closed with code 1006"), undefined)
-    expect(reset.transient).toBe(true)
-    const auth = classifyConnectFailure("ws://h/", new Error("WebSocket was closed with code 1006"), 401)
-    expect(auth).toMatchObject({ code: "SQLITE_AUTH", transient: false })
-    const notSqld = classifyConnectFailure("ws://h/", new Error("Unexpected server response: 404"), undefined)
+    const closed = transport("the server closed the connection (WebSocket 1006)", { code: "ECONNRESET" })
+    expect(classifyConnectFailure("ws://h/", closed, undefined).transient).toBe(true)
+    expect(classifyConnectFailure("ws://h/", closed, 401)).toMatchObject({ code: "SQLITE_AUTH", transient: false })
+    const upgrade = classifyConnectFailure("ws://h/", transport("refused", { status: 403 }), undefined)
+    expect(upgrade).toMatchObject({ code: "SQLITE_AUTH", transient: false })
+    const hello = classifyConnectFailure(
+      "ws://h/",
+      new HranaServerError("no token", "AUTH_HEADER_NOT_FOUND"),
+      undefined
+    )
+    expect(hello).toMatchObject({ code: "SQLITE_AUTH", transient: false })
+    const notSqld = classifyConnectFailure("ws://h/", transport("refused", { status: 404 }), undefined)
     expect(notSqld).toMatchObject({ code: "SQLITE_CANTOPEN", transient: false })
+    const restarting = classifyConnectFailure("ws://h/", transport("refused", { status: 503 }), undefined)
+    expect(restarting).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true })
+    const timedOut = classifyConnectFailure("ws://h/", transport("no answer", { code: "ETIMEDOUT" }), undefined)
+    expect(timedOut.transient).toBe(true)
     const strange = classifyConnectFailure("ws://h/", new Error("something else entirely"), undefined)
     expect(strange).toMatchObject({ code: "UNKNOWN", transient: false })
   })
@@ -236,6 +287,22 @@ describe("libSQL connector on a primary", () => {
       expect(yield* direct.sql`SELECT v FROM t`).toEqual([{ v: "next" }])
     }))
 
+  it.scoped("an interrupted connect returns at once and leaves no connection open on the server", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      // A server that accepts TCP connections and never answers the WebSocket upgrade: the handshake hangs.
+      const silent = yield* silentServer
+      const started = performance.now()
+      const fiber = yield* Effect.fork(Effect.scoped(connect({ url: `ws://${silent.address}`, readOnly: false })))
+      yield* eventually(Effect.sync(() => silent.open() === 1), 2_000, "the connection reached the server")
+      yield* Fiber.interrupt(fiber)
+      expect(performance.now() - started).toBeLessThan(1_000)
+      yield* eventually(Effect.sync(() => silent.open() === 0), 2_000, "the abandoned socket closed")
+      // and the server is unaffected
+      const { sql } = yield* open(primary.wsUrl)
+      expect(yield* sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+    }))
+
   it.scoped("an interrupted statement makes check() report the connection, so the pool replaces it", () =>
     Effect.gen(function*() {
       const primary = yield* Sqld.startPrimary()
@@ -310,6 +377,46 @@ describe("libSQL connector on replicas", () => {
       console.log(
         `replica lag over 20 writes: median ${lags[10]!.toFixed(1)} ms, max ${lags[19]!.toFixed(1)} ms`
       )
+    }))
+
+  it.scoped("read-your-writes: with the primary's replication index, a replica answers only once it has the write", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const writer = yield* open(primary.wsUrl)
+      const reader = yield* open(replicas[0]!.wsUrl, { readOnly: true })
+      yield* writer.sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`
+      let missedWithoutIndex = 0
+      for (let i = 1; i <= 20; i++) {
+        yield* writer.sql`INSERT INTO t (v) VALUES (${`v${i}`})`
+        const index = writer.replicationIndex()
+        expect(index).toBeGreaterThan(0n)
+        // Without the index the replica answers with what it has, which may not include the write yet.
+        const unsynchronised = yield* Effect.either(reader.sql<{ n: number }>`SELECT count(*) AS n FROM t`)
+        if (unsynchronised._tag === "Left" || unsynchronised.right[0]!.n < i) missedWithoutIndex++
+        // With it, the replica waits until it has applied the write: the row is there on the first read.
+        const rows = yield* reader.sql<{ v: string }>`SELECT v FROM t WHERE id = ${i}`.pipe(
+          Effect.locally(minimumReplicationIndex, index)
+        )
+        expect(rows).toEqual([{ v: `v${i}` }])
+        expect(reader.replicationIndex()).toBeGreaterThanOrEqual(index!)
+      }
+      console.log(
+        `read-your-writes: ${missedWithoutIndex} of 20 immediate replica reads without the index missed the write`
+      )
+    }))
+
+  it.scoped("a replica that does not reach the index in time fails the statement typed (REPLICA_BEHIND)", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      const reader = yield* open(primary.wsUrl, { readOnly: true, replicationWaitTimeout: "100 millis" })
+      const started = performance.now()
+      const error = yield* Effect.flip(
+        reader.sql`SELECT 1`.pipe(Effect.locally(minimumReplicationIndex, 1_000_000n))
+      )
+      expect(error._tag).toBe("SqlError")
+      expect(error.cause).toMatchObject({ libsqlCode: "REPLICA_BEHIND" })
+      expect(performance.now() - started).toBeLessThan(2_000)
+      expect(reader.check()).toBeUndefined()
     }))
 
   it.scoped("a Reader connection refuses writes with SQLITE_READONLY, on a replica and on the primary", () =>

@@ -1,18 +1,18 @@
 /**
- * One pool connection on a libSQL server (`sqld`, the server behind Turso): a Hrana stream over one WebSocket.
+ * One pool connection on a libSQL server (`sqld`, the server behind Turso): one Hrana stream over one WebSocket.
  *
- * Why a Hrana stream and not `@libsql/client` or `@effect/sql-libsql`: the pool runs transactions as statements
+ * Why a Hrana stream, and not `@libsql/client` or `@effect/sql-libsql`: the pool runs transactions as statements
  * (`BEGIN IMMEDIATE` ... `COMMIT`, savepoints) on the connection it leased, so every statement of a lease must reach
  * the same server-side SQLite connection. A Hrana stream is exactly that (the protocol's "database connection").
  * `@libsql/client` opens a fresh stream for every `execute` and keeps one only inside its own `transaction()` object,
  * and `@effect/sql-libsql` (0.42, on `@libsql/client` 0.12) is a whole `SqlClient` with its own transactions and no
- * `executeStream`; neither can be driven by the pool's lanes. `@libsql/hrana-client` is the protocol layer under
- * `@libsql/client`, pure JavaScript.
+ * `executeStream`; neither can be driven by the pool's lanes. The protocol itself is in `hranaSocket.ts` (why not
+ * `@libsql/hrana-client`: see there).
  *
  * Why WebSocket and not Hrana over HTTP: over HTTP a stream is a baton passed between requests that the server
  * expires after a few idle seconds, and nothing tells the client that the server went away until the next request.
- * Over WebSocket the stream lives as long as the socket, and a lost socket is known at once (`client.closed`), which
- * is what makes `check()` O(1).
+ * Over WebSocket the stream lives as long as the socket, and a lost socket is known at once, which is what makes
+ * `check()` O(1).
  *
  * What sqld does not have that a file connection does: `PRAGMA query_only` and `PRAGMA busy_timeout` are rejected
  * ("unsupported statement"), and a replica forwards writes to its primary. So a read-only connection refuses writes
@@ -20,20 +20,25 @@
  * answer cached); and lock waits are the server's (sqld waits for a held write lock, then after about 5 s rolls the
  * holder's transaction back: TRANSACTION_TIMEOUT, mapped to SQLITE_ABORT_ROLLBACK).
  *
+ * Replication: every result carries the server's replication index. A statement run while
+ * `minimumReplicationIndex` is set makes a replica wait until it has applied that index before it answers: that
+ * is read-your-writes (the index is what the primary reported after the write).
+ *
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import * as hrana from "@libsql/hrana-client"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { InvalidConnection } from "../Connector.js"
 import { ConnectError } from "../PoolError.js"
+import * as Hrana from "./hranaSocket.js"
 
 /**
  * How to open one connection to a libSQL server.
@@ -47,6 +52,8 @@ export interface LibsqlConnectOptions {
   readonly readOnly: boolean
   /** how long the handshake (TCP, WebSocket upgrade, authentication, a first `SELECT 1`) and a `validate` may take */
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /** how long a statement waits for the server to reach `minimumReplicationIndex` (default 2 seconds) */
+  readonly replicationWaitTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -58,7 +65,20 @@ export interface LibsqlConnection {
   readonly check: () => string | undefined
   /** the WebSocket URL connected to (no token) */
   readonly url: string
+  /** the replication index the server reported with the last result on this connection */
+  readonly replicationIndex: () => bigint | undefined
 }
+
+/**
+ * While set, a statement runs only once the server has applied this replication index: on a replica, once it has
+ * caught up with the write that produced the index (a primary has it already). Every result carries the server's
+ * index; a connection that has not seen this one yet asks (`SELECT 1`) until it has, or gives up after
+ * `replicationWaitTimeout` with a `LibsqlStatementError` whose `libsqlCode` is "REPLICA_BEHIND". (sqld honours a
+ * `replication_index` sent with a statement over HTTP, but not over WebSocket: the wait is the client's.)
+ */
+export const minimumReplicationIndex: FiberRef.FiberRef<bigint | undefined> = FiberRef.unsafeMake<
+  bigint | undefined
+>(undefined)
 
 /**
  * A statement failure from the server, with the SQLite code where one applies (`SqliteCode.codeOf` finds it):
@@ -77,6 +97,7 @@ export class LibsqlStatementError extends Error {
 }
 
 const defaultConnectTimeout = Duration.seconds(5)
+const defaultReplicationWaitTimeout = Duration.seconds(2)
 
 /** sqld's reports a constraint failure as plain SQLITE_CONSTRAINT; SQLite's message names which kind it was. */
 const constraintKinds: ReadonlyArray<readonly [RegExp, string]> = [
@@ -123,7 +144,10 @@ export const sqliteCodeOf = (libsqlCode: string | undefined, message: string): s
 }
 
 const statementError = (cause: unknown): SqlError => {
-  if (cause instanceof hrana.ResponseError) {
+  if (cause instanceof LibsqlStatementError) {
+    return new SqlError({ message: `Failed to execute statement: ${cause.message}`, cause })
+  }
+  if (cause instanceof Hrana.HranaServerError) {
     const code = sqliteCodeOf(cause.code, cause.message)
     return new SqlError({
       message: `Failed to execute statement: ${cause.message}`,
@@ -136,6 +160,15 @@ const statementError = (cause: unknown): SqlError => {
     cause: new LibsqlStatementError(message, undefined, undefined, cause)
   })
 }
+
+const replicaBehind = (wanted: bigint, reached: bigint | undefined, waitedMs: number): LibsqlStatementError =>
+  new LibsqlStatementError(
+    `the server did not reach replication index ${wanted} within ${waitedMs} ms ` +
+      `(it is at ${reached ?? "an unknown index"}): the replica is behind`,
+    undefined,
+    "REPLICA_BEHIND",
+    undefined
+  )
 
 const readOnlyError = (sql: string): SqlError => {
   const message = `attempt to write a readonly database: a Reader connection refuses ${sql.trim().slice(0, 60)}`
@@ -193,9 +226,9 @@ const displayUrl = (url: string): string => {
 }
 
 const networkErrorPattern =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|ENOTFOUND|socket hang up|closed with code/i
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EPIPE|EAI_AGAIN|ENOTFOUND|socket hang up|closed the connection/i
 
-/** The message of an error and of its causes, joined: hrana wraps the socket's error in ClosedError. */
+/** The message of an error and of its causes, joined. */
 const messageChain = (cause: unknown): string => {
   const parts: Array<string> = []
   let current: unknown = cause
@@ -207,9 +240,10 @@ const messageChain = (cause: unknown): string => {
 }
 
 /**
- * What an HTTP request with the same token says about it: sqld rejects a bad token at the WebSocket upgrade or closes
- * the socket right after the handshake, and the WebSocket client reports only "closed with code 1006". One request
- * to the HTTP API, made only after such a failure, tells an authentication failure from a server going away.
+ * What an HTTP request with the same token says about it: sqld checks a token in the hello after the WebSocket
+ * upgrade, and for one it cannot verify it closes the socket without a word (WebSocket 1006); a refusal it does
+ * send can be lost to the reset that follows. One request to the HTTP API, made only after a connection failed
+ * between the upgrade and the first answer, tells an authentication failure from a server going away.
  */
 const httpAuthStatus = async (wsUrl: string, token: string | undefined, timeoutMs: number) => {
   const url = new URL(wsUrl)
@@ -243,26 +277,23 @@ export const classifyConnectFailure = (
   if (httpStatus === 401 || httpStatus === 403) {
     return error("SQLITE_AUTH", false, `the server rejected the auth token (HTTP ${httpStatus})`)
   }
-  if (cause instanceof hrana.ResponseError) {
+  if (cause instanceof Hrana.HranaServerError) {
     if (cause.code !== undefined && /^AUTH_/.test(cause.code)) {
       return error("SQLITE_AUTH", false, `authentication failed: ${cause.message} (${cause.code})`)
     }
     const code = sqliteCodeOf(cause.code, cause.message) ?? "UNKNOWN"
     return error(code, code === "SQLITE_BUSY", cause.message)
   }
-  const message = messageChain(cause)
-  const status = /Unexpected server response: (\d{3})/.exec(message)?.[1]
-  if (status === "401" || status === "403") {
+  const status = cause instanceof Hrana.HranaTransportError ? cause.status : undefined
+  if (status === 401 || status === 403) {
     return error("SQLITE_AUTH", false, `the server rejected the auth token (HTTP ${status})`)
   }
   if (status !== undefined) {
-    return error(
-      "SQLITE_CANTOPEN",
-      status.startsWith("5"),
-      `the server answered HTTP ${status}: is it a libSQL server?`
-    )
+    return error("SQLITE_CANTOPEN", status >= 500, `the server answered HTTP ${status}: is it a libSQL server?`)
   }
-  if (networkErrorPattern.test(message)) return error("SQLITE_CANTOPEN", true, message)
+  const message = messageChain(cause)
+  const code = cause instanceof Hrana.HranaTransportError ? cause.code : undefined
+  if (networkErrorPattern.test(`${code ?? ""} ${message}`)) return error("SQLITE_CANTOPEN", true, message)
   return error("UNKNOWN", false, message)
 }
 
@@ -271,27 +302,26 @@ const tokenOf = (token: LibsqlConnectOptions["authToken"]): string | undefined =
 
 /**
  * A value as `@effect/sql-sqlite-node` gives it: blobs as Uint8Array, integers as numbers unless the fiber asked for
- * bigints (`SqlClient.SafeIntegers`). The stream always decodes integers as bigint, so that the choice is made per
- * statement here and an integer beyond 2^53 fails the statement instead of silently losing precision.
+ * bigints (`SqlClient.SafeIntegers`); an integer beyond 2^53 then fails the statement instead of losing precision.
  */
-const valueOut = (value: hrana.Value, bigints: boolean): unknown => {
-  if (typeof value === "bigint") {
-    if (bigints) return value
+const valueOut = (wire: Hrana.WireValue, bigints: boolean): unknown => {
+  const value = Hrana.decodeValue(wire)
+  if (typeof value === "bigint" && !bigints) {
     if (value > maxSafe || value < minSafe) throw new RangeError(`integer ${value} is beyond 2^53: use SafeIntegers`)
     return Number(value)
   }
-  return value instanceof ArrayBuffer ? new Uint8Array(value) : value
+  return value
 }
 const maxSafe = BigInt(Number.MAX_SAFE_INTEGER)
 const minSafe = BigInt(Number.MIN_SAFE_INTEGER)
 
 interface Rows {
-  readonly result: hrana.RowsResult
+  readonly result: Hrana.StatementResult
   readonly bigints: boolean
 }
 
 const toObjects = ({ bigints, result }: Rows): Array<Record<string, unknown>> => {
-  const names = result.columnNames
+  const names = result.columns
   return result.rows.map((row) => {
     const object: Record<string, unknown> = {}
     for (let index = 0; index < names.length; index++) {
@@ -302,18 +332,13 @@ const toObjects = ({ bigints, result }: Rows): Array<Record<string, unknown>> =>
 }
 
 const toArrays = ({ bigints, result }: Rows): Array<Array<unknown>> =>
-  result.rows.map((row) =>
-    Array.from({ length: result.columnNames.length }, (_, index) => valueOut(row[index]!, bigints))
-  )
+  result.rows.map((row) => row.map((value) => valueOut(value, bigints)))
 
 /** Shapes rows; a value that cannot be given as asked fails the statement (a SqlError, not a defect). */
 const shape = <A>(rows: Rows, f: (rows: Rows) => A): Effect.Effect<A, SqlError> =>
   Effect.try({ try: () => f(rows), catch: statementError })
 
-const argsOf = (params: ReadonlyArray<unknown>): Array<hrana.InValue> =>
-  params.map((param) => (param instanceof Int8Array ? new Uint8Array(param.buffer) : param) as hrana.InValue)
-
-/** The Hrana client is a promise API: reject a promise that takes longer than `ms`. */
+/** Rejects a promise that takes longer than `ms`. */
 const withDeadline = <A>(promise: Promise<A>, ms: number, what: string): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms (ETIMEDOUT)`)), ms)
@@ -354,41 +379,37 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
     const url = target.url
     const token = tokenOf(options.authToken)
     const timeoutMs = Duration.toMillis(Duration.decode(options.connectTimeout ?? defaultConnectTimeout))
+    const replicationWaitMs = Duration.toMillis(
+      Duration.decode(options.replicationWaitTimeout ?? defaultReplicationWaitTimeout)
+    )
 
-    const { client, stream } = yield* Effect.acquireRelease(
+    // The handshake is interruptible (acquireRelease alone would make it wait out connectTimeout); an interrupt
+    // aborts it and closes the socket, and a connection that did open has its finalizer registered at once.
+    const hrana = yield* Effect.acquireRelease(
       Effect.tryPromise({
-        try: async () => {
-          const client = hrana.openWs(url, token)
+        try: async (signal) => {
           try {
-            const stream = client.openStream()
-            stream.intMode = "bigint"
-            // The Reader's `describe` needs protocol 2, and the client allows it only once the version was asked.
-            const handshake = client.getVersion().then(async (version) => {
-              if (version < 2) throw new hrana.ProtocolVersionError(`the server speaks Hrana ${version}; 2 is needed`)
-              await stream.queryValue("SELECT 1")
-            })
-            await withDeadline(handshake, timeoutMs, "connecting")
-            return { client, stream }
+            return await Hrana.open(url, token, timeoutMs, signal)
           } catch (cause) {
-            client.close()
-            const ambiguous = /closed with code|socket hang up|ECONNRESET/i.test(messageChain(cause))
-            throw { cause, httpStatus: ambiguous ? await httpAuthStatus(url, token, timeoutMs) : undefined }
+            const refusedAfterUpgrade = cause instanceof Hrana.HranaTransportError && cause.afterUpgrade
+            throw { cause, httpStatus: refusedAfterUpgrade ? await httpAuthStatus(url, token, timeoutMs) : undefined }
           }
         },
         catch: (failure) => {
           const { cause, httpStatus } = failure as { cause: unknown; httpStatus: number | undefined }
           return classifyConnectFailure(url, cause, httpStatus)
         }
-      }),
-      ({ client }) => Effect.sync(() => client.close())
+      }).pipe(Effect.interruptible),
+      (hrana) => Effect.sync(() => hrana.close())
     )
 
     // Set when a statement was interrupted before the server answered: what it did is unknown (a BEGIN may have
     // opened a transaction), so the connection reports itself unusable and the pool replaces it.
     let interruptedInFlight = false
+    let lastReplicationIndex: bigint | undefined
     const check = (): string | undefined => {
-      if (client.closed) return "the connection to the libSQL server was lost"
-      if (stream.closed) return "the server closed the stream"
+      const closed = hrana.closedReason()
+      if (closed !== undefined) return `the connection to the libSQL server was lost: ${closed}`
       if (interruptedInFlight) return "a statement was interrupted before the server answered"
       return undefined
     }
@@ -416,21 +437,51 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
       if (!options.readOnly) return Effect.void
       const known = readOnlyAnswers.get(sql)
       if (known !== undefined) return known ? Effect.void : Effect.fail(readOnlyError(sql))
-      return Effect.flatMap(call(() => stream.describe(sql)), (described) => {
+      return Effect.flatMap(call(() => hrana.isReadOnly(sql)), (readOnly) => {
         if (readOnlyAnswers.size >= readOnlyCacheSize) readOnlyAnswers.clear()
-        readOnlyAnswers.set(sql, described.isReadonly)
-        return described.isReadonly ? Effect.void : Effect.fail(readOnlyError(sql))
+        readOnlyAnswers.set(sql, readOnly)
+        return readOnly ? Effect.void : Effect.fail(readOnlyError(sql))
       })
     }
 
+    const noteIndex = (result: Hrana.StatementResult) => {
+      if (result.replicationIndex !== undefined) lastReplicationIndex = result.replicationIndex
+    }
+    const caughtUp = (index: bigint) => lastReplicationIndex !== undefined && lastReplicationIndex >= index
+    // Polls the server's index, 1 ms apart at first, doubling to 20 ms: a replica a few frames behind is usually
+    // there within a few milliseconds (median replication lag on loopback: about 7 ms).
+    const awaitReplication = (index: bigint | undefined): Effect.Effect<void, SqlError> =>
+      index === undefined || caughtUp(index) ? Effect.void : call(async () => {
+        const deadline = Date.now() + replicationWaitMs
+        let pause = 1
+        while (true) {
+          noteIndex(await hrana.execute("SELECT 1", []))
+          if (caughtUp(index)) return
+          if (Date.now() >= deadline) throw replicaBehind(index, lastReplicationIndex, replicationWaitMs)
+          await new Promise((resolve) => setTimeout(resolve, pause))
+          pause = Math.min(pause * 2, 20)
+        }
+      })
+
     const query = (sql: string, params: ReadonlyArray<unknown>): Effect.Effect<Rows, SqlError> =>
-      Effect.zipRight(
-        guard(sql),
-        Effect.withFiberRuntime<Rows, SqlError>((fiber) => {
-          const bigints = Context.get(fiber.currentContext, SqlClient.SafeIntegers)
-          return Effect.map(call(() => stream.query([sql, argsOf(params)])), (result) => ({ result, bigints }))
-        })
-      )
+      Effect.withFiberRuntime<Rows, SqlError>((fiber) => {
+        const bigints = Context.get(fiber.currentContext, SqlClient.SafeIntegers)
+        const waitFor = fiber.getFiberRef(minimumReplicationIndex)
+        let args: Array<Hrana.WireValue>
+        try {
+          args = params.map(Hrana.encodeValue)
+        } catch (cause) {
+          return Effect.fail(statementError(cause))
+        }
+        return awaitReplication(waitFor).pipe(
+          Effect.zipRight(guard(sql)),
+          Effect.zipRight(call(() => hrana.execute(sql, args))),
+          Effect.map((result) => {
+            noteIndex(result)
+            return { result, bigints }
+          })
+        )
+      })
 
     const execute: SqlConnection.Connection["execute"] = (sql, params, transformRows) =>
       Effect.flatMap(
@@ -445,7 +496,7 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
         Effect.flatMap(
           query(sql, params),
           (rows): Effect.Effect<unknown, SqlError> =>
-            rows.result.columnNames.length > 0
+            rows.result.columns.length > 0
               ? shape(rows, toObjects)
               : Effect.succeed({
                 changes: rows.result.affectedRowCount,
@@ -462,11 +513,11 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
     }
 
     const validate: Effect.Effect<void, InvalidConnection> = Effect.tryPromise({
-      try: () => withDeadline(stream.queryValue("SELECT 1"), timeoutMs, "validating"),
+      try: () => withDeadline(hrana.execute("SELECT 1", []), timeoutMs, "validating"),
       catch: (cause) => ({ reason: messageChain(cause), cause })
     }).pipe(Effect.asVoid)
 
-    return { connection, validate, check, url }
+    return { connection, validate, check, url, replicationIndex: () => lastReplicationIndex }
   }).pipe(
     Effect.withSpan("sqlsim.connect", {
       attributes: {
