@@ -75,6 +75,8 @@ export interface StartOptions {
   readonly name?: string
   /** PEM of an Ed25519 public key: clients must then present a JWT signed with its private key */
   readonly jwtPublicKeyPem?: string
+  /** more command-line arguments for sqld */
+  readonly args?: ReadonlyArray<string>
 }
 
 /** Every process started by this module and not stopped yet: killed if the test process exits without closing Scopes. */
@@ -230,7 +232,8 @@ export const startPrimary = (options?: StartOptions): Effect.Effect<SqldProcess,
     const httpPort = yield* freePort
     const grpcPort = yield* freePort
     const auth = yield* jwtArgs(name, options)
-    return yield* start(name, ["--grpc-listen-addr", `127.0.0.1:${grpcPort}`, ...auth], httpPort, grpcPort)
+    const args = ["--grpc-listen-addr", `127.0.0.1:${grpcPort}`, ...auth, ...(options?.args ?? [])]
+    return yield* start(name, args, httpPort, grpcPort)
   })
 
 /** Starts a replica of `primary`: reads are served locally, writes are forwarded to the primary. */
@@ -245,7 +248,8 @@ export const startReplica = (
     }
     const httpPort = yield* freePort
     const auth = yield* jwtArgs(name, options)
-    return yield* start(name, ["--primary-grpc-url", primary.grpcUrl, ...auth], httpPort, undefined)
+    const args = ["--primary-grpc-url", primary.grpcUrl, ...auth, ...(options?.args ?? [])]
+    return yield* start(name, args, httpPort, undefined)
   })
 
 /** A primary and `replicas` replicas of it. */
