@@ -41,7 +41,7 @@ export interface Input {
   readonly busyTimeout?: Duration.DurationInput | undefined
   /** idle connections above minConnections are closed after this (default 5 minutes) */
   readonly idleTimeToLive?: Duration.DurationInput | undefined
-  /** a connection older than this is retired when it is next idle (default null: no limit) */
+  /** a connection older than this is retired when it is next idle (>= 1 second, or null: no limit; default null) */
   readonly maxLifetime?: Duration.DurationInput | null | undefined
   /** how long closing the pool waits for leased connections (default 5 seconds) */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
@@ -253,6 +253,16 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
           field: "retryMaxDelay",
           message: `retryMaxDelay (${Duration.format(config.retryMaxDelay)}) must not be shorter than ` +
             `retryBaseDelay (${Duration.format(config.retryBaseDelay)})`
+        })
+      )
+    }
+    if (config.maxLifetime !== null && Duration.lessThan(config.maxLifetime, Duration.seconds(1))) {
+      return Effect.fail(
+        new PoolConfigError({
+          field: "maxLifetime",
+          message: `maxLifetime must be at least 1 second, or null for no limit (got ${
+            Duration.format(config.maxLifetime)
+          }): a connection retired as soon as it is opened would be reopened for every acquire`
         })
       )
     }

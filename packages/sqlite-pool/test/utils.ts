@@ -45,6 +45,8 @@ export interface TestConnector {
   readonly failed: () => number
   /** database handles opened and not closed yet */
   readonly openHandles: () => number
+  /** probes (`validate`) the pool ran */
+  readonly probes: () => number
   /**
    * Closes the better-sqlite3 handle of the `n`-th connection opened (1-based, which is the pool's connection id)
    * behind the pool's back, as a crashed or killed connection would be.
@@ -66,6 +68,7 @@ export const makeTestConnector = (
     const handles: Array<Scope.CloseableScope> = []
     let attempts = 0
     let openHandles = 0
+    let probes = 0
     const badPath = (kind: Redirect): string => {
       switch (kind) {
         case "directory": {
@@ -105,7 +108,11 @@ export const makeTestConnector = (
               )
             ),
             Effect.tap(() => Scope.addFinalizer(handleScope, Effect.sync(() => openHandles--))),
-            Effect.tapError((error) => record("failed", error.code))
+            Effect.tapError((error) => record("failed", error.code)),
+            Effect.map((connection) => ({
+              ...connection,
+              validate: Effect.zipRight(Effect.sync(() => probes++), connection.validate)
+            }))
           )
         })
     })
@@ -116,6 +123,7 @@ export const makeTestConnector = (
       opened: () => opens.filter((open) => open.outcome === "opened").length,
       failed: () => opens.filter((open) => open.outcome === "failed").length,
       openHandles: () => openHandles,
+      probes: () => probes,
       closeHandle: (n) =>
         Effect.suspend(() => {
           const handle = handles[n - 1]
@@ -155,6 +163,25 @@ export const waitUntil = <E, R>(
       yield* yieldEventLoop
     }
     return yield* Effect.dieMessage(`never happened: ${description}`)
+  })
+
+/**
+ * For tests on the real clock: checks `condition` every 10 ms until it holds; fails the test if it does not within
+ * `limitMillis` (a generous bound, not a measurement).
+ */
+export const eventually = <E, R>(
+  condition: Effect.Effect<boolean, E, R>,
+  description: string,
+  limitMillis = 10_000
+): Effect.Effect<void, E, R> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + limitMillis
+    while (!(yield* condition)) {
+      if (Date.now() > deadline) {
+        return yield* Effect.dieMessage(`never happened within ${limitMillis} ms: ${description}`)
+      }
+      yield* Effect.sleep("10 millis")
+    }
   })
 
 /**
