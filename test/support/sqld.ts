@@ -225,23 +225,30 @@ const jwtArgs = (name: string, options: StartOptions | undefined): Effect.Effect
       (file) => ["--auth-jwt-key-file", file]
     )
 
+/**
+ * A port the OS called free can be taken by another process (a parallel test file) before sqld binds it: such a
+ * start is tried again on fresh ports, a few times.
+ */
+const retryPortTaken = <A, R>(start: Effect.Effect<A, SqldError, R>): Effect.Effect<A, SqldError, R> =>
+  Effect.retry(start, { times: 3, while: (error) => /address already in use|os error 98/i.test(error.message) })
+
 /** Starts a primary: HTTP and Hrana on one free port, replication on another. */
 export const startPrimary = (options?: StartOptions): Effect.Effect<SqldProcess, SqldError, Scope.Scope> =>
-  Effect.gen(function*() {
+  retryPortTaken(Effect.gen(function*() {
     const name = options?.name ?? "primary"
     const httpPort = yield* freePort
     const grpcPort = yield* freePort
     const auth = yield* jwtArgs(name, options)
     const args = ["--grpc-listen-addr", `127.0.0.1:${grpcPort}`, ...auth, ...(options?.args ?? [])]
     return yield* start(name, args, httpPort, grpcPort)
-  })
+  }))
 
 /** Starts a replica of `primary`: reads are served locally, writes are forwarded to the primary. */
 export const startReplica = (
   primary: SqldProcess,
   options?: StartOptions
 ): Effect.Effect<SqldProcess, SqldError, Scope.Scope> =>
-  Effect.gen(function*() {
+  retryPortTaken(Effect.gen(function*() {
     const name = options?.name ?? "replica"
     if (primary.grpcUrl === undefined) {
       return yield* new SqldError({ name, message: `${primary.name} is not a primary: it has no replication port` })
@@ -250,7 +257,7 @@ export const startReplica = (
     const auth = yield* jwtArgs(name, options)
     const args = ["--primary-grpc-url", primary.grpcUrl, ...auth, ...(options?.args ?? [])]
     return yield* start(name, args, httpPort, undefined)
-  })
+  }))
 
 /** A primary and `replicas` replicas of it. */
 export const startCluster = (replicas: number, options?: Omit<StartOptions, "name">) =>

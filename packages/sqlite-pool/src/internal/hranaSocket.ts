@@ -1,7 +1,7 @@
 /**
  * The Hrana protocol (version 2, JSON) over one WebSocket: what a libSQL server (`sqld`) speaks to its clients.
  * Only what one pool connection needs: a hello with the auth token, one stream (a server-side SQLite connection),
- * `execute` and `describe` on it, and closing.
+ * `execute` on it, and closing.
  *
  * Why not `@libsql/hrana-client` (the protocol layer of `@libsql/client`): it drops the `replication_index` that sqld
  * sends with every result. That index is how a client knows whether a replica has applied a given write yet
@@ -117,8 +117,6 @@ export interface HranaConnection {
   /** why the connection can no longer be used (socket closed or failed), or undefined */
   readonly closedReason: () => string | undefined
   readonly execute: (sql: string, args: ReadonlyArray<WireValue>) => Promise<StatementResult>
-  /** whether SQLite considers the statement read-only (`sqlite3_stmt_readonly`) */
-  readonly isReadOnly: (sql: string) => Promise<boolean>
   /** closes the socket at once; the server drops the stream and rolls back an open transaction */
   readonly close: () => void
 }
@@ -263,8 +261,6 @@ export const open = (
     const connection: HranaConnection = {
       closedReason: () => closedReason,
       execute,
-      isReadOnly: (sql) =>
-        request({ type: "describe", stream_id: 1, sql }).then((response) => response.result.is_readonly === true),
       close: () => {
         closedReason ??= "the connection was closed"
         clearInterval(keepAlive)
