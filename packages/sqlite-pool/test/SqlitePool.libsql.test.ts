@@ -10,20 +10,9 @@ import { Connector, LibsqlConnector, PoolError, SqliteCode, SqlitePool } from "@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { eventually } from "../../../test/support/poll.js"
 import * as Sqld from "../../../test/support/sqld.js"
 import { minimumReplicationIndex } from "../src/internal/libsqlConnector.js"
-
-const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
-
-/** Polls until `effect` yields true, giving up after `ms`. */
-const eventually = <E, R>(effect: Effect.Effect<boolean, E, R>, ms: number, what: string) =>
-  Effect.gen(function*() {
-    const started = performance.now()
-    while (!(yield* Effect.orElseSucceed(effect, () => false))) {
-      if (performance.now() - started > ms) return yield* Effect.dieMessage(`${what}: not within ${ms} ms`)
-      yield* sleep(10)
-    }
-  })
 
 /** SqlitePool built on the connector, in the test's Scope. */
 const pool = (input: Parameters<typeof SqlitePool.layer>[0], options: LibsqlConnector.Options) =>

@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as net from "node:net"
+import { eventually, sleep } from "../../../test/support/poll.js"
 import * as Sqld from "../../../test/support/sqld.js"
 import * as TcpRelay from "../../../test/support/tcpRelay.js"
 import { HranaServerError, HranaTransportError } from "../src/internal/hranaSocket.js"
@@ -55,19 +56,6 @@ const connectFailure = (url: string, options: Partial<LibsqlConnectOptions> = {}
 /** The SQLite code a failed statement carries, as the pool reads it. */
 const codeOfFailure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.flip(effect), (error) => SqliteCode.codeOf(error))
-
-const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
-
-/** Polls until `effect` yields true, giving up after `ms`; returns how long it took. */
-const eventually = <E, R>(effect: Effect.Effect<boolean, E, R>, ms: number, what: string) =>
-  Effect.gen(function*() {
-    const started = performance.now()
-    while (!(yield* Effect.orElseSucceed(effect, () => false))) {
-      if (performance.now() - started > ms) return yield* Effect.dieMessage(`${what}: not within ${ms} ms`)
-      yield* sleep(5)
-    }
-    return performance.now() - started
-  })
 
 /** A loopback TCP server that accepts connections and never says a word. */
 const silentServer = Effect.acquireRelease(
@@ -393,13 +381,19 @@ describe("libSQL connector on a primary", () => {
     }))
 })
 
+/** A primary and a replica of it, a connection on the primary and a Reader connection on the replica, table t. */
+const writerAndReplicaReader = Effect.gen(function*() {
+  const { primary, replicas } = yield* Sqld.startCluster(1)
+  const writer = yield* open(primary.wsUrl)
+  const reader = yield* open(replicas[0]!.wsUrl, { readOnly: true })
+  yield* writer.sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`
+  return { reader, writer }
+})
+
 describe("libSQL connector on replicas", () => {
   it.scoped("a write through the primary is read on a replica; the lag is measured", () =>
     Effect.gen(function*() {
-      const { primary, replicas } = yield* Sqld.startCluster(1)
-      const writer = yield* open(primary.wsUrl)
-      const reader = yield* open(replicas[0]!.wsUrl, { readOnly: true })
-      yield* writer.sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`
+      const { reader, writer } = yield* writerAndReplicaReader
       yield* eventually(Effect.as(reader.sql`SELECT 1 FROM t LIMIT 1`, true), 10_000, "table on the replica")
       const lags: Array<number> = []
       for (let i = 1; i <= 20; i++) {
@@ -422,10 +416,7 @@ describe("libSQL connector on replicas", () => {
 
   it.scoped("read-your-writes: with the primary's replication index, a replica answers only once it has the write", () =>
     Effect.gen(function*() {
-      const { primary, replicas } = yield* Sqld.startCluster(1)
-      const writer = yield* open(primary.wsUrl)
-      const reader = yield* open(replicas[0]!.wsUrl, { readOnly: true })
-      yield* writer.sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`
+      const { reader, writer } = yield* writerAndReplicaReader
       let missedWithoutIndex = 0
       for (let i = 1; i <= 20; i++) {
         yield* writer.sql`INSERT INTO t (v) VALUES (${`v${i}`})`
