@@ -37,6 +37,8 @@ export interface ConnectOptions {
   readonly prepareCacheSize?: number | undefined
   /** a cached statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
   readonly prepareCacheTTL?: Duration.Duration | undefined
+  /** SQLite extensions to load into the connection (read when it opens: a pool shares one growing list) */
+  readonly extensions?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -109,6 +111,33 @@ export const classifyOpenFailure = (filename: string, cause: unknown): ConnectEr
   const error = (code: string, transient: boolean, reason: string) =>
     new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
   const message = driverMessage(cause)
+  // SQLite and better-sqlite3 report these as "unable to open" or "directory does not exist"; the operating system
+  // says what it is. A name too long stays too long (permanent); descriptors may be freed (transient).
+  const systemCode = (() => {
+    try {
+      fs.closeSync(fs.openSync(path.dirname(filename), "r"))
+      fs.statSync(filename)
+      return undefined
+    } catch (systemError) {
+      return (systemError as { code?: unknown }).code
+    }
+  })()
+  if (systemCode === "ENAMETOOLONG") {
+    return error(
+      "SQLITE_CANTOPEN",
+      false,
+      "the file name is longer than the file system allows (ENAMETOOLONG); choose a shorter name or path"
+    )
+  }
+  if (systemCode === "EMFILE" || systemCode === "ENFILE") {
+    return error(
+      "SQLITE_CANTOPEN",
+      true,
+      `too many open files (${systemCode}): the ${
+        systemCode === "EMFILE" ? "process" : "system"
+      } has no file descriptor left; raise the limit (ulimit -n) or open fewer connections (maxConnections)`
+    )
+  }
   if (/directory does not exist/i.test(message)) {
     return error("SQLITE_CANTOPEN", true, "directory does not exist")
   }
@@ -215,6 +244,21 @@ export const connect = (options: ConnectOptions): Effect.Effect<Connection, Conn
       if (mode?.journal_mode !== "wal" && !options.readOnly) yield* setUp("PRAGMA journal_mode = WAL")
     }
     if (options.readOnly) yield* setUp("PRAGMA query_only = ON")
+    for (const extension of options.extensions ?? []) {
+      yield* Effect.try({
+        try: () => db.loadExtension(extension),
+        catch: (cause) =>
+          new ConnectError({
+            filename,
+            attempts: 1,
+            code: SqliteCode.codeOf(cause) ?? "UNKNOWN",
+            transient: false,
+            reason: `cannot load the extension ${extension}: ${driverMessage(cause)}`,
+            elapsedMs: 0,
+            cause
+          })
+      })
+    }
     const probe = db.prepare("SELECT 1")
     yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
 
@@ -250,7 +294,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Connection, Conn
  * @category constructors
  */
 export const client = (connection: Connection, filename: string): Effect.Effect<SqliteClient.SqliteClient> =>
-  Effect.provideServiceEffect(PooledClient.make(connection, filename), Reactivity.Reactivity, Reactivity.make)
+  Effect.provideServiceEffect(PooledClient.make(connection, { filename }), Reactivity.Reactivity, Reactivity.make)
 
 /**
  * The live connector.

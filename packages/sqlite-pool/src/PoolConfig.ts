@@ -3,6 +3,8 @@
  *
  * @since 0.1.0
  */
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type BetterSqlite3 from "better-sqlite3"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -49,6 +51,35 @@ export interface Input {
   readonly validationInterval?: Duration.DurationInput | undefined
   /** SQLite page cache per connection in KiB (PRAGMA cache_size = -N; integer >= 0, default 2000, SQLite's own) */
   readonly pageCacheKiB?: number | undefined
+  /** prepared statements kept per connection (integer >= 0, default 200, as SqliteClient) */
+  readonly prepareCacheSize?: number | undefined
+  /** a kept statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
+  readonly prepareCacheTTL?: Duration.DurationInput | undefined
+  /** as SqliteClient's: names in queries (`sql("userName")`, `sql.insert(...)`) go through this, e.g. to snake_case */
+  readonly transformQueryNames?: ((name: string) => string) | undefined
+  /** as SqliteClient's: column names of result rows go through this, e.g. to camelCase */
+  readonly transformResultNames?: ((name: string) => string) | undefined
+  /** attributes added to every statement's and transaction's span, as SqliteClient's */
+  readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
+  /**
+   * Runs on every new connection, writer and readers, before its first use (pragmas, user functions, extensions).
+   * Its failure is a permanent `ConnectError` that names the hook.
+   */
+  readonly onConnect?: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
+}
+
+/**
+ * What `onConnect` is given: the new connection's client, and its better-sqlite3 handle (for `function`,
+ * `aggregate`, `loadExtension`) when the connection lives on this thread.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NewConnection {
+  readonly sql: SqliteClient.SqliteClient
+  readonly database: BetterSqlite3.Database | undefined
+  /** "writer" or "reader" for SqlitePool's connections, "pool" for ConnectionPool's */
+  readonly role: "writer" | "reader" | "pool"
 }
 
 /**
@@ -73,6 +104,12 @@ export interface PoolConfig {
   readonly shutdownTimeout: Duration.Duration
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
+  readonly prepareCacheSize: number
+  readonly prepareCacheTTL: Duration.Duration
+  readonly transformQueryNames: ((name: string) => string) | undefined
+  readonly transformResultNames: ((name: string) => string) | undefined
+  readonly spanAttributes: Readonly<Record<string, unknown>>
+  readonly onConnect: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
 }
 
 /**
@@ -96,8 +133,13 @@ export const defaults = {
   maxLifetime: null,
   shutdownTimeout: "5 seconds",
   validationInterval: "0 millis",
-  pageCacheKiB: 2000
-} as const satisfies Required<Input>
+  pageCacheKiB: 2000,
+  prepareCacheSize: 200,
+  prepareCacheTTL: "10 minutes"
+} as const satisfies Omit<Required<Input>, FunctionField | "spanAttributes">
+
+/** Fields whose values are functions: they have no textual default and no environment variable. */
+type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
 
 const DURATION_TEXT = /^(-?\d+(?:\.\d+)?)\s+(nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
 
@@ -142,6 +184,11 @@ const integerBetween = (minimum: number, maximum: number) => {
   ).annotations({ message: (issue) => rule(issue.actual) })
 }
 
+const AFunction = Schema.declare(
+  (input: unknown): input is (...args: ReadonlyArray<never>) => unknown => typeof input === "function",
+  { identifier: "Function", message: (issue) => `must be a function, got ${show(issue.actual)}` }
+)
+
 const InputSchema = Schema.Struct({
   filename: Schema.optional(
     Schema.String.pipe(Schema.filter((s) => s.length > 0 && !s.includes("\0"), {
@@ -163,7 +210,17 @@ const InputSchema = Schema.Struct({
   maxLifetime: Schema.optional(Schema.NullOr(NonNegativeDuration)),
   shutdownTimeout: Schema.optional(NonNegativeDuration),
   validationInterval: Schema.optional(NonNegativeDuration),
-  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1))
+  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1)),
+  prepareCacheSize: Schema.optional(integerBetween(0, 100_000)),
+  prepareCacheTTL: Schema.optional(NonNegativeDuration),
+  transformQueryNames: Schema.optional(AFunction),
+  transformResultNames: Schema.optional(AFunction),
+  onConnect: Schema.optional(AFunction),
+  spanAttributes: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+      message: (issue) => `must be an object of span attributes, got ${show(issue.actual)}`
+    })
+  )
 })
 
 const show = (value: unknown): string => {
@@ -228,7 +285,13 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
         : parseDuration(given.maxLifetime)!,
       shutdownTimeout: duration("shutdownTimeout"),
       validationInterval: duration("validationInterval"),
-      pageCacheKiB: value("pageCacheKiB")
+      pageCacheKiB: value("pageCacheKiB"),
+      prepareCacheSize: value("prepareCacheSize"),
+      prepareCacheTTL: duration("prepareCacheTTL"),
+      transformQueryNames: input.transformQueryNames,
+      transformResultNames: input.transformResultNames,
+      spanAttributes: input.spanAttributes ?? {},
+      onConnect: input.onConnect
     }
     if (config.minConnections > config.maxConnections) {
       return Effect.fail(
@@ -295,15 +358,18 @@ export const environmentVariables = {
   maxLifetime: "SQLSIM_MAX_LIFETIME",
   shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
   validationInterval: "SQLSIM_VALIDATION_INTERVAL",
-  pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB"
-} as const satisfies Record<keyof Input, string>
+  pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
+  prepareCacheSize: "SQLSIM_PREPARE_CACHE_SIZE",
+  prepareCacheTTL: "SQLSIM_PREPARE_CACHE_TTL"
+} as const satisfies Record<keyof typeof defaults, string>
 
 const integerFields = new Set<keyof Input>([
   "maxConnections",
   "minConnections",
   "readConnections",
   "retries",
-  "pageCacheKiB"
+  "pageCacheKiB",
+  "prepareCacheSize"
 ])
 
 /**
