@@ -3,6 +3,7 @@
  */
 export * as ConnectionPool from "./ConnectionPool.js"
 export * as Connector from "./Connector.js"
+export * as LibsqlConnector from "./LibsqlConnector.js"
 export * as PoolConfig from "./PoolConfig.js"
 export * as PoolError from "./PoolError.js"
 export * as PoolStats from "./PoolStats.js"

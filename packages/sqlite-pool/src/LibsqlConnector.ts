@@ -1,0 +1,312 @@
+/**
+ * `SqlitePool` on a libSQL server (`sqld`, the engine behind Turso) instead of a local file: a Connector that opens
+ * the writer lane's connection on the primary and the Reader's on the replicas, or on the primary when there are
+ * none. The pool, its lanes, retries, stats and health checks stay what they are; only where a connection lives
+ * changes.
+ *
+ * Consistency: a fiber reads its own writes. Every result carries the server's replication index; after a statement
+ * on the primary the fiber remembers the index it reported, and a Reader statement of that fiber (or of a fiber it
+ * forks) first waits until its replica has applied that index (at most `replicationWaitTimeout`). Other fibers read
+ * whatever their replica has applied: they may lag, and the lag is measured (`status`, and the gauge
+ * `sqlsim_libsql_replica_lag_frames`).
+ *
+ * Faults: a replica that cannot be reached makes the Reader's new connections go to the next replica, or to the
+ * primary; a connection that fell back to the primary retires after `fallbackLifetime`, so reads return to the
+ * replicas once they are back. A primary that cannot be reached fails connects as transient (the pool retries them
+ * with its backoff); a rejected token is permanent.
+ *
+ * @example
+ * const SqlLive = SqlitePool.layer({ readConnections: 4 }).pipe(
+ *   Layer.provide(LibsqlConnector.layer({ primaryUrl: "http://db-primary:8080", replicaUrls: ["http://db-replica:8080"] }))
+ * )
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as Connector from "./Connector.js"
+import * as Libsql from "./internal/libsqlConnector.js"
+import type { ConnectError } from "./PoolError.js"
+import { PoolConfigError } from "./PoolError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** the primary's URL: `http(s)://`, `ws(s)://` or `libsql://` (required) */
+  readonly primaryUrl: string
+  /** replicas for the Reader, tried in turn (default none: the Reader reads on the primary) */
+  readonly replicaUrls?: ReadonlyArray<string> | undefined
+  /** a JWT for servers that require one (`sqld --auth-jwt-key-file`, a Turso database token) */
+  readonly authToken?: string | Redacted.Redacted<string> | undefined
+  /** bound on one connect: TCP, WebSocket, authentication and a first `SELECT 1` (default 5 seconds) */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  /** longest wait for a replica to catch up with a fiber's own writes (default 2 seconds) */
+  readonly replicationWaitTimeout?: Duration.DurationInput | undefined
+  /** how long a Reader connection that fell back to the primary is kept before replicas are tried again (default 5 seconds) */
+  readonly fallbackLifetime?: Duration.DurationInput | undefined
+}
+
+const knownFields = [
+  "primaryUrl",
+  "replicaUrls",
+  "authToken",
+  "connectTimeout",
+  "replicationWaitTimeout",
+  "fallbackLifetime"
+]
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedOptions {
+  readonly primaryUrl: string
+  readonly replicaUrls: ReadonlyArray<string>
+  readonly authToken: Redacted.Redacted<string> | undefined
+  readonly connectTimeout: Duration.Duration
+  readonly replicationWaitTimeout: Duration.Duration
+  readonly fallbackLifetime: Duration.Duration
+}
+
+const duration = (
+  field: string,
+  value: Duration.DurationInput | undefined,
+  fallback: Duration.Duration
+): Duration.Duration | PoolConfigError => {
+  if (value === undefined) return fallback
+  const decoded = Duration.decodeUnknown(value)
+  if (decoded._tag === "None") return new PoolConfigError({ field, message: `${field} is not a duration` })
+  // Effect would clamp a negative duration to 0 silently: refuse it, as PoolConfig does.
+  if (typeof value === "number" && value < 0) {
+    return new PoolConfigError({ field, message: `${field} must not be negative` })
+  }
+  if (typeof value === "string" && /^\s*-/.test(value)) {
+    return new PoolConfigError({ field, message: `${field} must not be negative` })
+  }
+  if (Duration.toMillis(decoded.value) <= 0 || !Duration.isFinite(decoded.value)) {
+    return new PoolConfigError({ field, message: `${field} must be positive and finite` })
+  }
+  return decoded.value
+}
+
+const url = (field: string, value: unknown): string | PoolConfigError => {
+  if (typeof value !== "string" || value.trim() === "") {
+    return new PoolConfigError({
+      field,
+      message: `${field} must be a URL (http://, https://, ws://, wss://, libsql://)`
+    })
+  }
+  const target = Libsql.webSocketUrl(value)
+  return "error" in target ? new PoolConfigError({ field, message: `${field}: ${target.error}` }) : value
+}
+
+/**
+ * Validates the options: the same typed `PoolConfigError` (naming the field) as `PoolConfig.make`, for unknown
+ * fields, URLs that are not ones a libSQL server answers on (or that carry credentials), and durations that are
+ * negative, zero or not durations.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (input: Options): Effect.Effect<ResolvedOptions, PoolConfigError> =>
+  Effect.suspend(() => {
+    if (typeof input !== "object" || input === null) {
+      return Effect.fail(new PoolConfigError({ field: "(input)", message: "the libSQL options must be an object" }))
+    }
+    const unknown = Object.keys(input).find((key) => !knownFields.includes(key))
+    if (unknown !== undefined) {
+      return Effect.fail(
+        new PoolConfigError({
+          field: unknown,
+          message: `unknown field "${unknown}": the known fields are ${knownFields.join(", ")}`
+        })
+      )
+    }
+    const primaryUrl = url("primaryUrl", input.primaryUrl)
+    if (primaryUrl instanceof PoolConfigError) return Effect.fail(primaryUrl)
+    const replicas = input.replicaUrls ?? []
+    if (!Array.isArray(replicas)) {
+      return Effect.fail(new PoolConfigError({ field: "replicaUrls", message: "replicaUrls must be an array of URLs" }))
+    }
+    const replicaUrls: Array<string> = []
+    for (const [index, replica] of replicas.entries()) {
+      const checked = url(`replicaUrls[${index}]`, replica)
+      if (checked instanceof PoolConfigError) return Effect.fail(checked)
+      replicaUrls.push(checked)
+    }
+    const token = input.authToken
+    if (token !== undefined && !Redacted.isRedacted(token) && (typeof token !== "string" || token === "")) {
+      return Effect.fail(new PoolConfigError({ field: "authToken", message: "authToken must be a non-empty string" }))
+    }
+    const connectTimeout = duration("connectTimeout", input.connectTimeout, Duration.seconds(5))
+    if (connectTimeout instanceof PoolConfigError) return Effect.fail(connectTimeout)
+    const replicationWaitTimeout = duration("replicationWaitTimeout", input.replicationWaitTimeout, Duration.seconds(2))
+    if (replicationWaitTimeout instanceof PoolConfigError) return Effect.fail(replicationWaitTimeout)
+    const fallbackLifetime = duration("fallbackLifetime", input.fallbackLifetime, Duration.seconds(5))
+    if (fallbackLifetime instanceof PoolConfigError) return Effect.fail(fallbackLifetime)
+    return Effect.succeed({
+      primaryUrl,
+      replicaUrls,
+      authToken: token === undefined ? undefined : Redacted.isRedacted(token) ? token : Redacted.make(token),
+      connectTimeout,
+      replicationWaitTimeout,
+      fallbackLifetime
+    })
+  })
+
+/**
+ * Where the Reader's connections are, and how far each replica is behind.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  /** the newest replication index a primary connection reported */
+  readonly primaryIndex: bigint | undefined
+  readonly replicas: ReadonlyArray<{
+    readonly url: string
+    /** connections opened to it */
+    readonly connects: number
+    /** connect attempts that failed */
+    readonly failures: number
+    /** the newest index one of its connections reported */
+    readonly index: bigint | undefined
+    /** frames it was behind the primary when it last answered (primary's newest index then, minus its own) */
+    readonly lagFrames: number | undefined
+  }>
+  /** Reader connections opened on the primary because no replica could be reached */
+  readonly fallbacks: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service extends Connector.Service {
+  readonly options: ResolvedOptions
+  readonly status: Effect.Effect<Status>
+}
+
+/**
+ * Frames a replica is behind its primary, as of its last answer.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const replicaLagFrames = Metric.gauge("sqlsim_libsql_replica_lag_frames", {
+  description: "replication frames a libSQL replica was behind the primary when it last answered"
+})
+
+/**
+ * Makes the connector from validated options.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithOptions = (options: ResolvedOptions): Service => {
+  let primaryIndex: bigint | undefined
+  let fallbacks = 0
+  let next = 0
+  const replicas = options.replicaUrls.map((url) => ({
+    url,
+    connects: 0,
+    failures: 0,
+    index: undefined as bigint | undefined,
+    lagFrames: undefined as number | undefined
+  }))
+  const common = {
+    authToken: options.authToken,
+    connectTimeout: options.connectTimeout,
+    replicationWaitTimeout: options.replicationWaitTimeout
+  }
+  const onPrimaryIndex = (index: bigint) => {
+    if (primaryIndex === undefined || index > primaryIndex) primaryIndex = index
+  }
+
+  const openPrimary = (readOnly: boolean) =>
+    Libsql.connect({
+      ...common,
+      url: options.primaryUrl,
+      readOnly,
+      raiseFiberIndex: !readOnly,
+      onReplicationIndex: onPrimaryIndex
+    })
+
+  const openReplica = (replica: (typeof replicas)[number]) =>
+    Libsql.connect({
+      ...common,
+      url: replica.url,
+      readOnly: true,
+      onReplicationIndex: (index) => {
+        replica.index = index
+        if (primaryIndex !== undefined) {
+          const lag = primaryIndex > index ? Number(primaryIndex - index) : 0
+          replica.lagFrames = lag
+          replicaLagFrames.unsafeUpdate(lag, [MetricLabel.make("replica", replica.url)])
+        }
+      }
+    }).pipe(
+      Effect.tap(() => Effect.sync(() => replica.connects++)),
+      Effect.tapError(() => Effect.sync(() => replica.failures++))
+    )
+
+  const fallbackMs = Duration.toMillis(options.fallbackLifetime)
+  // Replicas in turn, starting after the last one used; a replica that cannot be reached (a transient failure) is
+  // passed over; a permanent failure (a rejected token) fails the connect, as it would on the primary.
+  const connectReader: Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> = Effect.gen(
+    function*() {
+      for (let tried = 0; tried < replicas.length; tried++) {
+        const replica = replicas[next % replicas.length]!
+        next = (next + 1) % replicas.length
+        const opened = yield* Effect.either(openReplica(replica))
+        if (opened._tag === "Right") return opened.right
+        if (!opened.left.transient) return yield* opened.left
+      }
+      const connection = yield* openPrimary(true)
+      if (replicas.length === 0) return connection
+      fallbacks++
+      const retireAt = Date.now() + fallbackMs
+      return {
+        ...connection,
+        check: () =>
+          connection.check() ??
+            (Date.now() >= retireAt ? "a replica is preferred: this fallback connection retires" : undefined)
+      }
+    }
+  )
+
+  return {
+    options,
+    connect: (connectOptions) => connectOptions.readOnly ? connectReader : openPrimary(false),
+    status: Effect.sync(() => ({
+      primaryIndex,
+      replicas: replicas.map((replica) => ({ ...replica })),
+      fallbacks
+    }))
+  }
+}
+
+/**
+ * Validates the options and makes the connector.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Service, PoolConfigError> =>
+  Effect.map(resolve(options), makeWithOptions)
+
+/**
+ * The connector as the pool's `Connector`: provide it under `SqlitePool.layer` (or `ConnectionPool.layer`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Connector.Connector, PoolConfigError> =>
+  Layer.effect(Connector.Connector, make(options))

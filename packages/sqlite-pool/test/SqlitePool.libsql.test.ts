@@ -1,0 +1,195 @@
+/**
+ * SqlitePool on real sqld processes through LibsqlConnector: the writer lane on the primary, the Reader on a replica,
+ * a fiber reading its own writes, reads falling back to the primary while the replica is down and returning to it,
+ * writes failing typed while the primary is down and succeeding after its restart, and the options' validation.
+ * The tests run on the real clock (`scopedLive`): the pool's connect backoff and the servers both take real time.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
+import { Connector, LibsqlConnector, PoolError, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { eventually } from "../../../test/support/poll.js"
+import * as Sqld from "../../../test/support/sqld.js"
+import { minimumReplicationIndex } from "../src/internal/libsqlConnector.js"
+
+/** SqlitePool built on the connector, in the test's Scope. */
+const pool = (input: Parameters<typeof SqlitePool.layer>[0], options: LibsqlConnector.Options) =>
+  Effect.gen(function*() {
+    const connector = yield* LibsqlConnector.make(options)
+    const context = yield* Layer.build(
+      SqlitePool.layer(input).pipe(Layer.provide(Layer.succeed(Connector.Connector, connector)))
+    )
+    return {
+      connector,
+      sql: Context.get(context, SqlClient.SqlClient),
+      reader: Context.get(context, SqlitePool.Reader),
+      pool: Context.get(context, SqlitePool.SqlitePool)
+    }
+  })
+
+const count = (sql: SqlClient.SqlClient) =>
+  Effect.map(sql<{ n: number }>`SELECT count(*) AS n FROM t`, (rows) => rows[0]!.n)
+
+describe("LibsqlConnector options", () => {
+  const fieldOf = (options: unknown) =>
+    Effect.map(Effect.flip(LibsqlConnector.make(options as LibsqlConnector.Options)), (error) => {
+      expect(error).toBeInstanceOf(PoolError.PoolConfigError)
+      return error.field
+    })
+
+  it.effect("are validated like PoolConfig: typed errors naming the field", () =>
+    Effect.gen(function*() {
+      expect(yield* fieldOf({})).toBe("primaryUrl")
+      expect(yield* fieldOf({ primaryUrl: "ftp://x" })).toBe("primaryUrl")
+      expect(yield* fieldOf({ primaryUrl: "http://u:p@x" })).toBe("primaryUrl")
+      expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: ["http://y", "nope"] })).toBe("replicaUrls[1]")
+      expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: "http://y" })).toBe("replicaUrls")
+      expect(yield* fieldOf({ primaryUrl: "http://x", connectTimeout: -5 })).toBe("connectTimeout")
+      expect(yield* fieldOf({ primaryUrl: "http://x", replicationWaitTimeout: "-1 second" })).toBe(
+        "replicationWaitTimeout"
+      )
+      expect(yield* fieldOf({ primaryUrl: "http://x", fallbackLifetime: "soon" })).toBe("fallbackLifetime")
+      expect(yield* fieldOf({ primaryUrl: "http://x", authToken: "" })).toBe("authToken")
+      expect(yield* fieldOf({ primaryUrl: "http://x", replicas: [] })).toBe("replicas")
+      const resolved = yield* LibsqlConnector.resolve({ primaryUrl: "libsql://db.example.com", authToken: "t" })
+      expect(resolved.replicaUrls).toEqual([])
+      expect(String(resolved.authToken)).not.toContain("t.")
+    }))
+})
+
+describe("SqlitePool on libSQL (real sqld)", () => {
+  it.scopedLive("writes on the primary, Reader reads on the replica, and a fiber reads its own writes", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const { connector, pool: service, reader, sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 2 },
+        { primaryUrl: primary.httpUrl, replicaUrls: [replicas[0]!.httpUrl] }
+      )
+      yield* sql`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)`
+      for (let i = 1; i <= 20; i++) {
+        yield* sql`INSERT INTO t (v) VALUES (${`v${i}`})`
+        // Right after the write, on the replica: the fiber's own write is there (18 or 19 of 20 such reads missed
+        // it without the wait, measured in libsqlConnector.test.ts).
+        const read = yield* reader<{ v: string }>`SELECT v FROM t WHERE id = ${i}`.pipe(
+          Effect.catchAll((error) => Effect.dieMessage(`read ${i}: ${error.message}`))
+        )
+        expect(read).toEqual([{ v: `v${i}` }])
+      }
+      yield* sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO t (v) VALUES ('in a transaction')`
+        yield* sql`INSERT INTO t (v) VALUES ('and another')`
+      }))
+      expect(yield* count(reader)).toBe(22)
+
+      const status = yield* connector.status
+      expect(status.replicas[0]!.connects).toBeGreaterThanOrEqual(1)
+      expect(status.fallbacks).toBe(0)
+      expect(status.primaryIndex).toBeGreaterThan(0n)
+      expect(status.replicas[0]!.lagFrames).toBeGreaterThanOrEqual(0)
+
+      // A write through the Reader is refused there, not forwarded by the replica to the primary.
+      const refused = yield* Effect.flip(reader`INSERT INTO t (v) VALUES ('via the reader')`)
+      expect(SqliteCode.codeOf(refused)).toBe("SQLITE_READONLY")
+      expect(yield* count(sql)).toBe(22)
+
+      // Another fiber (that has not written) reads whatever the replica has; the health check runs on both lanes.
+      const elsewhere = yield* count(reader).pipe(Effect.locally(minimumReplicationIndex, undefined))
+      expect(elsewhere).toBeLessThanOrEqual(22)
+      const health = yield* service.healthCheck
+      expect(health.ok).toBe(true)
+    }))
+
+  it.scopedLive("a replica down: reads fall back to the primary, and return to the replica once it is back", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const replica = replicas[0]!
+      const { connector, reader, sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 1 },
+        { primaryUrl: primary.httpUrl, replicaUrls: [replica.httpUrl], fallbackLifetime: "300 millis" }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      yield* sql`INSERT INTO t VALUES ('one')`
+      expect(yield* count(reader)).toBe(1)
+      expect((yield* connector.status).replicas[0]!.connects).toBe(1)
+
+      yield* replica.kill("SIGKILL")
+      yield* sql`INSERT INTO t VALUES ('two')`
+      // The Reader's connection to the dead replica reports itself lost; its replacement goes to the primary.
+      yield* eventually(Effect.map(count(reader), (n) => n === 2), 5_000, "reads on the primary")
+      for (let i = 0; i < 10; i++) expect(yield* count(reader)).toBe(2)
+      const down = yield* connector.status
+      expect(down.fallbacks).toBeGreaterThanOrEqual(1)
+      expect(down.replicas[0]!.failures).toBeGreaterThanOrEqual(1)
+
+      yield* replica.restart
+      yield* eventually(
+        Effect.zipRight(count(reader), Effect.map(connector.status, (s) => s.replicas[0]!.connects >= 2)),
+        10_000,
+        "a Reader connection on the replica again"
+      )
+      expect(yield* count(reader)).toBe(2)
+    }))
+
+  it.scopedLive("the primary down: writes fail typed after the connect retries, then succeed; no committed row lost", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      const { sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 0, retries: 2, retryBaseDelay: "20 millis" },
+        { primaryUrl: primary.httpUrl, connectTimeout: "1 second" }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      for (let i = 1; i <= 30; i++) yield* sql`INSERT INTO t VALUES (${`row ${i}`})`
+
+      yield* primary.kill("SIGKILL")
+      const started = performance.now()
+      // The first statement may meet the dead connection itself (a SqlError for the lost socket); the pool then
+      // replaces it, and the connect attempts (1 + 2 retries) fail transient: a typed ConnectError, bounded in time.
+      const failed = yield* Effect.flip(
+        Effect.retry(sql`INSERT INTO t VALUES ('while down')`, { while: (e) => !causeIs(e, "ConnectError"), times: 3 })
+      ).pipe(Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("writes did not fail in time") }))
+      const connectError = findCause(failed, "ConnectError") as PoolError.ConnectError
+      expect(connectError).toMatchObject({ transient: true, attempts: 3, code: "SQLITE_CANTOPEN" })
+      expect(performance.now() - started).toBeLessThan(5_000)
+
+      yield* primary.restart
+      yield* eventually(
+        Effect.as(sql`INSERT INTO t VALUES ('after the restart')`, true),
+        5_000,
+        "a write after restart"
+      )
+      const rows = yield* sql<{ v: string }>`SELECT v FROM t`
+      expect(rows.filter((row) => row.v.startsWith("row "))).toHaveLength(30)
+      expect(rows.map((row) => row.v)).not.toContain("while down")
+    }))
+
+  it.scopedLive("a rejected token fails the layer at once, permanently: no retry storm", () =>
+    Effect.gen(function*() {
+      const key = Sqld.makeJwtKey()
+      const primary = yield* Sqld.startPrimary({ jwtPublicKeyPem: key.publicKeyPem })
+      const started = performance.now()
+      const error = yield* Effect.flip(pool(
+        { filename: primary.httpUrl, readConnections: 0, retries: 5 },
+        { primaryUrl: primary.httpUrl, authToken: Sqld.makeJwtKey().token() }
+      ))
+      expect(error).toMatchObject({ _tag: "ConnectError", code: "SQLITE_AUTH", transient: false, attempts: 1 })
+      expect(performance.now() - started).toBeLessThan(3_000)
+      const { sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 0 },
+        { primaryUrl: primary.httpUrl, authToken: key.token() }
+      )
+      expect(yield* sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+    }))
+})
+
+/** The first error with this tag in a cause chain (a SqlError from a lane carries the pool's error as its cause). */
+const findCause = (error: unknown, tag: string): unknown => {
+  let current: unknown = error
+  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
+    if ((current as { _tag?: unknown })._tag === tag) return current
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}
+const causeIs = (error: unknown, tag: string) => findCause(error, tag) !== undefined
