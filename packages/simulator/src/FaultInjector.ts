@@ -171,7 +171,7 @@ export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInje
       )
 
     const wrap = (connection: Connector.Connection, handleScope: Scope.CloseableScope): Connector.Connection => ({
-      sql: connection.sql,
+      ...connection,
       validate: Effect.suspend(() => {
         if (!armed) return connection.validate
         const index = ++counts.validations

@@ -268,7 +268,7 @@ export const setup = (database: string, rows: number): Effect.Effect<void, Setup
       busyTimeout: Duration.seconds(5),
       pageCacheKiB: 2000
     }).pipe(Effect.mapError((error) => new SetupError({ filename: database, reason: error.message, cause: error })))
-    const sql = connection.sql
+    const sql = yield* Connector.client(connection, database)
     yield* sql.withTransaction(Effect.gen(function*() {
       for (const statement of Workload.schema) yield* sql.unsafe(statement)
       for (let id = 1; id <= Target.counters; id++) {

@@ -186,7 +186,7 @@ export const perOperation = (
       )
       counts.created++
       yield* Effect.addFinalizer(() => Effect.sync(() => counts.closed++))
-      return connection.sql
+      return yield* Connector.client(connection, config.filename)
     })
 
   const transaction = <A>(sql: SqlClient.SqlClient, body: Effect.Effect<A, SqlError>) =>

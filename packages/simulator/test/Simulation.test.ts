@@ -47,11 +47,13 @@ describe("Simulation", () => {
         assert.isAbove(run.faults.openPermanent, 0, run.mode)
         assert.isAbove(run.faults.slowOpen, 0, run.mode)
         assert.isAbove(run.retries.connect, 0, run.mode)
-        assert.isAbove(operations.failed, 0, run.mode)
         // Closed: nothing left open, nothing leaked.
         assert.strictEqual(run.connections.closed, run.connections.created, run.mode)
       }
       const [pooled, perOperation] = report.runs
+      // A failed open fails the operation that needed it; the pool's waiter may be served by another connection
+      // meanwhile, so only the connection per operation is certain to lose operations to permanent faults.
+      assert.isAbove(perOperation!.operations.failed, 0)
       // Only the pool validates connections it hands out again: idle faults hit it alone, and it replaced each one.
       assert.isAbove(pooled!.faults.dieIdle, 0)
       assert.isAbove(pooled!.faults.pingFail, 0)

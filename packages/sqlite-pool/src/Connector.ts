@@ -1,21 +1,23 @@
 /**
- * The seam through which the pool opens connections. The live connector opens one `@effect/sql-sqlite-node`
- * `SqliteClient` (one better-sqlite3 handle) per connection, sets its pragmas and verifies it with `SELECT 1`.
+ * The seam through which the pool opens connections. The live connector opens one better-sqlite3 handle per
+ * connection, sets its pragmas, verifies it with `SELECT 1` and builds the `@effect/sql` connection over it.
  * Tests and the simulator wrap it to inject faults; the pool only sees this interface.
  *
  * @since 0.1.0
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as Cause from "effect/Cause"
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
+import Database from "better-sqlite3"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as PooledClient from "./internal/client.js"
+import * as DriverConnection from "./internal/driverConnection.js"
 import { ConnectError } from "./PoolError.js"
 import * as SqliteCode from "./SqliteCode.js"
 
@@ -31,24 +33,33 @@ export interface ConnectOptions {
   readonly readOnly: boolean
   readonly busyTimeout: Duration.Duration
   readonly pageCacheKiB: number
+  /** prepared statements kept per connection (default 200, as SqliteClient) */
+  readonly prepareCacheSize?: number | undefined
+  /** a cached statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
+  readonly prepareCacheTTL?: Duration.Duration | undefined
 }
 
 /**
- * One open connection: the client bound to it, and a cheap probe that it still works.
+ * One open connection, owned by the connector that opened it: the `@effect/sql` connection statements run on, a
+ * probe, and a cheap check. Where it lives (a better-sqlite3 handle on this thread, a worker, a server) is the
+ * connector's business; the pool only sees this.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Connection {
-  readonly sql: SqliteClient.SqliteClient
+  /** what statements run on; the pool hands it to one lease holder at a time */
+  readonly connection: SqlConnection.Connection
   /** a probe (`SELECT 1`): fails when the connection is closed or broken */
   readonly validate: Effect.Effect<void, InvalidConnection>
   /**
    * A cheap check without a query (a `stat` of the database file at most): why the connection can no longer be
-   * used (its database file was deleted or replaced), or undefined. The pool runs it on every checkout, and
-   * `validate` only as `validationInterval` asks.
+   * used (closed, its database file deleted or replaced), or undefined. The pool runs it on every checkout and
+   * the lanes before every statement; `validate` runs only as `validationInterval` asks.
    */
-  readonly check?: (() => string | undefined) | undefined
+  readonly check: () => string | undefined
+  /** SqliteClient's `export`, `backup` and `loadExtension`, where the connection has a local driver handle */
+  readonly driver?: DriverConnection.DriverExtras | undefined
 }
 
 /**
@@ -76,6 +87,15 @@ export interface Service {
  * @category tags
  */
 export class Connector extends Context.Tag("@sqlsim/sqlite-pool/Connector")<Connector, Service>() {}
+
+/**
+ * Whether a statement failed because its connection was closed before it ran (so running it again elsewhere is
+ * safe).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isClosedConnection: (error: unknown) => boolean = DriverConnection.isClosedConnection
 
 /**
  * Maps whatever opening a database threw (better-sqlite3's `SqliteError`, its `TypeError` for a missing directory)
@@ -135,69 +155,92 @@ const fileIdentity = (filename: string): string | undefined => {
 const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
 
 /**
- * Opens a connection with `@effect/sql-sqlite-node`, outside any pool.
+ * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with
+ * `SELECT 1`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const connect = (
-  options: ConnectOptions
-): Effect.Effect<Connection, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
+export const connect = (options: ConnectOptions): Effect.Effect<Connection, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { filename } = options
-    // SqliteClient.make opens synchronously and reports an open failure as a defect: catch it here.
-    const opened = yield* Effect.exit(SqliteClient.make({ filename, disableWAL: true }))
-    if (Exit.isFailure(opened)) {
-      return yield* Effect.fail(classifyOpenFailure(filename, Cause.squash(opened.cause)))
-    }
-    const sql = opened.value
-    const identity = isFile(filename) ? fileIdentity(filename) : undefined
-    // The raw connection under the client, reserved once: a reservation only guards SqliteClient's own semaphore,
-    // and the pool uses a connection only while nobody else holds it.
-    const raw = yield* Effect.mapError(Effect.scoped(sql.reserve), (error) => classifyOpenFailure(filename, error))
-    // Set-up statements run unprepared: through `sql` each would stay in the client's statement cache (for 10
-    // minutes), about 50 KiB of native memory per idle connection. (The driver prepares as the effect is built.)
-    const unprepared = (statement: string) =>
+    const db = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => raw.executeUnprepared(statement, [], undefined),
+        try: () => new Database(filename),
+        catch: (cause) => classifyOpenFailure(filename, cause)
+      }),
+      (db) => Effect.sync(() => db.close())
+    )
+    const identity = isFile(filename) ? fileIdentity(filename) : undefined
+    const setUp = (sql: string) =>
+      Effect.try({
+        try: () => {
+          const statement = db.prepare(sql)
+          return statement.reader ? statement.get() : statement.run()
+        },
         catch: (cause) => classifyOpenFailure(filename, cause)
       })
-    const pragma = (statement: string) =>
-      Effect.flatMap(
-        unprepared(statement),
-        (run) => Effect.mapError(run, (error) => classifyOpenFailure(filename, error))
+    yield* setUp(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
+    yield* setUp(`PRAGMA cache_size = -${options.pageCacheKiB}`)
+    yield* setUp("PRAGMA foreign_keys = ON")
+    if (!options.readOnly && db.readonly) {
+      // SQLite falls back to a read-only open when the file or its directory is not writable: every write would
+      // then fail until the connection is replaced. A retry opens it afresh, once the files are writable again.
+      return yield* Effect.fail(
+        new ConnectError({
+          filename,
+          attempts: 1,
+          code: "SQLITE_READONLY",
+          transient: true,
+          reason: "the database opened read-only: its file or directory is not writable",
+          elapsedMs: 0,
+          cause: undefined
+        })
       )
-    yield* pragma(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
-    yield* pragma(`PRAGMA cache_size = -${options.pageCacheKiB}`)
-    yield* pragma("PRAGMA foreign_keys = ON")
+    }
     if (isFile(filename)) {
       // The first connection to a file switches it to WAL (persistent); later ones find it set. This can meet BUSY
       // from another process, which the pool's retry policy handles like any transient connect failure.
-      const [mode] = yield* pragma("PRAGMA journal_mode")
-      if ((mode as { journal_mode?: string } | undefined)?.journal_mode !== "wal" && !options.readOnly) {
-        yield* pragma("PRAGMA journal_mode = WAL")
-      }
+      const mode = (yield* setUp("PRAGMA journal_mode")) as { journal_mode?: string } | undefined
+      if (mode?.journal_mode !== "wal" && !options.readOnly) yield* setUp("PRAGMA journal_mode = WAL")
     }
-    if (options.readOnly) yield* pragma("PRAGMA query_only = ON")
-    yield* pragma("SELECT 1")
+    if (options.readOnly) yield* setUp("PRAGMA query_only = ON")
+    const probe = db.prepare("SELECT 1")
+    yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
 
-    const check = () =>
-      identity !== undefined && fileIdentity(filename) !== identity
+    const check = () => {
+      if (!db.open) return "the connection was closed"
+      return identity !== undefined && fileIdentity(filename) !== identity
         ? "the database file was deleted or replaced since the connection opened"
         : undefined
-    // SELECT 1 on the raw connection: no statement compilation, no span, no statement cache lookup; under a
-    // microsecond against about 12 for a reserved `executeRaw`. The effect (and the statement) is built once, then
-    // run by every probe; on a closed handle running it fails with "The database connection is not open".
-    const probe = yield* unprepared("SELECT 1")
-    const validate: Effect.Effect<void, InvalidConnection> = Effect.mapError(probe, (cause) => ({
-      // The driver's own message ("The database connection is not open") says more than SqlError's wrapper.
-      reason: cause.cause instanceof Error ? cause.cause.message : cause.message,
-      cause
-    }))
-    return { sql, validate, check }
+    }
+    const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
+      if (!db.open) return Effect.fail({ reason: "the connection was closed" })
+      try {
+        probe.get()
+        return Effect.void
+      } catch (cause) {
+        return Effect.fail({ reason: cause instanceof Error ? cause.message : String(cause), cause })
+      }
+    })
+    const connection = DriverConnection.make(db, {
+      size: options.prepareCacheSize ?? 200,
+      timeToLiveMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10))
+    })
+    return { connection, validate, check, driver: connection }
   }).pipe(
     Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
   )
+
+/**
+ * The `@effect/sql-sqlite-node`-shaped client of one connection (what a pool lease's `sql` is), for code that opens
+ * connections with a connector directly.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const client = (connection: Connection, filename: string): Effect.Effect<SqliteClient.SqliteClient> =>
+  Effect.provideServiceEffect(PooledClient.make(connection, filename), Reactivity.Reactivity, Reactivity.make)
 
 /**
  * The live connector.
@@ -213,7 +256,4 @@ export const layer: Layer.Layer<Connector> = Layer.effect(Connector, Effect.susp
  * @since 0.1.0
  * @category constructors
  */
-export const makeLive: Effect.Effect<Service> = Effect.map(Reactivity.make, (reactivity) =>
-  Connector.of({
-    connect: (options) => Effect.provideService(connect(options), Reactivity.Reactivity, reactivity)
-  }))
+export const makeLive: Effect.Effect<Service> = Effect.succeed(Connector.of({ connect }))

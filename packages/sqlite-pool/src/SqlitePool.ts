@@ -18,7 +18,8 @@ import * as Lane from "./internal/lane.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import * as Transaction from "./internal/transaction.js"
 import * as PoolConfig from "./PoolConfig.js"
-import type { AcquireError, ConnectError, HealthCheckError, PoolConfigError } from "./PoolError.js"
+import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
+import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import * as PoolStats from "./PoolStats.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 
@@ -136,18 +137,35 @@ export const makeWithConfig = (
           writerWaiting: writer.waiting()
         }
       }),
+      // Through the lanes, as statements between the app's: never behind a connection a lane keeps.
       healthCheck: Effect.gen(function*() {
-        const writerHealth = yield* writerPool.healthCheck
-        const readersHealth = readerPool === undefined ? undefined : yield* readerPool.healthCheck
+        const writerHealth = yield* laneHealth(writer.client, config.filename)
+        const readersHealth = readerPool === undefined ? undefined : yield* laneHealth(reader.client, config.filename)
         return {
           ok: writerHealth.ok && (readersHealth?.ok ?? true),
           writer: writerHealth,
           readers: readersHealth
         }
-      })
+      }).pipe(Effect.withSpan("sqlsim.healthCheck", { captureStackTrace: false }))
     }
     return { writer: writer.client, reader: reader.client, service }
   })
+
+/** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */
+const laneHealth = (
+  client: Client.SqlClient,
+  filename: string
+): Effect.Effect<ConnectionPool.HealthReport, AcquireError | HealthCheckError> =>
+  Effect.mapError(
+    ConnectionPool.report(client),
+    (error): AcquireError | HealthCheckError =>
+      isAcquireError(error.cause)
+        ? error.cause
+        : new HealthCheckError({ filename, reason: error.message, cause: error })
+  )
+
+const isAcquireError = (cause: unknown): cause is AcquireError =>
+  cause instanceof ConnectError || cause instanceof AcquireTimeoutError || cause instanceof PoolClosedError
 
 /**
  * Validates the input and builds the clients in the current Scope.

@@ -77,9 +77,11 @@ describe("ConnectionPool: connect retries", () => {
     Effect.gen(function*() {
       const directory = yield* tempDir
       const filename = path.join(directory, "missing", "app.db")
-      const { connector, pool } = yield* makeTestPool({ filename, retryJitter: true })
-      // The connect runs on a fiber forked by the acquiring one, which passes its Random service on.
-      const acquire = Effect.exit(pool.use((c) => c.sql`SELECT 1`)).pipe(Effect.withRandom(Random.fixed([0, 1, 0.25])))
+      // Connects run on the pool's own fibers, which keep the services the pool was made with.
+      const { connector, pool } = yield* makeTestPool({ filename, retryJitter: true }).pipe(
+        Effect.withRandom(Random.fixed([0, 1, 0.25]))
+      )
+      const acquire = Effect.exit(pool.use((c) => c.sql`SELECT 1`))
       yield* runOnClock(yield* Effect.fork(acquire))
       const waits = gaps(connector.opens.map((open) => open.at))
       expect(waits[0]).toBeCloseTo(8, 6)

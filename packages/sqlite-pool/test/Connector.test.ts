@@ -17,14 +17,17 @@ const options = (filename: string, overrides: Partial<Connector.ConnectOptions> 
   ...overrides
 })
 
-/** Opens one connection with the live connector in the current Scope. */
+/** Opens one connection with the live connector in the current Scope, with a client to run statements on it. */
 const open = (connectOptions: Connector.ConnectOptions) =>
-  Effect.flatMap(Connector.makeLive, (live) => live.connect(connectOptions))
+  Effect.gen(function*() {
+    const connection = yield* Effect.flatMap(Connector.makeLive, (live) => live.connect(connectOptions))
+    return { ...connection, sql: yield* Connector.client(connection, connectOptions.filename) }
+  })
 
 /** The ConnectError of an open that must fail. */
 const openFailure = (filename: string) => Effect.flip(Effect.scoped(open(options(filename))))
 
-const pragma = (connection: Connector.Connection, name: string) =>
+const pragma = (connection: Effect.Effect.Success<ReturnType<typeof open>>, name: string) =>
   Effect.map(connection.sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`), (rows) => Object.values(rows[0]!)[0])
 
 describe("Connector (live)", () => {
@@ -62,7 +65,8 @@ describe("Connector (live)", () => {
       yield* connection.validate
       yield* Scope.close(scope, Exit.void)
       const problem = yield* Effect.flip(connection.validate)
-      expect(problem.reason).toBe("The database connection is not open")
+      expect(problem.reason).toBe("the connection was closed")
+      expect(connection.check()).toBe("the connection was closed")
       expect(Exit.isFailure(yield* Effect.exit(connection.sql`SELECT 1`))).toBe(true)
     }))
 
@@ -70,9 +74,9 @@ describe("Connector (live)", () => {
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "app.db")
       const connection = yield* open(options(filename))
-      expect(connection.check?.()).toBeUndefined()
+      expect(connection.check()).toBeUndefined()
       fs.rmSync(filename)
-      expect(connection.check?.()).toMatch(/deleted or replaced/)
+      expect(connection.check()).toMatch(/deleted or replaced/)
     }))
 
   it.scoped("check reports a database file replaced by another one", () =>
@@ -83,7 +87,7 @@ describe("Connector (live)", () => {
       const replacement = path.join(directory, "replacement.db")
       new Database(replacement).close()
       fs.renameSync(replacement, filename)
-      expect(connection.check?.()).toMatch(/deleted or replaced/)
+      expect(connection.check()).toMatch(/deleted or replaced/)
     }))
 })
 

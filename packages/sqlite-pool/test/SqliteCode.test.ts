@@ -106,13 +106,19 @@ describe("SqliteCode", () => {
     expect(SqliteCode.isBusy({ code: "SQLITE_CONSTRAINT" })).toBe(false)
   })
 
-  // The codes above as the real driver reports them, through @effect/sql-sqlite-node's SqlError.
+  // The codes above as the real driver reports them, through the connector's SqlError.
   it.scoped("classifies the errors SQLite really raises", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
       const filename = path.join(directory, "real.db")
       const live = yield* Connector.makeLive
-      const { sql } = yield* live.connect({ filename, readOnly: false, busyTimeout: Duration.zero, pageCacheKiB: 2000 })
+      const connection = yield* live.connect({
+        filename,
+        readOnly: false,
+        busyTimeout: Duration.zero,
+        pageCacheKiB: 2000
+      })
+      const sql = yield* Connector.client(connection, filename)
       yield* sql`CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)`
       yield* sql`INSERT INTO item (name) VALUES ('a')`
 

@@ -45,6 +45,8 @@ export interface TestConnector {
   readonly failed: () => number
   /** database handles opened and not closed yet */
   readonly openHandles: () => number
+  /** probes (`validate`) the pool ran */
+  readonly probes: () => number
   /**
    * Closes the better-sqlite3 handle of the `n`-th connection opened (1-based, which is the pool's connection id)
    * behind the pool's back, as a crashed or killed connection would be.
@@ -66,6 +68,7 @@ export const makeTestConnector = (
     const handles: Array<Scope.CloseableScope> = []
     let attempts = 0
     let openHandles = 0
+    let probes = 0
     const badPath = (kind: Redirect): string => {
       switch (kind) {
         case "directory": {
@@ -105,7 +108,11 @@ export const makeTestConnector = (
               )
             ),
             Effect.tap(() => Scope.addFinalizer(handleScope, Effect.sync(() => openHandles--))),
-            Effect.tapError((error) => record("failed", error.code))
+            Effect.tapError((error) => record("failed", error.code)),
+            Effect.map((connection) => ({
+              ...connection,
+              validate: Effect.zipRight(Effect.sync(() => probes++), connection.validate)
+            }))
           )
         })
     })
@@ -116,6 +123,7 @@ export const makeTestConnector = (
       opened: () => opens.filter((open) => open.outcome === "opened").length,
       failed: () => opens.filter((open) => open.outcome === "failed").length,
       openHandles: () => openHandles,
+      probes: () => probes,
       closeHandle: (n) =>
         Effect.suspend(() => {
           const handle = handles[n - 1]

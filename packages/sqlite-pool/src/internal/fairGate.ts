@@ -1,12 +1,11 @@
 /**
- * A first-come, first-served gate of `permits` slots with direct handoff: a released slot goes straight to the
+ * The writer lane's first-come, first-served gate of `permits` slots with direct handoff: a released slot goes straight to the
  * oldest waiter, so a fiber that releases and immediately asks again queues behind everyone already waiting
  * (HikariCP's handoff queue, tarn's pending list). Effect's own Semaphore lets the releasing fiber retake its slot.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Deadlines from "./deadlines.js"
 
 interface Waiter<E> {
   readonly resume: (effect: Effect.Effect<void, E>) => void
@@ -16,10 +15,6 @@ interface Waiter<E> {
 export interface FairGate<E> {
   /** waits for a slot, first come first served; fails with the close error once the gate is closed */
   readonly take: Effect.Effect<void, E>
-  /** `take`, ended by `deadline` if it passes first */
-  readonly takeBefore: <T>(deadline: Deadlines.Deadline<T> | undefined) => Effect.Effect<void, E | T>
-  /** takes a slot if one is free and nobody waits; never waits (call it where interruption cannot land) */
-  readonly unsafeTryTake: () => boolean
   /** returns a slot: to the oldest waiter if there is one */
   readonly release: Effect.Effect<void>
   /** `release` outside Effect */
@@ -29,6 +24,8 @@ export interface FairGate<E> {
   readonly waiting: () => number
   /** a slot is free and nobody waits */
   readonly free: () => boolean
+  /** some slot is taken */
+  readonly held: () => boolean
 }
 
 export const make = <E>(permits: number): FairGate<E> => {
@@ -87,25 +84,20 @@ export const make = <E>(permits: number): FairGate<E> => {
     }
   }
 
-  const takeBefore = <T>(deadline: Deadlines.Deadline<T> | undefined) =>
-    Effect.suspend((): Effect.Effect<void, E | T> => {
-      if (closedWith !== undefined) return Effect.fail(closedWith.error)
-      if (available > 0 && size === 0) {
-        available--
-        return Effect.void
-      }
-      return Deadlines.wait(deadline, enqueue)
+  const take = Effect.suspend((): Effect.Effect<void, E> => {
+    if (closedWith !== undefined) return Effect.fail(closedWith.error)
+    if (available > 0 && size === 0) {
+      available--
+      return Effect.void
+    }
+    return Effect.async<void, E>((resume) => {
+      const withdraw = enqueue(resume)
+      return Effect.sync(withdraw)
     })
-  const take = takeBefore<never>(undefined)
+  })
 
   return {
     take,
-    takeBefore,
-    unsafeTryTake: () => {
-      if (closedWith !== undefined || available === 0 || size > 0) return false
-      available--
-      return true
-    },
     release: Effect.sync(unsafeRelease),
     unsafeRelease,
     close: (error) =>
@@ -119,6 +111,7 @@ export const make = <E>(permits: number): FairGate<E> => {
         }
       }),
     waiting: () => size,
-    free: () => closedWith === undefined && available > 0 && size === 0
+    free: () => closedWith === undefined && available > 0 && size === 0,
+    held: () => available < permits
   }
 }

@@ -16,9 +16,11 @@ import { identity } from "effect/Function"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as ConnectionPool from "../ConnectionPool.js"
+import * as Connector from "../Connector.js"
+import { PoolClosedError } from "../PoolError.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as FairGate from "./fairGate.js"
-import { leaseFrom, makePin, type Restore } from "./pin.js"
+import { acquireError, leaseFrom, makePin, type Restore } from "./pin.js"
 
 const mapConnection = (
   connection: SqlConnection.Connection,
@@ -43,10 +45,6 @@ const wrapper = (wrap: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<
     return found
   }
 }
-
-/** The driver's "The database connection is not open": thrown before anything ran. */
-const isClosedHandle = (error: SqlError): boolean =>
-  error.cause instanceof TypeError && error.cause.message.includes("connection is not open")
 
 const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
   Effect.catchIf(
@@ -87,16 +85,20 @@ export interface Lane {
  */
 const makeWriterLane = (pool: ConnectionPool.Service) =>
   Effect.gen(function*() {
-    const gate = FairGate.make<never>(1)
-    const pinned = yield* makePin(pool, identity, () => gate.free())
+    const gate = FairGate.make<SqlError>(1)
+    // The kept connection may go back to the pool whenever no transaction holds the lane.
+    const pinned = yield* makePin(pool, identity, () => !gate.held())
+    // Closing: everything queued fails at once; what runs (a transaction, its statements) ends on its own, and the
+    // kept connection goes back to the pool when it has (the pool's shutdown gives that shutdownTimeout).
+    yield* Effect.addFinalizer(() => gate.close(closedError(pool)))
 
-    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) => {
-      const release = Effect.sync(() => {
+    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.sync(() => {
+        if (Exit.isFailure(exit)) pinned.unpin(exit)
         pinned.touch()
         gate.unsafeRelease()
+        pinned.settle()
       })
-      return Exit.isSuccess(exit) ? release : Effect.zipRight(pinned.unpin(exit), release)
-    }
     /** runs where interruption is masked; interruptible only while it waits */
     const takeAlone = (restore: Restore) =>
       Effect.zipRight(
@@ -130,6 +132,10 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
     const waiting = () => gate.waiting() + (pinned.draining() ? 1 : 0)
     return { lease, statement, waiting }
   })
+
+/** What work queued on a lane ends with when the layer closes: the pool's PoolClosedError, as a SqlError. */
+const closedError = (pool: ConnectionPool.Service) =>
+  acquireError(new PoolClosedError({ filename: pool.config.filename }))
 
 /**
  * The Reader's lane. Transactions lease a connection of the reader pool each. Single statements share one pinned
@@ -180,7 +186,7 @@ export const makeLane = (options: {
     const once = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
       statement((connection) => options.retryBusy(f(connection)))
     const run = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
-      Effect.catchIf(once(f), isClosedHandle, () => once(f))
+      Effect.catchIf(once(f), Connector.isClosedConnection, () => once(f))
     const acquirer = Effect.succeed<SqlConnection.Connection>({
       execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
       executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),

@@ -72,14 +72,9 @@ export class StatsRecorder {
     this.publishGauges()
   }
 
-  startWaiting(): void {
-    this.waiting++
-    gauges.waiting.unsafeUpdate(this.waiting, this.labels)
-  }
-
-  stopWaiting(): void {
-    this.waiting--
-    gauges.waiting.unsafeUpdate(this.waiting, this.labels)
+  setWaiting(waiting: number): void {
+    this.waiting = waiting
+    gauges.waiting.unsafeUpdate(waiting, this.labels)
   }
 
   get leased(): number {

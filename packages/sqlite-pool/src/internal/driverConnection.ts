@@ -1,0 +1,170 @@
+/**
+ * An `@effect/sql` connection over one better-sqlite3 handle, owned by the live connector: statements prepared once
+ * and kept in a small cache, `executeStream` through `iterate()`, and a closed handle reported as a typed
+ * `ClosedConnection` cause before anything runs (instead of the driver's TypeError text).
+ *
+ * @internal
+ */
+import * as Client from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import type Database from "better-sqlite3"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+
+/**
+ * The cause of a `SqlError` from a connection whose handle is closed: the statement never ran.
+ *
+ * @internal
+ */
+export class ClosedConnection extends Error {
+  override readonly name = "ClosedConnection"
+}
+
+export const isClosedConnection = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { cause?: unknown }).cause instanceof ClosedConnection
+
+export interface StatementCache {
+  /** statements kept at most (0: none) */
+  readonly size: number
+  /** a statement unused for this long is dropped at its next lookup */
+  readonly timeToLiveMillis: number
+}
+
+/** What a driver connection offers beside `@effect/sql`'s: SqliteClient's `export`, `backup` and `loadExtension`. */
+export interface DriverExtras {
+  readonly export: Effect.Effect<Uint8Array, SqlError>
+  readonly backup: (destination: string) => Effect.Effect<{ totalPages: number; remainingPages: number }, SqlError>
+  readonly loadExtension: (path: string) => Effect.Effect<void, SqlError>
+}
+
+const failure = (cause: unknown, message: string) => new SqlError({ cause, message })
+
+/** Rows of a stream pulled from `iterate()` per chunk. */
+const STREAM_CHUNK = 128
+
+export const make = (
+  db: Database.Database,
+  cache: StatementCache
+): SqlConnection.Connection & DriverExtras => {
+  // Insertion order is recency order: a hit is moved to the end, the first key is the least recently used.
+  const prepared = new Map<string, { statement: Database.Statement; usedAt: number }>()
+
+  const closed = () => failure(new ClosedConnection("the database connection is closed"), "the connection is closed")
+
+  const prepare = (sql: string): Database.Statement => {
+    if (cache.size === 0) return db.prepare(sql)
+    const now = Date.now()
+    const hit = prepared.get(sql)
+    if (hit !== undefined) {
+      prepared.delete(sql)
+      if (now - hit.usedAt < cache.timeToLiveMillis) {
+        hit.usedAt = now
+        prepared.set(sql, hit)
+        return hit.statement
+      }
+    }
+    const statement = db.prepare(sql)
+    prepared.set(sql, { statement, usedAt: now })
+    if (prepared.size > cache.size) prepared.delete(prepared.keys().next().value!)
+    return statement
+  }
+
+  // One synchronous step: a statement runs to completion inside the driver, so two never overlap.
+  const run = <A>(
+    sql: string,
+    cached: boolean,
+    body: (statement: Database.Statement) => A
+  ): Effect.Effect<A, SqlError> =>
+    Effect.withFiberRuntime((fiber) => {
+      if (!db.open) return Effect.fail(closed())
+      let statement: Database.Statement
+      try {
+        statement = cached ? prepare(sql) : db.prepare(sql)
+      } catch (cause) {
+        return Effect.fail(failure(cause, "Failed to prepare statement"))
+      }
+      try {
+        if (statement.reader) statement.safeIntegers(Context.get(fiber.currentContext, Client.SafeIntegers))
+        return Effect.succeed(body(statement))
+      } catch (cause) {
+        return Effect.fail(failure(cause, "Failed to execute statement"))
+      }
+    })
+
+  const rows = (params: ReadonlyArray<unknown>) => (statement: Database.Statement): ReadonlyArray<any> => {
+    if (statement.reader) return statement.all(...params)
+    statement.run(...params)
+    return []
+  }
+  const transformed = (
+    effect: Effect.Effect<ReadonlyArray<any>, SqlError>,
+    transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+  ) => transformRows === undefined ? effect : Effect.map(effect, transformRows)
+
+  return {
+    execute: (sql, params, transformRows) => transformed(run(sql, true, rows(params)), transformRows),
+    executeRaw: (sql, params) =>
+      run(sql, true, (statement) => statement.reader ? statement.all(...params) : statement.run(...params)),
+    executeValues: (sql, params) =>
+      run(sql, true, (statement) => {
+        if (!statement.reader) {
+          statement.run(...params)
+          return []
+        }
+        statement.raw(true)
+        try {
+          return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
+        } finally {
+          statement.raw(false)
+        }
+      }),
+    executeUnprepared: (sql, params, transformRows) => transformed(run(sql, false, rows(params ?? [])), transformRows),
+    // Rows are pulled lazily, a chunk at a time; the iterator is closed when the stream ends or is interrupted.
+    // A statement of its own (not the cached one): an open iterator keeps its statement busy.
+    executeStream: (sql, params, transformRows) =>
+      Stream.unwrapScoped(Effect.map(
+        Effect.acquireRelease(
+          run(sql, false, (statement): Iterator<unknown> => {
+            if (statement.reader) return statement.iterate(...params)
+            statement.run(...params)
+            return [][Symbol.iterator]()
+          }),
+          (iterator) => Effect.sync(() => iterator.return?.())
+        ),
+        (iterator) =>
+          Stream.repeatEffectChunkOption(Effect.suspend(() => {
+            const chunk: Array<any> = []
+            try {
+              while (chunk.length < STREAM_CHUNK) {
+                const next = iterator.next()
+                if (next.done === true) break
+                chunk.push(next.value)
+              }
+            } catch (cause) {
+              return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
+            }
+            if (chunk.length === 0) return Effect.fail(Option.none())
+            return Effect.succeed(Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk)))
+          }))
+      )),
+    export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),
+    backup: (destination) =>
+      Effect.tryPromise({
+        try: () => db.backup(destination),
+        catch: (cause) => failure(cause, "Failed to backup database")
+      }),
+    loadExtension: (path) =>
+      Effect.try({
+        try: () => {
+          db.loadExtension(path)
+          // Statements prepared before may have been compiled without the extension's functions.
+          prepared.clear()
+        },
+        catch: (cause) => failure(cause, "Failed to load extension")
+      })
+  }
+}
