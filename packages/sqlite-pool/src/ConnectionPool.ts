@@ -125,6 +125,8 @@ export interface MakeOptions {
   readonly label?: string | undefined
   /** the file to open instead of `config.filename` (SqlitePool resolves ":memory:" once for both of its pools) */
   readonly databaseFile?: string | undefined
+  /** open each connection in a worker thread of its own (SqlitePool's Reader with `readerThreads`) */
+  readonly inWorkers?: boolean | undefined
 }
 
 type Entry = PoolCore.Entry<SqliteClient.SqliteClient>
@@ -152,7 +154,13 @@ export const makeWithConfig = (
     const core = yield* PoolCore.make<SqliteClient.SqliteClient>({
       config,
       connector,
-      connectOptions: { filename, readOnly, busyTimeout: config.busyTimeout, pageCacheKiB: config.pageCacheKiB },
+      connectOptions: {
+        filename,
+        readOnly,
+        busyTimeout: config.busyTimeout,
+        pageCacheKiB: config.pageCacheKiB,
+        worker: options.inWorkers === true ? { timeout: config.acquireTimeout } : undefined
+      },
       makeClient: (connection) =>
         Effect.provideService(PooledClient.make(connection, config.filename), Reactivity.Reactivity, reactivity),
       // A read-write connection that meets SQLITE_READONLY has lost write access (SQLite reopened its file

@@ -49,6 +49,8 @@ export interface Input {
   readonly validationInterval?: Duration.DurationInput | undefined
   /** SQLite page cache per connection in KiB (PRAGMA cache_size = -N; integer >= 0, default 2000, SQLite's own) */
   readonly pageCacheKiB?: number | undefined
+  /** each of SqlitePool's Reader connections lives in a worker thread of its own (default false) */
+  readonly readerThreads?: boolean | undefined
 }
 
 /**
@@ -73,6 +75,7 @@ export interface PoolConfig {
   readonly shutdownTimeout: Duration.Duration
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
+  readonly readerThreads: boolean
 }
 
 /**
@@ -96,7 +99,8 @@ export const defaults = {
   maxLifetime: null,
   shutdownTimeout: "5 seconds",
   validationInterval: "0 millis",
-  pageCacheKiB: 2000
+  pageCacheKiB: 2000,
+  readerThreads: false
 } as const satisfies Required<Input>
 
 const DURATION_TEXT = /^(-?\d+(?:\.\d+)?)\s+(nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
@@ -163,7 +167,10 @@ const InputSchema = Schema.Struct({
   maxLifetime: Schema.optional(Schema.NullOr(NonNegativeDuration)),
   shutdownTimeout: Schema.optional(NonNegativeDuration),
   validationInterval: Schema.optional(NonNegativeDuration),
-  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1))
+  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1)),
+  readerThreads: Schema.optional(
+    Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
+  )
 })
 
 const show = (value: unknown): string => {
@@ -228,7 +235,8 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
         : parseDuration(given.maxLifetime)!,
       shutdownTimeout: duration("shutdownTimeout"),
       validationInterval: duration("validationInterval"),
-      pageCacheKiB: value("pageCacheKiB")
+      pageCacheKiB: value("pageCacheKiB"),
+      readerThreads: value("readerThreads")
     }
     if (config.minConnections > config.maxConnections) {
       return Effect.fail(
@@ -285,7 +293,8 @@ export const environmentVariables = {
   maxLifetime: "SQLSIM_MAX_LIFETIME",
   shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
   validationInterval: "SQLSIM_VALIDATION_INTERVAL",
-  pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB"
+  pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
+  readerThreads: "SQLSIM_READER_THREADS"
 } as const satisfies Record<keyof Input, string>
 
 const integerFields = new Set<keyof Input>([
@@ -320,7 +329,9 @@ export const config: Config.Config<Record<string, unknown>> = Config.all(
 const fromText = (field: keyof Input, text: string): unknown => {
   const trimmed = text.trim()
   if (integerFields.has(field)) return /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
-  if (field === "retryJitter") return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
+  if (field === "retryJitter" || field === "readerThreads") {
+    return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
+  }
   if (field === "maxLifetime" && (trimmed === "" || trimmed === "null" || trimmed === "none")) return null
   if (field === "filename") return text
   return /^-?\d+(?:\.\d+)?$/.test(trimmed) ? Number(trimmed) : trimmed

@@ -118,7 +118,7 @@ export const makeWithConfig = (
         maxConnections: config.readConnections,
         minConnections: Math.min(config.minConnections, config.readConnections)
       },
-      { databaseFile, readOnly: true, label: `${config.filename} (readers)` }
+      { databaseFile, readOnly: true, label: `${config.filename} (readers)`, inWorkers: config.readerThreads }
     )
     const reader = readerPool === undefined ? writer : yield* Lane.makeLane({
       pool: readerPool,

@@ -4,7 +4,7 @@ import * as Client from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import { describe, expect, it } from "@effect/vitest"
-import { PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
+import { Connector, PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -17,6 +17,7 @@ import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
+import { descriptors, endless, threads } from "./threadFixtures.js"
 import { randomBytes, tempDir } from "./utils.js"
 
 const options = (
@@ -63,13 +64,6 @@ const exitOf = (thread: ThreadConnector.ThreadConnection) =>
       else thread.worker.once("exit", () => resolve())
     })
   )
-
-/** Produces one row about every 10 000 steps for far longer than any test runs (1e10 steps: minutes). */
-const endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) " +
-  "SELECT x FROM c WHERE x % 10000 = 0"
-
-const threads = () => fs.readdirSync("/proc/self/task").length
-const descriptors = () => fs.readdirSync("/proc/self/fd").length
 
 describe("threadConnector", () => {
   it.scopedLive("every SQLite type arrives as a main-thread SqliteClient returns it, with and without safe integers", () =>
@@ -239,6 +233,8 @@ describe("threadConnector", () => {
       yield* Effect.timeoutFail(exitOf(thread), { duration: "5 seconds", onTimeout: () => "the thread runs on" })
       const after = yield* Effect.flip(sql`SELECT 1`)
       expect(after.message).toMatch(/cannot be used: the worker thread was stopped/)
+      // It never reached a worker, so the pool may run it on another connection.
+      expect(Connector.isClosedConnection(after)).toBe(true)
       expect(yield* Effect.flip(thread.validate)).toMatchObject({ reason: expect.stringMatching(/stopped/) })
     }))
 

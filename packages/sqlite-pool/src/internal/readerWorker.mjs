@@ -15,19 +15,10 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
-import { createRequire } from "node:module"
 import { setInterval } from "node:timers"
 import { parentPort, workerData } from "node:worker_threads"
-
-/**
- * The better-sqlite3 that `@effect/sql-sqlite-node` uses, so that a worker connection runs the very SQLite build of a
- * main-thread one (and resolves in a strict pnpm layout, where this package has no better-sqlite3 of its own).
- */
-const loadDriver = () => {
-  const require = createRequire(import.meta.url)
-  const sqliteNode = require.resolve("@effect/sql-sqlite-node/package.json")
-  return createRequire(sqliteNode)("better-sqlite3")
-}
+// The driver of the main-thread connector (this package's own dependency): one SQLite build for both.
+import Database from "better-sqlite3"
 
 const options = workerData
 const port = parentPort
@@ -48,9 +39,9 @@ const describe = (error) => {
 const isFile = (filename) => filename !== ":memory:" && filename !== ""
 
 const open = () => {
-  const Database = loadDriver()
   const db = new Database(options.filename)
   try {
+    if (!options.readOnly && db.readonly) return db
     // The same set-up as the main-thread connector (Connector.ts), in the same order.
     db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs}`)
     db.exec(`PRAGMA cache_size = -${options.pageCacheKiB}`)
@@ -72,19 +63,26 @@ const open = () => {
   }
 }
 
-/** Prepared statements by SQL, least recently used first (the capacity of SqliteClient's prepare cache). */
-const cacheSize = options.prepareCacheSize ?? 200
+/**
+ * Prepared statements by SQL, least recently used first, with the size and time to live of the main-thread
+ * connection's cache (`prepareCacheSize`, `prepareCacheTTL`).
+ */
 const cache = new Map()
 const prepared = (db, sql) => {
-  const cached = cache.get(sql)
-  if (cached !== undefined) {
+  if (options.prepareCacheSize === 0) return db.prepare(sql)
+  const now = Date.now()
+  const hit = cache.get(sql)
+  if (hit !== undefined) {
     cache.delete(sql)
-    cache.set(sql, cached)
-    return cached
+    if (now - hit.usedAt < options.prepareCacheTTLMillis) {
+      hit.usedAt = now
+      cache.set(sql, hit)
+      return hit.statement
+    }
   }
   const statement = db.prepare(sql)
-  cache.set(sql, statement)
-  if (cache.size > cacheSize) cache.delete(cache.keys().next().value)
+  cache.set(sql, { statement, usedAt: now })
+  if (cache.size > options.prepareCacheSize) cache.delete(cache.keys().next().value)
   return statement
 }
 
@@ -128,8 +126,8 @@ const run = (db, message) => {
   }
   try {
     const params = bindable(message.params)
-    statement.safeIntegers(message.safeIntegers === true)
     if (statement.reader) {
+      statement.safeIntegers(message.safeIntegers === true)
       const raw = message.op === "executeValues"
       statement.raw(raw)
       const rows = collect(statement.iterate(...params))
@@ -155,12 +153,11 @@ const openCursor = (db, message) => {
     return { ok: false, phase: "prepare", error: describe(error) }
   }
   try {
-    statement.safeIntegers(message.safeIntegers === true)
     if (!statement.reader) {
       statement.run(...bindable(message.params))
       return { ok: true, result: { cursor: undefined } }
     }
-    statement.raw(false)
+    statement.safeIntegers(message.safeIntegers === true)
     cursors.set(message.id, statement.iterate(...bindable(message.params)))
     return { ok: true, result: { cursor: message.id } }
   } catch (error) {
@@ -205,7 +202,8 @@ if (options.testHooks === true && options.stallOpen === true) {
 } else {
   try {
     db = open()
-    port.postMessage({ type: "open", ok: true })
+    // `readonly`: SQLite fell back to a read-only open (the file or its directory is not writable).
+    port.postMessage({ type: "open", ok: true, readonly: db.readonly })
   } catch (error) {
     port.postMessage({ type: "open", ok: false, error: describe(error) })
   }

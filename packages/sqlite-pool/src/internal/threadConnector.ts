@@ -27,8 +27,9 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
-import { classifyOpenFailure, type ConnectOptions, type InvalidConnection } from "../Connector.js"
+import { classifyOpenFailure, type Connection, type ConnectOptions, type InvalidConnection } from "../Connector.js"
 import { ConnectError } from "../PoolError.js"
+import { ClosedConnection } from "./driverConnection.js"
 
 /**
  * How to open a connection in a worker: the connector's options and the deadlines of the thread itself.
@@ -40,8 +41,6 @@ export interface ThreadConnectOptions extends ConnectOptions {
   readonly probeTimeout?: Duration.DurationInput | undefined
   /** how long closing waits for the thread to exit (it cannot exit while SQLite is inside one step) */
   readonly closeTimeout?: Duration.DurationInput | undefined
-  /** prepared statements the worker keeps, as `SqliteClient`'s `prepareCacheSize` (default 200) */
-  readonly prepareCacheSize?: number | undefined
   /** rows per message of `executeStream` */
   readonly streamBatchSize?: number | undefined
   /** test hooks in the worker: a SQL function `sqlsim_test_exit(code)`, or a worker that never answers "open" */
@@ -49,18 +48,20 @@ export interface ThreadConnectOptions extends ConnectOptions {
 }
 
 /**
- * The Connector seam's connection shape, with the worker beside it (its thread id for diagnostics; the Worker itself
+ * A connection of the Connector seam, with its worker beside it (the thread id for diagnostics; the Worker itself
  * for tests that stop it from outside).
  */
-export interface ThreadConnection {
-  readonly connection: SqlConnection.Connection
-  readonly validate: Effect.Effect<void, InvalidConnection>
-  readonly check: () => string | undefined
+export interface ThreadConnection extends Connection {
   readonly threadId: number
   readonly worker: Worker
 }
 
 const workerUrl = new URL("./readerWorker.mjs", import.meta.url)
+
+const running = new Set<Worker>()
+
+/** The workers alive in this process, for tests that stop them from outside the pool. */
+export const liveWorkers = (): ReadonlyArray<Worker> => [...running]
 
 interface WireError {
   readonly name: string
@@ -97,11 +98,11 @@ const revive = (wire: WireError): Error => {
   return error
 }
 
-/** The messages of `@effect/sql-sqlite-node`'s own failures, so both kinds of connection read alike. */
+/** The messages of the main-thread connection's failures (driverConnection.ts), so both kinds read alike. */
 const statementError = (answer: Answer): SqlError =>
   new SqlError({
     cause: revive(answer.error!),
-    message: answer.phase === "prepare" ? "Failed to prepare statement " : "Failed to execute statement"
+    message: answer.phase === "prepare" ? "Failed to prepare statement" : "Failed to execute statement"
   })
 
 /** Blob values back as Buffers (views on the received bytes), as better-sqlite3 returns them on the main thread. */
@@ -133,7 +134,7 @@ const fileIdentity = (filename: string): string | undefined => {
 const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
 
 type OpenOutcome =
-  | { readonly _tag: "opened" }
+  | { readonly _tag: "opened"; readonly readonly: boolean }
   | { readonly _tag: "failed"; readonly cause: unknown }
 
 /**
@@ -175,7 +176,8 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
               readOnly: options.readOnly,
               busyTimeoutMs: Math.round(Duration.toMillis(options.busyTimeout)),
               pageCacheKiB: options.pageCacheKiB,
-              prepareCacheSize: options.prepareCacheSize,
+              prepareCacheSize: options.prepareCacheSize ?? 200,
+              prepareCacheTTLMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10)),
               testHooks: options.testHooks !== undefined,
               stallOpen: options.testHooks?.stallOpen === true
             },
@@ -195,9 +197,13 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
           })
       }).pipe(Effect.tap((worker) =>
         Effect.sync(() => {
-          worker.on("message", (message: Answer & { type?: "open" }) => {
+          worker.on("message", (message: Answer & { type?: "open"; readonly?: boolean }) => {
             if (message.type === "open") {
-              settleOpen(message.ok ? { _tag: "opened" } : { _tag: "failed", cause: revive(message.error!) })
+              settleOpen(
+                message.ok
+                  ? { _tag: "opened", readonly: message.readonly === true }
+                  : { _tag: "failed", cause: revive(message.error!) }
+              )
               return
             }
             const resume = pending.get(message.id)
@@ -217,7 +223,9 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
             void worker.terminate()
             failPending(dead, error)
           })
+          running.add(worker)
           worker.on("exit", (code) => {
+            running.delete(worker)
             exited = true
             dead ??= `the worker thread exited (code ${code})`
             settleOpen({ _tag: "failed", cause: new Error(`the worker thread exited (code ${code}) before opening`) })
@@ -232,11 +240,16 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       (worker) =>
         Effect.promise(async () => {
           if (!exited) {
-            if (dead === undefined) {
-              // Gently first: the worker closes its database and lets its thread end.
+            if (dead === undefined && pending.size === 0) {
+              // Gently when idle: the worker closes its database and lets its thread end.
               dead = "the connection was closed"
               worker.postMessage({ op: "close" })
             } else {
+              // A busy worker would read the close request only after its statement: stop it now.
+              if (dead === undefined) {
+                dead = "the connection was closed while a statement ran on it"
+                failPending(dead, undefined)
+              }
               void worker.terminate()
             }
             if (!(await exitedWithin(exit, closeTimeout))) {
@@ -282,6 +295,23 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       stop(error.reason)
       return yield* Effect.fail(error)
     }
+    if (!options.readOnly && outcome.readonly) {
+      // As the main-thread connector: SQLite fell back to a read-only open because the file or its directory is not
+      // writable; a retry opens it afresh once they are.
+      const reason = "the database opened read-only: its file or directory is not writable"
+      stop(reason)
+      return yield* Effect.fail(
+        new ConnectError({
+          filename,
+          attempts: 1,
+          code: "SQLITE_READONLY",
+          transient: true,
+          reason,
+          elapsedMs: 0,
+          cause: undefined
+        })
+      )
+    }
 
     const identity = isFile(filename) ? fileIdentity(filename) : undefined
 
@@ -291,9 +321,10 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     ): Effect.Effect<Answer, SqlError> =>
       Effect.async<Answer, SqlError>((resume) => {
         if (dead !== undefined) {
-          resume(
-            Effect.fail(new SqlError({ message: `the connection cannot be used: ${dead}`, cause: new Error(dead) }))
-          )
+          // The statement never reached a worker: ClosedConnection tells the pool that running it elsewhere is safe.
+          resume(Effect.fail(
+            new SqlError({ message: `the connection cannot be used: ${dead}`, cause: new ClosedConnection(dead) })
+          ))
           return
         }
         const id = nextId++
