@@ -64,6 +64,18 @@ describe("SqlitePool with readerThreads", () => {
       yield* Scope.close(scope, Exit.void)
     }))
 
+  it.scopedLive("concurrent Reader statements run on different workers, not queued in one", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 2 })
+      const sums = yield* Effect.all([reader.unsafe(aggregate(1)), reader.unsafe(aggregate(1))], {
+        concurrency: "unbounded"
+      })
+      assert.deepStrictEqual(sums, [[{ s: 500000500000 }], [{ s: 500000500000 }]])
+      // A shared kept connection would have served both with one worker.
+      assert.strictEqual((yield* pool.stats).readers.created, 2)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
   it.scopedLive("the Reader contract holds: reads, a snapshot across awaits, typed errors, no writes", () =>
     Effect.gen(function*() {
       const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })

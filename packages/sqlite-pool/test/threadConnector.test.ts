@@ -238,6 +238,33 @@ describe("threadConnector", () => {
       expect(yield* Effect.flip(thread.validate)).toMatchObject({ reason: expect.stringMatching(/stopped/) })
     }))
 
+  it.scopedLive("statements queued behind an interrupted one fail as never run (ClosedConnection)", () =>
+    Effect.gen(function*() {
+      const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+      const { sql } = yield* openThread(filename)
+      const running = yield* Effect.fork(sql.unsafe(endless))
+      yield* Effect.sleep("20 millis")
+      const queued = yield* Effect.fork(sql`SELECT 1`)
+      yield* Effect.sleep("20 millis")
+      yield* Fiber.interrupt(running)
+      const error = yield* Effect.flip(Fiber.join(queued))
+      expect(Connector.isClosedConnection(error)).toBe(true)
+      expect(error.message).toMatch(/never ran/)
+    }))
+
+  it.scopedLive("interrupting a queued statement fails the running one typed, not as never run", () =>
+    Effect.gen(function*() {
+      const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+      const { sql } = yield* openThread(filename)
+      const running = yield* Effect.fork(sql.unsafe(endless))
+      yield* Effect.sleep("20 millis")
+      yield* Effect.timeout(sql`SELECT 1`, "20 millis").pipe(Effect.ignore)
+      const error = yield* Effect.flip(Fiber.join(running))
+      expect(error).toBeInstanceOf(SqlError)
+      expect(Connector.isClosedConnection(error)).toBe(false)
+      expect(error.message).toMatch(/stopped/)
+    }))
+
   it.scopedLive("a worker stopped from outside fails its running statement with a SqlError, and check() reports it", () =>
     Effect.gen(function*() {
       const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")

@@ -158,13 +158,19 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     let exitedResolve: () => void = () => {}
     const exit = new Promise<void>((resolve) => (exitedResolve = resolve))
 
-    // Every statement still waiting fails with this: the worker will not answer it any more.
-    const failPending = (reason: string, cause: unknown) => {
+    // Every statement still waiting fails: the worker will not answer it any more. It runs requests in the order
+    // sent, so only the oldest can have started; the others never ran, and say so (ClosedConnection), so that the
+    // lane may run them on another connection.
+    const failPending = (reason: string, cause: unknown, oldestMayHaveRun = true) => {
       const waiting = [...pending.values()]
       pending.clear()
-      for (const resume of waiting) {
-        resume(Effect.fail(new SqlError({ message: reason, cause: cause ?? new Error(reason) })))
-      }
+      waiting.forEach((resume, index) =>
+        resume(Effect.fail(
+          index === 0 && oldestMayHaveRun
+            ? new SqlError({ message: reason, cause: cause ?? new Error(reason) })
+            : new SqlError({ message: `the statement never ran: ${reason}`, cause: new ClosedConnection(reason) })
+        ))
+      )
     }
 
     const worker = yield* Effect.acquireRelease(
@@ -266,11 +272,11 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     )
 
     /** Ends the worker; every statement waiting on it fails. The pool learns it through `check()`. */
-    const stop = (reason: string) => {
+    const stop = (reason: string, oldestMayHaveRun = true) => {
       if (dead !== undefined) return
       dead = reason
       void worker.terminate()
-      failPending(reason, undefined)
+      failPending(reason, undefined, oldestMayHaveRun)
     }
 
     const outcome = yield* Effect.promise(() => opened).pipe(
@@ -340,7 +346,9 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
           return
         }
         return Effect.sync(() => {
-          if (pending.delete(id)) stop(interrupted)
+          // The oldest request is the one the worker runs; those behind it have not started.
+          const running = pending.keys().next().value === id
+          if (pending.delete(id)) stop(interrupted, !running)
         })
       })
 
