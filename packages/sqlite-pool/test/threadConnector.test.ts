@@ -316,6 +316,28 @@ describe("threadConnector", () => {
       ])
     }))
 
+  it.scopedLive.skipIf(process.platform !== "linux")(
+    "the worker thread runs at nice 10, below the event loop",
+    () =>
+      Effect.gen(function*() {
+        const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+        const niceness = () =>
+          new Map(
+            fs.readdirSync("/proc/self/task").map((tid) => {
+              const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+              // Field 19 (nice), counted after the parenthesised command name.
+              return [tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const
+            })
+          )
+        const before = niceness()
+        const { thread } = yield* openThread(filename)
+        const added = [...niceness()].filter(([tid]) => !before.has(tid))
+        expect(added.map(([, nice]) => nice)).toContain(10)
+        expect(niceness().get(String(process.pid))).toBe(0)
+        yield* thread.validate
+      })
+  )
+
   describe("open failures are classified ConnectErrors", () => {
     const openFailure = (filename: string, overrides: Partial<ThreadConnector.ThreadConnectOptions> = {}) =>
       Effect.flip(Effect.scoped(ThreadConnector.connect(options(filename, overrides))))

@@ -15,6 +15,8 @@
  * @internal
  */
 import { Buffer } from "node:buffer"
+import { readlinkSync } from "node:fs"
+import { setPriority } from "node:os"
 import { setInterval } from "node:timers"
 import { parentPort, workerData } from "node:worker_threads"
 // The driver of the main-thread connector (this package's own dependency): one SQLite build for both.
@@ -194,6 +196,22 @@ const closeCursor = (message) => {
   iterator?.return?.()
   return { ok: true, result: undefined, blobs: false }
 }
+
+/**
+ * A reader thread yields to the main thread: on a machine whose cores are all busy (reader threads included) the
+ * event loop, which only receives answers, must still be scheduled at once. On Linux a thread's own nice value is
+ * set through its kernel thread id, found as /proc/thread-self -> "<pid>/task/<tid>". Elsewhere (or when not
+ * permitted) the thread keeps the default priority.
+ */
+const lowerPriority = (niceness) => {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop())
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, niceness)
+  } catch {
+    // not Linux, or not allowed: nothing to do
+  }
+}
+if (options.niceness !== undefined && options.niceness !== 0) lowerPriority(options.niceness)
 
 let db
 if (options.testHooks === true && options.stallOpen === true) {

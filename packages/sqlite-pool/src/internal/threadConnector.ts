@@ -41,6 +41,8 @@ export interface ThreadConnectOptions extends ConnectOptions {
   readonly probeTimeout?: Duration.DurationInput | undefined
   /** how long closing waits for the thread to exit (it cannot exit while SQLite is inside one step) */
   readonly closeTimeout?: Duration.DurationInput | undefined
+  /** the worker thread's nice value on Linux (default 10: the event loop is scheduled first when cores are busy) */
+  readonly niceness?: number | undefined
   /** rows per message of `executeStream` */
   readonly streamBatchSize?: number | undefined
   /** test hooks in the worker: a SQL function `sqlsim_test_exit(code)`, or a worker that never answers "open" */
@@ -184,6 +186,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
               pageCacheKiB: options.pageCacheKiB,
               prepareCacheSize: options.prepareCacheSize ?? 200,
               prepareCacheTTLMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10)),
+              niceness: options.niceness ?? 10,
               testHooks: options.testHooks !== undefined,
               stallOpen: options.testHooks?.stallOpen === true
             },
