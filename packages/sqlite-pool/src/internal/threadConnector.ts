@@ -154,6 +154,8 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     const pending = new Map<number, (answer: Effect.Effect<Answer, SqlError>) => void>()
     let nextId = 1
     let dead: string | undefined
+    /** when the worker last answered a statement (performance.now()) */
+    let answeredAt = -Infinity
     let exited = false
     let settleOpen: (outcome: OpenOutcome) => void = () => {}
     const opened = new Promise<OpenOutcome>((resolve) => (settleOpen = resolve))
@@ -218,6 +220,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
             const resume = pending.get(message.id)
             if (resume === undefined) return
             pending.delete(message.id)
+            answeredAt = performance.now()
             if (pending.size === 0) worker.unref()
             resume(message.ok ? Effect.succeed(message) : Effect.fail(statementError(message)))
           })
@@ -431,7 +434,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     }
 
     const probeTimedOut = `the worker thread did not answer a probe within ${Duration.format(probeTimeout)}`
-    const validate: Effect.Effect<void, InvalidConnection> = request(
+    const probe: Effect.Effect<void, InvalidConnection> = request(
       { op: "execute", sql: "SELECT 1", params: [], safeIntegers: false },
       probeTimedOut
     ).pipe(
@@ -441,6 +444,12 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
         reason: error.cause instanceof Error ? error.cause.message : error.message,
         cause: error
       }))
+    )
+
+    // A probe is a round trip to the worker, as dear as the statement it would precede. A live, idle worker that
+    // answered within the last second is known to work (a dead one is reported by `check` without any probe).
+    const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() =>
+      dead === undefined && pending.size === 0 && performance.now() - answeredAt < 1_000 ? Effect.void : probe
     )
 
     return { connection, validate, check, threadId: worker.threadId, worker }
