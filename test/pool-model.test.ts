@@ -1,9 +1,10 @@
 /**
- * Model-based property test of ConnectionPool: random sequences of acquire, hold (time passing), release,
+ * Model-based property test of ConnectionPool: random sequences of acquire, a lane keeping a connection (given back
+ * when someone would wait), a health check, hold (time passing), release,
  * fail-inside-lease, interrupt a holder, invalidate (leased or idle), interrupt a waiter and connect failures on/off,
  * run against a real pool on a real file and against the naive reference model in support/poolModel.ts. After every
  * step every lease, counter and gauge must agree, open <= max, inUse + idle == open, created - closed == open, no
- * connection is leased twice, and the number of real handles equals `open`. At the end every waiter must have been
+ * connection is leased twice, the pool core's own invariants hold, and the number of real handles equals `open`. At the end every waiter must have been
  * served or timed out, and closing the pool must close every handle.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -126,12 +127,37 @@ class InvalidateIdle implements PoolCommand {
   constructor(readonly index: number) {}
   check = (model: Readonly<Model>) => model.idle.size > 0
   run(model: Model, harness: Harness) {
-    const id = at([...model.idle].sort((a, b) => a - b), this.index)
+    // Only a connection some lease has seen can be named (one a health check alone used cannot).
+    const known = [...model.idle].filter((id) => harness.connections.has(id)).sort((a, b) => a - b)
+    if (known.length === 0) return Effect.void
+    const id = at(known, this.index)
     model.invalidateIdle(id)
     const connection = harness.connections.get(id)!
     return step(model, harness, `invalidate idle connection ${id}`, harness.pool.invalidate(connection))
   }
   toString = () => `invalidate(idle[${this.index}])`
+}
+
+/** A lane takes a connection to keep between its statements (only when one is free, as a lane's first lease is). */
+class Keep implements PoolCommand {
+  check = (model: Readonly<Model>) => model.waiters.length === 0 && model.held.length < model.maxConnections
+  run(model: Model, harness: Harness) {
+    const label = model.keep()
+    const state = model.leases.get(label)!
+    return step(model, harness, `keep -> L${label} ${state.status}`, harness.startKeeper(label))
+  }
+  toString = () => "keep"
+}
+
+/** A health check while a connection is free: a lease that ends at once. */
+class HealthCheck implements PoolCommand {
+  check = (model: Readonly<Model>) =>
+    model.waiters.length === 0 && model.held.length < model.maxConnections && model.fault === undefined
+  run(model: Model, harness: Harness) {
+    model.healthCheck()
+    return step(model, harness, "health check", Effect.asVoid(Effect.orDie(harness.pool.healthCheck)))
+  }
+  toString = () => "healthCheck"
 }
 
 class InterruptWaiter implements PoolCommand {
@@ -181,6 +207,8 @@ class Hold implements PoolCommand {
 const commands = FastCheck.commands<Model, Harness>([
   FastCheck.constant(new Acquire()),
   FastCheck.constant(new Acquire()),
+  FastCheck.constant(new Keep()),
+  FastCheck.constant(new HealthCheck()),
   FastCheck.nat(4).map((index) => new EndLease(index, "release")),
   FastCheck.nat(4).map((index) => new EndLease(index, "fail")),
   FastCheck.nat(4).map((index) => new EndLease(index, "interrupt")),
@@ -236,7 +264,15 @@ describe("ConnectionPool against a reference model", () => {
         expect(model.waiters).toEqual([])
         for (const lease of harness.leases.values()) {
           yield* Fiber.await(lease.fiber!)
-          expect(["released", "failedInside", "interruptedHolder", "connectError", "timeout", "interrupted"])
+          expect([
+            "released",
+            "failedInside",
+            "interruptedHolder",
+            "reclaimed",
+            "connectError",
+            "timeout",
+            "interrupted"
+          ])
             .toContain(lease.status)
         }
 

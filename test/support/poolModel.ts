@@ -12,6 +12,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { Fault, FaultConnector } from "./faultConnector.js"
@@ -21,7 +22,7 @@ import { violations } from "./invariants.js"
 export type LeaseState =
   | { readonly status: "waiting"; readonly since: number }
   | { readonly status: "held"; readonly connection: number | "an idle one"; invalidated: boolean }
-  | { readonly status: "released" | "failedInside" | "interruptedHolder" }
+  | { readonly status: "released" | "failedInside" | "interruptedHolder" | "reclaimed" }
   | { readonly status: "connectError" | "timeout" | "interrupted" }
 
 type Counters = Omit<PoolStats.PoolStats, "open" | "idle" | "inUse" | "waiting">
@@ -34,6 +35,8 @@ export class Model {
   waiters: Array<number> = []
   /** labels of held leases, in the order they were served */
   held: Array<number> = []
+  /** labels of held leases a keeper holds (as a lane keeps its connection): given back when someone would wait */
+  kept: Array<number> = []
   fault: Fault | undefined = undefined
   now = 0
   nextLabel = 1
@@ -68,8 +71,47 @@ export class Model {
     else {
       this.leases.set(label, { status: "waiting", since: this.now })
       this.waiters.push(label)
+      this.reclaim()
     }
     return label
+  }
+
+  /** A keeper's lease, taken only when it is served at once (the harness's Keep command checks that). */
+  keep(): number {
+    const label = this.nextLabel++
+    this.serve(label)
+    if (this.leases.get(label)?.status === "held") this.kept.push(label)
+    return label
+  }
+
+  /** A health check served at once: a lease that ends as soon as it began. */
+  healthCheck(): void {
+    const pendingIdle =
+      [...this.leases.values()].filter((state) => state.status === "held" && state.connection === "an idle one").length
+    this.counters.acquired++
+    this.counters.released++
+    if (this.idle.size > pendingIdle) {
+      // Served by an idle connection, which is idle again afterwards.
+      this.counters.reused++
+    } else {
+      this.counters.created++
+      this.idle.add(this.counters.created)
+    }
+  }
+
+  /**
+   * Someone waits while keepers hold connections: keepers give theirs back, one per waiter, the oldest connection
+   * first (the pool asks its connections in the order they were opened).
+   */
+  private reclaim(): void {
+    while (this.waiters.length > 0 && this.kept.length > 0) {
+      const connectionOf = (label: number) => {
+        const state = this.heldState(label)
+        return typeof state.connection === "number" ? state.connection : Infinity
+      }
+      const oldest = this.kept.reduce((best, label) => connectionOf(label) < connectionOf(best) ? label : best)
+      this.endLease(oldest, "reclaimed")
+    }
   }
 
   /** A lease got a permit: an idle connection if there is one, else a new one (or a connect failure). */
@@ -100,10 +142,11 @@ export class Model {
     }
   }
 
-  endLease(label: number, how: "released" | "failedInside" | "interruptedHolder"): void {
+  endLease(label: number, how: "released" | "failedInside" | "interruptedHolder" | "reclaimed"): void {
     const state = this.heldState(label)
     this.counters.released++
     this.held = this.held.filter((held) => held !== label)
+    this.kept = this.kept.filter((kept) => kept !== label)
     if (state.invalidated) {
       this.counters.invalidated++
       this.counters.closed++
@@ -112,6 +155,7 @@ export class Model {
     }
     this.leases.set(label, { status: how })
     this.pump()
+    this.reclaim()
   }
 
   invalidateIdle(id: number): void {
@@ -220,16 +264,64 @@ export class Harness {
     )
   }
 
+  /**
+   * A keeper's lease, as a lane takes it: through `lease` with a `reclaim` callback that gives the connection back
+   * at once; otherwise it ends as a held lease does.
+   */
+  startKeeper(label: number): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const lease = yield* this.newLease(label)
+      const pool = this.pool
+      const connections = this.connections
+      const keeper = Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const reclaimed = yield* Deferred.make<void>()
+          // Called by the pool's dispatch, never before the lease is handed out.
+          let giveBack = (): void => undefined
+          const leased = yield* pool.lease("lane", restore, () => giveBack())
+          giveBack = () => {
+            lease.status = "reclaimed"
+            leased.release(Exit.void)
+            Deferred.unsafeDone(reclaimed, Exit.void)
+          }
+          lease.connection = leased.pooled
+          connections.set(leased.pooled.id, leased.pooled)
+          lease.status = "held"
+          const ending = yield* restore(
+            Effect.raceFirst(Deferred.await(lease.ending), Effect.as(Deferred.await(reclaimed), "reclaimed" as const))
+          )
+            .pipe(Effect.onInterrupt(() =>
+              Effect.sync(() => {
+                lease.status = "interruptedHolder"
+                leased.release(Exit.interrupt(FiberId.none))
+              })
+            ))
+          if (ending === "reclaimed") return
+          leased.release(
+            ending === "fail" ? Exit.fail(new SqlError({ cause: undefined, message: "failed inside" })) : Exit.void
+          )
+          lease.status = ending === "fail" ? "failedInside" : "released"
+        })
+      )
+      const ended = Effect.onExit(keeper, (exit) =>
+        Effect.sync(() => {
+          if (lease.status === "waiting") lease.status = statusOfExit(exit, false)
+        }))
+      lease.fiber = yield* Effect.forkIn(Effect.ignore(ended), this.forkIn)
+    })
+  }
+
+  private newLease(label: number): Effect.Effect<RealLease> {
+    return Effect.map(Deferred.make<Ending>(), (ending) => {
+      const lease: RealLease = { label, fiber: undefined, ending, connection: undefined, status: "waiting" }
+      this.leases.set(label, lease)
+      return lease
+    })
+  }
+
   startLease(label: number): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const lease: RealLease = {
-        label,
-        fiber: undefined,
-        ending: yield* Deferred.make<Ending>(),
-        connection: undefined,
-        status: "waiting"
-      }
-      this.leases.set(label, lease)
+      const lease = yield* this.newLease(label)
       lease.fiber = yield* Effect.forkIn(this.holder(lease), this.forkIn)
     })
   }
@@ -264,6 +356,7 @@ export class Harness {
         if (stats[key] !== expected[key]) problems.push(`stats.${key} should be ${expected[key]} but is ${stats[key]}`)
       }
       problems.push(...violations(stats, model.maxConnections).map((rule) => `invariant broken: ${rule}`))
+      problems.push(...this.pool.violations().map((rule) => `core invariant broken: ${rule}`))
       if (this.connector.openHandles() !== stats.open) {
         problems.push(`the pool reports ${stats.open} open but ${this.connector.openHandles()} handles are open`)
       }

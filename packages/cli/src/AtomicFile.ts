@@ -74,11 +74,13 @@ export const open = (
     if (targetInfo._tag === "Right" && targetInfo.right.type === "Directory") {
       return yield* Effect.fail(fail("it is a directory; give a file path"))
     }
+    if (targetInfo._tag === "Left" && errorCode(targetInfo.left) === "ENAMETOOLONG") {
+      return yield* Effect.fail(describe(output, targetInfo.left))
+    }
 
-    const temporaryPath = path.join(
-      directory,
-      `.${path.basename(target)}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`
-    )
+    // A short name of its own, not the target's name with a suffix: a target name as long as the file system
+    // allows must still be writable.
+    const temporaryPath = path.join(directory, temporaryName())
     let committed = false
     yield* Effect.addFinalizer(() => committed ? Effect.void : Effect.ignore(fs.remove(temporaryPath)))
     const file = yield* fs.open(temporaryPath, { flag: "wx" }).pipe(Effect.mapError((error) => describe(output, error)))
@@ -97,6 +99,13 @@ export const open = (
     return { path: target, temporaryPath, write, commit } satisfies AtomicFile
   })
 
+/** `.sqlsim-`, 8 random characters, `.tmp`: 20 characters, whatever the target's name. */
+const temporaryName = () => {
+  let random = ""
+  while (random.length < 8) random += Math.random().toString(36).slice(2)
+  return `.sqlsim-${random.slice(0, 8)}.tmp`
+}
+
 const errorCode = (error: unknown): string | undefined => {
   const cause = (error as { cause?: unknown }).cause
   const code = (cause as { code?: unknown } | undefined)?.code
@@ -111,6 +120,8 @@ const describe = (output: string, error: unknown): OutputError => {
     ? "the disk is full"
     : code === "ENOTDIR"
     ? "a part of the path is not a directory"
+    : code === "ENAMETOOLONG"
+    ? "the name is longer than the file system allows; choose a shorter one"
     : (error as { message?: unknown }).message?.toString() ?? String(error)
   return new OutputError({ output, reason, cause: error })
 }

@@ -4,23 +4,29 @@
  * acquire (a reuse of the same connection) and write a JSON summary whose pool statistics prove the pooling
  * (`created: 1, reused: 1`).
  *
- * Bad input changes nothing: the input and the output are checked before the database is opened, a regular input
- * file is read through once (streamed) before it, and the inserts run in one transaction that rolls back on any
- * failure. The summary is written to a temporary file and renamed over the output only at the end.
+ * Bad input changes nothing: the files are checked to be distinct and usable before the database is opened, the
+ * input (read once) is read ahead of it up to `readAheadBytes`, and the inserts run in one transaction that rolls
+ * back on any failure; a database file the run created is removed when nothing was committed. The summary is written
+ * to a temporary file and renamed over the output only at the end.
  *
  * @since 0.1.0
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import { Workload } from "@sqlsim/simulator"
 import { ConnectionPool, PoolConfig, type PoolError, type PoolStats, RetryPolicy } from "@sqlsim/sqlite-pool"
+import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as AtomicFile from "./AtomicFile.js"
+import * as Distinct from "./internal/distinct.js"
+import * as TemporaryDirectory from "./internal/temporaryDirectory.js"
 import * as Labels from "./Labels.js"
 
 /**
@@ -141,9 +147,7 @@ export interface Result {
  * @since 0.1.0
  * @category errors
  */
-export class ConflictError extends Data.TaggedError("ConflictError")<{
-  readonly message: string
-}> {}
+export { ConflictError } from "./internal/distinct.js"
 
 /**
  * A statement on the database failed (say, an existing `events` table without a `label` column); the transaction
@@ -171,7 +175,8 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
 export type DemoError =
   | Labels.InputError
   | AtomicFile.OutputError
-  | ConflictError
+  | Distinct.ConflictError
+  | TemporaryDirectory.TemporaryDirectoryError
   | PoolError.PoolConfigError
   | PoolError.AcquireError
   | PoolError.HealthCheckError
@@ -190,12 +195,22 @@ export type DemoError =
 export const run = (options: Options): Effect.Effect<Result, DemoError, FileSystem.FileSystem> =>
   Effect.scoped(Effect.gen(function*() {
     const config = yield* PoolConfig.make(options.pool ?? {})
-    yield* checkConflicts(options.input, options.output, config.filename)
-    const inputKind = yield* Labels.inspect(options.input)
+    yield* Distinct.checkDistinct([
+      { option: "--input", file: options.input },
+      { option: "--db", file: config.filename, database: true },
+      { option: "--output", file: options.output }
+    ])
+    yield* Labels.inspect(options.input)
     const output = yield* AtomicFile.open(options.output)
-    // A file can be read twice: reading it through first means bad content never reaches the database at all.
-    // Standard input or a pipe is read once, inside the transaction, which rolls back if the content is bad.
-    if (inputKind === "file") yield* Stream.runDrain(Labels.read(options.input))
+    if (config.filename === ":memory:") yield* TemporaryDirectory.check("the in-memory database")
+    // Read before the database is opened, so before the write lock is taken: a producer that is slow or silent (a
+    // pipe, a FIFO) never holds the lock, and bad input within the limit never reaches the database. Each input is
+    // read once; a longer one goes on inside the transaction, which rolls back if the rest is bad.
+    const { ahead, rest } = yield* Labels.readAhead(options.input, readAheadBytes)
+    const labels = rest === undefined ? Stream.fromIterable(ahead) : Stream.concat(Stream.fromIterable(ahead), rest)
+    const database = config.filename === ":memory:" ? undefined : path.resolve(config.filename)
+    const createdHere = database !== undefined && !fs.existsSync(database)
+    let committed: Inserted | undefined
 
     const result = yield* Effect.scoped(Effect.gen(function*() {
       const pool = yield* ConnectionPool.makeWithConfig(config)
@@ -206,8 +221,9 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
           const inserted = yield* inTransaction(
             connection.sql,
             config,
-            Effect.zipRight(createTable(connection.sql), insertLabels(connection.sql, Labels.read(options.input)))
+            Effect.zipRight(createTable(connection.sql), insertLabels(connection.sql, labels))
           )
+          committed = inserted
           yield* output.write(renderHead(inserted.count))
           const preview = yield* writeRows(connection.sql, inserted, output, previewRows)
           yield* output.write(renderRowsEnd(inserted.count))
@@ -226,11 +242,60 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
       const poolStats = toPoolStatsSummary(yield* pool.stats)
       yield* output.write(renderTail(health, poolStats))
       return { output: output.path, rowsInserted, preview, health, poolStats } satisfies Result
-    }))
+    })).pipe(
+      // After the pool has closed: a database file this run created and never committed to is not left behind.
+      Effect.onExit((exit) =>
+        Exit.isFailure(exit) && committed === undefined && createdHere ? removeDatabase(database) : Effect.void
+      ),
+      Effect.onInterrupt(() =>
+        committed === undefined ? Effect.void : reportInterruptedAfterCommit(options.output, database, committed)
+      )
+    )
     // Renamed only after the pool has closed: the summary appears complete, or not at all.
     yield* output.commit
     return result
   }))
+
+/**
+ * Labels read before the database is opened, in characters of text: 4 MiB (a longer input goes on inside the
+ * transaction).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const readAheadBytes = 4 * 1024 * 1024
+
+const removeDatabase = (database: string) =>
+  Effect.forEach(
+    ["", "-wal", "-shm", "-journal"],
+    (suffix) => Effect.ignore(Effect.try(() => fs.rmSync(database + suffix, { force: true })))
+  )
+
+/**
+ * Interrupted after the COMMIT: the rows are in the database, so say so, on stderr and in the output (marked as
+ * interrupted, with what completed), instead of exiting as if nothing happened.
+ */
+const reportInterruptedAfterCommit = (output: string, database: string | undefined, inserted: Inserted) =>
+  Effect.gen(function*() {
+    const where = database ?? "the in-memory database (gone with the process)"
+    const ids = inserted.count === 0 ? "" : ` (ids ${inserted.firstId} to ${inserted.lastId})`
+    yield* Console.error(
+      `interrupted after the commit: ${inserted.count} rows were committed to ${where}${ids}; ` +
+        `the summary written to ${output} is marked as interrupted`
+    )
+    const summary = {
+      interrupted: true,
+      rows_inserted: inserted.count,
+      first_id: inserted.count === 0 ? null : inserted.firstId,
+      last_id: inserted.count === 0 ? null : inserted.lastId,
+      database: database ?? ":memory:"
+    }
+    yield* Effect.scoped(Effect.gen(function*() {
+      const file = yield* AtomicFile.open(output)
+      yield* file.write(JSON.stringify(summary, null, 2) + "\n")
+      yield* file.commit
+    })).pipe(Effect.catchAll((error) => Console.error(error.message)))
+  })
 
 /**
  * The summary as the JSON text written to the output: one row per line.
@@ -258,23 +323,6 @@ const renderTail = (health: HealthSummary, poolStats: PoolStatsSummary) =>
 
 const indent = (json: string) => json.replaceAll("\n", "\n  ")
 
-const sameFile = (a: string, b: string) => path.resolve(a) === path.resolve(b)
-
-const checkConflicts = (input: string, output: string, database: string) =>
-  Effect.suspend(() => {
-    if (input !== Labels.standardInput && sameFile(input, output)) {
-      return Effect.fail(new ConflictError({ message: `the input and the output are the same file (${input})` }))
-    }
-    if (database === ":memory:") return Effect.void
-    if (input !== Labels.standardInput && sameFile(input, database)) {
-      return Effect.fail(new ConflictError({ message: `the input and the database are the same file (${input})` }))
-    }
-    if (sameFile(output, database)) {
-      return Effect.fail(new ConflictError({ message: `the output and the database are the same file (${output})` }))
-    }
-    return Effect.void
-  })
-
 const createTable = (sql: SqliteClient.SqliteClient) =>
   sql`CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, label TEXT NOT NULL)`
 
@@ -292,10 +340,14 @@ const insertLabels = <E>(sql: SqliteClient.SqliteClient, labels: Stream.Stream<L
     let lastId = Number.NEGATIVE_INFINITY
     return labels.pipe(
       Stream.grouped(batchSize),
+      // Each batch ends with a turn of the event loop: the statements are synchronous, and a signal must get through.
       Stream.runForEach((batch) =>
         Effect.map(
-          sql<{ id: number }>`INSERT INTO events ${sql.insert(Array.from(batch, (label) => ({ label: label.text })))}
+          Effect.zipLeft(
+            sql<{ id: number }>`INSERT INTO events ${sql.insert(Array.from(batch, (label) => ({ label: label.text })))}
             RETURNING id`,
+            Workload.eventLoopTurn
+          ),
           (ids) => {
             count += ids.length
             // RETURNING gives no order guarantee: take the extremes.

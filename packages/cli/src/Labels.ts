@@ -9,8 +9,12 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
+import * as net from "node:net"
+import type { Readable } from "node:stream"
 
 /**
  * The longest line accepted, in bytes of UTF-8 (line end excluded): 64 KiB.
@@ -185,12 +189,67 @@ export const fromBytes = <E, R>(input: string, bytes: Stream.Stream<Uint8Array, 
 export const read = (input: string): Stream.Stream<Label, InputError> =>
   fromBytes(
     input,
-    NodeStream.fromReadable<InputError, Uint8Array>(
-      () => input === standardInput ? process.stdin : fs.createReadStream(input, { highWaterMark: 65_536 }),
-      (cause) => readFailure(input, cause),
-      { chunkSize: 65_536 }
+    Stream.unwrap(
+      Effect.try({
+        try: () => input === standardInput ? process.stdin : openReadable(input),
+        catch: (cause) => readFailure(input, cause)
+      }).pipe(Effect.map((readable) =>
+        NodeStream.fromReadable<InputError, Uint8Array>(
+          () => readable,
+          (cause) => readFailure(input, cause),
+          { chunkSize: 65_536 }
+        )
+      ))
     )
   )
+
+/**
+ * A FIFO or a socket is read without blocking: `createReadStream` would wait for its writer in a thread of libuv's
+ * pool, which a signal cannot stop and which the process waits for on exit. Opened with O_NONBLOCK and read by a
+ * `net.Socket`, it waits on the event loop instead (on Linux a FIFO reports no end before a writer has come).
+ */
+const openReadable = (input: string): Readable => {
+  const stat = fs.statSync(input)
+  if (!stat.isFIFO() && !stat.isSocket()) return fs.createReadStream(input, { highWaterMark: 65_536 })
+  const fd = fs.openSync(input, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  return new net.Socket({ fd, readable: true, writable: false })
+}
+
+/**
+ * The labels read ahead of the work: everything, or as many as fit in `maxBytes` of text, and a stream of the rest
+ * (undefined when the input ended within the limit). The Scope keeps the input open for the rest.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const readAhead = (
+  input: string,
+  maxBytes: number
+): Effect.Effect<
+  { readonly ahead: ReadonlyArray<Label>; readonly rest: Stream.Stream<Label, InputError> | undefined },
+  InputError,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const pull = yield* Stream.toPull(read(input))
+    const ahead: Array<Label> = []
+    let bytes = 0
+    while (bytes < maxBytes) {
+      const chunk = yield* Effect.catchAll(
+        pull,
+        Option.match({
+          onNone: () => Effect.succeed(undefined),
+          onSome: Effect.fail
+        })
+      )
+      if (chunk === undefined) return { ahead, rest: undefined }
+      for (const label of chunk) {
+        ahead.push(label)
+        bytes += label.text.length
+      }
+    }
+    return { ahead, rest: Stream.repeatEffectChunkOption(pull) }
+  })
 
 /**
  * What kind of input a path is, checked before anything is opened: a regular file can be read twice (the demo

@@ -8,27 +8,16 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import packageJson from "../package.json" with { type: "json" }
 import {
+  assertOneLineError,
   eventsOf,
   filesIn,
-  linesOf,
   makeEventsDatabase,
-  type Run,
   sqlsim,
   tempDir,
   unwritableDirectory
 } from "./utils.js"
 
 const readSummary = (file: string): Demo.Summary => JSON.parse(fs.readFileSync(file, "utf8"))
-
-/** A failure a user can act on: the exit code, and exactly one line on stderr that says `expected`. */
-const assertOneLineError = (run: Run, code: number, expected: string | RegExp) => {
-  assert.strictEqual(run.code, code, `exit code (stderr: ${run.stderr})`)
-  const lines = linesOf(run.stderr)
-  assert.strictEqual(lines.length, 1, `one line on stderr, got: ${run.stderr}`)
-  if (typeof expected === "string") assert.include(lines[0], expected)
-  else assert.match(lines[0]!, expected)
-  assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
-}
 
 describe("sqlsim", () => {
   it.scoped("demo with no arguments: bundled labels, in-memory database, ./summary.json named in the output", () =>

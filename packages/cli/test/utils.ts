@@ -2,6 +2,7 @@
  * Fixtures of the command's tests: scoped temporary directories, direct reads of a database file (with
  * better-sqlite3, independently of the pool), and running the real `sqlsim` command as a child process.
  */
+import { assert } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -50,6 +51,8 @@ const reportPeakMemory = fileURLToPath(new URL("./fixtures/report-peak-memory.mj
 
 /** What a run of the command left behind. */
 export interface Run {
+  /** when it ended (performance.now()) */
+  readonly endedAt: number
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
   readonly stdout: string
@@ -69,6 +72,8 @@ export interface RunOptions {
   readonly stdin?: (child: NodeJS.WritableStream) => void
   /** called once with the running child (to kill it, say) */
   readonly onSpawn?: (child: { readonly kill: (signal: NodeJS.Signals) => boolean }) => void
+  /** called with everything written to stderr so far, each time more arrives */
+  readonly onStderr?: (stderr: string) => void
 }
 
 /** Runs `node --import tsx packages/cli/src/bin.ts ...args` and collects its output and exit code. */
@@ -99,7 +104,10 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
     let stdout = ""
     let stderr = ""
     child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => {
+      stderr += text
+      options.onStderr?.(stderr)
+    })
     // The child may stop reading early (bad input): a write after that is not the test's failure.
     child.stdin.on("error", () => {})
     if (options.stdin === undefined) child.stdin.end()
@@ -111,12 +119,22 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
         peakMemoryMiB = Number(fs.readFileSync(memoryFile, "utf8")) / 1024
         fs.rmSync(memoryFile, { force: true })
       }
-      resume(Effect.succeed({ code, signal, stdout, stderr, peakMemoryMiB }))
+      resume(Effect.succeed({ endedAt: performance.now(), code, signal, stdout, stderr, peakMemoryMiB }))
     })
     return Effect.sync(() => {
       child.kill("SIGKILL")
     })
   })
+
+/** A failure a user can act on: the exit code, and exactly one line on stderr that says `expected`. */
+export const assertOneLineError = (run: Run, code: number, expected: string | RegExp) => {
+  assert.strictEqual(run.code, code, `exit code (stderr: ${run.stderr})`)
+  const lines = linesOf(run.stderr)
+  assert.strictEqual(lines.length, 1, `one line on stderr, got: ${run.stderr}`)
+  if (typeof expected === "string") assert.include(lines[0], expected)
+  else assert.match(lines[0]!, expected)
+  assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
+}
 
 /** The lines of a text, without the empty one after a final newline. */
 export const linesOf = (text: string): Array<string> => {
@@ -161,3 +179,45 @@ export const unwritableDirectory: Effect.Effect<string, never, Scope.Scope> = Ef
   })()
   return locked && !writable ? directory : "/sys"
 })
+
+/**
+ * A signal sent once `ready(stderr)` holds (checked as stderr arrives) or `ready()` holds (checked every 20 ms), then
+ * after `delayMs`. `sentAt` is when it was sent (performance.now()), or undefined if it never was.
+ */
+export const signalWhen = (
+  signal: NodeJS.Signals,
+  ready: (stderr: string) => boolean,
+  delayMs = 0,
+  /** send the signal again this long after the first (as a wrapper relaying the terminal's signal does) */
+  repeatAfterMs?: number
+) => {
+  const state: { sentAt: number | undefined } = { sentAt: undefined }
+  let child: { readonly kill: (signal: NodeJS.Signals) => boolean } | undefined
+  let armed = false
+  let poll: ReturnType<typeof setInterval> | undefined
+  let latest = ""
+  const arm = () => {
+    if (armed || child === undefined || !ready(latest)) return
+    armed = true
+    if (poll !== undefined) clearInterval(poll)
+    setTimeout(() => {
+      state.sentAt = performance.now()
+      child?.kill(signal)
+      if (repeatAfterMs !== undefined) setTimeout(() => child?.kill(signal), repeatAfterMs)
+    }, delayMs)
+  }
+  return {
+    state,
+    options: {
+      onSpawn: (spawned: { readonly kill: (signal: NodeJS.Signals) => boolean }) => {
+        child = spawned
+        poll = setInterval(arm, 20)
+        poll.unref()
+      },
+      onStderr: (stderr: string) => {
+        latest = stderr
+        arm()
+      }
+    } satisfies RunOptions
+  }
+}

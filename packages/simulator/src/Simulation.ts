@@ -257,8 +257,19 @@ interface RunState {
 export const modes = (options: Options): ReadonlyArray<Target.Mode> =>
   options.compare ? ["pooled", "connect-per-operation"] : ["pooled"]
 
-const temporaryDatabase: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-simulate-"))),
+/** A temporary directory that cannot be made (a missing or read-only TMPDIR) is the environment's, not a bug. */
+const temporaryDatabase: Effect.Effect<string, SetupError, Scope.Scope> = Effect.acquireRelease(
+  Effect.try({
+    try: () => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-simulate-")),
+    catch: (cause) =>
+      new SetupError({
+        filename: "(a temporary file)",
+        reason: `cannot create it in the temporary directory ${os.tmpdir()} (${
+          (cause as { code?: unknown }).code ?? String(cause)
+        }); set TMPDIR to a directory you can write to, or give --db`,
+        cause
+      })
+  }),
   (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
 ).pipe(Effect.map((directory) => path.join(directory, "simulate.db")))
 
@@ -311,7 +322,12 @@ export const make = (options: Options): Effect.Effect<Session> =>
       holdMs: options.holdMs,
       rows: options.rows,
       operationTimeoutMs: 60_000,
-      sampleEveryMs: options.sampleEveryMs
+      sampleEveryMs: options.sampleEveryMs,
+      // On virtual time a turn is a sleep of 0 on the virtual clock: its driver is an event-loop task that runs when
+      // every fiber waits, and wakes the sleepers due now without moving time, so the run still repeats exactly.
+      turn: options.clock === "virtual"
+        ? { everyOperations: Workload.defaultTurn.everyOperations, everyMillis: Infinity, wait: Effect.sleep(0) }
+        : Workload.defaultTurn
     }
 
     const runOne = (mode: Target.Mode, filename: string) =>

@@ -11,7 +11,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Connector, type PoolConfig, PoolError, type PoolStats, RetryPolicy, SqlitePool } from "@sqlsim/sqlite-pool"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -161,29 +160,19 @@ export const perOperation = (
   }
   const busy: RetryPolicy.BusyCounter = { retries: 0 }
   const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
-  const schedule = RetryPolicy.schedule(config)
 
   const connect = (readOnly: boolean) =>
     Effect.gen(function*() {
-      const startedAt = yield* Clock.currentTimeMillis
-      let attempts = 0
-      const attempt = Effect.suspend(() => {
-        if (attempts++ > 0) counts.connectRetries++
-        return options.connector.connect({
-          filename: config.filename,
-          readOnly,
-          busyTimeout: config.busyTimeout,
-          pageCacheKiB: config.pageCacheKiB
-        })
-      }).pipe(Effect.tapError(() => Effect.sync(() => counts.connectFailures++)))
-      const connection = yield* Effect.retry(attempt, { schedule, while: (error) => error.transient }).pipe(
-        Effect.catchAll((error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) =>
-            Effect.fail(
-              new PoolError.ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })
-            ))
-        )
-      )
+      const attempt = options.connector.connect({
+        filename: config.filename,
+        readOnly,
+        busyTimeout: config.busyTimeout,
+        pageCacheKiB: config.pageCacheKiB
+      })
+      const connection = yield* RetryPolicy.retryConnect(attempt, config, {
+        failed: () => counts.connectFailures++,
+        retrying: () => counts.connectRetries++
+      })
       counts.created++
       yield* Effect.addFinalizer(() => Effect.sync(() => counts.closed++))
       return yield* Connector.client(connection, config.filename)

@@ -14,6 +14,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -25,8 +26,8 @@ import * as PooledClient from "./internal/client.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import * as PoolCore from "./internal/poolCore.js"
 import * as PoolConfig from "./PoolConfig.js"
-import { HealthCheckError } from "./PoolError.js"
-import type { AcquireError, ConnectError, PoolConfigError } from "./PoolError.js"
+import { ConnectError, HealthCheckError } from "./PoolError.js"
+import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import type { PoolStats } from "./PoolStats.js"
 import * as SqliteCode from "./SqliteCode.js"
 
@@ -92,6 +93,18 @@ export interface Service {
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
     reclaim?: () => void
   ) => Effect.Effect<Lease, AcquireError>
+  /**
+   * The invariants of the pool core that do not hold right now (empty when all do): for the model-based test.
+   *
+   * @internal
+   */
+  readonly violations: () => ReadonlyArray<string>
+  /**
+   * The connections open now, idle or leased (for changes every connection must get, such as an extension).
+   *
+   * @internal
+   */
+  readonly openConnections: () => ReadonlyArray<PooledConnection>
 }
 
 /**
@@ -127,6 +140,10 @@ export interface MakeOptions {
   readonly databaseFile?: string | undefined
   /** open each connection in a worker thread of its own (SqlitePool's Reader with `readerThreads`) */
   readonly inWorkers?: boolean | undefined
+  /** what `onConnect` is told the connection is for (default "pool") */
+  readonly role?: PoolConfig.NewConnection["role"] | undefined
+  /** extensions every new connection loads (a list its owner may grow; SqlitePool shares one between its pools) */
+  readonly extensions?: ReadonlyArray<string> | undefined
 }
 
 type Entry = PoolCore.Entry<SqliteClient.SqliteClient>
@@ -151,6 +168,26 @@ export const makeWithConfig = (
     const filename = options.databaseFile ?? (yield* MemoryDatabase.resolve(config.filename))
     const readOnly = options.readOnly ?? false
     const reactivity = yield* Reactivity.make
+    const role = options.role ?? "pool"
+    // The user's set-up of a new connection; a failure cannot be retried away, so it is permanent.
+    const onConnect = (sql: SqliteClient.SqliteClient, connection: Connector.Connection) =>
+      config.onConnect === undefined ?
+        Effect.void :
+        Effect.suspend(() => config.onConnect!({ sql, database: connection.driver?.database, role })).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.fail(
+              new ConnectError({
+                filename: config.filename,
+                attempts: 1,
+                code: "UNKNOWN",
+                transient: false,
+                reason: `the onConnect hook failed: ${Cause.pretty(cause).split("\n")[0]}`,
+                elapsedMs: 0,
+                cause: Cause.squash(cause)
+              })
+            )
+          )
+        )
     const core = yield* PoolCore.make<SqliteClient.SqliteClient>({
       config,
       connector,
@@ -159,10 +196,17 @@ export const makeWithConfig = (
         readOnly,
         busyTimeout: config.busyTimeout,
         pageCacheKiB: config.pageCacheKiB,
+        prepareCacheSize: config.prepareCacheSize,
+        prepareCacheTTL: config.prepareCacheTTL,
+        extensions: options.extensions,
         worker: options.inWorkers === true ? { timeout: config.acquireTimeout } : undefined
       },
       makeClient: (connection) =>
-        Effect.provideService(PooledClient.make(connection, config.filename), Reactivity.Reactivity, reactivity),
+        Effect.provideService(
+          Effect.tap(PooledClient.make(connection, { ...config, filename }), (sql) => onConnect(sql, connection)),
+          Reactivity.Reactivity,
+          reactivity
+        ),
       // A read-write connection that meets SQLITE_READONLY has lost write access (SQLite reopened its file
       // read-only): only a new connection gets it back.
       isFatal: (error) => !readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY",
@@ -213,7 +257,9 @@ export const makeWithConfig = (
       invalidate: (connection) => Effect.sync(() => core.invalidate(connection as Entry)),
       check: (connection) => core.check(connection as Entry),
       config,
-      lease
+      lease,
+      violations: () => core.violations(),
+      openConnections: () => core.openEntries()
     } satisfies Service
   })
 

@@ -43,6 +43,8 @@ export interface ConnectOptions {
    * A worker that does not answer its opening or a probe within `timeout` is treated as dead.
    */
   readonly worker?: { readonly timeout: Duration.Duration } | undefined
+  /** SQLite extensions to load into the connection (read when it opens: a pool shares one growing list) */
+  readonly extensions?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -115,6 +117,33 @@ export const classifyOpenFailure = (filename: string, cause: unknown): ConnectEr
   const error = (code: string, transient: boolean, reason: string) =>
     new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
   const message = driverMessage(cause)
+  // SQLite and better-sqlite3 report these as "unable to open" or "directory does not exist"; the operating system
+  // says what it is. A name too long stays too long (permanent); descriptors may be freed (transient).
+  const systemCode = (() => {
+    try {
+      fs.closeSync(fs.openSync(path.dirname(filename), "r"))
+      fs.statSync(filename)
+      return undefined
+    } catch (systemError) {
+      return (systemError as { code?: unknown }).code
+    }
+  })()
+  if (systemCode === "ENAMETOOLONG") {
+    return error(
+      "SQLITE_CANTOPEN",
+      false,
+      "the file name is longer than the file system allows (ENAMETOOLONG); choose a shorter name or path"
+    )
+  }
+  if (systemCode === "EMFILE" || systemCode === "ENFILE") {
+    return error(
+      "SQLITE_CANTOPEN",
+      true,
+      `too many open files (${systemCode}): the ${
+        systemCode === "EMFILE" ? "process" : "system"
+      } has no file descriptor left; raise the limit (ulimit -n) or open fewer connections (maxConnections)`
+    )
+  }
   if (/directory does not exist/i.test(message)) {
     return error("SQLITE_CANTOPEN", true, "directory does not exist")
   }
@@ -158,6 +187,15 @@ const fileIdentity = (filename: string): string | undefined => {
   }
 }
 
+const isWritable = (filename: string): boolean => {
+  try {
+    fs.accessSync(filename, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
 
 /**
@@ -195,16 +233,17 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
     yield* setUp(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
     yield* setUp(`PRAGMA cache_size = -${options.pageCacheKiB}`)
     yield* setUp("PRAGMA foreign_keys = ON")
-    if (!options.readOnly && db.readonly) {
-      // SQLite falls back to a read-only open when the file or its directory is not writable: every write would
-      // then fail until the connection is replaced. A retry opens it afresh, once the files are writable again.
+    if (isFile(filename) && !options.readOnly && !isWritable(filename)) {
+      // SQLite falls back to a read-only open, silently, when the file cannot be opened for writing (permissions,
+      // an immutable file, a read-only mount): every write would then fail until the connection is replaced. A
+      // retry opens it afresh, and succeeds once the file is writable again.
       return yield* Effect.fail(
         new ConnectError({
           filename,
           attempts: 1,
           code: "SQLITE_READONLY",
           transient: true,
-          reason: "the database opened read-only: its file or directory is not writable",
+          reason: "the database file is not writable, so SQLite would open it read-only",
           elapsedMs: 0,
           cause: undefined
         })
@@ -217,6 +256,21 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       if (mode?.journal_mode !== "wal" && !options.readOnly) yield* setUp("PRAGMA journal_mode = WAL")
     }
     if (options.readOnly) yield* setUp("PRAGMA query_only = ON")
+    for (const extension of options.extensions ?? []) {
+      yield* Effect.try({
+        try: () => db.loadExtension(extension),
+        catch: (cause) =>
+          new ConnectError({
+            filename,
+            attempts: 1,
+            code: SqliteCode.codeOf(cause) ?? "UNKNOWN",
+            transient: false,
+            reason: `cannot load the extension ${extension}: ${driverMessage(cause)}`,
+            elapsedMs: 0,
+            cause
+          })
+      })
+    }
     const probe = db.prepare("SELECT 1")
     yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
 
@@ -252,7 +306,7 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
  * @category constructors
  */
 export const client = (connection: Connection, filename: string): Effect.Effect<SqliteClient.SqliteClient> =>
-  Effect.provideServiceEffect(PooledClient.make(connection, filename), Reactivity.Reactivity, Reactivity.make)
+  Effect.provideServiceEffect(PooledClient.make(connection, { filename }), Reactivity.Reactivity, Reactivity.make)
 
 /**
  * The live connector.

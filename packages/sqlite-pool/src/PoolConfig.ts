@@ -3,6 +3,8 @@
  *
  * @since 0.1.0
  */
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type BetterSqlite3 from "better-sqlite3"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -41,7 +43,7 @@ export interface Input {
   readonly busyTimeout?: Duration.DurationInput | undefined
   /** idle connections above minConnections are closed after this (default 5 minutes) */
   readonly idleTimeToLive?: Duration.DurationInput | undefined
-  /** a connection older than this is retired when it is next idle (default null: no limit) */
+  /** a connection older than this is retired when it is next idle (>= 1 second, or null: no limit; default null) */
   readonly maxLifetime?: Duration.DurationInput | null | undefined
   /** how long closing the pool waits for leased connections (default 5 seconds) */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
@@ -51,6 +53,35 @@ export interface Input {
   readonly pageCacheKiB?: number | undefined
   /** each of SqlitePool's Reader connections lives in a worker thread of its own (default false) */
   readonly readerThreads?: boolean | undefined
+  /** prepared statements kept per connection (integer >= 0, default 200, as SqliteClient) */
+  readonly prepareCacheSize?: number | undefined
+  /** a kept statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
+  readonly prepareCacheTTL?: Duration.DurationInput | undefined
+  /** as SqliteClient's: names in queries (`sql("userName")`, `sql.insert(...)`) go through this, e.g. to snake_case */
+  readonly transformQueryNames?: ((name: string) => string) | undefined
+  /** as SqliteClient's: column names of result rows go through this, e.g. to camelCase */
+  readonly transformResultNames?: ((name: string) => string) | undefined
+  /** attributes added to every statement's and transaction's span, as SqliteClient's */
+  readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
+  /**
+   * Runs on every new connection, writer and readers, before its first use (pragmas, user functions, extensions).
+   * Its failure is a permanent `ConnectError` that names the hook.
+   */
+  readonly onConnect?: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
+}
+
+/**
+ * What `onConnect` is given: the new connection's client, and its better-sqlite3 handle (for `function`,
+ * `aggregate`, `loadExtension`) when the connection lives on this thread.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NewConnection {
+  readonly sql: SqliteClient.SqliteClient
+  readonly database: BetterSqlite3.Database | undefined
+  /** "writer" or "reader" for SqlitePool's connections, "pool" for ConnectionPool's */
+  readonly role: "writer" | "reader" | "pool"
 }
 
 /**
@@ -76,6 +107,12 @@ export interface PoolConfig {
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
   readonly readerThreads: boolean
+  readonly prepareCacheSize: number
+  readonly prepareCacheTTL: Duration.Duration
+  readonly transformQueryNames: ((name: string) => string) | undefined
+  readonly transformResultNames: ((name: string) => string) | undefined
+  readonly spanAttributes: Readonly<Record<string, unknown>>
+  readonly onConnect: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
 }
 
 /**
@@ -100,8 +137,13 @@ export const defaults = {
   shutdownTimeout: "5 seconds",
   validationInterval: "0 millis",
   pageCacheKiB: 2000,
-  readerThreads: false
-} as const satisfies Required<Input>
+  readerThreads: false,
+  prepareCacheSize: 200,
+  prepareCacheTTL: "10 minutes"
+} as const satisfies Omit<Required<Input>, FunctionField | "spanAttributes">
+
+/** Fields whose values are functions: they have no textual default and no environment variable. */
+type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
 
 const DURATION_TEXT = /^(-?\d+(?:\.\d+)?)\s+(nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
 
@@ -146,6 +188,11 @@ const integerBetween = (minimum: number, maximum: number) => {
   ).annotations({ message: (issue) => rule(issue.actual) })
 }
 
+const AFunction = Schema.declare(
+  (input: unknown): input is (...args: ReadonlyArray<never>) => unknown => typeof input === "function",
+  { identifier: "Function", message: (issue) => `must be a function, got ${show(issue.actual)}` }
+)
+
 const InputSchema = Schema.Struct({
   filename: Schema.optional(
     Schema.String.pipe(Schema.filter((s) => s.length > 0 && !s.includes("\0"), {
@@ -170,6 +217,16 @@ const InputSchema = Schema.Struct({
   pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1)),
   readerThreads: Schema.optional(
     Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
+  ),
+  prepareCacheSize: Schema.optional(integerBetween(0, 100_000)),
+  prepareCacheTTL: Schema.optional(NonNegativeDuration),
+  transformQueryNames: Schema.optional(AFunction),
+  transformResultNames: Schema.optional(AFunction),
+  onConnect: Schema.optional(AFunction),
+  spanAttributes: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+      message: (issue) => `must be an object of span attributes, got ${show(issue.actual)}`
+    })
   )
 })
 
@@ -236,6 +293,12 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
       shutdownTimeout: duration("shutdownTimeout"),
       validationInterval: duration("validationInterval"),
       pageCacheKiB: value("pageCacheKiB"),
+      prepareCacheSize: value("prepareCacheSize"),
+      prepareCacheTTL: duration("prepareCacheTTL"),
+      transformQueryNames: input.transformQueryNames,
+      transformResultNames: input.transformResultNames,
+      spanAttributes: input.spanAttributes ?? {},
+      onConnect: input.onConnect,
       readerThreads: value("readerThreads")
     }
     if (config.minConnections > config.maxConnections) {
@@ -261,6 +324,16 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
           field: "retryMaxDelay",
           message: `retryMaxDelay (${Duration.format(config.retryMaxDelay)}) must not be shorter than ` +
             `retryBaseDelay (${Duration.format(config.retryBaseDelay)})`
+        })
+      )
+    }
+    if (config.maxLifetime !== null && Duration.lessThan(config.maxLifetime, Duration.seconds(1))) {
+      return Effect.fail(
+        new PoolConfigError({
+          field: "maxLifetime",
+          message: `maxLifetime must be at least 1 second, or null for no limit (got ${
+            Duration.format(config.maxLifetime)
+          }): a connection retired as soon as it is opened would be reopened for every acquire`
         })
       )
     }
@@ -294,15 +367,18 @@ export const environmentVariables = {
   shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
   validationInterval: "SQLSIM_VALIDATION_INTERVAL",
   pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
-  readerThreads: "SQLSIM_READER_THREADS"
-} as const satisfies Record<keyof Input, string>
+  readerThreads: "SQLSIM_READER_THREADS",
+  prepareCacheSize: "SQLSIM_PREPARE_CACHE_SIZE",
+  prepareCacheTTL: "SQLSIM_PREPARE_CACHE_TTL"
+} as const satisfies Record<keyof typeof defaults, string>
 
 const integerFields = new Set<keyof Input>([
   "maxConnections",
   "minConnections",
   "readConnections",
   "retries",
-  "pageCacheKiB"
+  "pageCacheKiB",
+  "prepareCacheSize"
 ])
 
 /**

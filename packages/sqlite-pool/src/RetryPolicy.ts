@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
+import { ConnectError } from "./PoolError.js"
 import * as SqliteCode from "./SqliteCode.js"
 
 /**
@@ -67,6 +68,34 @@ export const backoff = (options: Omit<Options, "retries">): Schedule.Schedule<Du
  */
 export const schedule = (options: Options): Schedule.Schedule<number> =>
   Schedule.intersect(backoff(options), Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
+
+/**
+ * Connect with retries: runs `attempt` (one connect) and retries it on `schedule` while it fails with a transient
+ * `ConnectError`; the final error says how many attempts were made over how long. `observe` hears of every failed
+ * attempt and every retry (the pool counts them). The pool and the simulator's connection-per-operation target both
+ * connect through this.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retryConnect = <A, R>(
+  attempt: Effect.Effect<A, ConnectError, R>,
+  options: Options,
+  observe: { readonly failed?: (error: ConnectError) => void; readonly retrying?: () => void } = {}
+): Effect.Effect<A, ConnectError, R> =>
+  Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+    let attempts = 0
+    const counted = Effect.suspend(() => {
+      if (attempts++ > 0) observe.retrying?.()
+      return attempt
+    }).pipe(Effect.tapError((error) => Effect.sync(() => observe.failed?.(error))))
+    return Effect.retry(counted, { schedule: schedule(options), while: (error) => error.transient }).pipe(
+      Effect.catchAll((error) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.fail(new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })))
+      )
+    )
+  })
 
 /**
  * Counts the retries `retryWhileBusy` makes.

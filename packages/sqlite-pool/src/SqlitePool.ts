@@ -8,7 +8,9 @@
  * @since 0.1.0
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Client from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -81,7 +83,8 @@ export class Reader extends Context.Tag("@sqlsim/sqlite-pool/SqlitePool/Reader")
  * @category models
  */
 export interface Clients {
-  readonly writer: Client.SqlClient
+  /** the writer lane, which is also the layer's `SqliteClient.SqliteClient` */
+  readonly writer: SqliteClient.SqliteClient
   readonly reader: Client.SqlClient
   readonly service: Service
 }
@@ -101,15 +104,20 @@ export const makeWithConfig = (
     const busy: RetryPolicy.BusyCounter = { retries: 0 }
     const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
 
+    // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
+    const extensions: Array<string> = []
+    const clientOptions = { ...config, filename: databaseFile }
+
     const writerPool = yield* ConnectionPool.makeWithConfig(
       { ...config, maxConnections: 1, minConnections: 1 },
-      { databaseFile, label: `${config.filename} (writer)` }
+      { databaseFile, label: `${config.filename} (writer)`, role: "writer", extensions }
     )
     const writer = yield* Lane.makeLane({
       pool: writerPool,
       kind: "writer",
       retryBusy,
-      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy })
+      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy }),
+      client: clientOptions
     })
 
     const readerPool = config.readConnections === 0 ? undefined : yield* ConnectionPool.makeWithConfig(
@@ -118,14 +126,50 @@ export const makeWithConfig = (
         maxConnections: config.readConnections,
         minConnections: Math.min(config.minConnections, config.readConnections)
       },
-      { databaseFile, readOnly: true, label: `${config.filename} (readers)`, inWorkers: config.readerThreads }
+      {
+        databaseFile,
+        readOnly: true,
+        label: `${config.filename} (readers)`,
+        role: "reader",
+        extensions,
+        inWorkers: config.readerThreads
+      }
     )
     const reader = readerPool === undefined ? writer : yield* Lane.makeLane({
       pool: readerPool,
       kind: "reader",
       retryBusy: (effect) => effect,
-      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: (e) => e })
+      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: (e) => e }),
+      client: clientOptions
     })
+    const pools = readerPool === undefined ? [writerPool] : [writerPool, readerPool]
+
+    // SqliteClient's own methods, on the writer lane: export and backup hold the lane for their duration (as a
+    // transaction would); an extension is loaded into every open connection and every later one.
+    const onWriter = <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) =>
+      Effect.scoped(Effect.flatMap(writer.lease, ([, pooled]) => f(pooled.sql)))
+    const loadExtension = (path: string) =>
+      Effect.suspend(() => {
+        extensions.push(path)
+        const open = pools.flatMap((pool) => pool.openConnections())
+        return Effect.forEach(open, (connection) => connection.sql.loadExtension(path), { discard: true }).pipe(
+          Effect.tapError(() => Effect.sync(() => extensions.splice(extensions.indexOf(path), 1)))
+        )
+      })
+    const writerClient: SqliteClient.SqliteClient = Object.assign(writer.client, {
+      [SqliteClient.TypeId]: SqliteClient.TypeId,
+      config: {
+        filename: databaseFile,
+        transformQueryNames: config.transformQueryNames,
+        transformResultNames: config.transformResultNames,
+        spanAttributes: config.spanAttributes,
+        prepareCacheSize: config.prepareCacheSize,
+        prepareCacheTTL: config.prepareCacheTTL
+      },
+      export: onWriter((sql) => sql.export),
+      backup: (destination: string) => onWriter((sql) => sql.backup(destination)),
+      loadExtension
+    }) as unknown as SqliteClient.SqliteClient
 
     const service: Service = {
       config,
@@ -148,7 +192,7 @@ export const makeWithConfig = (
         }
       }).pipe(Effect.withSpan("sqlsim.healthCheck", { captureStackTrace: false }))
     }
-    return { writer: writer.client, reader: reader.client, service }
+    return { writer: writerClient, reader: reader === writer ? writerClient : reader.client, service }
   })
 
 /** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */
@@ -180,12 +224,14 @@ export const make = (
 
 const toContext = (clients: Clients) =>
   Context.make(Client.SqlClient, clients.writer).pipe(
+    Context.add(SqliteClient.SqliteClient, clients.writer),
     Context.add(Reader, clients.reader),
     Context.add(SqlitePool, clients.service)
   )
 
 /**
- * The Layer: `SqlClient.SqlClient` (writer lane), `SqlitePool.Reader` and `SqlitePool.SqlitePool`.
+ * The Layer: `SqlClient.SqlClient` and `SqliteClient.SqliteClient` (both the writer lane), `SqlitePool.Reader` and
+ * `SqlitePool.SqlitePool`. Code written for `@effect/sql-sqlite-node` (its `SqliteMigrator` among it) runs on it.
  *
  * @example
  * const SqlLive = SqlitePool.layer({ filename: "app.db", readConnections: 4 })
@@ -196,8 +242,10 @@ const toContext = (clients: Clients) =>
  */
 export const layer = (
   input: PoolConfig.Input = {}
-): Layer.Layer<Client.SqlClient | SqlitePool | Reader, PoolConfigError | ConnectError> =>
-  Layer.scopedContext(Effect.map(make(input), toContext)).pipe(Layer.provide(Reactivity.layer))
+): Layer.Layer<
+  Client.SqlClient | SqliteClient.SqliteClient | SqlitePool | Reader,
+  PoolConfigError | ConnectError
+> => Layer.scopedContext(Effect.map(make(input), toContext)).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * The Layer configured from environment variables (`PoolConfig.environmentVariables`), overlaid by `overrides`.
@@ -207,7 +255,10 @@ export const layer = (
  */
 export const layerConfig = (
   overrides: PoolConfig.Input = {}
-): Layer.Layer<Client.SqlClient | SqlitePool | Reader, PoolConfigError | ConnectError> =>
+): Layer.Layer<
+  Client.SqlClient | SqliteClient.SqliteClient | SqlitePool | Reader,
+  PoolConfigError | ConnectError
+> =>
   Layer.scopedContext(
     Effect.map(Effect.flatMap(PoolConfig.fromConfig(overrides), makeWithConfig), toContext)
   ).pipe(Layer.provide(Reactivity.layer))

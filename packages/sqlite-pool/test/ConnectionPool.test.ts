@@ -40,6 +40,19 @@ const overwrite = (filename: string, from: number) => {
 const codeOfFailure = (error: unknown) => SqliteCode.codeOf(error)
 
 describe("ConnectionPool: leases and reuse", () => {
+  it.scoped("idle connections are reused most recently released first", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 3 })
+      const scopes = [yield* Scope.make(), yield* Scope.make(), yield* Scope.make()] as const
+      const ids = yield* Effect.forEach(scopes, (scope) => Effect.map(Scope.extend(pool.acquire, scope), (c) => c.id))
+      expect(ids).toEqual([1, 2, 3])
+      // Released in the order 1, 3, 2: the next leases get 2, then 3, then 1.
+      for (const index of [0, 2, 1] as const) yield* Scope.close(scopes[index], Exit.void)
+      const again = yield* Effect.forEach([1, 2, 3], () => Effect.map(pool.acquire, (c) => c.id))
+      expect(again).toEqual([2, 3, 1])
+      expect(yield* pool.stats).toMatchObject({ created: 3, reused: 3 })
+    }))
+
   it.scoped("a fresh pool with defaults serving two sequential uses reports created: 1, reused: 1", () =>
     Effect.gen(function*() {
       const pool = yield* ConnectionPool.make({})

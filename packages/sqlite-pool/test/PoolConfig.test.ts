@@ -213,10 +213,13 @@ describe("PoolConfig.make", () => {
 })
 
 describe("PoolConfig.fromConfig (environment variables)", () => {
-  it.effect("names one variable for every field of Input", () =>
+  it.effect("names one variable for every field of Input that is not a function or an object", () =>
     Effect.gen(function*() {
-      const defaults = yield* PoolConfig.make({})
-      expect(Object.keys(PoolConfig.environmentVariables).sort()).toEqual(Object.keys(defaults).sort())
+      const resolved = yield* PoolConfig.make({})
+      const textual = Object.keys(resolved).filter((key) =>
+        !["transformQueryNames", "transformResultNames", "onConnect", "spanAttributes"].includes(key)
+      )
+      expect(Object.keys(PoolConfig.environmentVariables).sort()).toEqual(textual.sort())
       for (const name of Object.values(PoolConfig.environmentVariables)) expect(name).toMatch(/^SQLSIM_[A-Z_]+$/)
     }))
 

@@ -42,6 +42,7 @@ const setup = (busyCommits: number) =>
       ),
       pool,
       begin: "BEGIN IMMEDIATE",
+      spanAttributes: [],
       retryBusy: RetryPolicy.retryWhileBusy({
         retryBaseDelay: Duration.millis(10),
         retryMaxDelay: Duration.millis(100),

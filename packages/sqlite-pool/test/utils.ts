@@ -166,6 +166,25 @@ export const waitUntil = <E, R>(
   })
 
 /**
+ * For tests on the real clock: checks `condition` every 10 ms until it holds; fails the test if it does not within
+ * `limitMillis` (a generous bound, not a measurement).
+ */
+export const eventually = <E, R>(
+  condition: Effect.Effect<boolean, E, R>,
+  description: string,
+  limitMillis = 10_000
+): Effect.Effect<void, E, R> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + limitMillis
+    while (!(yield* condition)) {
+      if (Date.now() > deadline) {
+        return yield* Effect.dieMessage(`never happened within ${limitMillis} ms: ${description}`)
+      }
+      yield* Effect.sleep("10 millis")
+    }
+  })
+
+/**
  * Moves the TestClock forward in steps of `step` until `condition` holds (at most `limit` in total), letting fibers
  * run after every step. Returns how far the clock moved.
  */

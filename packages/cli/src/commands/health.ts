@@ -17,7 +17,16 @@ const db = Options.text("db").pipe(
   Options.withPseudoName("FILE"),
   Options.withFallbackConfig(Config.string(PoolConfig.environmentVariables.filename)),
   Options.withDescription(
-    `SQLite database file to check; it is opened read-only and never created (env ${PoolConfig.environmentVariables.filename}).`
+    `SQLite database file to check; it is opened read-only, never created or changed (env ${PoolConfig.environmentVariables.filename}).`
+  )
+)
+
+const pageCheck = Options.choice("check", Health.pageChecks).pipe(
+  Options.withDefault("quick" as const),
+  Options.withDescription(
+    "How much of the file to check. quick (the default): PRAGMA quick_check, every page once, about the time it " +
+      "takes to read the file; full: PRAGMA integrity_check, also every index against its table, several times " +
+      "slower on indexed data; none: the header and the schema only, instant on any size, blind to other damage."
   )
 )
 
@@ -27,17 +36,18 @@ const db = Options.text("db").pipe(
  */
 export const command = Command.make(
   "health",
-  { db, maxRetries: Flags.maxRetries },
+  { db, maxRetries: Flags.maxRetries, pageCheck },
   (flags) =>
     Effect.gen(function*() {
       const pool = yield* Flags.poolInput({ db: Option.some(flags.db), maxRetries: flags.maxRetries })
-      const report = yield* Health.check(pool)
+      const report = yield* Health.check(pool, { pageCheck: flags.pageCheck })
       yield* Console.log(JSON.stringify(report, null, 2))
       if (!report.ok) return yield* Effect.fail(new Health.UnhealthyError({ report }))
     })
 ).pipe(
   Command.withDescription(
-    "Opens the database through a pool (with connect retries), checks that it answers and prints a JSON report: " +
-      "ok, latency_ms, sqlite_version, journal_mode. Exits 1 when the database is unhealthy."
+    "Opens the database with SQLite's read-only open (no byte of the file, its -wal or its -shm changes; nothing " +
+      "is created), checks its pages (--check) and prints a JSON report: ok, latency_ms, sqlite_version, " +
+      "journal_mode, page_check, pages, or the error and the first problems found. Exits 1 when it is unhealthy."
   )
 )

@@ -18,6 +18,9 @@ import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as AtomicFile from "../AtomicFile.js"
+import * as Distinct from "../internal/distinct.js"
+import * as Flags from "../internal/flags.js"
+import * as TemporaryDirectory from "../internal/temporaryDirectory.js"
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
@@ -31,19 +34,7 @@ const parsed = <A>(name: string, parse: (text: string) => Either.Either<A, { rea
   )
 
 const integer = (name: string, minimum: number, maximum: number) =>
-  Options.integer(name).pipe(
-    Options.withPseudoName("N"),
-    Options.mapEffect((value) =>
-      value >= minimum && value <= maximum
-        ? Effect.succeed(value)
-        : Effect.fail(
-          invalid(
-            `--${name} must be a whole number from ${minimum} to ${maximum.toLocaleString("en-US")}, got ${value}`
-          )
-        )
-    ),
-    Options.optional
-  )
+  Flags.wholeNumber(name, minimum, maximum, `a whole number from ${minimum} to ${maximum.toLocaleString("en-US")}`)
 
 const durationUnits: Record<string, string> = { ms: "millis", s: "seconds", m: "minutes", h: "hours" }
 
@@ -239,6 +230,14 @@ export const command = Command.make(
         Effect.catchTag("SimulationConfigError", (error) =>
           Effect.zipRight(Console.error(error.message), Effect.fail(invalid(error.message))))
       )
+      // An output renamed over the database (or its -wal) would destroy it; two outputs on one file lose one.
+      yield* Distinct.checkDistinct([
+        { option: "--db", file: Option.getOrUndefined(flags.db), database: true },
+        { option: "--json", file: Option.getOrUndefined(flags.json) },
+        { option: "--report", file: Option.getOrUndefined(flags.report) }
+      ])
+      // The fault injector keeps its bad paths there, and without --db the database is there too.
+      yield* TemporaryDirectory.check("simulate's temporary files")
       // Outputs are opened first, so an unwritable path is reported before any work is done.
       const output: Output = {
         json: Option.isSome(flags.json) ? yield* AtomicFile.open(flags.json.value) : undefined,

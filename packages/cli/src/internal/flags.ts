@@ -10,21 +10,30 @@ import { PoolConfig, PoolError } from "@sqlsim/sqlite-pool"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 
-/** An integer flag checked against its rule at parse time, so `--pool-size 0` is a usage error that names the rule. */
-export const integer = (name: string, minimum: number, meaning: string): Options.Options<Option.Option<number>> =>
-  Options.integer(name).pipe(
+/**
+ * A whole-number flag checked against its rule at parse time, so that `--pool-size 0`, `--seed -1` and `--seed abc`
+ * are usage errors that say what the value must be. `rule` is how the message states the range.
+ */
+export const wholeNumber = (
+  name: string,
+  minimum: number,
+  maximum: number,
+  rule: string
+): Options.Options<Option.Option<number>> =>
+  Options.text(name).pipe(
     Options.withPseudoName("N"),
-    Options.mapEffect((value) =>
-      value >= minimum
+    Options.mapEffect((text) => {
+      const value = /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : Number.NaN
+      return Number.isSafeInteger(value) && value >= minimum && value <= maximum
         ? Effect.succeed(value)
-        : Effect.fail(
-          ValidationError.invalidValue(
-            HelpDoc.p(`--${name} must be an integer >= ${minimum} (${meaning}), got ${value}`)
-          )
-        )
-    ),
+        : Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} must be ${rule}, got ${text}`)))
+    }),
     Options.optional
   )
+
+/** An integer flag with a lower bound only: `--pool-size must be an integer >= 1 (the most connections ...)`. */
+export const integer = (name: string, minimum: number, meaning: string): Options.Options<Option.Option<number>> =>
+  wholeNumber(name, minimum, Number.MAX_SAFE_INTEGER, `an integer >= ${minimum} (${meaning})`)
 
 /** `--db FILE`: the database file; without it the field's environment variable, then ":memory:". */
 export const database = Options.text("db").pipe(

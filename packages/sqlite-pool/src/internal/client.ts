@@ -16,21 +16,42 @@ import type * as Connector from "../Connector.js"
 const unavailable = (what: string) =>
   Effect.fail(new SqlError({ cause: undefined, message: `${what} needs a local SQLite connection` }))
 
+/** What a client is built with, as SqliteClient's configuration says it. */
+export interface Options {
+  readonly filename: string
+  readonly transformQueryNames?: ((name: string) => string) | undefined
+  readonly transformResultNames?: ((name: string) => string) | undefined
+  readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
+}
+
+/** The compiler, the row transform and the span attributes of SqliteClient for `options`. */
+export const clientOptions = (options: Options, extraAttributes: ReadonlyArray<readonly [string, unknown]> = []) => ({
+  compiler: Statement.makeCompilerSqlite(options.transformQueryNames),
+  transformRows: options.transformResultNames === undefined
+    ? undefined
+    : Statement.defaultTransforms(options.transformResultNames).array,
+  spanAttributes: [
+    ...Object.entries(options.spanAttributes ?? {}),
+    ["db.system.name", "sqlite"] as const,
+    ...extraAttributes
+  ]
+})
+
 export const make = (
   connection: Connector.Connection,
-  filename: string
+  options: Options
 ): Effect.Effect<SqliteClient.SqliteClient, never, Reactivity.Reactivity> =>
   Effect.map(
-    Client.make({
-      acquirer: Effect.succeed(connection.connection),
-      compiler: Statement.makeCompilerSqlite(),
-      spanAttributes: [["db.system.name", "sqlite"]]
-    }),
+    Client.make({ acquirer: Effect.succeed(connection.connection), ...clientOptions(options) }),
     (client) => {
       const driver = connection.driver
       return Object.assign(client, {
         [SqliteClient.TypeId]: SqliteClient.TypeId,
-        config: { filename },
+        config: {
+          filename: options.filename,
+          transformQueryNames: options.transformQueryNames,
+          transformResultNames: options.transformResultNames
+        },
         export: driver?.export ?? unavailable("export"),
         backup: (destination: string) => driver?.backup(destination) ?? unavailable("backup"),
         loadExtension: (path: string) => driver?.loadExtension(path) ?? unavailable("loadExtension")

@@ -36,6 +36,8 @@ export interface StatementCache {
 
 /** What a driver connection offers beside `@effect/sql`'s: SqliteClient's `export`, `backup` and `loadExtension`. */
 export interface DriverExtras {
+  /** the better-sqlite3 handle itself (for `function`, `aggregate`, ...) */
+  readonly database: Database.Database
   readonly export: Effect.Effect<Uint8Array, SqlError>
   readonly backup: (destination: string) => Effect.Effect<{ totalPages: number; remainingPages: number }, SqlError>
   readonly loadExtension: (path: string) => Effect.Effect<void, SqlError>
@@ -45,6 +47,15 @@ const failure = (cause: unknown, message: string) => new SqlError({ cause, messa
 
 /** Rows of a stream pulled from `iterate()` per chunk. */
 const STREAM_CHUNK = 128
+
+/**
+ * A turn of the event loop. Pulling rows is synchronous and resumes through microtasks: without a turn between
+ * chunks, a long stream would starve timers, I/O and signal handlers (and every other fiber waiting on them).
+ */
+const eventLoopTurn = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 export const make = (
   db: Database.Database,
@@ -136,21 +147,25 @@ export const make = (
           (iterator) => Effect.sync(() => iterator.return?.())
         ),
         (iterator) =>
-          Stream.repeatEffectChunkOption(Effect.suspend(() => {
-            const chunk: Array<any> = []
-            try {
-              while (chunk.length < STREAM_CHUNK) {
-                const next = iterator.next()
-                if (next.done === true) break
-                chunk.push(next.value)
+          Stream.repeatEffectChunkOption(Effect.zipRight(
+            eventLoopTurn,
+            Effect.suspend(() => {
+              const chunk: Array<any> = []
+              try {
+                while (chunk.length < STREAM_CHUNK) {
+                  const next = iterator.next()
+                  if (next.done === true) break
+                  chunk.push(next.value)
+                }
+              } catch (cause) {
+                return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
               }
-            } catch (cause) {
-              return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
-            }
-            if (chunk.length === 0) return Effect.fail(Option.none())
-            return Effect.succeed(Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk)))
-          }))
+              if (chunk.length === 0) return Effect.fail(Option.none())
+              return Effect.succeed(Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk)))
+            })
+          ))
       )),
+    database: db,
     export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),
     backup: (destination) =>
       Effect.tryPromise({

@@ -9,7 +9,6 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
@@ -19,6 +18,7 @@ import type * as ConnectionPool from "../ConnectionPool.js"
 import * as Connector from "../Connector.js"
 import { PoolClosedError } from "../PoolError.js"
 import * as SqliteCode from "../SqliteCode.js"
+import * as PooledClient from "./client.js"
 import * as FairGate from "./fairGate.js"
 import { acquireError, leaseFrom, makePin, type Restore } from "./pin.js"
 
@@ -175,7 +175,11 @@ export const makeLane = (options: {
   readonly pool: ConnectionPool.Service
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
-  readonly withTransaction: (lane: Pick<Lane, "lease" | "pool">) => Client.SqlClient["withTransaction"]
+  readonly withTransaction: (
+    lane: Pick<Lane, "lease" | "pool"> & { readonly spanAttributes: ReadonlyArray<readonly [string, unknown]> }
+  ) => Client.SqlClient["withTransaction"]
+  /** SqliteClient's name transforms and span attributes */
+  readonly client: PooledClient.Options
 }): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
     const { kind, pool } = options
@@ -198,12 +202,12 @@ export const makeLane = (options: {
       executeStream: (sql, params, rows) =>
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
     })
+    const clientOptions = PooledClient.clientOptions(options.client, [["sqlsim.lane", kind]])
     const client = yield* Client.make({
       acquirer,
       transactionAcquirer: Effect.map(lease, ([connection]) => connection),
-      compiler: Statement.makeCompilerSqlite(),
-      spanAttributes: [["db.system.name", "sqlite"], ["sqlsim.lane", kind]]
+      ...clientOptions
     })
-    const withTransaction = options.withTransaction({ lease, pool })
+    const withTransaction = options.withTransaction({ lease, pool, spanAttributes: clientOptions.spanAttributes })
     return { client: Object.assign(client, { withTransaction }), lease, pool, waiting }
   })

@@ -39,7 +39,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
-import { AcquireTimeoutError, ConnectError, PoolClosedError } from "../PoolError.js"
+import { AcquireTimeoutError, type ConnectError, PoolClosedError } from "../PoolError.js"
 import type { AcquireError } from "../PoolError.js"
 import type { PoolStats } from "../PoolStats.js"
 import * as RetryPolicy from "../RetryPolicy.js"
@@ -56,6 +56,8 @@ export class Entry<Client> {
   holder: Holder | undefined = undefined
   /** asks a holder that keeps the connection as an optimisation to give it back */
   reclaim: (() => void) | undefined = undefined
+  /** the holder was asked already (once per lease) */
+  reclaimAsked = false
   /** leases so far: the next one is a reuse when this is above 0 */
   leases = 0
   lastReleasedAt: number
@@ -101,8 +103,8 @@ export interface Options<Client> {
   readonly config: PoolConfig.PoolConfig
   readonly connector: Connector.Service
   readonly connectOptions: Connector.ConnectOptions
-  /** the client a connection is handed out with */
-  readonly makeClient: (connection: Connector.Connection) => Effect.Effect<Client>
+  /** the client a new connection is handed out with, once its set-up (`onConnect`) ran */
+  readonly makeClient: (connection: Connector.Connection) => Effect.Effect<Client, ConnectError>
   /** a failure that leaves the connection unusable, beside SqliteCode.isFatal */
   readonly isFatal: (error: unknown) => boolean
   readonly label: string
@@ -142,7 +144,6 @@ export class PoolCore<Client> {
   private readonly validationInterval: number
   private readonly idleTimeToLive: number
   private readonly acquireTimeout: number
-  private readonly retrySchedule: ReturnType<typeof RetryPolicy.schedule>
   /** The span times the wait; it is not made the parent of what runs inside (that copies the fiber's context). */
   private readonly acquireSpan: { readonly attributes: Record<string, string>; readonly captureStackTrace: false }
   private wakeTimer: (() => void) | undefined
@@ -164,7 +165,6 @@ export class PoolCore<Client> {
     this.validationInterval = Duration.toMillis(config.validationInterval)
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     this.acquireTimeout = Duration.toMillis(config.acquireTimeout)
-    this.retrySchedule = RetryPolicy.schedule(config)
     this.acquireSpan = {
       attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
       captureStackTrace: false
@@ -308,10 +308,19 @@ export class PoolCore<Client> {
         break
       }
     }
-    if (this.opening < this.waiting) {
-      for (const entry of [...this.entries]) {
-        if (entry.state === "leased") entry.reclaim?.()
+    // Still short: ask holders that keep a connection as an optimisation for theirs, one at a time, as many as
+    // are needed. One that gives it back at once has made this step run again; a busy one gives it back when its
+    // statement ends, and counts as coming meanwhile.
+    let coming = this.opening
+    for (const entry of this.entries) {
+      if (coming >= this.waiting) return
+      if (entry.state !== "leased" || entry.reclaim === undefined) continue
+      if (!entry.reclaimAsked) {
+        entry.reclaimAsked = true
+        entry.reclaim()
+        if (this.dispatchAgain) return
       }
+      coming++
     }
   }
 
@@ -348,6 +357,7 @@ export class PoolCore<Client> {
     entry.state = "leased"
     entry.holder = holder
     entry.reclaim = reclaim
+    entry.reclaimAsked = false
     entry.fresh = false
     this.stats.lease(entry.leases++ > 0)
     const active: ActiveLease<Client> = { entry, ended: false }
@@ -419,36 +429,19 @@ export class PoolCore<Client> {
 
   /** One physical connection, with retries of transient failures, in a Scope of its own. */
   readonly connectWithRetry: Effect.Effect<Entry<Client>, ConnectError> = Effect.suspend(() => {
-    const { connector, connectOptions, makeClient } = this.options
-    const startedAt = this.clock.unsafeCurrentTimeMillis()
-    let attempts = 0
-    const attempt = Effect.suspend(() => {
-      if (attempts++ > 0) this.stats.count("retries")
-      return connector.connect(connectOptions)
-    }).pipe(Effect.tapError((error) =>
-      Effect.sync(() => {
+    const { config, connectOptions, connector, makeClient } = this.options
+    const connect = RetryPolicy.retryConnect(connector.connect(connectOptions), config, {
+      failed: (error) => {
         this.stats.count("connectFailures")
         this.lastConnectError = error
-      })
-    ))
+      },
+      retrying: () => this.stats.count("retries")
+    })
     return Effect.flatMap(
       Scope.fork(this.poolScope, ExecutionStrategy.sequential),
       (connectionScope) =>
         Effect.uninterruptibleMask((restore) =>
-          restore(
-            Scope.extend(
-              Effect.retry(attempt, { schedule: this.retrySchedule, while: (error) => error.transient }),
-              connectionScope
-            )
-          ).pipe(
-            Effect.mapError((error) =>
-              new ConnectError({
-                ...error,
-                cause: error.cause,
-                attempts,
-                elapsedMs: this.clock.unsafeCurrentTimeMillis() - startedAt
-              })
-            ),
+          restore(Scope.extend(connect, connectionScope)).pipe(
             Effect.flatMap((connection) =>
               Effect.map(
                 makeClient(connection),
@@ -619,6 +612,10 @@ export class PoolCore<Client> {
   }
 
   // --- observation -----------------------------------------------------------------------------------------------
+
+  openEntries(): ReadonlyArray<Entry<Client>> {
+    return [...this.entries]
+  }
 
   snapshot(): PoolStats {
     return this.stats.snapshot()

@@ -9,11 +9,13 @@
 import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import type * as ConnectionPool from "../ConnectionPool.js"
 
 export interface Options {
@@ -26,64 +28,79 @@ export interface Options {
   /** "BEGIN IMMEDIATE" on the writer: the write lock is taken up front, so nothing inside meets SQLITE_BUSY */
   readonly begin: string
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+  /** set on the transaction's span, as on every statement's */
+  readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
 }
 
 const run = (connection: SqlConnection.Connection, statement: string) =>
   Effect.asVoid(connection.executeUnprepared(statement, [], undefined))
 
+// The span and its events are upstream's: "sql.transaction", with db.transaction.commit, .rollback and .savepoint.
 export const makeWithTransaction =
   (options: Options) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.withFiberRuntime<A, E | SqlError, R>((fiber) => {
-        const context = fiber.currentContext
-        const current = Context.getOption(context, Client.TransactionConnection)
-        const inTransaction = (connection: SqlConnection.Connection, depth: number) =>
-          Effect.exit(
-            restore(Effect.locally(
-              effect,
-              FiberRef.currentContext,
-              Context.add(context, Client.TransactionConnection, [connection, depth])
-            ))
-          )
+      Effect.useSpan(
+        "sql.transaction",
+        { kind: "client", captureStackTrace: false },
+        (span) =>
+          Effect.withFiberRuntime<A, E | SqlError, R>((fiber) => {
+            for (const [key, value] of options.spanAttributes) span.attribute(key, value)
+            const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+            const event = (name: string) => span.event(`db.transaction.${name}`, clock.unsafeCurrentTimeNanos())
+            const context = fiber.currentContext
+            const current = Context.getOption(context, Client.TransactionConnection)
+            const inTransaction = (connection: SqlConnection.Connection, depth: number) =>
+              Effect.exit(
+                restore(Effect.locally(
+                  effect,
+                  FiberRef.currentContext,
+                  Context.add(context, Client.TransactionConnection, [connection, depth]).pipe(
+                    Context.add(Tracer.ParentSpan, span)
+                  )
+                ))
+              )
 
-        if (current._tag === "Some") {
-          // Nested: a savepoint; a failed inner block rolls back only itself.
-          const [connection, depth] = current.value
-          const name = `effect_sql_${depth + 1}`
-          return Effect.gen(function*() {
-            yield* run(connection, `SAVEPOINT ${name}`)
-            const exit = yield* inTransaction(connection, depth + 1)
-            if (Exit.isFailure(exit)) yield* run(connection, `ROLLBACK TO SAVEPOINT ${name}`)
-            yield* run(connection, `RELEASE SAVEPOINT ${name}`)
-            return yield* exit
+            if (current._tag === "Some") {
+              // Nested: a savepoint; a failed inner block rolls back only itself.
+              const [connection, depth] = current.value
+              const name = `effect_sql_${depth + 1}`
+              return Effect.gen(function*() {
+                yield* run(connection, `SAVEPOINT ${name}`)
+                const exit = yield* inTransaction(connection, depth + 1)
+                event(Exit.isFailure(exit) ? "rollback" : "savepoint")
+                if (Exit.isFailure(exit)) yield* run(connection, `ROLLBACK TO SAVEPOINT ${name}`)
+                yield* run(connection, `RELEASE SAVEPOINT ${name}`)
+                return yield* exit
+              })
+            }
+
+            return Effect.gen(function*() {
+              const scope = yield* Scope.make()
+              const leased = yield* Effect.exit(restore(Scope.extend(options.lease, scope)))
+              if (Exit.isFailure(leased)) {
+                yield* Scope.close(scope, leased)
+                return yield* Effect.failCause(leased.cause)
+              }
+              const [connection, pooled] = leased.value
+              const began = yield* Effect.exit(restore(options.retryBusy(run(connection, options.begin))))
+              if (Exit.isFailure(began)) {
+                yield* Scope.close(scope, began)
+                return yield* Effect.failCause(began.cause)
+              }
+              let exit: Exit.Exit<A, E | SqlError> = yield* inTransaction(connection, 0)
+              event(Exit.isSuccess(exit) ? "commit" : "rollback")
+              if (Exit.isSuccess(exit)) {
+                const committed = yield* Effect.exit(options.retryBusy(run(connection, "COMMIT")))
+                if (Exit.isFailure(committed)) exit = Exit.failCause(committed.cause)
+              }
+              if (Exit.isFailure(exit)) {
+                const rolledBack = yield* Effect.exit(run(connection, "ROLLBACK"))
+                // An unknown transaction state must not reach the next user of this connection.
+                if (Exit.isFailure(rolledBack)) yield* options.pool.invalidate(pooled)
+              }
+              yield* Scope.close(scope, exit)
+              return yield* exit
+            })
           })
-        }
-
-        return Effect.gen(function*() {
-          const scope = yield* Scope.make()
-          const leased = yield* Effect.exit(restore(Scope.extend(options.lease, scope)))
-          if (Exit.isFailure(leased)) {
-            yield* Scope.close(scope, leased)
-            return yield* Effect.failCause(leased.cause)
-          }
-          const [connection, pooled] = leased.value
-          const began = yield* Effect.exit(restore(options.retryBusy(run(connection, options.begin))))
-          if (Exit.isFailure(began)) {
-            yield* Scope.close(scope, began)
-            return yield* Effect.failCause(began.cause)
-          }
-          let exit: Exit.Exit<A, E | SqlError> = yield* inTransaction(connection, 0)
-          if (Exit.isSuccess(exit)) {
-            const committed = yield* Effect.exit(options.retryBusy(run(connection, "COMMIT")))
-            if (Exit.isFailure(committed)) exit = Exit.failCause(committed.cause)
-          }
-          if (Exit.isFailure(exit)) {
-            const rolledBack = yield* Effect.exit(run(connection, "ROLLBACK"))
-            // An unknown transaction state must not reach the next user of this connection.
-            if (Exit.isFailure(rolledBack)) yield* options.pool.invalidate(pooled)
-          }
-          yield* Scope.close(scope, exit)
-          return yield* exit
-        })
-      }).pipe(Effect.withSpan("sql.transaction", { kind: "client", captureStackTrace: false }))
+      )
     )
