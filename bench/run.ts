@@ -3,7 +3,8 @@
  * (PASS/MISS with the measured ratio), profiles the contender of every missed target, and writes
  * bench/results/latest.json.
  *
- * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,memory] [-- --no-profile]
+ * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,threads,memory]
+ * [-- --no-profile]
  *
  * @since 0.1.0
  */
@@ -21,6 +22,7 @@ import * as Contention from "./cases/contention.js"
 import * as Memory from "./cases/memory.js"
 import * as Mixed from "./cases/mixed.js"
 import * as Queries from "./cases/queries.js"
+import * as ReaderThreads from "./cases/readerThreads.js"
 import { createDatabase, tempDirectory } from "./fixtures.js"
 import { batches, fullSettings, quickSettings, sinkSummary } from "./harness.js"
 import type { Result } from "./harness.js"
@@ -30,7 +32,7 @@ import * as Report from "./report.js"
 import { verdicts } from "./targets.js"
 import type { Verdict } from "./targets.js"
 
-const SUITES = ["queries", "acquire", "connect", "blocks", "mixed", "contention", "memory"] as const
+const SUITES = ["queries", "acquire", "connect", "blocks", "mixed", "contention", "threads", "memory"] as const
 type Suite = typeof SUITES[number]
 
 interface Options {
@@ -120,6 +122,15 @@ const program = (options: Options) =>
           `connection across one setImmediate; acquire wait = ask to hold\n${Report.contentionTable(contention)}\n`
       )
     }
+    const threads = options.suites.has("threads")
+      ? yield* ReaderThreads.run(directory, settings, options.quick)
+      : undefined
+    if (threads !== undefined) {
+      yield* Console.log(
+        `reader threads: SqlitePool's Reader on the main thread vs readerThreads: true, same database\n` +
+          `${ReaderThreads.table(threads)}\n\n${Report.throughputTable(threads.pointQuery)}\n`
+      )
+    }
     const memory = options.suites.has("memory") ? yield* Memory.run(directory, settings.memoryRuns) : []
     if (memory.length > 0) {
       yield* Console.log(
@@ -129,7 +140,10 @@ const program = (options: Options) =>
       )
     }
 
-    const judged = verdicts({ throughput, mixed, contention, memory })
+    const judged = [
+      ...verdicts({ throughput, mixed, contention, memory }),
+      ...(threads === undefined ? [] : ReaderThreads.verdicts(threads))
+    ]
     const profiles: Array<ProfileSummary> = []
     const misses = judged.filter((v) => !v.pass)
     if (options.profileMisses) {
@@ -172,6 +186,7 @@ const program = (options: Options) =>
       mixed,
       contention,
       memory,
+      readerThreads: threads,
       targets: judged,
       profiles,
       sink: sinkSummary()

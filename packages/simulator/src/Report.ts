@@ -102,6 +102,8 @@ export interface Settings {
   readonly holdMs: number
   readonly faults: string
   readonly readers: number
+  /** the Reader's connections ran in worker threads */
+  readonly readerThreads: boolean
   readonly database: string
   readonly clock: "real" | "virtual"
 }
@@ -430,7 +432,7 @@ export const toText = (report: Report): string => {
   ]
   const header = [
     `sqlsim simulate: seed ${settings.seed}, ${settings.workers} workers, ${describeStop(settings)}, ` +
-    `faults ${settings.faults}, ${settings.clock} clock`,
+    `faults ${settings.faults}, ${settings.clock} clock${settings.readerThreads ? ", Reader in worker threads" : ""}`,
     `database ${settings.database}`
   ]
   const body = table(

@@ -104,7 +104,9 @@ export const render = (report: Report): string => {
   const s = report.settings
   const stop = s.operations !== null ? `${count(s.operations)} operations` : `${(s.durationMs ?? 0) / 1000} s`
   const settings = `seed ${s.seed}, ${s.workers} workers, ${stop}, mix read ${s.mix.read} / write ${s.mix.write} / ` +
-    `transaction ${s.mix.transaction}, hold ${s.holdMs} ms, ${s.readers} readers, faults ${s.faults}, ${s.clock} clock`
+    `transaction ${s.mix.transaction}, hold ${s.holdMs} ms, ${s.readers} readers${
+      s.readerThreads ? " (worker threads)" : ""
+    }, faults ${s.faults}, ${s.clock} clock`
   const verdict = report.comparison === undefined
     ? ""
     : `<p class="verdict" id="comparison">${escapeHtml(report.comparison.summary)}</p>` +

@@ -54,10 +54,12 @@ export interface Input {
   readonly database?: string | undefined
   /** read-only connections of the pool's Reader (0 .. 64, default 4) */
   readonly readers?: number | undefined
+  /** each Reader connection in a worker thread of its own (the pool's `readerThreads`; default false) */
+  readonly readerThreads?: boolean | undefined
   /** "virtual": run on virtual time, so that the run repeats exactly (see VirtualClock); default "real" */
   readonly clock?: "real" | "virtual" | undefined
-  /** further pool settings (filename and readConnections come from the options above) */
-  readonly pool?: Omit<PoolConfig.Input, "filename" | "readConnections"> | undefined
+  /** further pool settings (filename, readConnections and readerThreads come from the options above) */
+  readonly pool?: Omit<PoolConfig.Input, "filename" | "readConnections" | "readerThreads"> | undefined
   /** how often gauges are sampled, in ms (default 50) */
   readonly sampleEveryMs?: number | undefined
   /** rows seeded for reads (default 1000) */
@@ -80,8 +82,9 @@ export interface Options {
   readonly compare: boolean
   readonly database: string | undefined
   readonly readers: number
+  readonly readerThreads: boolean
   readonly clock: "real" | "virtual"
-  readonly pool: Omit<PoolConfig.Input, "filename" | "readConnections">
+  readonly pool: Omit<PoolConfig.Input, "filename" | "readConnections" | "readerThreads">
   readonly sampleEveryMs: number
   readonly rows: number
 }
@@ -155,6 +158,12 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
         "--virtual-time cannot be combined with busy=lock-holder: the lock holder is a real process on real time"
       )
     }
+    if (clock === "virtual" && input.readerThreads === true) {
+      return yield* configError(
+        "virtual-time",
+        "--virtual-time cannot be combined with --reader-threads: a worker thread answers on real time"
+      )
+    }
     if (clock === "virtual" && stop._tag === "Duration") {
       return yield* configError(
         "virtual-time",
@@ -180,6 +189,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       compare: input.compare ?? false,
       database: input.database,
       readers,
+      readerThreads: input.readerThreads ?? false,
       clock,
       pool: input.pool ?? {},
       sampleEveryMs,
@@ -335,7 +345,12 @@ export const make = (options: Options): Effect.Effect<Session> =>
         // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
         const injector = yield* FaultInjector.make(options.faults, { seed: options.seed })
         state.injector = injector
-        const poolInput: PoolConfig.Input = { ...options.pool, filename, readConnections: options.readers }
+        const poolInput: PoolConfig.Input = {
+          ...options.pool,
+          filename,
+          readConnections: options.readers,
+          readerThreads: options.readerThreads
+        }
         state.target = mode === "pooled"
           ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
           : Target.perOperation(yield* PoolConfig.make(poolInput), {
@@ -367,6 +382,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
       holdMs: options.holdMs,
       faults: FaultPlan.format(options.faults),
       readers: options.readers,
+      readerThreads: options.readerThreads,
       database,
       clock: options.clock
     })

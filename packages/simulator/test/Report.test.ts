@@ -59,6 +59,7 @@ const settings: Report.Settings = {
   holdMs: 0,
   faults: FaultPlan.format(FaultPlan.none),
   readers: 4,
+  readerThreads: false,
   database: "/tmp/x.db",
   clock: "real"
 }

@@ -84,6 +84,17 @@ describe("sqlsim simulate", () => {
       assert.strictEqual(comparable(replay), comparable(report))
     }).pipe(Effect.scoped))
 
+  it.live("--reader-threads runs the Reader in worker threads and says so", () =>
+    Effect.gen(function*() {
+      const json = path.join(yield* tempDir, "threads.json")
+      const { err, out, result } = yield* simulate("--ops", "300", "--seed", "3", "--reader-threads", "--json", json)
+      assert.strictEqual(result._tag, "Right", err)
+      assert.match(out, /^sqlsim simulate: seed 3, .*, Reader in worker threads\n/)
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as Report.Report
+      assert.isTrue(report.settings.readerThreads)
+      assert.deepStrictEqual(report.runs.map(({ operations }) => [operations.completed, operations.failed]), [[300, 0]])
+    }).pipe(Effect.scoped))
+
   it.live("bad flags are usage errors with one clear line, before any work", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
@@ -95,6 +106,7 @@ describe("sqlsim simulate", () => {
         [["--workers", "0"], /--workers must be a whole number from 1 to 512, got 0/],
         [["--ops", "10", "--duration", "1s"], /give --ops or --duration, not both/],
         [["--virtual-time"], /--virtual-time needs --ops/],
+        [["--ops", "10", "--virtual-time", "--reader-threads"], /cannot be combined with --reader-threads/],
         [["--db", ":memory:"], /--db must be a database file/]
       ]
       for (const [args, message] of cases) {

@@ -138,6 +138,8 @@ export interface MakeOptions {
   readonly label?: string | undefined
   /** the file to open instead of `config.filename` (SqlitePool resolves ":memory:" once for both of its pools) */
   readonly databaseFile?: string | undefined
+  /** open each connection in a worker thread of its own (SqlitePool's Reader with `readerThreads`) */
+  readonly inWorkers?: boolean | undefined
   /** what `onConnect` is told the connection is for (default "pool") */
   readonly role?: PoolConfig.NewConnection["role"] | undefined
   /** extensions every new connection loads (a list its owner may grow; SqlitePool shares one between its pools) */
@@ -196,7 +198,8 @@ export const makeWithConfig = (
         pageCacheKiB: config.pageCacheKiB,
         prepareCacheSize: config.prepareCacheSize,
         prepareCacheTTL: config.prepareCacheTTL,
-        extensions: options.extensions
+        extensions: options.extensions,
+        worker: options.inWorkers === true ? { timeout: config.acquireTimeout } : undefined
       },
       makeClient: (connection) =>
         Effect.provideService(

@@ -18,6 +18,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as PooledClient from "./internal/client.js"
 import * as DriverConnection from "./internal/driverConnection.js"
+import * as ThreadConnector from "./internal/threadConnector.js"
 import { ConnectError } from "./PoolError.js"
 import * as SqliteCode from "./SqliteCode.js"
 
@@ -37,6 +38,11 @@ export interface ConnectOptions {
   readonly prepareCacheSize?: number | undefined
   /** a cached statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
   readonly prepareCacheTTL?: Duration.Duration | undefined
+  /**
+   * Open the connection in a worker thread of its own (`readerThreads`): statements run there, off the event loop.
+   * A worker that does not answer its opening or a probe within `timeout` is treated as dead.
+   */
+  readonly worker?: { readonly timeout: Duration.Duration } | undefined
   /** SQLite extensions to load into the connection (read when it opens: a pool shares one growing list) */
   readonly extensions?: ReadonlyArray<string> | undefined
 }
@@ -200,6 +206,12 @@ const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
  * @category constructors
  */
 export const connect = (options: ConnectOptions): Effect.Effect<Connection, ConnectError, Scope.Scope> =>
+  options.worker !== undefined ? connectInWorker(options, options.worker.timeout) : connectHere(options)
+
+const connectInWorker = (options: ConnectOptions, timeout: Duration.Duration) =>
+  ThreadConnector.connect({ ...options, openTimeout: timeout, probeTimeout: timeout })
+
+const connectHere = (options: ConnectOptions): Effect.Effect<Connection, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { filename } = options
     const db = yield* Effect.acquireRelease(

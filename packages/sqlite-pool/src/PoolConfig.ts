@@ -51,6 +51,8 @@ export interface Input {
   readonly validationInterval?: Duration.DurationInput | undefined
   /** SQLite page cache per connection in KiB (PRAGMA cache_size = -N; integer >= 0, default 2000, SQLite's own) */
   readonly pageCacheKiB?: number | undefined
+  /** each of SqlitePool's Reader connections lives in a worker thread of its own (default false) */
+  readonly readerThreads?: boolean | undefined
   /** prepared statements kept per connection (integer >= 0, default 200, as SqliteClient) */
   readonly prepareCacheSize?: number | undefined
   /** a kept statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
@@ -104,6 +106,7 @@ export interface PoolConfig {
   readonly shutdownTimeout: Duration.Duration
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
+  readonly readerThreads: boolean
   readonly prepareCacheSize: number
   readonly prepareCacheTTL: Duration.Duration
   readonly transformQueryNames: ((name: string) => string) | undefined
@@ -134,6 +137,7 @@ export const defaults = {
   shutdownTimeout: "5 seconds",
   validationInterval: "0 millis",
   pageCacheKiB: 2000,
+  readerThreads: false,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
 } as const satisfies Omit<Required<Input>, FunctionField | "spanAttributes">
@@ -211,6 +215,9 @@ const InputSchema = Schema.Struct({
   shutdownTimeout: Schema.optional(NonNegativeDuration),
   validationInterval: Schema.optional(NonNegativeDuration),
   pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1)),
+  readerThreads: Schema.optional(
+    Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
+  ),
   prepareCacheSize: Schema.optional(integerBetween(0, 100_000)),
   prepareCacheTTL: Schema.optional(NonNegativeDuration),
   transformQueryNames: Schema.optional(AFunction),
@@ -291,7 +298,8 @@ export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigErr
       transformQueryNames: input.transformQueryNames,
       transformResultNames: input.transformResultNames,
       spanAttributes: input.spanAttributes ?? {},
-      onConnect: input.onConnect
+      onConnect: input.onConnect,
+      readerThreads: value("readerThreads")
     }
     if (config.minConnections > config.maxConnections) {
       return Effect.fail(
@@ -359,6 +367,7 @@ export const environmentVariables = {
   shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
   validationInterval: "SQLSIM_VALIDATION_INTERVAL",
   pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
+  readerThreads: "SQLSIM_READER_THREADS",
   prepareCacheSize: "SQLSIM_PREPARE_CACHE_SIZE",
   prepareCacheTTL: "SQLSIM_PREPARE_CACHE_TTL"
 } as const satisfies Record<keyof typeof defaults, string>
@@ -396,7 +405,9 @@ export const config: Config.Config<Record<string, unknown>> = Config.all(
 const fromText = (field: keyof Input, text: string): unknown => {
   const trimmed = text.trim()
   if (integerFields.has(field)) return /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
-  if (field === "retryJitter") return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
+  if (field === "retryJitter" || field === "readerThreads") {
+    return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
+  }
   if (field === "maxLifetime" && (trimmed === "" || trimmed === "null" || trimmed === "none")) return null
   if (field === "filename") return text
   return /^-?\d+(?:\.\d+)?$/.test(trimmed) ? Number(trimmed) : trimmed

@@ -126,7 +126,14 @@ export const makeWithConfig = (
         maxConnections: config.readConnections,
         minConnections: Math.min(config.minConnections, config.readConnections)
       },
-      { databaseFile, readOnly: true, label: `${config.filename} (readers)`, role: "reader", extensions }
+      {
+        databaseFile,
+        readOnly: true,
+        label: `${config.filename} (readers)`,
+        role: "reader",
+        extensions,
+        inWorkers: config.readerThreads
+      }
     )
     const reader = readerPool === undefined ? writer : yield* Lane.makeLane({
       pool: readerPool,

@@ -101,6 +101,11 @@ const readers = integer("readers", 0, Simulation.limits.readers).pipe(
     `Read-only connections of the pool's Reader (0 .. ${Simulation.limits.readers}; default 4); writes use one writer.`
   )
 )
+const readerThreads = Options.boolean("reader-threads").pipe(
+  Options.withDescription(
+    "Run each Reader connection in a worker thread of its own (readerThreads): long reads leave the event loop free."
+  )
+)
 const compare = Options.boolean("compare").pipe(
   Options.withDescription(
     "Also run the same workload (same seed) with a fresh connection per operation, and compare the two."
@@ -197,6 +202,7 @@ export const command = Command.make(
     mix,
     hold,
     readers,
+    readerThreads,
     compare,
     db,
     report,
@@ -217,6 +223,7 @@ export const command = Command.make(
         compare: flags.compare,
         database: Option.getOrUndefined(flags.db),
         readers: Option.getOrUndefined(flags.readers),
+        readerThreads: flags.readerThreads,
         clock: flags.virtualTime ? "virtual" : "real"
       }).pipe(
         // A combination of flags that does not go together: a usage error, printed as one line.

@@ -153,7 +153,9 @@ const makeReaderLane = (pool: ConnectionPool.Service) =>
     const leased = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
       Effect.scoped(Effect.flatMap(lease, ([connection]) => f(connection)))
     const waiting = () => 0
-    if (pool.config.maxConnections < 2) return { lease, statement: leased, waiting }
+    // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
+    // one shared connection would queue them in one worker.
+    if (pool.config.maxConnections < 2 || pool.config.readerThreads) return { lease, statement: leased, waiting }
     const pinned = yield* makePin(pool, readOnly, () => true)
     const statement = <A>(
       f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>

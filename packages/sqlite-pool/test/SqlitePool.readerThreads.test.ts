@@ -1,0 +1,171 @@
+import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
+import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import * as path from "node:path"
+import * as ThreadConnector from "../src/internal/threadConnector.js"
+import { descriptors, endless, threads } from "./threadFixtures.js"
+import { tempDir } from "./utils.js"
+
+type Services = SqlClient.SqlClient | SqlitePool.SqlitePool | SqlitePool.Reader
+
+/** Builds a SqlitePool layer with Reader threads on a fresh file, in a Scope of its own that the caller closes. */
+const openPool = (input: PoolConfig.Input = {}) =>
+  Effect.gen(function*() {
+    const filename = path.join(yield* tempDir, "test.db")
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(SqlitePool.layer({ readerThreads: true, ...input, filename }), scope)
+    const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+    yield* sql`CREATE TABLE t (x INTEGER)`
+    yield* sql`INSERT INTO t VALUES (1)`
+    return {
+      scope,
+      filename,
+      sql,
+      reader: yield* Effect.provide(SqlitePool.Reader, context),
+      pool: yield* Effect.provide(SqlitePool.SqlitePool, context),
+      run: <A, E>(effect: Effect.Effect<A, E, Services>) => Effect.provide(effect, context)
+    }
+  })
+
+const count = (client: SqlClient.SqlClient) =>
+  Effect.map(client<{ n: number }>`SELECT count(*) AS n FROM t`, (rows) => rows[0]!.n)
+
+/** About 10^6 steps of SQLite per unit of `scale`, ending in one row: a read that keeps a core busy. */
+const aggregate = (scale: number) =>
+  `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${scale * 1_000_000}) ` +
+  "SELECT sum(x) AS s FROM c"
+
+describe("SqlitePool with readerThreads", () => {
+  it.effect("readerThreads defaults to false and reads SQLSIM_READER_THREADS", () =>
+    Effect.gen(function*() {
+      assert.isFalse((yield* PoolConfig.make({})).readerThreads)
+      assert.isTrue((yield* PoolConfig.make({ readerThreads: true })).readerThreads)
+      const fromEnv = yield* PoolConfig.fromConfig().pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SQLSIM_READER_THREADS", "true"]])))
+      )
+      assert.isTrue(fromEnv.readerThreads)
+      const bad = yield* Effect.flip(PoolConfig.make({ readerThreads: "yes" as unknown as boolean }))
+      assert.strictEqual(bad.field, "readerThreads")
+    }))
+
+  it.scopedLive("Reader statements run in a worker: the event loop keeps ticking through a long read", () =>
+    Effect.gen(function*() {
+      const { reader, scope } = yield* openPool({ readConnections: 1 })
+      yield* reader`SELECT 1`
+      let ticks = 0
+      const timer = setInterval(() => ticks++, 10)
+      const [row] = yield* reader.unsafe<{ s: number }>(aggregate(3))
+      clearInterval(timer)
+      assert.strictEqual(row?.s, 3_000_000 * (3_000_000 + 1) / 2)
+      // On the main thread this read would let no timer fire until it ended.
+      assert.isAbove(ticks, 0)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("concurrent Reader statements run on different workers, not queued in one", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 2 })
+      const sums = yield* Effect.all([reader.unsafe(aggregate(1)), reader.unsafe(aggregate(1))], {
+        concurrency: "unbounded"
+      })
+      assert.deepStrictEqual(sums, [[{ s: 500000500000 }], [{ s: 500000500000 }]])
+      // A shared kept connection would have served both with one worker.
+      assert.strictEqual((yield* pool.stats).readers.created, 2)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("the Reader contract holds: reads, a snapshot across awaits, typed errors, no writes", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })
+      assert.strictEqual(yield* count(reader), 1)
+
+      const inside = yield* Deferred.make<void>()
+      const finish = yield* Deferred.make<void>()
+      const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
+        const before = yield* count(reader)
+        yield* Deferred.succeed(inside, undefined)
+        yield* Deferred.await(finish)
+        return [before, yield* count(reader)]
+      })))
+      yield* Deferred.await(inside)
+      yield* sql`INSERT INTO t VALUES (2)`
+      assert.strictEqual(yield* count(reader), 2)
+      yield* Deferred.succeed(finish, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
+
+      const write = yield* Effect.flip(reader`INSERT INTO t VALUES (3)`)
+      assert.instanceOf(write, SqlError)
+      assert.include(write.message, "read-only")
+      const wrong = yield* Effect.flip(reader`SELECT nope FROM t`)
+      assert.strictEqual(SqliteCode.codeOf(wrong), "SQLITE_ERROR")
+      assert.deepStrictEqual(yield* sql`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 2 }])
+      assert.isAtLeast((yield* pool.stats).readers.created, 2)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("an interrupted Reader statement stops its worker; the connection is replaced for the next one", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      assert.strictEqual(yield* count(reader), 1)
+      const started = performance.now()
+      const exit = yield* Effect.exit(Effect.timeout(reader.unsafe(endless), "100 millis"))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.isBelow(performance.now() - started, 2_000)
+      assert.strictEqual(yield* count(reader), 1)
+      const { readers } = yield* pool.stats
+      assert.strictEqual(readers.created, 2)
+      assert.isAtLeast(readers.closed, 1)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("a worker stopped from outside is replaced", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      assert.strictEqual(yield* count(reader), 1)
+      const before = (yield* pool.stats).readers.created
+      yield* Effect.promise(() => Promise.all(ThreadConnector.liveWorkers().map((worker) => worker.terminate())))
+      assert.strictEqual(yield* count(reader), 1)
+      assert.strictEqual((yield* pool.stats).readers.created, before + 1)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("a worker that dies in the middle of a statement fails it with a SqlError", () =>
+    Effect.gen(function*() {
+      const { reader, scope } = yield* openPool({ readConnections: 1 })
+      const running = yield* Effect.fork(reader.unsafe(endless))
+      // The statement is in flight once its worker is; then the worker goes.
+      yield* Effect.sleep("100 millis")
+      yield* Effect.promise(() => Promise.all(ThreadConnector.liveWorkers().map((worker) => worker.terminate())))
+      const exit = yield* Fiber.await(running)
+      assert.isTrue(Exit.isFailure(exit))
+      const error = yield* Effect.flip(exit)
+      assert.instanceOf(error, SqlError)
+      assert.match(error.message, /worker thread exited/)
+      assert.strictEqual(yield* count(reader), 1)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("closing the layer ends every worker: no thread, no file descriptor left", () =>
+    Effect.gen(function*() {
+      // A first pool warms the process's own lazily started threads (libuv's pool, V8's).
+      const first = yield* openPool({ readConnections: 2 })
+      yield* count(first.reader)
+      yield* Scope.close(first.scope, Exit.void)
+      const before = { threads: threads(), descriptors: descriptors() }
+
+      // The running statement's lease is waited for this long, then its connection is closed under it.
+      const { reader, scope } = yield* openPool({ readConnections: 3, shutdownTimeout: "100 millis" })
+      yield* Effect.forEach([1, 2, 3], () => reader.withTransaction(count(reader)), { concurrency: 3 })
+      // One statement still running when the layer closes.
+      const running = yield* Effect.fork(reader.unsafe(endless))
+      yield* Effect.sleep("50 millis")
+      expect(ThreadConnector.liveWorkers().length).toBeGreaterThanOrEqual(2)
+      yield* Scope.close(scope, Exit.void)
+      assert.isTrue(Exit.isFailure(yield* Fiber.await(running)))
+
+      expect(ThreadConnector.liveWorkers()).toEqual([])
+      expect({ threads: threads(), descriptors: descriptors() }).toEqual(before)
+    }))
+})
