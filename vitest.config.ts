@@ -7,6 +7,9 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Memory tests measure what is retained after a collection, not what the collector has not got to yet.
     poolOptions: { forks: { execArgv: ["--expose-gc"] } },
+    // Three files at a time on two cores: the command's tests mostly wait for the child processes they start.
+    maxWorkers: 3,
+    minWorkers: 3,
     // The JSON report lets .ci/run print a plain "N passed, N failed" closing line.
     reporters: ["default", "json"],
     outputFile: { json: "node_modules/.cache/vitest-report.json" }
