@@ -335,7 +335,8 @@ export class PoolCore<Client> {
       return succeedFalse
     }
     return Effect.map(Effect.either(entry.connection.validate), (result) => {
-      if (result._tag === "Right") return true
+      // A probe that goes elsewhere (a worker, a server) takes time: the pool may have closed it meanwhile.
+      if (result._tag === "Right") return entry.state === "validating"
       this.retire(entry, true, result.left.reason)
       return false
     })
