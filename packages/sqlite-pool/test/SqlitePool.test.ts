@@ -10,7 +10,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
-import { waitUntil } from "./utils.js"
+import { eventually, waitUntil } from "./utils.js"
 
 const lockHolder = fileURLToPath(new URL("./fixtures/lock-holder.mjs", import.meta.url))
 
@@ -380,6 +380,28 @@ describe("SqlitePool", () => {
           const rows = yield* values(sql)
           assert.deepStrictEqual(rows.slice(2), [3, 4])
           assert.sameMembers(rows.slice(0, 2), [1, 2])
+          assert.strictEqual(yield* Effect.promise(() => exited), 0)
+        })),
+    30_000
+  )
+
+  it.live(
+    "after the lane gave its connection back, statements waiting out a lock still share it instead of queueing",
+    () =>
+      withPool({ retryMaxDelay: "20 millis" }, (filename) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const pool = yield* SqlitePool.SqlitePool
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          // A second without statements: the lane gives its kept connection back to the pool.
+          yield* eventually(Effect.map(pool.stats, (s) => s.writer.inUse === 0), "the lane gives its connection back")
+          const { exited } = yield* holdWriteLock(filename, 400)
+          const first = yield* Effect.fork(sql`INSERT INTO t VALUES (1)`)
+          const second = yield* Effect.fork(sql`INSERT INTO t VALUES (2)`)
+          yield* waitFor(Effect.map(pool.stats, (s) => s.busyRetries >= 2))
+          assert.strictEqual((yield* pool.stats).writerWaiting, 0)
+          yield* Fiber.join(Fiber.zip(first, second))
+          assert.sameMembers(yield* values(sql), [1, 2])
           assert.strictEqual(yield* Effect.promise(() => exited), 0)
         })),
     30_000

@@ -122,6 +122,11 @@ const makeWriterLane = (pool: ConnectionPool.Service) =>
         Effect.suspend(() => {
           const current = gate.free() ? pinned.ready() : undefined
           if (current !== undefined) return pinned.share(current, f, restore)
+          // No kept connection (given back after a second idle, or replaced), and nobody else needs the lane:
+          // keep one again and share it, rather than hold the lane alone for a statement that may wait out a lock.
+          if (gate.free() && pinned.idle()) {
+            return Effect.flatMap(restore(pinned.pin), (p) => pinned.share(p, f, restore))
+          }
           return Effect.zipRight(
             takeAlone(restore),
             Effect.onExit(restore(Effect.flatMap(pinned.pin, (p) => f(p.connection))), releaseAlone)
