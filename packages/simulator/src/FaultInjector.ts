@@ -25,6 +25,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { FaultPlan } from "./FaultPlan.js"
+import { SetupError } from "./SimulationError.js"
 
 /**
  * @since 0.1.0
@@ -123,12 +124,22 @@ export const slowOpenLatency = (meanMs: number, u: number): number => Math.min(-
  * @since 0.1.0
  * @category constructors
  */
-export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInjector, never, Scope.Scope> =>
+export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInjector, SetupError, Scope.Scope> =>
   Effect.gen(function*() {
     const live = options.connector ?? (yield* Connector.makeLive)
     const directory = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-faults-"))),
-      (created) => Effect.sync(() => fs.rmSync(created, { recursive: true, force: true }))
+      Effect.try({
+        try: () => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-faults-")),
+        catch: (cause) =>
+          new SetupError({
+            filename: "(the fault injector's scratch directory)",
+            reason: `cannot create it in the temporary directory ${os.tmpdir()} (${
+              (cause as { code?: unknown }).code ?? String(cause)
+            }); set TMPDIR to a directory you can write to`,
+            cause
+          })
+      }),
+      (created) => Effect.ignore(Effect.try(() => fs.rmSync(created, { recursive: true, force: true })))
     )
     const missingDirectoryPath = path.join(directory, "no-such-directory", "simulated.db")
     const notADatabasePath = path.join(directory, "not-a-database.db")

@@ -270,7 +270,7 @@ const temporaryDatabase: Effect.Effect<string, SetupError, Scope.Scope> = Effect
         cause
       })
   }),
-  (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
+  (directory) => Effect.ignore(Effect.try(() => fs.rmSync(directory, { recursive: true, force: true })))
 ).pipe(Effect.map((directory) => path.join(directory, "simulate.db")))
 
 /**

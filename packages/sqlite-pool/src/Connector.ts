@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as PooledClient from "./internal/client.js"
+import * as DatabaseFile from "./internal/databaseFile.js"
 import * as DriverConnection from "./internal/driverConnection.js"
 import * as ThreadConnector from "./internal/threadConnector.js"
 import { ConnectError } from "./PoolError.js"
@@ -178,26 +179,6 @@ const isDirectory = (candidate: string): boolean => {
   }
 }
 
-const fileIdentity = (filename: string): string | undefined => {
-  try {
-    const stat = fs.statSync(filename)
-    return `${stat.dev}:${stat.ino}`
-  } catch {
-    return undefined
-  }
-}
-
-const isWritable = (filename: string): boolean => {
-  try {
-    fs.accessSync(filename, fs.constants.W_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
-
 /**
  * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with
  * `SELECT 1`.
@@ -221,7 +202,7 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       }),
       (db) => Effect.sync(() => db.close())
     )
-    const identity = isFile(filename) ? fileIdentity(filename) : undefined
+    const identity = DatabaseFile.isFile(filename) ? DatabaseFile.identity(filename) : undefined
     const setUp = (sql: string) =>
       Effect.try({
         try: () => {
@@ -233,23 +214,12 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
     yield* setUp(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
     yield* setUp(`PRAGMA cache_size = -${options.pageCacheKiB}`)
     yield* setUp("PRAGMA foreign_keys = ON")
-    if (isFile(filename) && !options.readOnly && !isWritable(filename)) {
-      // SQLite falls back to a read-only open, silently, when the file cannot be opened for writing (permissions,
-      // an immutable file, a read-only mount): every write would then fail until the connection is replaced. A
-      // retry opens it afresh, and succeeds once the file is writable again.
+    if (DatabaseFile.isFile(filename) && !options.readOnly && !DatabaseFile.isWritable(filename)) {
       return yield* Effect.fail(
-        new ConnectError({
-          filename,
-          attempts: 1,
-          code: "SQLITE_READONLY",
-          transient: true,
-          reason: "the database file is not writable, so SQLite would open it read-only",
-          elapsedMs: 0,
-          cause: undefined
-        })
+        DatabaseFile.readOnlyFallback(filename, "the database file is not writable, so SQLite would open it read-only")
       )
     }
-    if (isFile(filename)) {
+    if (DatabaseFile.isFile(filename)) {
       // The first connection to a file switches it to WAL (persistent); later ones find it set. This can meet BUSY
       // from another process, which the pool's retry policy handles like any transient connect failure.
       const mode = (yield* setUp("PRAGMA journal_mode")) as { journal_mode?: string } | undefined
@@ -276,9 +246,7 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
 
     const check = () => {
       if (!db.open) return "the connection was closed"
-      return identity !== undefined && fileIdentity(filename) !== identity
-        ? "the database file was deleted or replaced since the connection opened"
-        : undefined
+      return DatabaseFile.replacedSince(filename, identity)
     }
     const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
       if (!db.open) return Effect.fail({ reason: "the connection was closed" })

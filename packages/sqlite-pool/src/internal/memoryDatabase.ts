@@ -11,13 +11,30 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { ConnectError } from "../PoolError.js"
 
 export const isMemory = (filename: string): boolean => filename === ":memory:"
 
-export const resolve = (filename: string): Effect.Effect<string, never, Scope.Scope> =>
+export const resolve = (filename: string): Effect.Effect<string, ConnectError, Scope.Scope> =>
   isMemory(filename)
     ? Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-memory-"))),
-      (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
+      Effect.try({
+        try: () => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-memory-")),
+        // The user's environment, not a bug: say which directory and how to choose another.
+        catch: (cause) =>
+          new ConnectError({
+            filename,
+            attempts: 1,
+            code: "SQLITE_CANTOPEN",
+            transient: false,
+            reason: `cannot create the in-memory database's directory in ${os.tmpdir()} (${
+              (cause as { code?: unknown }).code ?? String(cause)
+            }); set TMPDIR to a directory you can write to`,
+            elapsedMs: 0,
+            cause
+          })
+      }),
+      // A directory that cannot be removed (already gone, or its parent made read-only) is left behind, not a crash.
+      (directory) => Effect.ignore(Effect.try(() => fs.rmSync(directory, { recursive: true, force: true })))
     ).pipe(Effect.map((directory) => path.join(directory, "memory.db")))
     : Effect.succeed(filename)

@@ -25,10 +25,10 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
 import { classifyOpenFailure, type Connection, type ConnectOptions, type InvalidConnection } from "../Connector.js"
 import { ConnectError } from "../PoolError.js"
+import * as DatabaseFile from "./databaseFile.js"
 import { ClosedConnection } from "./driverConnection.js"
 
 /**
@@ -123,17 +123,6 @@ const toBuffers = (rows: Array<any>): void => {
     }
   }
 }
-
-const fileIdentity = (filename: string): string | undefined => {
-  try {
-    const stat = fs.statSync(filename)
-    return `${stat.dev}:${stat.ino}`
-  } catch {
-    return undefined
-  }
-}
-
-const isFile = (filename: string) => filename !== ":memory:" && filename !== ""
 
 type OpenOutcome =
   | { readonly _tag: "opened"; readonly readonly: boolean }
@@ -312,20 +301,10 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       // writable; a retry opens it afresh once they are.
       const reason = "the database opened read-only: its file or directory is not writable"
       stop(reason)
-      return yield* Effect.fail(
-        new ConnectError({
-          filename,
-          attempts: 1,
-          code: "SQLITE_READONLY",
-          transient: true,
-          reason,
-          elapsedMs: 0,
-          cause: undefined
-        })
-      )
+      return yield* Effect.fail(DatabaseFile.readOnlyFallback(filename, reason))
     }
 
-    const identity = isFile(filename) ? fileIdentity(filename) : undefined
+    const identity = DatabaseFile.isFile(filename) ? DatabaseFile.identity(filename) : undefined
 
     const request = (
       message: Request,
@@ -428,9 +407,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
 
     const check = () => {
       if (dead !== undefined) return dead
-      return identity !== undefined && fileIdentity(filename) !== identity
-        ? "the database file was deleted or replaced since the connection opened"
-        : undefined
+      return DatabaseFile.replacedSince(filename, identity)
     }
 
     const probeTimedOut = `the worker thread did not answer a probe within ${Duration.format(probeTimeout)}`
