@@ -37,7 +37,7 @@ export const connectionPool = (input: PoolConfig.Input) => ConnectionPool.make(i
  * @since 0.1.0
  * @category contenders
  */
-export const sqlitePool = (input: PoolConfig.Input) =>
+export const sqlitePool = (input: PoolConfig.SqliteInput) =>
   Effect.map(Layer.build(SqlitePool.layer(input)), (context) => ({
     writer: Context.get(context, SqlClient.SqlClient),
     reader: Context.get(context, SqlitePool.Reader),

@@ -67,7 +67,7 @@ node dist/app.js "$work/app/app.db" | tee "$work/app.out"
 node -e '
 const out = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))
 const ok = out.migrations === 1 && out.rows.length === 2 && out.readerWriteRejected === "SqlError" &&
-  out.health.ok === true && out.writerCreated === 1 && out.configError === "maxConnections"
+  out.health.ok === true && out.writerCreated === 1 && out.configError === "readConnections"
 if (!ok) { console.error("unexpected app output"); process.exit(1) }
 ' "$work/app.out"
 

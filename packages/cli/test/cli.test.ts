@@ -188,6 +188,20 @@ describe("sqlsim", () => {
       assert.isFalse(fs.existsSync(path.join(cwd, "bad.json")))
     }))
 
+  it.scoped("simulate's Reader flags fall back to SQLSIM_READ_CONNECTIONS and SQLSIM_READER_THREADS", () =>
+    Effect.gen(function*() {
+      const cwd = yield* tempDir
+      const configured = yield* sqlsim(["simulate", "--ops", "20", "--json", "run.json"], {
+        cwd,
+        env: { SQLSIM_READ_CONNECTIONS: "1", SQLSIM_READER_THREADS: "true" }
+      })
+      assert.strictEqual(configured.code, 0, configured.stderr)
+      const settings = JSON.parse(fs.readFileSync(path.join(cwd, "run.json"), "utf8")).settings
+      assert.deepInclude(settings, { readers: 1, readerThreads: true })
+      const invalid = yield* sqlsim(["simulate", "--ops", "20"], { cwd, env: { SQLSIM_READ_CONNECTIONS: "many" } })
+      assertOneLineError(invalid, 2, "--readers (or SQLSIM_READ_CONNECTIONS) must be a whole number from 0 to 64")
+    }))
+
   it.scoped("health prints a JSON report: exit 0 when healthy, 1 with one line on stderr when not", () =>
     Effect.gen(function*() {
       const cwd = yield* tempDir

@@ -59,7 +59,7 @@ export interface Input {
   /** "virtual": run on virtual time, so that the run repeats exactly (see VirtualClock); default "real" */
   readonly clock?: "real" | "virtual" | undefined
   /** further pool settings (filename, readConnections and readerThreads come from the options above) */
-  readonly pool?: Omit<PoolConfig.Input, "filename" | "readConnections" | "readerThreads"> | undefined
+  readonly pool?: Omit<PoolConfig.SqliteInput, "filename" | "readConnections" | "readerThreads"> | undefined
   /** how often gauges are sampled, in ms (default 50) */
   readonly sampleEveryMs?: number | undefined
   /** rows seeded for reads (default 1000) */
@@ -84,7 +84,7 @@ export interface Options {
   readonly readers: number
   readonly readerThreads: boolean
   readonly clock: "real" | "virtual"
-  readonly pool: Omit<PoolConfig.Input, "filename" | "readConnections" | "readerThreads">
+  readonly pool: Omit<PoolConfig.SqliteInput, "filename" | "readConnections" | "readerThreads">
   readonly sampleEveryMs: number
   readonly rows: number
 }
@@ -345,7 +345,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
         // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
         const injector = yield* FaultInjector.make(options.faults, { seed: options.seed })
         state.injector = injector
-        const poolInput: PoolConfig.Input = {
+        const poolInput: PoolConfig.SqliteInput = {
           ...options.pool,
           filename,
           readConnections: options.readers,
@@ -353,7 +353,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
         }
         state.target = mode === "pooled"
           ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
-          : Target.perOperation(yield* PoolConfig.make(poolInput), {
+          : Target.perOperation(yield* PoolConfig.makeSqlite(poolInput), {
             connector: injector.connector,
             holdMs: options.holdMs,
             workers: options.workers

@@ -145,7 +145,7 @@ export const pooled = (
  * @category constructors
  */
 export const perOperation = (
-  config: PoolConfig.PoolConfig,
+  config: PoolConfig.CommonConfig,
   options: { readonly connector: Connector.Service; readonly holdMs: number; readonly workers: number }
 ): MeasuredTarget => {
   const counts = {

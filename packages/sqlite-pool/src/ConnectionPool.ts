@@ -15,6 +15,8 @@ import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -317,13 +319,16 @@ export const layer = (input: PoolConfig.Input = {}): Layer.Layer<ConnectionPool,
   Layer.scoped(ConnectionPool, make(input))
 
 /**
- * The pool as a Layer configured from environment variables (`PoolConfig.environmentVariables`), overlaid by
- * `overrides`.
+ * The pool as a Layer from an Effect `Config` of the input, as `@effect/sql` clients' `layerConfig`: each field a
+ * `Config` (or the whole input one), read when the layer is built. A field left out takes its default.
+ *
+ * @example
+ * const PoolLive = ConnectionPool.layerConfig({ filename: Config.string("DATABASE_FILE") })
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
-  overrides: PoolConfig.Input = {}
-): Layer.Layer<ConnectionPool, PoolConfigError | ConnectError> =>
-  Layer.scoped(ConnectionPool, Effect.flatMap(PoolConfig.fromConfig(overrides), (config) => makeWithConfig(config)))
+  config: Config.Config.Wrap<PoolConfig.Input>
+): Layer.Layer<ConnectionPool, ConfigError.ConfigError | PoolConfigError | ConnectError> =>
+  Layer.scoped(ConnectionPool, Effect.flatMap(Config.unwrap(config), make))

@@ -1,39 +1,33 @@
 /**
- * The pool's configuration: one validated value with the defaults of the original brief.
+ * The pools' configuration: one Schema per pool, from what a user writes (`Input`, `SqliteInput`) to the resolved
+ * value (`PoolConfig`, `SqliteConfig`), with the defaults of the original brief. Every rule, the ones between fields
+ * included, lives in the Schema; `make` and `makeSqlite` turn its first issue into a `PoolConfigError`.
  *
  * @since 0.1.0
  */
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type BetterSqlite3 from "better-sqlite3"
-import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { PoolConfigError } from "./PoolError.js"
 
 /**
- * What a user may pass: every field is optional; unknown fields are rejected.
+ * The fields both pools accept.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Input {
+export interface CommonInput {
   /** database file, or ":memory:" (one private database shared by all connections of the pool) */
   readonly filename?: string | undefined
-  /** most connections open at once (integer >= 1, default 5) */
-  readonly maxConnections?: number | undefined
-  /** connections opened while the pool is built (integer >= 0, <= maxConnections, default 0: lazy) */
-  readonly minConnections?: number | undefined
-  /** size of SqlitePool's read-only Reader pool (integer >= 0, default 4; 0 runs reads on the writer) */
-  readonly readConnections?: number | undefined
   /** retries of a failed connect after the first attempt, transient errors only (integer >= 0, default 3) */
   readonly retries?: number | undefined
-  /** first retry delay; each next one doubles (default 10 millis) */
+  /** first retry delay, at least 1 millis; each next one doubles (default 10 millis) */
   readonly retryBaseDelay?: Duration.DurationInput | undefined
-  /** cap on one retry delay (default 1 second) */
+  /** cap on one retry delay, not below retryBaseDelay (default 1 second) */
   readonly retryMaxDelay?: Duration.DurationInput | undefined
   /** randomise each retry delay within +-20 % (default false) */
   readonly retryJitter?: boolean | undefined
@@ -51,8 +45,6 @@ export interface Input {
   readonly validationInterval?: Duration.DurationInput | undefined
   /** SQLite page cache per connection in KiB (PRAGMA cache_size = -N; integer >= 0, default 2000, SQLite's own) */
   readonly pageCacheKiB?: number | undefined
-  /** each of SqlitePool's Reader connections lives in a worker thread of its own (default false) */
-  readonly readerThreads?: boolean | undefined
   /** prepared statements kept per connection (integer >= 0, default 200, as SqliteClient) */
   readonly prepareCacheSize?: number | undefined
   /** a kept statement unused for this long is prepared afresh (default 10 minutes, as SqliteClient) */
@@ -64,10 +56,39 @@ export interface Input {
   /** attributes added to every statement's and transaction's span, as SqliteClient's */
   readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
   /**
-   * Runs on every new connection, writer and readers, before its first use (pragmas, user functions, extensions).
+   * Runs on every new connection before its first use (pragmas, user functions, extensions).
    * Its failure is a permanent `ConnectError` that names the hook.
    */
   readonly onConnect?: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
+}
+
+/**
+ * What `ConnectionPool` accepts: every field is optional; unknown fields are rejected.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Input extends CommonInput {
+  /** most connections open at once (integer >= 1, default 5) */
+  readonly maxConnections?: number | undefined
+  /** connections opened while the pool is built (integer >= 0, <= maxConnections, default 0: lazy) */
+  readonly minConnections?: number | undefined
+}
+
+/**
+ * What `SqlitePool` accepts. Its writer lane is always one connection, opened while the layer is built, so there is
+ * no `maxConnections`; the Reader pool is sized by `readConnections`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqliteInput extends CommonInput {
+  /** size of the read-only Reader pool (integer >= 0, default 4; 0 runs reads on the writer) */
+  readonly readConnections?: number | undefined
+  /** Reader connections opened while the layer is built (integer >= 0, <= readConnections, default 0: lazy) */
+  readonly minConnections?: number | undefined
+  /** each Reader connection lives in a worker thread of its own (default false) */
+  readonly readerThreads?: boolean | undefined
 }
 
 /**
@@ -85,16 +106,13 @@ export interface NewConnection {
 }
 
 /**
- * The resolved configuration: every field present, durations as `Duration` values.
+ * The resolved fields both pools have: every field present (functions may be absent), durations as `Duration`s.
  *
  * @since 0.1.0
  * @category models
  */
-export interface PoolConfig {
+export interface CommonConfig {
   readonly filename: string
-  readonly maxConnections: number
-  readonly minConnections: number
-  readonly readConnections: number
   readonly retries: number
   readonly retryBaseDelay: Duration.Duration
   readonly retryMaxDelay: Duration.Duration
@@ -106,17 +124,39 @@ export interface PoolConfig {
   readonly shutdownTimeout: Duration.Duration
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
-  readonly readerThreads: boolean
   readonly prepareCacheSize: number
   readonly prepareCacheTTL: Duration.Duration
-  readonly transformQueryNames: ((name: string) => string) | undefined
-  readonly transformResultNames: ((name: string) => string) | undefined
+  readonly transformQueryNames?: ((name: string) => string) | undefined
+  readonly transformResultNames?: ((name: string) => string) | undefined
   readonly spanAttributes: Readonly<Record<string, unknown>>
-  readonly onConnect: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
+  readonly onConnect?: ((connection: NewConnection) => Effect.Effect<void, unknown>) | undefined
 }
 
 /**
- * The defaults, as a user would have written them.
+ * `ConnectionPool`'s resolved configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolConfig extends CommonConfig {
+  readonly maxConnections: number
+  readonly minConnections: number
+}
+
+/**
+ * `SqlitePool`'s resolved configuration.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SqliteConfig extends CommonConfig {
+  readonly readConnections: number
+  readonly minConnections: number
+  readonly readerThreads: boolean
+}
+
+/**
+ * The defaults of every field with one, as a user would have written them.
  *
  * @since 0.1.0
  * @category constants
@@ -140,41 +180,47 @@ export const defaults = {
   readerThreads: false,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
-} as const satisfies Omit<Required<Input>, FunctionField | "spanAttributes">
+} as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes">>
 
-/** Fields whose values are functions: they have no textual default and no environment variable. */
+/** Fields whose values are functions: they have no textual default. */
 type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
 
-const DURATION_TEXT = /^(-?\d+(?:\.\d+)?)\s+(nanos?|micros?|millis?|seconds?|minutes?|hours?|days?|weeks?)$/
+const show = (value: unknown): string => {
+  if (typeof value === "bigint") return `${value}n`
+  if (value === undefined) return "undefined"
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
 
-/** A DurationInput that is finite-or-infinite but never negative or NaN (Effect itself would clamp those to 0). */
-const NonNegativeDuration = Schema.declare(
-  (input: unknown): input is Duration.DurationInput => parseDuration(input) !== undefined,
+/** Effect's durations clamp a negative amount to 0: the sign is read before it is lost. */
+const isNegative = (input: Duration.DurationInput): boolean => {
+  if (typeof input === "number") return input < 0 || Number.isNaN(input)
+  if (typeof input === "bigint") return input < 0n
+  if (typeof input === "string") return input.startsWith("-")
+  if (Array.isArray(input)) return input.some((n) => n < 0 || Number.isNaN(n))
+  return false
+}
+
+const durationRule = (actual: unknown) =>
+  `must be a non-negative duration such as "250 millis", "5 seconds" or a number of milliseconds, got ${show(actual)}`
+
+/** A `DurationInput` (Effect's own decoding) that is not negative, decoded to a `Duration`. */
+const NonNegativeDuration: Schema.Schema<Duration.Duration, Duration.DurationInput> = Schema.transformOrFail(
+  Schema.declare(
+    (input: unknown): input is Duration.DurationInput =>
+      Duration.decodeUnknown(input)._tag === "Some" && !isNegative(input as Duration.DurationInput),
+    { identifier: "NonNegativeDuration", message: (issue) => durationRule(issue.actual) }
+  ),
+  Schema.DurationFromSelf,
   {
-    identifier: "NonNegativeDuration",
-    message: (issue) =>
-      `must be a non-negative duration such as "250 millis", "5 seconds" or a number of milliseconds, got ${
-        show(issue.actual)
-      }`
+    strict: true,
+    decode: (input) => ParseResult.succeed(Duration.decode(input)),
+    encode: (duration) => ParseResult.succeed(duration)
   }
 )
-
-const parseDuration = (input: unknown): Duration.Duration | undefined => {
-  if (typeof input === "number") {
-    return Number.isNaN(input) || input < 0 ? undefined : Duration.millis(input)
-  }
-  if (typeof input === "bigint") return input < 0n ? undefined : Duration.nanos(input)
-  if (typeof input === "string") {
-    const match = DURATION_TEXT.exec(input.trim())
-    if (match === null || Number(match[1]) < 0) return undefined
-    return Duration.decode(input.trim() as Duration.DurationInput)
-  }
-  if (Duration.isDuration(input)) return input
-  if (Array.isArray(input) && input.length === 2 && input.every((n) => typeof n === "number" && n >= 0)) {
-    return Duration.decode(input as unknown as readonly [number, number])
-  }
-  return undefined
-}
 
 /** Connection counts above this are a configuration mistake (and would exhaust file descriptors), not a pool. */
 const MAX_CONNECTIONS = 1000
@@ -188,74 +234,150 @@ const integerBetween = (minimum: number, maximum: number) => {
   ).annotations({ message: (issue) => rule(issue.actual) })
 }
 
-const AFunction = Schema.declare(
-  (input: unknown): input is (...args: ReadonlyArray<never>) => unknown => typeof input === "function",
-  { identifier: "Function", message: (issue) => `must be a function, got ${show(issue.actual)}` }
-)
+const Flag = Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
 
-const InputSchema = Schema.Struct({
-  filename: Schema.optional(
+const AFunction = <F extends (...args: ReadonlyArray<never>) => unknown>() =>
+  Schema.declare((input: unknown): input is F => typeof input === "function", {
+    identifier: "Function",
+    message: (issue) => `must be a function, got ${show(issue.actual)}`
+  })
+
+const withDefault = <A, I>(schema: Schema.Schema<A, I>, value: () => A) =>
+  Schema.optionalWith(schema, { default: value })
+
+const duration = (text: Duration.DurationInput) => withDefault(NonNegativeDuration, () => Duration.decode(text))
+
+const commonFields = {
+  filename: withDefault(
     Schema.String.pipe(Schema.filter((s) => s.length > 0 && !s.includes("\0"), {
       message: () => `must be a non-empty path without NUL bytes, or ":memory:"`
-    })).annotations({ message: (issue) => `must be a string (a file path or ":memory:"), got ${show(issue.actual)}` })
+    })).annotations({ message: (issue) => `must be a string (a file path or ":memory:"), got ${show(issue.actual)}` }),
+    () => defaults.filename
   ),
-  maxConnections: Schema.optional(integerBetween(1, MAX_CONNECTIONS)),
-  minConnections: Schema.optional(integerBetween(0, MAX_CONNECTIONS)),
-  readConnections: Schema.optional(integerBetween(0, MAX_CONNECTIONS)),
-  retries: Schema.optional(integerBetween(0, 1000)),
-  retryBaseDelay: Schema.optional(NonNegativeDuration),
-  retryMaxDelay: Schema.optional(NonNegativeDuration),
-  retryJitter: Schema.optional(
-    Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
-  ),
-  acquireTimeout: Schema.optional(NonNegativeDuration),
-  busyTimeout: Schema.optional(NonNegativeDuration),
-  idleTimeToLive: Schema.optional(NonNegativeDuration),
-  maxLifetime: Schema.optional(Schema.NullOr(NonNegativeDuration)),
-  shutdownTimeout: Schema.optional(NonNegativeDuration),
-  validationInterval: Schema.optional(NonNegativeDuration),
-  pageCacheKiB: Schema.optional(integerBetween(0, 2 ** 31 - 1)),
-  readerThreads: Schema.optional(
-    Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
-  ),
-  prepareCacheSize: Schema.optional(integerBetween(0, 100_000)),
-  prepareCacheTTL: Schema.optional(NonNegativeDuration),
-  transformQueryNames: Schema.optional(AFunction),
-  transformResultNames: Schema.optional(AFunction),
-  onConnect: Schema.optional(AFunction),
-  spanAttributes: Schema.optional(
+  retries: withDefault(integerBetween(0, 1000), () => defaults.retries),
+  retryBaseDelay: duration(defaults.retryBaseDelay),
+  retryMaxDelay: duration(defaults.retryMaxDelay),
+  retryJitter: withDefault(Flag, () => defaults.retryJitter),
+  acquireTimeout: duration(defaults.acquireTimeout),
+  busyTimeout: duration(defaults.busyTimeout),
+  idleTimeToLive: duration(defaults.idleTimeToLive),
+  maxLifetime: withDefault(Schema.NullOr(NonNegativeDuration), () => defaults.maxLifetime),
+  shutdownTimeout: duration(defaults.shutdownTimeout),
+  validationInterval: duration(defaults.validationInterval),
+  pageCacheKiB: withDefault(integerBetween(0, 2 ** 31 - 1), () => defaults.pageCacheKiB),
+  prepareCacheSize: withDefault(integerBetween(0, 100_000), () => defaults.prepareCacheSize),
+  prepareCacheTTL: duration(defaults.prepareCacheTTL),
+  transformQueryNames: Schema.optional(AFunction<(name: string) => string>()),
+  transformResultNames: Schema.optional(AFunction<(name: string) => string>()),
+  spanAttributes: withDefault(
     Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
       message: (issue) => `must be an object of span attributes, got ${show(issue.actual)}`
-    })
-  )
-})
-
-const show = (value: unknown): string => {
-  if (typeof value === "bigint") return `${value}n`
-  if (value === undefined) return "undefined"
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
+    }),
+    () => ({})
+  ),
+  onConnect: Schema.optional(AFunction<(connection: NewConnection) => Effect.Effect<void, unknown>>())
 }
 
-const toConfigError = (error: ParseResult.ParseError): PoolConfigError => {
-  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const field = issue?.path[0] === undefined ? "(input)" : String(issue.path[0])
-  if (issue?._tag === "Unexpected") {
-    return new PoolConfigError({
-      field,
-      message: `unknown field "${field}": the known fields are ${Object.keys(defaults).join(", ")}`
-    })
-  }
-  return new PoolConfigError({ field, message: `${field} ${issue?.message ?? "is invalid"}` })
-}
+type Issue = { readonly path: ReadonlyArray<string>; readonly message: string } | undefined
 
-const decodeInput = Schema.decodeUnknownEither(InputSchema, { onExcessProperty: "error", errors: "first" })
+/** The rules between fields both pools share. */
+const commonRules = (config: CommonConfig): ReadonlyArray<Issue> => [
+  Duration.lessThan(config.retryBaseDelay, Duration.millis(1)) ?
+    {
+      path: ["retryBaseDelay"],
+      message: `retryBaseDelay must be at least 1 millis, got ${
+        Duration.format(config.retryBaseDelay)
+      }: retries without a delay would spin`
+    } :
+    undefined,
+  Duration.lessThan(config.retryMaxDelay, config.retryBaseDelay) ?
+    {
+      path: ["retryMaxDelay"],
+      message: `retryMaxDelay must not be shorter than retryBaseDelay (${Duration.format(config.retryBaseDelay)}), ` +
+        `got ${Duration.format(config.retryMaxDelay)}`
+    } :
+    undefined,
+  config.maxLifetime !== null && Duration.lessThan(config.maxLifetime, Duration.seconds(1)) ?
+    {
+      path: ["maxLifetime"],
+      message: `maxLifetime must be at least 1 second, or null for no limit, got ${
+        Duration.format(config.maxLifetime)
+      }: a connection retired as soon as it is opened would be reopened for every acquire`
+    } :
+    undefined,
+  Duration.toMillis(config.busyTimeout) > 2 ** 31 - 1 ?
+    { path: ["busyTimeout"], message: "busyTimeout must be finite and below 24.8 days" } :
+    undefined
+]
+
+const atMost = (field: string, value: number, bound: string, limit: number): Issue =>
+  value > limit ? { path: [field], message: `${field} must not exceed ${bound} (${limit}), got ${value}` } : undefined
+
+const firstIssue = (issues: ReadonlyArray<Issue>) => issues.find((issue) => issue !== undefined)
 
 /**
- * Validates an input and fills in the defaults.
+ * `ConnectionPool`'s configuration, from `Input` to `PoolConfig`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PoolConfigSchema: Schema.Schema<PoolConfig, Input> = Schema.Struct({
+  ...commonFields,
+  maxConnections: withDefault(integerBetween(1, MAX_CONNECTIONS), () => defaults.maxConnections),
+  minConnections: withDefault(integerBetween(0, MAX_CONNECTIONS), () => defaults.minConnections)
+}).pipe(Schema.filter((config) =>
+  firstIssue([
+    atMost("minConnections", config.minConnections, "maxConnections", config.maxConnections),
+    ...commonRules(config)
+  ])
+))
+
+/**
+ * `SqlitePool`'s configuration, from `SqliteInput` to `SqliteConfig`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SqliteConfigSchema: Schema.Schema<SqliteConfig, SqliteInput> = Schema.Struct({
+  ...commonFields,
+  readConnections: withDefault(integerBetween(0, MAX_CONNECTIONS), () => defaults.readConnections),
+  minConnections: withDefault(integerBetween(0, MAX_CONNECTIONS), () => defaults.minConnections),
+  readerThreads: withDefault(Flag, () => defaults.readerThreads)
+}).pipe(Schema.filter((config) =>
+  firstIssue([
+    atMost("minConnections", config.minConnections, "readConnections", config.readConnections),
+    ...commonRules(config)
+  ])
+))
+
+const decoder = <A, I>(
+  schema: Schema.Schema<A, I>,
+  fields: ReadonlyArray<string>,
+  hints: Readonly<Record<string, string>>
+) => {
+  const decode = Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })
+  return (input: unknown): Effect.Effect<A, PoolConfigError> =>
+    Effect.suspend(() => {
+      if (typeof input !== "object" || input === null || Array.isArray(input)) {
+        return Effect.fail(
+          new PoolConfigError({ field: "(input)", message: "the pool configuration must be an object" })
+        )
+      }
+      const decoded = decode(input)
+      if (Either.isRight(decoded)) return Effect.succeed(decoded.right)
+      const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+      const field = issue?.path[0] === undefined ? "(input)" : String(issue.path[0])
+      const message = issue?._tag === "Unexpected"
+        ? `unknown field "${field}": ${hints[field] ?? `the known fields are ${fields.join(", ")}`}`
+        : issue?.message.startsWith(field)
+        ? issue.message
+        : `${field} ${issue?.message ?? "is invalid"}`
+      return Effect.fail(new PoolConfigError({ field, message }))
+    })
+}
+
+/**
+ * Validates `ConnectionPool`'s input and fills in the defaults.
  *
  * @example
  * const config = yield* PoolConfig.make({ filename: "app.db", maxConnections: 8 })
@@ -263,171 +385,43 @@ const decodeInput = Schema.decodeUnknownEither(InputSchema, { onExcessProperty: 
  * @since 0.1.0
  * @category constructors
  */
-export const make = (input: Input = {}): Effect.Effect<PoolConfig, PoolConfigError> =>
-  Effect.suspend(() => {
-    if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      return Effect.fail(new PoolConfigError({ field: "(input)", message: "the pool configuration must be an object" }))
-    }
-    // `undefined` means "use the default", as with any optional field.
-    const present = Object.fromEntries(Object.entries(input).filter(([, value]) => value !== undefined))
-    const decoded = decodeInput(present)
-    if (Either.isLeft(decoded)) return Effect.fail(toConfigError(decoded.left))
-    const given = decoded.right
-    const value = <K extends keyof typeof defaults>(key: K) => given[key] ?? defaults[key]
-    const duration = (key: keyof typeof defaults) => parseDuration(given[key as keyof typeof given] ?? defaults[key])!
-    const config: PoolConfig = {
-      filename: value("filename"),
-      maxConnections: value("maxConnections"),
-      minConnections: value("minConnections"),
-      readConnections: value("readConnections"),
-      retries: value("retries"),
-      retryBaseDelay: duration("retryBaseDelay"),
-      retryMaxDelay: duration("retryMaxDelay"),
-      retryJitter: value("retryJitter"),
-      acquireTimeout: duration("acquireTimeout"),
-      busyTimeout: duration("busyTimeout"),
-      idleTimeToLive: duration("idleTimeToLive"),
-      maxLifetime: given.maxLifetime === undefined || given.maxLifetime === null
-        ? null
-        : parseDuration(given.maxLifetime)!,
-      shutdownTimeout: duration("shutdownTimeout"),
-      validationInterval: duration("validationInterval"),
-      pageCacheKiB: value("pageCacheKiB"),
-      prepareCacheSize: value("prepareCacheSize"),
-      prepareCacheTTL: duration("prepareCacheTTL"),
-      transformQueryNames: input.transformQueryNames,
-      transformResultNames: input.transformResultNames,
-      spanAttributes: input.spanAttributes ?? {},
-      onConnect: input.onConnect,
-      readerThreads: value("readerThreads")
-    }
-    if (config.minConnections > config.maxConnections) {
-      return Effect.fail(
-        new PoolConfigError({
-          field: "minConnections",
-          message: `minConnections (${config.minConnections}) must not exceed maxConnections (${config.maxConnections})`
-        })
-      )
-    }
-    if (Duration.lessThan(config.retryBaseDelay, Duration.millis(1))) {
-      return Effect.fail(
-        new PoolConfigError({
-          field: "retryBaseDelay",
-          message: `retryBaseDelay must be at least 1 millis (got ${Duration.format(config.retryBaseDelay)}): ` +
-            "retries without a delay would spin"
-        })
-      )
-    }
-    if (Duration.lessThan(config.retryMaxDelay, config.retryBaseDelay)) {
-      return Effect.fail(
-        new PoolConfigError({
-          field: "retryMaxDelay",
-          message: `retryMaxDelay (${Duration.format(config.retryMaxDelay)}) must not be shorter than ` +
-            `retryBaseDelay (${Duration.format(config.retryBaseDelay)})`
-        })
-      )
-    }
-    if (config.maxLifetime !== null && Duration.lessThan(config.maxLifetime, Duration.seconds(1))) {
-      return Effect.fail(
-        new PoolConfigError({
-          field: "maxLifetime",
-          message: `maxLifetime must be at least 1 second, or null for no limit (got ${
-            Duration.format(config.maxLifetime)
-          }): a connection retired as soon as it is opened would be reopened for every acquire`
-        })
-      )
-    }
-    if (Duration.toMillis(config.busyTimeout) > 2 ** 31 - 1) {
-      return Effect.fail(
-        new PoolConfigError({ field: "busyTimeout", message: "busyTimeout must be finite and below 24.8 days" })
-      )
-    }
-    return Effect.succeed(config)
+export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError> = (() => {
+  const decode = decoder(PoolConfigSchema, [...Object.keys(commonFields), "maxConnections", "minConnections"], {
+    readConnections: "only SqlitePool has a Reader pool; a ConnectionPool is sized by maxConnections",
+    readerThreads: "only SqlitePool's Reader connections can live in worker threads"
   })
+  return (input: Input = {}) => decode(input)
+})()
 
 /**
- * The environment variables `fromConfig` reads, by field.
+ * Validates `SqlitePool`'s input and fills in the defaults.
  *
- * @since 0.1.0
- * @category constants
- */
-export const environmentVariables = {
-  filename: "SQLSIM_FILENAME",
-  maxConnections: "SQLSIM_MAX_CONNECTIONS",
-  minConnections: "SQLSIM_MIN_CONNECTIONS",
-  readConnections: "SQLSIM_READ_CONNECTIONS",
-  retries: "SQLSIM_RETRIES",
-  retryBaseDelay: "SQLSIM_RETRY_BASE_DELAY",
-  retryMaxDelay: "SQLSIM_RETRY_MAX_DELAY",
-  retryJitter: "SQLSIM_RETRY_JITTER",
-  acquireTimeout: "SQLSIM_ACQUIRE_TIMEOUT",
-  busyTimeout: "SQLSIM_BUSY_TIMEOUT",
-  idleTimeToLive: "SQLSIM_IDLE_TIME_TO_LIVE",
-  maxLifetime: "SQLSIM_MAX_LIFETIME",
-  shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
-  validationInterval: "SQLSIM_VALIDATION_INTERVAL",
-  pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
-  readerThreads: "SQLSIM_READER_THREADS",
-  prepareCacheSize: "SQLSIM_PREPARE_CACHE_SIZE",
-  prepareCacheTTL: "SQLSIM_PREPARE_CACHE_TTL"
-} as const satisfies Record<keyof typeof defaults, string>
-
-const integerFields = new Set<keyof Input>([
-  "maxConnections",
-  "minConnections",
-  "readConnections",
-  "retries",
-  "pageCacheKiB",
-  "prepareCacheSize"
-])
-
-/**
- * The configuration as an Effect `Config` read from environment variables (see `environmentVariables`); a variable
- * that is not set leaves its field at the default. Text values are passed through the same validation as `make`:
- * "abc" for SQLSIM_MAX_CONNECTIONS fails with a PoolConfigError naming `maxConnections`.
- *
- * @since 0.1.0
- * @category config
- */
-export const config: Config.Config<Record<string, unknown>> = Config.all(
-  Object.fromEntries(
-    Object.entries(environmentVariables).map(([field, name]) => [field, Config.option(Config.string(name))])
-  )
-).pipe(Config.map((entries) => {
-  const input: Record<string, unknown> = {}
-  for (const [field, value] of Object.entries(entries)) {
-    if (Option.isNone(value)) continue
-    input[field] = fromText(field as keyof Input, value.value)
-  }
-  return input
-}))
-
-const fromText = (field: keyof Input, text: string): unknown => {
-  const trimmed = text.trim()
-  if (integerFields.has(field)) return /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
-  if (field === "retryJitter" || field === "readerThreads") {
-    return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
-  }
-  if (field === "maxLifetime" && (trimmed === "" || trimmed === "null" || trimmed === "none")) return null
-  if (field === "filename") return text
-  return /^-?\d+(?:\.\d+)?$/.test(trimmed) ? Number(trimmed) : trimmed
-}
-
-/**
- * Reads the configuration from the environment (`config`), overlaid by `overrides`, and validates it.
+ * @example
+ * const config = yield* PoolConfig.makeSqlite({ filename: "app.db", readConnections: 2 })
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromConfig = (overrides: Input = {}): Effect.Effect<PoolConfig, PoolConfigError> =>
-  Effect.flatMap(
-    Effect.mapError(
-      config,
-      (error) => new PoolConfigError({ field: "(environment)", message: `cannot read the environment: ${error}` })
-    ),
-    (fromEnvironment) =>
-      make({
-        ...fromEnvironment,
-        ...Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined))
-      } as Input)
+export const makeSqlite: (input?: SqliteInput) => Effect.Effect<SqliteConfig, PoolConfigError> = (() => {
+  const decode = decoder(
+    SqliteConfigSchema,
+    [...Object.keys(commonFields), "readConnections", "minConnections", "readerThreads"],
+    {
+      maxConnections: "SqlitePool's writer lane is always one connection; size its Reader pool with readConnections"
+    }
   )
+  return (input: SqliteInput = {}) => decode(input)
+})()
+
+/**
+ * The configuration of one of `SqlitePool`'s pools (its writer or its readers): the shared fields, and the size.
+ *
+ * @internal
+ */
+export const forLane = (
+  config: SqliteConfig,
+  size: { readonly maxConnections: number; readonly minConnections: number }
+): PoolConfig => {
+  const { readConnections: _readConnections, readerThreads: _readerThreads, ...common } = config
+  return { ...common, ...size }
+}

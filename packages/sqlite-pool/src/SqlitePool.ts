@@ -11,6 +11,8 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Client from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -56,7 +58,7 @@ export interface Health {
 export interface Service {
   readonly stats: Effect.Effect<Stats>
   readonly healthCheck: Effect.Effect<Health, AcquireError | HealthCheckError>
-  readonly config: PoolConfig.PoolConfig
+  readonly config: PoolConfig.SqliteConfig
 }
 
 /**
@@ -97,7 +99,7 @@ export interface Clients {
  * @category constructors
  */
 export const makeWithConfig = (
-  config: PoolConfig.PoolConfig
+  config: PoolConfig.SqliteConfig
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const databaseFile = yield* MemoryDatabase.resolve(config.filename)
@@ -109,7 +111,7 @@ export const makeWithConfig = (
     const clientOptions = { ...config, filename: databaseFile }
 
     const writerPool = yield* ConnectionPool.makeWithConfig(
-      { ...config, maxConnections: 1, minConnections: 1 },
+      PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }),
       { databaseFile, label: `${config.filename} (writer)`, role: "writer", extensions }
     )
     const writer = yield* Lane.makeLane({
@@ -121,11 +123,10 @@ export const makeWithConfig = (
     })
 
     const readerPool = config.readConnections === 0 ? undefined : yield* ConnectionPool.makeWithConfig(
-      {
-        ...config,
+      PoolConfig.forLane(config, {
         maxConnections: config.readConnections,
-        minConnections: Math.min(config.minConnections, config.readConnections)
-      },
+        minConnections: config.minConnections
+      }),
       {
         databaseFile,
         readOnly: true,
@@ -140,7 +141,8 @@ export const makeWithConfig = (
       kind: "reader",
       retryBusy: (effect) => effect,
       withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: (e) => e }),
-      client: clientOptions
+      client: clientOptions,
+      inWorkers: config.readerThreads
     })
     const pools = readerPool === undefined ? [writerPool] : [writerPool, readerPool]
 
@@ -218,9 +220,9 @@ const isAcquireError = (cause: unknown): cause is AcquireError =>
  * @category constructors
  */
 export const make = (
-  input: PoolConfig.Input = {}
+  input: PoolConfig.SqliteInput = {}
 ): Effect.Effect<Clients, PoolConfigError | ConnectError, Scope.Scope | Reactivity.Reactivity> =>
-  Effect.flatMap(PoolConfig.make(input), makeWithConfig)
+  Effect.flatMap(PoolConfig.makeSqlite(input), makeWithConfig)
 
 const toContext = (clients: Clients) =>
   Context.make(Client.SqlClient, clients.writer).pipe(
@@ -241,24 +243,31 @@ const toContext = (clients: Clients) =>
  * @category layers
  */
 export const layer = (
-  input: PoolConfig.Input = {}
+  input: PoolConfig.SqliteInput = {}
 ): Layer.Layer<
   Client.SqlClient | SqliteClient.SqliteClient | SqlitePool | Reader,
   PoolConfigError | ConnectError
 > => Layer.scopedContext(Effect.map(make(input), toContext)).pipe(Layer.provide(Reactivity.layer))
 
 /**
- * The Layer configured from environment variables (`PoolConfig.environmentVariables`), overlaid by `overrides`.
+ * The Layer from an Effect `Config` of the input, as `@effect/sql` clients' `layerConfig`: each field a `Config`
+ * (or the whole input one), read when the layer is built. A field left out takes its default.
+ *
+ * @example
+ * const SqlLive = SqlitePool.layerConfig({
+ *   filename: Config.string("DATABASE_FILE"),
+ *   readConnections: Config.integer("READ_CONNECTIONS").pipe(Config.withDefault(4))
+ * })
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerConfig = (
-  overrides: PoolConfig.Input = {}
+  config: Config.Config.Wrap<PoolConfig.SqliteInput>
 ): Layer.Layer<
   Client.SqlClient | SqliteClient.SqliteClient | SqlitePool | Reader,
-  PoolConfigError | ConnectError
+  ConfigError.ConfigError | PoolConfigError | ConnectError
 > =>
-  Layer.scopedContext(
-    Effect.map(Effect.flatMap(PoolConfig.fromConfig(overrides), makeWithConfig), toContext)
-  ).pipe(Layer.provide(Reactivity.layer))
+  Layer.scopedContext(Effect.map(Effect.flatMap(Config.unwrap(config), make), toContext)).pipe(
+    Layer.provide(Reactivity.layer)
+  )

@@ -1,18 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { PoolConfig, PoolError } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, PoolConfig, PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 
 const millis = (duration: Duration.Duration | null) => duration === null ? null : Duration.toMillis(duration)
 
 /** The PoolConfigError of an input that must be rejected (a defect or a success fails the test). */
 const rejection = (input: unknown) => Effect.flip(PoolConfig.make(input as PoolConfig.Input))
-
-const withEnvironment = (variables: Record<string, string>) =>
-  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables))))
 
 describe("PoolConfig.make", () => {
   it.effect("fills in every default of API.md", () =>
@@ -21,7 +21,6 @@ describe("PoolConfig.make", () => {
       expect(config.filename).toBe(":memory:")
       expect(config.maxConnections).toBe(5)
       expect(config.minConnections).toBe(0)
-      expect(config.readConnections).toBe(4)
       expect(config.retries).toBe(3)
       expect(millis(config.retryBaseDelay)).toBe(10)
       expect(millis(config.retryMaxDelay)).toBe(1000)
@@ -47,7 +46,6 @@ describe("PoolConfig.make", () => {
         filename: "/tmp/app.db",
         maxConnections: 8,
         minConnections: 8,
-        readConnections: 0,
         retries: 0,
         retryBaseDelay: "250 millis",
         retryMaxDelay: Duration.seconds(30),
@@ -62,7 +60,6 @@ describe("PoolConfig.make", () => {
         filename: "/tmp/app.db",
         maxConnections: 8,
         minConnections: 8,
-        readConnections: 0,
         retries: 0,
         retryJitter: true
       })
@@ -97,7 +94,7 @@ describe("PoolConfig.make", () => {
     ["minConnections fractional", { minConnections: 0.5 }, "minConnections"],
     ["minConnections above maxConnections", { minConnections: 6, maxConnections: 5 }, "minConnections"],
     ["minConnections above the default maxConnections", { minConnections: 6 }, "minConnections"],
-    ["readConnections negative", { readConnections: -1 }, "readConnections"],
+    ["readConnections, which only SqlitePool has", { readConnections: 2 }, "readConnections"],
     ["retries negative", { retries: -1 }, "retries"],
     ["retries fractional", { retries: 1.5 }, "retries"],
     ["retryBaseDelay negative number", { retryBaseDelay: -10 }, "retryBaseDelay"],
@@ -139,7 +136,9 @@ describe("PoolConfig.make", () => {
   it.effect("says which values are allowed", () =>
     Effect.gen(function*() {
       expect((yield* rejection({ maxConnections: 0 })).message).toMatch(/integer from 1 to 1000, got 0/)
-      expect((yield* rejection({ minConnections: 9, maxConnections: 4 })).message).toMatch(/9.*4/)
+      expect((yield* rejection({ minConnections: 9, maxConnections: 4 })).message).toMatch(
+        /maxConnections \(4\), got 9/
+      )
       expect((yield* rejection({ retryBaseDelay: "-10 millis" })).message).toMatch(/non-negative duration/)
       const unknown = yield* rejection({ maxConection: 3 })
       expect(unknown.message).toContain("unknown field")
@@ -212,99 +211,102 @@ describe("PoolConfig.make", () => {
   )
 })
 
-describe("PoolConfig.fromConfig (environment variables)", () => {
-  it.effect("names one variable for every field of Input that is not a function or an object", () =>
+describe("PoolConfig.makeSqlite", () => {
+  it.effect("fills in SqlitePool's defaults and shares the common ones with make", () =>
     Effect.gen(function*() {
-      const resolved = yield* PoolConfig.make({})
-      const textual = Object.keys(resolved).filter((key) =>
-        !["transformQueryNames", "transformResultNames", "onConnect", "spanAttributes"].includes(key)
-      )
-      expect(Object.keys(PoolConfig.environmentVariables).sort()).toEqual(textual.sort())
-      for (const name of Object.values(PoolConfig.environmentVariables)) expect(name).toMatch(/^SQLSIM_[A-Z_]+$/)
+      const config = yield* PoolConfig.makeSqlite()
+      expect(config.readConnections).toBe(4)
+      expect(config.minConnections).toBe(0)
+      expect(config.readerThreads).toBe(false)
+      expect("maxConnections" in config).toBe(false)
+      const { maxConnections: _max, minConnections: _min, ...common } = yield* PoolConfig.make()
+      const { readConnections: _read, minConnections: _readMin, readerThreads: _threads, ...sqliteCommon } = config
+      expect(sqliteCommon).toEqual(common)
     }))
 
-  it.effect("an empty environment gives the defaults", () =>
-    Effect.gen(function*() {
-      const fromEnvironment = yield* PoolConfig.fromConfig().pipe(withEnvironment({}))
-      expect(fromEnvironment).toEqual(yield* PoolConfig.make({}))
-    }))
-
-  it.effect("reads every kind of field from text", () =>
-    Effect.gen(function*() {
-      const config = yield* PoolConfig.fromConfig().pipe(withEnvironment({
-        SQLSIM_FILENAME: "/data/app.db",
-        SQLSIM_MAX_CONNECTIONS: "8",
-        SQLSIM_MIN_CONNECTIONS: " 2 ",
-        SQLSIM_READ_CONNECTIONS: "0",
-        SQLSIM_RETRIES: "6",
-        SQLSIM_RETRY_BASE_DELAY: "25 millis",
-        SQLSIM_RETRY_MAX_DELAY: "2 seconds",
-        SQLSIM_RETRY_JITTER: "true",
-        SQLSIM_ACQUIRE_TIMEOUT: "750",
-        SQLSIM_BUSY_TIMEOUT: "0 millis",
-        SQLSIM_IDLE_TIME_TO_LIVE: "10 minutes",
-        SQLSIM_MAX_LIFETIME: "30 minutes",
-        SQLSIM_SHUTDOWN_TIMEOUT: "1 second"
-      }))
-      expect(config).toMatchObject({
-        filename: "/data/app.db",
-        maxConnections: 8,
-        minConnections: 2,
-        readConnections: 0,
-        retries: 6,
-        retryJitter: true
-      })
-      expect(millis(config.retryBaseDelay)).toBe(25)
-      expect(millis(config.retryMaxDelay)).toBe(2000)
-      expect(millis(config.acquireTimeout)).toBe(750)
-      expect(millis(config.idleTimeToLive)).toBe(600_000)
-      expect(millis(config.maxLifetime)).toBe(1_800_000)
-      expect(millis(config.shutdownTimeout)).toBe(1000)
-    }))
-
-  it.effect.each(["none", "null", ""])("SQLSIM_MAX_LIFETIME=%j means no limit", (text) =>
-    Effect.gen(function*() {
-      const config = yield* PoolConfig.fromConfig().pipe(withEnvironment({ SQLSIM_MAX_LIFETIME: text }))
-      expect(config.maxLifetime).toBeNull()
-    }))
-
-  it.effect("explicit overrides win over the environment", () =>
-    Effect.gen(function*() {
-      const config = yield* PoolConfig.fromConfig({ maxConnections: 3, filename: undefined }).pipe(
-        withEnvironment({ SQLSIM_MAX_CONNECTIONS: "8", SQLSIM_FILENAME: "env.db" })
-      )
-      expect(config.maxConnections).toBe(3)
-      expect(config.filename).toBe("env.db")
-    }))
-
-  const badVariables: ReadonlyArray<readonly [string, string, string]> = [
-    ["SQLSIM_MAX_CONNECTIONS", "abc", "maxConnections"],
-    ["SQLSIM_MAX_CONNECTIONS", "0", "maxConnections"],
-    ["SQLSIM_MAX_CONNECTIONS", "2.5", "maxConnections"],
-    ["SQLSIM_MIN_CONNECTIONS", "-1", "minConnections"],
-    ["SQLSIM_RETRIES", "three", "retries"],
-    ["SQLSIM_RETRY_JITTER", "maybe", "retryJitter"],
-    ["SQLSIM_RETRY_BASE_DELAY", "-5 millis", "retryBaseDelay"],
-    ["SQLSIM_ACQUIRE_TIMEOUT", "-1", "acquireTimeout"],
-    ["SQLSIM_IDLE_TIME_TO_LIVE", "forever", "idleTimeToLive"],
-    ["SQLSIM_FILENAME", "", "filename"]
+  const invalid: ReadonlyArray<readonly [string, Record<string, unknown>, string, RegExp]> = [
+    ["maxConnections, which SqlitePool does not have", { maxConnections: 4 }, "maxConnections", /readConnections/],
+    ["readConnections negative", { readConnections: -1 }, "readConnections", /integer from 0/],
+    ["minConnections above readConnections", { readConnections: 2, minConnections: 3 }, "minConnections", /2.*3/],
+    ["minConnections with no Reader pool", { readConnections: 0, minConnections: 1 }, "minConnections", /0.*1/],
+    ["readerThreads not a boolean", { readerThreads: "yes" }, "readerThreads", /true or false/],
+    ["a common rule", { retryBaseDelay: "0 millis" }, "retryBaseDelay", /at least 1 millis/]
   ]
 
-  it.effect.each(badVariables)(
-    "%s=%j fails with a PoolConfigError naming %s",
-    ([variable, text, field]) =>
-      Effect.gen(function*() {
-        const error = yield* Effect.flip(PoolConfig.fromConfig().pipe(withEnvironment({ [variable]: text })))
-        expect(error._tag).toBe("PoolConfigError")
-        expect(error.field).toBe(field)
-      })
-  )
+  it.effect.each(invalid)("rejects %s", ([, input, field, message]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(PoolConfig.makeSqlite(input as PoolConfig.SqliteInput))
+      expect(error.field).toBe(field)
+      expect(error.message).toMatch(message)
+    }))
 
-  it.effect("min > max across environment and overrides is still caught", () =>
+  it.effect("ConnectionPool's make says where readConnections belongs", () =>
+    Effect.gen(function*() {
+      const error = yield* rejection({ readConnections: 2 })
+      expect(error.message).toMatch(/only SqlitePool has a Reader pool/)
+    }))
+})
+
+describe("PoolConfig's Schemas", () => {
+  it("decode and encode with Effect's Schema: one definition of every rule", () => {
+    const decoded = Schema.decodeUnknownSync(PoolConfig.PoolConfigSchema)({ maxConnections: 2, acquireTimeout: 250 })
+    expect(decoded.maxConnections).toBe(2)
+    expect(Duration.toMillis(decoded.acquireTimeout)).toBe(250)
+    expect(() => Schema.decodeUnknownSync(PoolConfig.PoolConfigSchema)({ minConnections: 3, maxConnections: 2 }))
+      .toThrow(/minConnections must not exceed maxConnections \(2\), got 3/)
+    const encoded = Schema.encodeSync(PoolConfig.SqliteConfigSchema)(
+      Schema.decodeUnknownSync(PoolConfig.SqliteConfigSchema)({ readConnections: 1 })
+    )
+    expect(encoded.readConnections).toBe(1)
+  })
+})
+
+describe("layerConfig (an Effect Config of the input, as @effect/sql clients take it)", () => {
+  const provider = (variables: Record<string, string>) =>
+    Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables))))
+
+  it.scoped("ConnectionPool.layerConfig reads each field's Config when the layer is built", () =>
+    Effect.gen(function*() {
+      const layer = ConnectionPool.layerConfig({
+        maxConnections: Config.integer("POOL_SIZE"),
+        acquireTimeout: Config.duration("ACQUIRE_TIMEOUT")
+      }).pipe(Layer.provide(provider({ POOL_SIZE: "3", ACQUIRE_TIMEOUT: "2 seconds" })))
+      const pool = yield* Effect.provide(ConnectionPool.ConnectionPool, layer)
+      expect(pool.config.maxConnections).toBe(3)
+      expect(Duration.toMillis(pool.config.acquireTimeout)).toBe(2000)
+      expect(pool.config.filename).toBe(":memory:")
+    }))
+
+  it.scoped("SqlitePool.layerConfig takes SqlitePool's fields", () =>
+    Effect.gen(function*() {
+      const layer = SqlitePool.layerConfig({ readConnections: Config.integer("READERS") }).pipe(
+        Layer.provide(provider({ READERS: "2" }))
+      )
+      const service = yield* Effect.provide(SqlitePool.SqlitePool, layer)
+      expect(service.config.readConnections).toBe(2)
+    }))
+
+  it.effect("a variable that is missing is a ConfigError naming it", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
-        PoolConfig.fromConfig({ maxConnections: 2 }).pipe(withEnvironment({ SQLSIM_MIN_CONNECTIONS: "3" }))
+        Layer.build(
+          ConnectionPool.layerConfig({ filename: Config.string("DATABASE_FILE") }).pipe(Layer.provide(provider({})))
+        ).pipe(Effect.scoped)
       )
-      expect(error.field).toBe("minConnections")
+      expect(error._tag).not.toBe("PoolConfigError")
+      expect(String(error)).toContain("DATABASE_FILE")
+    }))
+
+  it.effect("a value the Config reads but the pool refuses is a PoolConfigError naming the field", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(
+          ConnectionPool.layerConfig({ maxConnections: Config.integer("POOL_SIZE") }).pipe(
+            Layer.provide(provider({ POOL_SIZE: "0" }))
+          )
+        ).pipe(Effect.scoped)
+      )
+      expect(error).toBeInstanceOf(PoolError.PoolConfigError)
+      expect((error as PoolError.PoolConfigError).field).toBe("maxConnections")
     }))
 })

@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
-import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
 import { descriptors, endless, threads } from "./threadFixtures.js"
@@ -11,7 +11,7 @@ import { tempDir } from "./utils.js"
 type Services = SqlClient.SqlClient | SqlitePool.SqlitePool | SqlitePool.Reader
 
 /** Builds a SqlitePool layer with Reader threads on a fresh file, in a Scope of its own that the caller closes. */
-const openPool = (input: PoolConfig.Input = {}) =>
+const openPool = (input: PoolConfig.SqliteInput = {}) =>
   Effect.gen(function*() {
     const filename = path.join(yield* tempDir, "test.db")
     const scope = yield* Scope.make()
@@ -38,16 +38,14 @@ const aggregate = (scale: number) =>
   "SELECT sum(x) AS s FROM c"
 
 describe("SqlitePool with readerThreads", () => {
-  it.effect("readerThreads defaults to false and reads SQLSIM_READER_THREADS", () =>
+  it.effect("readerThreads defaults to false and is one of SqlitePool's fields only", () =>
     Effect.gen(function*() {
-      assert.isFalse((yield* PoolConfig.make({})).readerThreads)
-      assert.isTrue((yield* PoolConfig.make({ readerThreads: true })).readerThreads)
-      const fromEnv = yield* PoolConfig.fromConfig().pipe(
-        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SQLSIM_READER_THREADS", "true"]])))
-      )
-      assert.isTrue(fromEnv.readerThreads)
-      const bad = yield* Effect.flip(PoolConfig.make({ readerThreads: "yes" as unknown as boolean }))
+      assert.isFalse((yield* PoolConfig.makeSqlite({})).readerThreads)
+      assert.isTrue((yield* PoolConfig.makeSqlite({ readerThreads: true })).readerThreads)
+      const bad = yield* Effect.flip(PoolConfig.makeSqlite({ readerThreads: "yes" as unknown as boolean }))
       assert.strictEqual(bad.field, "readerThreads")
+      const elsewhere = yield* Effect.flip(PoolConfig.make({ readerThreads: true } as PoolConfig.Input))
+      assert.strictEqual(elsewhere.field, "readerThreads")
     }))
 
   it.scopedLive("Reader statements run in a worker: the event loop keeps ticking through a long read", () =>

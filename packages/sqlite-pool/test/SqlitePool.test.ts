@@ -1,7 +1,7 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { assert, describe, it } from "@effect/vitest"
-import { type PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
+import { PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
 import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope, TestClock } from "effect"
 import { spawn } from "node:child_process"
@@ -21,7 +21,7 @@ const tempDatabase = Effect.acquireRelease(
 
 /** Runs `body` against a SqlitePool layer on a fresh file database. */
 const withPool = <A, E>(
-  input: PoolConfig.Input,
+  input: PoolConfig.SqliteInput,
   body: (
     filename: string
   ) => Effect.Effect<A, E, SqlClient.SqlClient | SqlitePool.SqlitePool | SqlitePool.Reader | Scope.Scope>
@@ -310,9 +310,12 @@ describe("SqlitePool", () => {
         assert.strictEqual(stats.writer.created, 1)
       })))
 
-  it.scoped("the writer lane is one connection whatever maxConnections says", () =>
-    withPool({ maxConnections: 8 }, () =>
+  it.scoped("the writer lane is one connection, and maxConnections is refused with what to use instead", () =>
+    withPool({}, () =>
       Effect.gen(function*() {
+        const refused = yield* Effect.flip(PoolConfig.makeSqlite({ maxConnections: 8 } as PoolConfig.SqliteInput))
+        assert.strictEqual(refused.field, "maxConnections")
+        assert.match(refused.message, /one connection.*readConnections/)
         const sql = yield* SqlClient.SqlClient
         yield* sql`CREATE TABLE t (x INTEGER)`
         yield* Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => sql`INSERT INTO t VALUES (${i})`, {

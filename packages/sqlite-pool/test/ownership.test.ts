@@ -14,7 +14,7 @@ import { eventually, tempDir, waitUntil } from "./utils.js"
 const require = createRequire(import.meta.url)
 
 /** Builds SqlitePool.layer on a file of a fresh directory, in a Scope the test closes itself. */
-const openLayer = (input: PoolConfig.Input) =>
+const openLayer = (input: PoolConfig.SqliteInput) =>
   Effect.gen(function*() {
     const filename = path.join(yield* tempDir, "app.db")
     const scope = yield* Scope.make()

@@ -20,7 +20,7 @@ import { tempDir, waitUntil } from "./utils.js"
 const extensionSource = fileURLToPath(new URL("./fixtures/answer-extension.c", import.meta.url))
 
 /** The layer on a file of a fresh directory, built in the test's Scope. */
-const layerOn = (input: PoolConfig.Input) =>
+const layerOn = (input: PoolConfig.SqliteInput) =>
   Effect.gen(function*() {
     const directory = yield* tempDir
     const filename = path.join(directory, "app.db")

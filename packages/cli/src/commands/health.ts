@@ -5,7 +5,6 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { PoolConfig } from "@sqlsim/sqlite-pool"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -15,9 +14,9 @@ import * as Flags from "../internal/flags.js"
 
 const db = Options.text("db").pipe(
   Options.withPseudoName("FILE"),
-  Options.withFallbackConfig(Config.string(PoolConfig.environmentVariables.filename)),
+  Options.withFallbackConfig(Config.string(Flags.environmentVariables.filename)),
   Options.withDescription(
-    `SQLite database file to check; it is opened read-only, never created or changed (env ${PoolConfig.environmentVariables.filename}).`
+    `SQLite database file to check; it is opened read-only, never created or changed (env ${Flags.environmentVariables.filename}).`
   )
 )
 

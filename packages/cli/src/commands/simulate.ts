@@ -11,6 +11,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { FaultPlan, Report, ReportHtml, Simulation, Workload } from "@sqlsim/simulator"
+import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -33,8 +34,14 @@ const parsed = <A>(name: string, parse: (text: string) => Either.Either<A, { rea
     Options.optional
   )
 
-const integer = (name: string, minimum: number, maximum: number) =>
-  Flags.wholeNumber(name, minimum, maximum, `a whole number from ${minimum} to ${maximum.toLocaleString("en-US")}`)
+const integer = (name: string, minimum: number, maximum: number, variable?: string) =>
+  Flags.wholeNumber(
+    name,
+    minimum,
+    maximum,
+    `a whole number from ${minimum} to ${maximum.toLocaleString("en-US")}`,
+    variable
+  )
 
 const durationUnits: Record<string, string> = { ms: "millis", s: "seconds", m: "minutes", h: "hours" }
 
@@ -96,14 +103,17 @@ const hold = Options.float("hold").pipe(
   Options.optional,
   Options.withDescription("Milliseconds of work held inside each transaction, with the write lock taken (default 0).")
 )
-const readers = integer("readers", 0, Simulation.limits.readers).pipe(
+const readers = integer("readers", 0, Simulation.limits.readers, Flags.readerVariables.readConnections).pipe(
   Options.withDescription(
-    `Read-only connections of the pool's Reader (0 .. ${Simulation.limits.readers}; default 4); writes use one writer.`
+    `Read-only connections of the pool's Reader (0 .. ${Simulation.limits.readers}; default 4; env ` +
+      `${Flags.readerVariables.readConnections}); writes use one writer.`
   )
 )
 const readerThreads = Options.boolean("reader-threads").pipe(
+  Options.withFallbackConfig(Config.boolean(Flags.readerVariables.readerThreads)),
   Options.withDescription(
-    "Run each Reader connection in a worker thread of its own (readerThreads): long reads leave the event loop free."
+    "Run each Reader connection in a worker thread of its own (readerThreads): long reads leave the event loop free " +
+      `(env ${Flags.readerVariables.readerThreads}).`
   )
 )
 const compare = Options.boolean("compare").pipe(

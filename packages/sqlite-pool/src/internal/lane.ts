@@ -148,7 +148,7 @@ const closedError = (pool: ConnectionPool.Service) =>
  * statement that finds no usable pinned connection while others still run on it, or a pool of one, takes a lease of
  * its own.
  */
-const makeReaderLane = (pool: ConnectionPool.Service) =>
+const makeReaderLane = (pool: ConnectionPool.Service, inWorkers: boolean) =>
   Effect.gen(function*() {
     const readOnly = wrapper(readOnlyMessage)
     const lease: Lane["lease"] = Effect.map(
@@ -160,7 +160,7 @@ const makeReaderLane = (pool: ConnectionPool.Service) =>
     const waiting = () => 0
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // one shared connection would queue them in one worker.
-    if (pool.config.maxConnections < 2 || pool.config.readerThreads) return { lease, statement: leased, waiting }
+    if (pool.config.maxConnections < 2 || inWorkers) return { lease, statement: leased, waiting }
     const pinned = yield* makePin(pool, readOnly, () => true)
     const statement = <A>(
       f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
@@ -185,12 +185,14 @@ export const makeLane = (options: {
   ) => Client.SqlClient["withTransaction"]
   /** SqliteClient's name transforms and span attributes */
   readonly client: PooledClient.Options
+  /** the pool's connections live in worker threads (`readerThreads`) */
+  readonly inWorkers?: boolean | undefined
 }): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
   Effect.gen(function*() {
     const { kind, pool } = options
     const { lease, statement, waiting } = kind === "writer"
       ? yield* makeWriterLane(pool)
-      : yield* makeReaderLane(pool)
+      : yield* makeReaderLane(pool, options.inWorkers === true)
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
     // A statement that found its kept connection's handle closed never ran: it runs once more, on the replacement.
     // The client's acquirer is free: a statement finds its connection when it runs.

@@ -82,13 +82,13 @@ const program = Effect.gen(function*() {
 })
 
 // Typed errors reach the app: a bad configuration is a PoolConfigError naming the field.
-const badConfig = Effect.flip(Layer.build(SqlitePool.layer({ maxConnections: 0 }))).pipe(Effect.scoped)
+const badConfig = Effect.flip(Layer.build(SqlitePool.layer({ readConnections: -1 }))).pipe(Effect.scoped)
 
 Effect.gen(function*() {
   const summary = yield* program.pipe(Effect.provide(AppLayer))
   const configError = yield* badConfig
   assert.ok(configError instanceof PoolError.PoolConfigError)
-  assert.equal(configError.field, "maxConnections")
+  assert.equal(configError.field, "readConnections")
   console.log(JSON.stringify({ ...summary, configError: configError.field }))
 }).pipe(Effect.runPromise).catch((error: unknown) => {
   console.error(error)
