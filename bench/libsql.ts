@@ -9,11 +9,11 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Connector, LibsqlConnector, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as Sqld from "@sqlsim/test-kit/Sqld"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Libsql from "../packages/sqlite-pool/src/internal/libsqlConnector.js"
-import * as Sqld from "../test/support/sqld.js"
 
 const quick = process.argv.includes("--quick")
 const statements = quick ? 300 : 2_000

@@ -7,6 +7,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { describe, expect, it } from "@effect/vitest"
 import { Demo } from "@sqlsim/cli"
 import { ConnectionPool, PoolConfig } from "@sqlsim/sqlite-pool"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,7 +16,6 @@ import * as FastCheck from "effect/FastCheck"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { tempDir } from "./support/temp.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration

@@ -11,13 +11,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool } from "@sqlsim/sqlite-pool"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
 import Database from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { seededRandom, seedFromEnvironment } from "./support/settle.js"
-import { tempDir } from "./support/temp.js"
+import { seededRandom, seedFromEnvironment } from "./support/seed.js"
 
 const repositoryRoot = fileURLToPath(new URL("..", import.meta.url))
 const writerScript = fileURLToPath(new URL("./fixtures/crash-writer.ts", import.meta.url))

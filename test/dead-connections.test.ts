@@ -6,6 +6,8 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { removeDatabaseFiles, tempDir } from "@sqlsim/test-kit/TempDir"
 import Database from "better-sqlite3"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -15,9 +17,7 @@ import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { databaseDescriptors } from "./support/descriptors.js"
-import * as FaultConnector from "./support/faultConnector.js"
 import { violations } from "./support/invariants.js"
-import { removeDatabaseFiles, tempDir } from "./support/temp.js"
 
 const setup = (maxConnections = 1) =>
   Effect.gen(function*() {

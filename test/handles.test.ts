@@ -7,6 +7,9 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+import { settle, waitUntil } from "@sqlsim/test-kit/Wait"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -16,9 +19,6 @@ import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { databaseDescriptors, descriptorsUnder, openDescriptorTargets } from "./support/descriptors.js"
-import * as FaultConnector from "./support/faultConnector.js"
-import { settle, waitUntil } from "./support/settle.js"
-import { tempDir } from "./support/temp.js"
 
 /** A pool in its own closeable scope, on a file in a fresh directory, behind a fault connector. */
 const poolInScope = (

@@ -5,18 +5,19 @@
  * once (without the clock moving). Seeds are printed; SQLSIM_SEED=<seed> replays a run.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { VirtualClock } from "@sqlsim/simulator"
 import { ConnectionPool, Connector } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+import { settle, waitUntil, yieldEventLoop } from "@sqlsim/test-kit/Wait"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as path from "node:path"
-import * as FaultConnector from "./support/faultConnector.js"
 import { summary, violations } from "./support/invariants.js"
-import { seededRandom, seedFromEnvironment, settle, waitUntil, yieldEventLoop } from "./support/settle.js"
+import { seededRandom, seedFromEnvironment } from "./support/seed.js"
 import { LeaseGuard, Outcomes } from "./support/storm.js"
-import { tempDir } from "./support/temp.js"
-import * as VirtualClock from "./support/virtualClock.js"
 
 const MAX_CONNECTIONS = 4
 
@@ -65,9 +66,9 @@ const checkAftermath = (pool: ConnectionPool.Service, connector: FaultConnector.
 
 describe("interruption storm", () => {
   it.scoped("3000 fibers with random timeouts, interrupts, invalidations and connect faults leave nothing behind", () => {
-    // Thousands of sleepers: the virtual clock (support/virtualClock.ts) instead of TestClock, which needs ~3 ms of
+    // Thousands of sleepers: the simulator's virtual clock instead of TestClock, which needs ~3 ms of
     // wall-clock time per wake-up. Time still moves only when the test moves it.
-    const clock = VirtualClock.make()
+    const clock = new VirtualClock.VirtualClock()
     return Effect.gen(function*() {
       const seed = seedFromEnvironment()
       const random = seededRandom(seed)

@@ -9,14 +9,14 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { SqlitePool } from "@sqlsim/sqlite-pool"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as path from "node:path"
 import { violations } from "./support/invariants.js"
-import { seededRandom, seedFromEnvironment } from "./support/settle.js"
-import { tempDir } from "./support/temp.js"
+import { seededRandom, seedFromEnvironment } from "./support/seed.js"
 
 const READ_CONNECTIONS = 3
 

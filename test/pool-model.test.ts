@@ -9,6 +9,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+import { settle, yieldEventLoop } from "@sqlsim/test-kit/Wait"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -18,10 +21,7 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
 import { databaseDescriptors } from "./support/descriptors.js"
-import * as FaultConnector from "./support/faultConnector.js"
 import { Harness, Model } from "./support/poolModel.js"
-import { settle, yieldEventLoop } from "./support/settle.js"
-import { tempDir } from "./support/temp.js"
 
 const ACQUIRE_TIMEOUT_MS = 1000
 

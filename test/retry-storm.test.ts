@@ -7,6 +7,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, PoolConfig } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+import { settle, waitUntil } from "@sqlsim/test-kit/Wait"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -14,10 +17,7 @@ import * as TestClock from "effect/TestClock"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as FaultConnector from "./support/faultConnector.js"
 import { summary, violations } from "./support/invariants.js"
-import { settle, waitUntil } from "./support/settle.js"
-import { tempDir } from "./support/temp.js"
 
 /** A pool on `filename` whose connects are counted by a fault connector (which injects nothing here). */
 const countedPool = (directory: string, input: PoolConfig.Input) =>

@@ -4,11 +4,11 @@
  * start fails with what it printed.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Sqld from "@sqlsim/test-kit/Sqld"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
-import * as Sqld from "./support/sqld.js"
 
 const alive = (pid: number | undefined): boolean => {
   if (pid === undefined) return false

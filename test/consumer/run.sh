@@ -27,6 +27,8 @@ node "$root/scripts/stage-packages.mjs" --pack "$work/tarballs"
 step "pnpm pack gives the same packages; a raw npm pack of a workspace manifest is refused"
 mkdir -p "$work/pnpm"
 for dir in "$root"/packages/*/; do
+  # The test kit is private: it is never packed nor published.
+  if node -e 'process.exit(require(process.argv[1]).private === true ? 0 : 1)' "$dir/package.json"; then continue; fi
   (cd "$dir" && pnpm --silent pack --pack-destination "$work/pnpm" >/dev/null)
   if (cd "$dir" && npm pack --pack-destination "$work/refused" >/dev/null 2>&1); then
     fail "npm pack of the workspace manifest in $dir was not refused"

@@ -7,6 +7,7 @@
  */
 import { SqlError } from "@effect/sql/SqlError"
 import type { ConnectionPool, PoolStats } from "@sqlsim/sqlite-pool"
+import type { Fault, FaultConnector } from "@sqlsim/test-kit/FaultConnector"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -15,7 +16,6 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { Fault, FaultConnector } from "./faultConnector.js"
 import { violations } from "./invariants.js"
 
 /** What the model says a lease (one acquire, numbered L1, L2 ... in order) is doing. */

@@ -15,7 +15,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Workload } from "@sqlsim/simulator"
-import { ConnectionPool, PoolConfig, type PoolError, type PoolStats, RetryPolicy } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, PoolConfig, type PoolError, type PoolStats } from "@sqlsim/sqlite-pool"
 import * as Console from "effect/Console"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -218,9 +218,10 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
       // First lease: create, insert, read back; the connection goes back to the pool when `use` ends.
       const { preview, rowsInserted } = yield* pool.use((connection) =>
         Effect.gen(function*() {
-          const inserted = yield* inTransaction(
-            connection.sql,
-            config,
+          // The pool's transaction: BEGIN IMMEDIATE takes the write lock up front (retried with the pool's backoff
+          // while another connection holds it), so nothing inside meets SQLITE_BUSY; any failure or interruption
+          // rolls back.
+          const inserted = yield* connection.sql.withTransaction(
             Effect.zipRight(createTable(connection.sql), insertLabels(connection.sql, labels))
           )
           committed = inserted
@@ -359,31 +360,6 @@ const insertLabels = <E>(sql: SqliteClient.SqliteClient, labels: Stream.Stream<L
         )
       ),
       Effect.map((): Inserted => ({ count, firstId, lastId }))
-    )
-  })
-
-/**
- * `BEGIN IMMEDIATE` takes the write lock up front (retried with the pool's backoff while another connection holds
- * it), so nothing inside can meet SQLITE_BUSY; any failure or interruption rolls back.
- */
-const inTransaction = <A, E, R>(
-  sql: SqliteClient.SqliteClient,
-  config: PoolConfig.PoolConfig,
-  body: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | SqlError, R> =>
-  Effect.suspend(() => {
-    let open = false
-    const begin = Effect.uninterruptible(Effect.tap(sql.unsafe("BEGIN IMMEDIATE"), () => {
-      open = true
-    }))
-    const commit = Effect.uninterruptible(Effect.tap(sql.unsafe("COMMIT"), () => {
-      open = false
-    }))
-    const retryBusy = RetryPolicy.retryWhileBusy(config, { retries: 0 })
-    return retryBusy(begin).pipe(
-      Effect.zipRight(body),
-      Effect.zipLeft(retryBusy(commit)),
-      Effect.onExit((exit) => Exit.isFailure(exit) && open ? Effect.ignore(sql.unsafe("ROLLBACK")) : Effect.void)
     )
   })
 

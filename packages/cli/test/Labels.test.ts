@@ -2,8 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Labels } from "@sqlsim/cli"
 import { Chunk, Effect, Either, FastCheck as fc, Stream } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
+import { tempDir } from "./utils.js"
 
 const encoder = new TextEncoder()
 
@@ -105,10 +105,7 @@ describe("Labels", () => {
 
   it.scoped("inspect and read report a missing file, a directory and a regular file", () =>
     Effect.gen(function*() {
-      const directory = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-labels-"))),
-        (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
-      )
+      const directory = yield* tempDir
       const missing = yield* Effect.either(Labels.inspect(path.join(directory, "nope.txt")))
       assert.isTrue(Either.isLeft(missing) && missing.left.problem === "missing")
       const asDirectory = yield* Effect.either(Labels.inspect(directory))

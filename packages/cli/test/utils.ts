@@ -12,11 +12,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
-/** A fresh temporary directory, removed with everything in it when the Scope closes. */
-export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-cli-"))),
-  (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
-)
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+
+export { tempDir }
 
 /** The `events` rows of a database file, read directly; undefined when the table does not exist. */
 export const eventsOf = (filename: string): Array<{ id: number; label: string }> | undefined => {

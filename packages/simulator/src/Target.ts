@@ -9,12 +9,10 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import { Connector, type PoolConfig, PoolError, type PoolStats, RetryPolicy, SqlitePool } from "@sqlsim/sqlite-pool"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Operation, Target } from "./Workload.js"
@@ -175,16 +173,7 @@ export const perOperation = (
       })
       counts.created++
       yield* Effect.addFinalizer(() => Effect.sync(() => counts.closed++))
-      return yield* Connector.client(connection, config.filename)
-    })
-
-  const transaction = <A>(sql: SqlClient.SqlClient, body: Effect.Effect<A, SqlError>) =>
-    Effect.gen(function*() {
-      yield* retryBusy(sql.unsafe("BEGIN IMMEDIATE"))
-      const exit = yield* Effect.exit(Effect.zipLeft(body, retryBusy(sql.unsafe("COMMIT"))))
-      // The connection closes right after: a failed ROLLBACK cannot leak its state to anyone.
-      if (Exit.isFailure(exit)) yield* Effect.ignore(sql.unsafe("ROLLBACK"))
-      return yield* exit
+      return yield* Connector.client(connection, config.filename, { readOnly, retryBusy })
     })
 
   return {
@@ -199,8 +188,7 @@ export const perOperation = (
           case "write":
             return yield* Effect.asVoid(retryBusy(run.insert(operation)))
           case "transaction":
-            return yield* transaction(
-              sql,
+            return yield* sql.withTransaction(
               Effect.zipRight(Effect.zipRight(run.count(operation), run.insert(operation)), hold(options.holdMs))
             )
         }

@@ -18,7 +18,11 @@ describe("FaultInjector", () => {
       const pool = yield* poolWith(injector, { filename, retries: 3 })
       const fiber = yield* Effect.fork(Effect.either(pool.use(() => Effect.void)))
       // Backoff 10 + 20 + 40 ms on the TestClock: no real waiting.
-      const moved = yield* advanceUntil(isDone(fiber), 5, 1000)
+      const moved = yield* advanceUntil(isDone(fiber), {
+        step: 5,
+        limit: 1000,
+        description: "the connect after three retries"
+      })
       const result = yield* Fiber.join(fiber)
       assert.isTrue(result._tag === "Left")
       if (result._tag === "Left") {
@@ -109,7 +113,7 @@ describe("FaultInjector", () => {
       yield* injector.arm
       const pool = yield* poolWith(injector, { filename })
       const fiber = yield* Effect.fork(pool.use((connection) => connection.sql`SELECT 1`))
-      const moved = yield* advanceUntil(isDone(fiber), 1, 1000)
+      const moved = yield* advanceUntil(isDone(fiber), { step: 1, limit: 1000, description: "the slow open" })
       yield* Fiber.join(fiber)
       const [event] = yield* injector.events
       assert.strictEqual(event?.kind, "slow-open")

@@ -14,6 +14,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -31,6 +32,7 @@ import * as PoolConfig from "./PoolConfig.js"
 import { ConnectError, HealthCheckError } from "./PoolError.js"
 import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import type { PoolStats } from "./PoolStats.js"
+import * as RetryPolicy from "./RetryPolicy.js"
 import * as SqliteCode from "./SqliteCode.js"
 
 export type { PoolStats } from "./PoolStats.js"
@@ -190,6 +192,11 @@ export const makeWithConfig = (
             )
           )
         )
+    // A lease's `sql.withTransaction`: on a read-write pool BEGIN IMMEDIATE, retried while another connection holds
+    // the write lock, so that no statement inside meets SQLITE_BUSY halfway.
+    const transactions = readOnly
+      ? { begin: "BEGIN", retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => effect }
+      : { begin: "BEGIN IMMEDIATE", retryBusy: RetryPolicy.retryWhileBusy(config, { retries: 0 }) }
     const core = yield* PoolCore.make<SqliteClient.SqliteClient>({
       config,
       connector,
@@ -203,9 +210,12 @@ export const makeWithConfig = (
         extensions: options.extensions,
         worker: options.inWorkers === true ? { timeout: config.acquireTimeout } : undefined
       },
-      makeClient: (connection) =>
+      makeClient: (connection, invalidate) =>
         Effect.provideService(
-          Effect.tap(PooledClient.make(connection, { ...config, filename }), (sql) => onConnect(sql, connection)),
+          Effect.tap(
+            PooledClient.make(connection, { ...config, filename }, { ...transactions, invalidate }),
+            (sql) => onConnect(sql, connection)
+          ),
           Reactivity.Reactivity,
           reactivity
         ),

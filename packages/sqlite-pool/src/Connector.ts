@@ -8,6 +8,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
+import type { SqlError } from "@effect/sql/SqlError"
 import Database from "better-sqlite3"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -268,13 +269,30 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
 
 /**
  * The `@effect/sql-sqlite-node`-shaped client of one connection (what a pool lease's `sql` is), for code that opens
- * connections with a connector directly.
+ * connections with a connector directly. Its `withTransaction` is the pool's: `BEGIN IMMEDIATE` (plain `BEGIN` when
+ * `readOnly`), the BEGIN and COMMIT retried with `retryBusy` (none by default), savepoints for nested blocks.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const client = (connection: Connection, filename: string): Effect.Effect<SqliteClient.SqliteClient> =>
-  Effect.provideServiceEffect(PooledClient.make(connection, { filename }), Reactivity.Reactivity, Reactivity.make)
+export const client = (
+  connection: Connection,
+  filename: string,
+  options: {
+    readonly readOnly?: boolean | undefined
+    readonly retryBusy?: (<A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>) | undefined
+  } = {}
+): Effect.Effect<SqliteClient.SqliteClient> =>
+  Effect.provideServiceEffect(
+    PooledClient.make(connection, { filename }, {
+      begin: options.readOnly === true ? "BEGIN" : "BEGIN IMMEDIATE",
+      retryBusy: options.retryBusy ?? ((effect) => effect),
+      // The connection is the caller's: closing it is theirs too.
+      invalidate: Effect.void
+    }),
+    Reactivity.Reactivity,
+    Reactivity.make
+  )
 
 /**
  * The live connector.

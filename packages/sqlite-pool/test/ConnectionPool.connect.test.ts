@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, PoolError } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -16,7 +17,7 @@ const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Fiber.poll(fiber),
  * Moves the TestClock in steps (1 ms by default) until the fiber ends, then returns its exit. Sleeps fire at their
  * exact instants whatever the step; small steps only make sure background fibers have registered their next sleep.
  */
-const runOnClock = <A, E>(fiber: Fiber.Fiber<A, E>, step = "1 millis") =>
+const runOnClock = <A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.DurationInput = "1 millis") =>
   Effect.zipRight(
     advanceUntil(isDone(fiber), { step, limit: "10 seconds", description: "the fiber ends" }),
     Fiber.await(fiber)
@@ -46,8 +47,8 @@ describe("ConnectionPool: connect retries", () => {
       expect(error.message).toContain("gave up after 4 attempts")
       // The driver's own error is kept as the cause.
       expect(String((error.cause as Error).message)).toMatch(/directory does not exist/)
-      expect(connector.opens.map((open) => open.at)).toEqual([0, 10, 30, 70])
-      expect(gaps(connector.opens.map((open) => open.at))).toEqual([10, 20, 40])
+      expect(connector.attempts.map((open) => open.at)).toEqual([0, 10, 30, 70])
+      expect(gaps(connector.attempts.map((open) => open.at))).toEqual([10, 20, 40])
       expect(yield* pool.stats).toMatchObject({
         connectFailures: 4,
         retries: 3,
@@ -65,7 +66,7 @@ describe("ConnectionPool: connect retries", () => {
       const filename = path.join(directory, "missing", "app.db")
       const { connector, pool } = yield* makeTestPool({ filename, retryJitter: true })
       yield* runOnClock(yield* Effect.fork(Effect.exit(pool.use((c) => c.sql`SELECT 1`))))
-      const waits = gaps(connector.opens.map((open) => open.at))
+      const waits = gaps(connector.attempts.map((open) => open.at))
       expect(waits).toHaveLength(3)
       waits.forEach((wait, retry) => {
         expect(wait).toBeGreaterThanOrEqual(10 * 2 ** retry * 0.8)
@@ -83,7 +84,7 @@ describe("ConnectionPool: connect retries", () => {
       )
       const acquire = Effect.exit(pool.use((c) => c.sql`SELECT 1`))
       yield* runOnClock(yield* Effect.fork(acquire))
-      const waits = gaps(connector.opens.map((open) => open.at))
+      const waits = gaps(connector.attempts.map((open) => open.at))
       expect(waits[0]).toBeCloseTo(8, 6)
       expect(waits[1]).toBeCloseTo(24, 6)
       expect(waits[2]).toBeCloseTo(36, 6)
@@ -103,7 +104,7 @@ describe("ConnectionPool: connect retries", () => {
       expect(stats.retries).toBeGreaterThan(0)
       expect(stats.connectFailures).toBe(stats.retries)
       expect(stats).toMatchObject({ created: 1, open: 1, acquired: 1 })
-      const success = connector.opens.find((open) => open.outcome === "opened")!
+      const success = connector.attempts.find((open) => open.outcome === "opened")!
       expect(success.at).toBeGreaterThanOrEqual(30)
     }))
 
@@ -112,7 +113,7 @@ describe("ConnectionPool: connect retries", () => {
       const { connector, pool } = yield* makeTestPool({}, (attempt) => attempt === 1 ? "missingDirectory" : undefined)
       const exit = yield* runOnClock(yield* Effect.fork(pool.use((c) => Effect.succeed(c.id))))
       expect(exit).toMatchObject({ _tag: "Success", value: 1 })
-      expect(connector.opens.map((open) => [open.at, open.outcome])).toEqual([[0, "failed"], [10, "opened"]])
+      expect(connector.attempts.map((open) => [open.at, open.outcome])).toEqual([[0, "failed"], [10, "opened"]])
       expect(yield* pool.stats).toMatchObject({ connectFailures: 1, retries: 1, created: 1 })
     }))
 
@@ -133,7 +134,7 @@ describe("ConnectionPool: connect retries", () => {
       ))
       const exit = yield* runOnClock(query)
       expect(exit).toMatchObject({ _tag: "Success", value: [{ n: 0 }] })
-      expect(connector.opens[0]!.code).toMatch(/^SQLITE_BUSY/)
+      expect(connector.attempts[0]!.code).toMatch(/^SQLITE_BUSY/)
       expect((yield* pool.stats).retries).toBeGreaterThan(0)
     }))
 })
@@ -149,7 +150,7 @@ describe("ConnectionPool: permanent connect failures are not retried", () => {
       const error = yield* Fiber.join(fiber)
       expect(error).toMatchObject({ _tag: "ConnectError", code: "SQLITE_CANTOPEN", transient: false, attempts: 1 })
       expect(error.message).toContain("not retried")
-      expect(connector.attempts()).toBe(1)
+      expect(connector.attemptCount()).toBe(1)
       expect(yield* pool.stats).toMatchObject({ connectFailures: 1, retries: 0 })
     }))
 

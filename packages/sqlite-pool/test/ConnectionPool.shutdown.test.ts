@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, type PoolConfig, PoolError } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -10,15 +11,15 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
-import { advanceUntil, invariantsHold, makeTestConnector, type Redirect, tempDir, waitUntil } from "./utils.js"
+import { advanceUntil, invariantsHold, tempDir, waitUntil } from "./utils.js"
 
 const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isSome)
 
 /** A pool in a Scope of its own, so that a test can close it while leases and waiters are still around. */
-const closablePool = (input: PoolConfig.Input = {}, redirect?: (attempt: number) => Redirect | undefined) =>
+const closablePool = (input: PoolConfig.Input = {}, redirect?: (attempt: number) => FaultConnector.Fault | undefined) =>
   Effect.gen(function*() {
     const directory = yield* tempDir
-    const connector = yield* makeTestConnector(directory, redirect)
+    const connector = yield* FaultConnector.make(directory, redirect)
     const poolScope = yield* Scope.make()
     const pool = yield* ConnectionPool.make({ filename: path.join(directory, "test.db"), ...input }).pipe(
       Effect.provideService(Connector.Connector, connector.service),
@@ -103,7 +104,7 @@ describe("ConnectionPool: shutdown", () => {
         retryBaseDelay: "100 millis"
       })
       const acquiring = yield* Effect.fork(Effect.scoped(pool.acquire))
-      yield* waitUntil(Effect.sync(() => connector.attempts() === 1), "the first connect attempt failed")
+      yield* waitUntil(Effect.sync(() => connector.attemptCount() === 1), "the first connect attempt failed")
       const closing = yield* Effect.fork(close)
       yield* waitUntil(isDone(acquiring), "the acquire ends without the clock moving")
       const exit = yield* Fiber.await(acquiring)
@@ -116,7 +117,7 @@ describe("ConnectionPool: shutdown", () => {
       }
       yield* waitUntil(isDone(closing), "closing ends")
       yield* TestClock.adjust("1 minute")
-      expect(connector.attempts()).toBe(1)
+      expect(connector.attemptCount()).toBe(1)
       expect((yield* pool.stats).open).toBe(0)
     }))
 
@@ -132,19 +133,19 @@ describe("ConnectionPool: shutdown", () => {
       // The acquire finds the dead connection and retires it: the top-up to minConnections starts, and the waiting
       // acquire counts on it (no second connect); it fails and waits to retry.
       const acquiring = yield* Effect.fork(Effect.scoped(pool.acquire))
-      yield* waitUntil(Effect.sync(() => connector.attempts() === 2), "the replacement connect failed once")
+      yield* waitUntil(Effect.sync(() => connector.attemptCount() === 2), "the replacement connect failed once")
       const closing = yield* Effect.fork(close)
       yield* waitUntil(isDone(closing), "closing ends without the clock moving")
       yield* waitUntil(isDone(acquiring), "the acquire ends")
       yield* TestClock.adjust("1 minute")
-      expect(connector.attempts()).toBe(2)
+      expect(connector.attemptCount()).toBe(2)
       expect((yield* pool.stats).open).toBe(0)
     }))
 
   it.scoped("closing the layer's scope closes the pool", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
-      const connector = yield* makeTestConnector(directory)
+      const connector = yield* FaultConnector.make(directory)
       const layerScope = yield* Scope.make()
       const context = yield* Layer.build(
         ConnectionPool.layer({ filename: path.join(directory, "layer.db"), minConnections: 2 })

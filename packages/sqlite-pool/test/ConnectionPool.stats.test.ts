@@ -191,7 +191,7 @@ describe("ConnectionPool: statistics", () => {
           expect(stats.open).toBeLessThanOrEqual(maxConnections)
           expect(stats.open).toBe(connector.openHandles())
           // Every connection opened is one this model can account for.
-          expect(stats.created).toBe(connector.opened())
+          expect(stats.created).toBe(connector.openedCount())
         }
       })),
     { fastCheck: { numRuns: 15 } }

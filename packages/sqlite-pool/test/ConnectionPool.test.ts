@@ -1,6 +1,7 @@
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
+import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -11,15 +12,7 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import {
-  invariantsHold,
-  makeTestConnector,
-  makeTestPool,
-  randomBytes,
-  tempDir,
-  waitUntil,
-  yieldEventLoop
-} from "./utils.js"
+import { invariantsHold, makeTestPool, randomBytes, tempDir, waitUntil, yieldEventLoop } from "./utils.js"
 
 const idOf = (connection: ConnectionPool.PooledConnection) => connection.id
 
@@ -474,7 +467,7 @@ describe("ConnectionPool: minConnections", () => {
   it.scoped("opens (and verifies) minConnections while the pool is built", () =>
     Effect.gen(function*() {
       const { connector, pool } = yield* makeTestPool({ minConnections: 2, maxConnections: 4 })
-      expect(connector.opened()).toBe(2)
+      expect(connector.openedCount()).toBe(2)
       expect(yield* pool.stats).toMatchObject({ created: 2, open: 2, idle: 2, inUse: 0, acquired: 0 })
       const ids = yield* Effect.scoped(Effect.all([pool.acquire, pool.acquire]).pipe(Effect.map((cs) => cs.map(idOf))))
       expect(ids.sort()).toEqual([1, 2])
@@ -485,7 +478,7 @@ describe("ConnectionPool: minConnections", () => {
     Effect.gen(function*() {
       const directory = yield* tempDir
       // The second open goes to a directory: a permanent SQLITE_CANTOPEN, produced by SQLite itself.
-      const connector = yield* makeTestConnector(directory, (n) => n === 2 ? "directory" : undefined)
+      const connector = yield* FaultConnector.make(directory, (n) => n === 2 ? "directory" : undefined)
       const error = yield* ConnectionPool.make({ filename: path.join(directory, "min.db"), minConnections: 2 }).pipe(
         Effect.provideService(Connector.Connector, connector.service),
         Effect.scoped,
@@ -493,7 +486,7 @@ describe("ConnectionPool: minConnections", () => {
       )
       expect(error).toBeInstanceOf(PoolError.ConnectError)
       expect(error).toMatchObject({ _tag: "ConnectError", code: "SQLITE_CANTOPEN", transient: false, attempts: 1 })
-      expect(connector.opened()).toBe(1)
+      expect(connector.openedCount()).toBe(1)
       expect(connector.openHandles()).toBe(0)
     }))
 

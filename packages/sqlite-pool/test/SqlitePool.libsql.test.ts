@@ -7,11 +7,11 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Connector, LibsqlConnector, PoolError, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
+import * as Sqld from "@sqlsim/test-kit/Sqld"
+import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { eventually } from "../../../test/support/poll.js"
-import * as Sqld from "../../../test/support/sqld.js"
 import { minimumReplicationIndex } from "../src/internal/libsqlConnector.js"
 
 /** SqlitePool built on the connector, in the test's Scope. */
@@ -117,7 +117,7 @@ describe("SqlitePool on libSQL (real sqld)", () => {
       yield* replica.kill("SIGKILL")
       yield* sql`INSERT INTO t VALUES ('two')`
       // The Reader's connection to the dead replica reports itself lost; its replacement goes to the primary.
-      yield* eventually(Effect.map(count(reader), (n) => n === 2), 5_000, "reads on the primary")
+      yield* eventually(Effect.map(count(reader), (n) => n === 2), "reads on the primary", 5_000)
       for (let i = 0; i < 10; i++) expect(yield* count(reader)).toBe(2)
       const down = yield* connector.status
       expect(down.fallbacks).toBeGreaterThanOrEqual(1)
@@ -126,8 +126,8 @@ describe("SqlitePool on libSQL (real sqld)", () => {
       yield* replica.restart
       yield* eventually(
         Effect.zipRight(count(reader), Effect.map(connector.status, (s) => s.replicas[0]!.connects >= 2)),
-        10_000,
-        "a Reader connection on the replica again"
+        "a Reader connection on the replica again",
+        10_000
       )
       expect(yield* count(reader)).toBe(2)
     }))
@@ -156,8 +156,8 @@ describe("SqlitePool on libSQL (real sqld)", () => {
       yield* primary.restart
       yield* eventually(
         Effect.as(sql`INSERT INTO t VALUES ('after the restart')`, true),
-        5_000,
-        "a write after restart"
+        "a write after restart",
+        5_000
       )
       const rows = yield* sql<{ v: string }>`SELECT v FROM t`
       expect(rows.filter((row) => row.v.startsWith("row "))).toHaveLength(30)

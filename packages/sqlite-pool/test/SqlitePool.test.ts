@@ -6,18 +6,12 @@ import Database from "better-sqlite3"
 import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope, TestClock } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
+import { tempDatabase } from "@sqlsim/test-kit/TempDir"
 import { eventually, waitUntil } from "./utils.js"
 
 const lockHolder = fileURLToPath(new URL("./fixtures/lock-holder.mjs", import.meta.url))
-
-const tempDatabase = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-test-"))),
-  (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
-).pipe(Effect.map((directory) => path.join(directory, "test.db")))
 
 /** Runs `body` against a SqlitePool layer on a fresh file database. */
 const withPool = <A, E>(

@@ -8,6 +8,9 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import * as Statement from "@effect/sql/Statement"
 import { describe, expect, it } from "@effect/vitest"
+import * as Sqld from "@sqlsim/test-kit/Sqld"
+import * as TcpRelay from "@sqlsim/test-kit/TcpRelay"
+import { eventually, sleep } from "@sqlsim/test-kit/Wait"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -15,9 +18,6 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as net from "node:net"
-import { eventually, sleep } from "../../../test/support/poll.js"
-import * as Sqld from "../../../test/support/sqld.js"
-import * as TcpRelay from "../../../test/support/tcpRelay.js"
 import { HranaServerError, HranaTransportError } from "../src/internal/hranaSocket.js"
 import {
   classifyConnectFailure,
@@ -283,7 +283,7 @@ describe("libSQL connector on a primary", () => {
       expect(through.check()).toBeUndefined()
 
       relay.cut()
-      const noticed = yield* eventually(Effect.sync(() => through.check() !== undefined), 2_000, "check() after cut")
+      const noticed = yield* eventually(Effect.sync(() => through.check() !== undefined), "check() after cut", 2_000)
       expect(through.check()).toMatch(/lost/)
       const failed = yield* Effect.flip(through.sql`COMMIT`)
       expect(failed._tag).toBe("SqlError")
@@ -323,10 +323,10 @@ describe("libSQL connector on a primary", () => {
       const silent = yield* silentServer
       const started = performance.now()
       const fiber = yield* Effect.fork(Effect.scoped(connect({ url: `ws://${silent.address}`, readOnly: false })))
-      yield* eventually(Effect.sync(() => silent.open() === 1), 2_000, "the connection reached the server")
+      yield* eventually(Effect.sync(() => silent.open() === 1), "the connection reached the server", 2_000)
       yield* Fiber.interrupt(fiber)
       expect(performance.now() - started).toBeLessThan(1_000)
-      yield* eventually(Effect.sync(() => silent.open() === 0), 2_000, "the abandoned socket closed")
+      yield* eventually(Effect.sync(() => silent.open() === 0), "the abandoned socket closed", 2_000)
       // and the server is unaffected
       const { sql } = yield* open(primary.wsUrl)
       expect(yield* sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
@@ -368,7 +368,7 @@ describe("libSQL connector on a primary", () => {
       yield* before.sql`INSERT INTO t (v) VALUES ('uncommitted at the crash')`
 
       yield* primary.kill("SIGKILL")
-      yield* eventually(Effect.sync(() => before.check() !== undefined), 2_000, "check() after the kill")
+      yield* eventually(Effect.sync(() => before.check() !== undefined), "check() after the kill", 2_000)
       const down = yield* connectFailure(primary.wsUrl)
       expect(down).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true })
 
@@ -394,15 +394,15 @@ describe("libSQL connector on replicas", () => {
   it.scoped("a write through the primary is read on a replica; the lag is measured", () =>
     Effect.gen(function*() {
       const { reader, writer } = yield* writerAndReplicaReader
-      yield* eventually(Effect.as(reader.sql`SELECT 1 FROM t LIMIT 1`, true), 10_000, "table on the replica")
+      yield* eventually(Effect.as(reader.sql`SELECT 1 FROM t LIMIT 1`, true), "table on the replica", 10_000)
       const lags: Array<number> = []
       for (let i = 1; i <= 20; i++) {
         yield* writer.sql`INSERT INTO t (v) VALUES (${`v${i}`})`
         lags.push(
           yield* eventually(
             Effect.map(reader.sql<{ n: number }>`SELECT count(*) AS n FROM t WHERE id = ${i}`, (r) => r[0]!.n === 1),
-            10_000,
-            `row ${i} on the replica`
+            `row ${i} on the replica`,
+            10_000
           )
         )
       }
@@ -459,7 +459,7 @@ describe("libSQL connector on replicas", () => {
       yield* writer.sql`INSERT INTO t VALUES ('seed')`
       for (const url of [replicas[0]!.wsUrl, primary.wsUrl]) {
         const reader = yield* open(url, { readOnly: true })
-        yield* eventually(Effect.map(count(reader.sql), (n) => n === 1), 10_000, "seed row")
+        yield* eventually(Effect.map(count(reader.sql), (n) => n === 1), "seed row", 10_000)
         expect(yield* codeOfFailure(reader.sql`INSERT INTO t VALUES ('through a reader')`)).toBe("SQLITE_READONLY")
         expect(yield* codeOfFailure(reader.sql`WITH x AS (SELECT 1) INSERT INTO t SELECT 'cte' FROM x`))
           .toBe("SQLITE_READONLY")
@@ -481,10 +481,10 @@ describe("libSQL connector on replicas", () => {
       yield* writer.sql`CREATE TABLE t (v TEXT)`
       yield* writer.sql`INSERT INTO t VALUES ('one')`
       const reader = yield* open(replica.wsUrl, { readOnly: true })
-      yield* eventually(Effect.map(count(reader.sql), (n) => n === 1), 10_000, "row on the replica")
+      yield* eventually(Effect.map(count(reader.sql), (n) => n === 1), "row on the replica", 10_000)
 
       yield* replica.kill("SIGKILL")
-      yield* eventually(Effect.sync(() => reader.check() !== undefined), 2_000, "check() after the kill")
+      yield* eventually(Effect.sync(() => reader.check() !== undefined), "check() after the kill", 2_000)
       expect((yield* Effect.flip(reader.sql`SELECT 1`))._tag).toBe("SqlError")
       const down = yield* connectFailure(replica.wsUrl, { readOnly: true })
       expect(down).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true })
@@ -493,6 +493,6 @@ describe("libSQL connector on replicas", () => {
       yield* writer.sql`INSERT INTO t VALUES ('two')`
       yield* replica.restart
       const again = yield* open(replica.wsUrl, { readOnly: true })
-      yield* eventually(Effect.map(count(again.sql), (n) => n === 2), 10_000, "replica caught up after restart")
+      yield* eventually(Effect.map(count(again.sql), (n) => n === 2), "replica caught up after restart", 10_000)
     }))
 })

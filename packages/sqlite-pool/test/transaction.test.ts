@@ -7,11 +7,14 @@ import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, RetryPolicy } from "@sqlsim/sqlite-pool"
+import { settle } from "@sqlsim/test-kit/Wait"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
 import * as Transaction from "../src/internal/transaction.js"
 import { advanceUntil, makeTestPool } from "./utils.js"
 
@@ -40,7 +43,7 @@ const setup = (busyCommits: number) =>
         Effect.mapError((error) => new SqlError({ cause: error, message: error.message })),
         Effect.map((pooled) => [withBusyCommit(ConnectionPool.rawConnection(pooled)), pooled] as const)
       ),
-      pool,
+      invalidate: pool.invalidate,
       begin: "BEGIN IMMEDIATE",
       spanAttributes: [],
       retryBusy: RetryPolicy.retryWhileBusy({
@@ -99,5 +102,59 @@ describe("transactions: SQLITE_BUSY at COMMIT", () => {
       }
       expect(yield* values).toEqual([])
       expect(yield* pool.stats).toMatchObject({ created: 1, invalidated: 0, inUse: 0 })
+    }))
+})
+
+describe("transactions on one leased connection (a pool lease's sql.withTransaction)", () => {
+  it.scoped("take the write lock at BEGIN and wait for another connection's transaction instead of failing", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 2, retryMaxDelay: "20 millis" })
+      yield* pool.use((c) => c.sql`CREATE TABLE t (x INTEGER)`)
+      const first = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // Both read before they write: with a deferred BEGIN the second would meet SQLITE_BUSY at its INSERT, which
+      // no retry can save (its snapshot is older than the first's commit).
+      const transaction = (x: number, holding: boolean) =>
+        pool.use((c) =>
+          c.sql.withTransaction(Effect.gen(function*() {
+            yield* c.sql`SELECT count(*) FROM t`
+            if (holding) {
+              yield* Deferred.succeed(first, undefined)
+              yield* Deferred.await(release)
+            }
+            yield* c.sql`INSERT INTO t VALUES (${x})`
+          }))
+        )
+      const holder = yield* Effect.fork(transaction(1, true))
+      yield* Deferred.await(first)
+      const waiter = yield* Effect.fork(transaction(2, false))
+      // The second waits on the write lock (BEGIN IMMEDIATE, retried on the backoff) while the first holds it.
+      for (let step = 0; step < 10; step++) {
+        yield* TestClock.adjust("10 millis")
+        yield* settle()
+      }
+      expect(yield* Fiber.poll(waiter)).toMatchObject({ _tag: "None" })
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      expect(yield* onTestClock(Fiber.join(waiter))).toMatchObject({ _tag: "Success" })
+      expect(yield* pool.use((c) => c.sql<{ x: number }>`SELECT x FROM t ORDER BY x`)).toEqual([{ x: 1 }, { x: 2 }])
+    }))
+
+  it.scoped("roll back whole when the body fails, and the connection goes back to the pool usable", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 1 })
+      yield* pool.use((c) => c.sql`CREATE TABLE t (x INTEGER)`)
+      const exit = yield* Effect.exit(
+        pool.use((c) =>
+          c.sql.withTransaction(
+            Effect.zipRight(c.sql`INSERT INTO t VALUES (1)`, Effect.fail("the body failed" as const))
+          )
+        )
+      )
+      expect(exit).toMatchObject({ _tag: "Failure" })
+      expect(yield* pool.use((c) => c.sql<{ n: number }>`SELECT count(*) AS n FROM t`)).toEqual([{ n: 0 }])
+      // No transaction left open on the connection: a new one begins.
+      yield* pool.use((c) => c.sql.withTransaction(c.sql`INSERT INTO t VALUES (2)`))
+      expect(yield* pool.stats).toMatchObject({ created: 1, invalidated: 0 })
     }))
 })

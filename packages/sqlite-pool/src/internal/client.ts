@@ -12,6 +12,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as Effect from "effect/Effect"
 import type * as Connector from "../Connector.js"
+import * as Transaction from "./transaction.js"
 
 const unavailable = (what: string) =>
   Effect.fail(new SqlError({ cause: undefined, message: `${what} needs a local SQLite connection` }))
@@ -22,6 +23,15 @@ export interface Options {
   readonly transformQueryNames?: ((name: string) => string) | undefined
   readonly transformResultNames?: ((name: string) => string) | undefined
   readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
+}
+
+/** How the client of one connection runs `withTransaction` (the lanes' implementation, on that connection). */
+export interface TransactionOptions {
+  /** "BEGIN IMMEDIATE" on a read-write connection: the write lock up front, so nothing inside meets SQLITE_BUSY */
+  readonly begin: string
+  readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+  /** takes the connection out of use (its ROLLBACK failed) */
+  readonly invalidate: Effect.Effect<void>
 }
 
 /** The compiler, the row transform and the span attributes of SqliteClient for `options`. */
@@ -39,13 +49,22 @@ export const clientOptions = (options: Options, extraAttributes: ReadonlyArray<r
 
 export const make = (
   connection: Connector.Connection,
-  options: Options
+  options: Options,
+  transaction: TransactionOptions
 ): Effect.Effect<SqliteClient.SqliteClient, never, Reactivity.Reactivity> =>
   Effect.map(
     Client.make({ acquirer: Effect.succeed(connection.connection), ...clientOptions(options) }),
     (client) => {
       const driver = connection.driver
+      const withTransaction = Transaction.makeWithTransaction({
+        lease: Effect.succeed([connection.connection, undefined] as const),
+        invalidate: () => transaction.invalidate,
+        begin: transaction.begin,
+        retryBusy: transaction.retryBusy,
+        spanAttributes: clientOptions(options).spanAttributes
+      })
       return Object.assign(client, {
+        withTransaction,
         [SqliteClient.TypeId]: SqliteClient.TypeId,
         config: {
           filename: options.filename,

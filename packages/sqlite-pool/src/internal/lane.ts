@@ -180,9 +180,11 @@ export const makeLane = (options: {
   readonly pool: ConnectionPool.Service
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
-  readonly withTransaction: (
-    lane: Pick<Lane, "lease" | "pool"> & { readonly spanAttributes: ReadonlyArray<readonly [string, unknown]> }
-  ) => Client.SqlClient["withTransaction"]
+  readonly withTransaction: (lane: {
+    readonly lease: Lane["lease"]
+    readonly invalidate: ConnectionPool.Service["invalidate"]
+    readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+  }) => Client.SqlClient["withTransaction"]
   /** SqliteClient's name transforms and span attributes */
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
@@ -215,6 +217,10 @@ export const makeLane = (options: {
       transactionAcquirer: Effect.map(lease, ([connection]) => connection),
       ...clientOptions
     })
-    const withTransaction = options.withTransaction({ lease, pool, spanAttributes: clientOptions.spanAttributes })
+    const withTransaction = options.withTransaction({
+      lease,
+      invalidate: pool.invalidate,
+      spanAttributes: clientOptions.spanAttributes
+    })
     return { client: Object.assign(client, { withTransaction }), lease, pool, waiting }
   })

@@ -104,7 +104,11 @@ export interface Options<Client> {
   readonly connector: Connector.Service
   readonly connectOptions: Connector.ConnectOptions
   /** the client a new connection is handed out with, once its set-up (`onConnect`) ran */
-  readonly makeClient: (connection: Connector.Connection) => Effect.Effect<Client, ConnectError>
+  /** the client of a new connection; `invalidate` asks the pool to take that connection out of use */
+  readonly makeClient: (
+    connection: Connector.Connection,
+    invalidate: Effect.Effect<void>
+  ) => Effect.Effect<Client, ConnectError>
   /** a failure that leaves the connection unusable, beside SqliteCode.isFatal */
   readonly isFatal: (error: unknown) => boolean
   readonly label: string
@@ -443,13 +447,21 @@ export class PoolCore<Client> {
       (connectionScope) =>
         Effect.uninterruptibleMask((restore) =>
           restore(Scope.extend(connect, connectionScope)).pipe(
-            Effect.flatMap((connection) =>
-              Effect.map(
-                makeClient(connection),
+            Effect.flatMap((connection) => {
+              let entry: Entry<Client> | undefined
+              const invalidate = Effect.sync(() => entry !== undefined && this.invalidate(entry))
+              return Effect.map(
+                makeClient(connection, invalidate),
                 (sql) =>
-                  new Entry(this.nextId++, connection, sql, this.clock.unsafeCurrentTimeMillis(), connectionScope)
+                  entry = new Entry(
+                    this.nextId++,
+                    connection,
+                    sql,
+                    this.clock.unsafeCurrentTimeMillis(),
+                    connectionScope
+                  )
               )
-            ),
+            }),
             Effect.tapErrorCause((cause) => Scope.close(connectionScope, Exit.failCause(cause)))
           )
         )

@@ -1,5 +1,6 @@
 /**
- * Transactions on a lane, in place of `@effect/sql`'s own: the same context protocol (`TransactionConnection`
+ * The one transaction implementation, for the lanes and for the client of one connection (a pool lease's `sql`,
+ * `Connector.client`), in place of `@effect/sql`'s own: the same context protocol (`TransactionConnection`
  * carries the connection and the nesting depth, so every `sql` statement inside runs on it), savepoints for nested
  * blocks, but a COMMIT that meets SQLITE_BUSY is retried and then fails as a typed `SqlError` instead of a defect,
  * and a connection whose ROLLBACK failed is invalidated rather than returned to the pool in an unknown state.
@@ -16,15 +17,12 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
-import type * as ConnectionPool from "../ConnectionPool.js"
 
-export interface Options {
-  readonly lease: Effect.Effect<
-    readonly [SqlConnection.Connection, ConnectionPool.PooledConnection],
-    SqlError,
-    Scope.Scope
-  >
-  readonly pool: ConnectionPool.Service
+/** `P` is what the lease says about its connection, for `invalidate`. */
+export interface Options<P> {
+  readonly lease: Effect.Effect<readonly [SqlConnection.Connection, P], SqlError, Scope.Scope>
+  /** takes the connection out of use: its ROLLBACK failed, so its transaction state is unknown */
+  readonly invalidate: (leased: P) => Effect.Effect<void>
   /** "BEGIN IMMEDIATE" on the writer: the write lock is taken up front, so nothing inside meets SQLITE_BUSY */
   readonly begin: string
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
@@ -37,7 +35,7 @@ const run = (connection: SqlConnection.Connection, statement: string) =>
 
 // The span and its events are upstream's: "sql.transaction", with db.transaction.commit, .rollback and .savepoint.
 export const makeWithTransaction =
-  (options: Options) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+  <P>(options: Options<P>) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.useSpan(
         "sql.transaction",
@@ -96,7 +94,7 @@ export const makeWithTransaction =
               if (Exit.isFailure(exit)) {
                 const rolledBack = yield* Effect.exit(run(connection, "ROLLBACK"))
                 // An unknown transaction state must not reach the next user of this connection.
-                if (Exit.isFailure(rolledBack)) yield* options.pool.invalidate(pooled)
+                if (Exit.isFailure(rolledBack)) yield* options.invalidate(pooled)
               }
               yield* Scope.close(scope, exit)
               return yield* exit

@@ -15,8 +15,8 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
+import { tempDir } from "./TempDir.js"
 
 /** A sqld process did not start, did not become ready in time, or could not be stopped. */
 export class SqldError extends Data.TaggedError("SqldError")<{
@@ -137,10 +137,7 @@ const start = (
 ): Effect.Effect<SqldProcess, SqldError, Scope.Scope> =>
   Effect.gen(function*() {
     installExitHook()
-    const dataDirectory = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `sqlsim-sqld-${name}-`))),
-      (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
-    )
+    const dataDirectory = yield* tempDir
     const httpUrl = `http://127.0.0.1:${httpPort}`
     const fullArgs = [
       "--db-path",
@@ -210,20 +207,14 @@ const start = (
     }
   })
 
-const jwtArgs = (name: string, options: StartOptions | undefined): Effect.Effect<Array<string>, never, Scope.Scope> =>
+const jwtArgs = (options: StartOptions | undefined): Effect.Effect<Array<string>, never, Scope.Scope> =>
   options?.jwtPublicKeyPem === undefined
     ? Effect.succeed([])
-    : Effect.map(
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `sqlsim-sqld-key-${name}-`)), "jwt.pem")
-          fs.writeFileSync(file, options.jwtPublicKeyPem!)
-          return file
-        }),
-        (file) => Effect.sync(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
-      ),
-      (file) => ["--auth-jwt-key-file", file]
-    )
+    : Effect.map(tempDir, (directory) => {
+      const file = path.join(directory, "jwt.pem")
+      fs.writeFileSync(file, options.jwtPublicKeyPem!)
+      return ["--auth-jwt-key-file", file]
+    })
 
 /**
  * A port the OS called free can be taken by another process (a parallel test file) before sqld binds it: such a
@@ -238,7 +229,7 @@ export const startPrimary = (options?: StartOptions): Effect.Effect<SqldProcess,
     const name = options?.name ?? "primary"
     const httpPort = yield* freePort
     const grpcPort = yield* freePort
-    const auth = yield* jwtArgs(name, options)
+    const auth = yield* jwtArgs(options)
     const args = ["--grpc-listen-addr", `127.0.0.1:${grpcPort}`, ...auth, ...(options?.args ?? [])]
     return yield* start(name, args, httpPort, grpcPort)
   }))
@@ -254,7 +245,7 @@ export const startReplica = (
       return yield* new SqldError({ name, message: `${primary.name} is not a primary: it has no replication port` })
     }
     const httpPort = yield* freePort
-    const auth = yield* jwtArgs(name, options)
+    const auth = yield* jwtArgs(options)
     const args = ["--primary-grpc-url", primary.grpcUrl, ...auth, ...(options?.args ?? [])]
     return yield* start(name, args, httpPort, undefined)
   }))

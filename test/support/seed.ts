@@ -1,14 +1,6 @@
 /**
- * Waiting without sleeping: a test gives other fibers (and pending I/O callbacks) turns of the event loop until the
- * state it expects is reached, and fails with a description if it never is. The clock never moves here.
+ * Seeds for randomised tests: storms and soaks print their seed so that a failure can be replayed.
  */
-import * as Effect from "effect/Effect"
-import { yieldEventLoop } from "../../packages/sqlite-pool/test/utils.js"
-
-export { waitUntil, yieldEventLoop } from "../../packages/sqlite-pool/test/utils.js"
-
-/** Gives other fibers `turns` turns of the event loop, so whatever was going to happen without time passing has. */
-export const settle = (turns = 20): Effect.Effect<void> => Effect.repeatN(yieldEventLoop, turns - 1)
 
 /** A small seeded generator (mulberry32): storms and soaks print their seed so a failure can be replayed. */
 export const seededRandom = (seed: number) => {

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { simulateCommand } from "../../cli/src/commands/simulate.js"
+import { simulateCommand } from "../src/commands/simulate.js"
 import { tempDir } from "./utils.js"
 
 const cli = Command.run(Command.make("sqlsim").pipe(Command.withSubcommands([simulateCommand])), {
@@ -35,7 +35,7 @@ const simulate = (...args: ReadonlyArray<string>) =>
   }).pipe(Effect.provide(NodeContext.layer))
 
 const repository = fileURLToPath(new URL("../../..", import.meta.url))
-const entry = fileURLToPath(new URL("../../cli/src/bin.ts", import.meta.url))
+const entry = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 
 describe("sqlsim simulate", () => {
   it.live("runs, prints the table, writes JSON and HTML; on virtual time the same seed repeats exactly", () =>
