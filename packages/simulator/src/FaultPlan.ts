@@ -98,7 +98,9 @@ const probabilityKeys = {
 /** A plain decimal number such as 0.1, 5, .25 or 1e-7 (not hex, not Infinity, not empty). */
 const DECIMAL = /^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/
 
-const error = (message: string) => new SimulationConfigError({ field: "faults", message })
+/** `rest` follows the field's name: "faults open=2: must be ..." (the command says "--faults open=2: ..."). */
+const error = (rest: string) =>
+  new SimulationConfigError({ field: "faults", describe: (name) => `${name("faults")}${rest}` })
 
 const parseNumber = (
   key: string,
@@ -109,11 +111,11 @@ const parseNumber = (
   if (rule === "probability") {
     return Number.isFinite(value) && value >= 0 && value <= 1
       ? Either.right(value)
-      : Either.left(error(`--faults ${key}=${text}: must be a probability between 0 and 1, such as ${key}=0.1`))
+      : Either.left(error(` ${key}=${text}: must be a probability between 0 and 1, such as ${key}=0.1`))
   }
   return Number.isFinite(value) && value >= 1 && value <= 60_000
     ? Either.right(value)
-    : Either.left(error(`--faults ${key}=${text}: must be a number of milliseconds between 1 and 60000`))
+    : Either.left(error(` ${key}=${text}: must be a number of milliseconds between 1 and 60000`))
 }
 
 /**
@@ -136,14 +138,14 @@ export const parse = (spec: string): Either.Either<FaultPlan, SimulationConfigEr
   for (const part of trimmed.split(",")) {
     const match = /^\s*([a-z-]+)\s*=\s*(.*?)\s*$/.exec(part)
     if (match === null) {
-      return Either.left(error(`--faults: "${part.trim()}" is not key=value; write for example open=0.1,die=0.05`))
+      return Either.left(error(`: "${part.trim()}" is not key=value; write for example open=0.1,die=0.05`))
     }
     const key = match[1]!
     const text = match[2]!
     if (!(key in keys)) {
-      return Either.left(error(`--faults: unknown fault "${key}": the known ones are ${Object.keys(keys).join(", ")}`))
+      return Either.left(error(`: unknown fault "${key}": the known ones are ${Object.keys(keys).join(", ")}`))
     }
-    if (seen.has(key)) return Either.left(error(`--faults: "${key}" is given twice`))
+    if (seen.has(key)) return Either.left(error(`: "${key}" is given twice`))
     seen.add(key)
     if (key in probabilityKeys) {
       const parsed = parseNumber(key, text, "probability")
@@ -151,7 +153,7 @@ export const parse = (spec: string): Either.Either<FaultPlan, SimulationConfigEr
       plan[probabilityKeys[key as keyof typeof probabilityKeys]] = parsed.right
     } else if (key === "busy") {
       if (text !== "lock-holder" && text !== "off") {
-        return Either.left(error(`--faults busy=${text}: must be busy=lock-holder or busy=off`))
+        return Either.left(error(` busy=${text}: must be busy=lock-holder or busy=off`))
       }
       busy = text
     } else {
@@ -163,22 +165,22 @@ export const parse = (spec: string): Either.Either<FaultPlan, SimulationConfigEr
     }
   }
   if (plan.openTransient + plan.openPermanent > 1) {
-    return Either.left(error("--faults: open + open-permanent must not exceed 1 (both are chances of one attempt)"))
+    return Either.left(error(": open + open-permanent must not exceed 1 (both are chances of one attempt)"))
   }
   if (plan.dieIdle + plan.pingFail >= 1) {
     // The pool validates every connection it hands out: at 1, no connection would ever pass.
     return Either.left(
-      error("--faults: die + ping must be below 1 (both are chances of one validation; at 1 none would pass)")
+      error(": die + ping must be below 1 (both are chances of one validation; at 1 none would pass)")
     )
   }
   if (busy === "off" && (holdMs !== undefined || everyMs !== undefined)) {
-    return Either.left(error("--faults: lock-ms and lock-every only apply with busy=lock-holder"))
+    return Either.left(error(": lock-ms and lock-every only apply with busy=lock-holder"))
   }
   if (busy === "lock-holder") {
     const lockHolder = { holdMs: holdMs ?? defaultLockHolder.holdMs, everyMs: everyMs ?? defaultLockHolder.everyMs }
     if (lockHolder.holdMs >= lockHolder.everyMs) {
       return Either.left(
-        error(`--faults: lock-ms (${lockHolder.holdMs}) must be shorter than lock-every (${lockHolder.everyMs})`)
+        error(`: lock-ms (${lockHolder.holdMs}) must be shorter than lock-every (${lockHolder.everyMs})`)
       )
     }
     plan.lockHolder = lockHolder

@@ -103,14 +103,17 @@ export const limits = {
   readers: 64
 } as const
 
-const configError = (field: string, message: string) => Either.left(new SimulationConfigError({ field, message }))
+type Name = (field: string) => string
 
-const integerIn = (field: string, value: number, min: number, max: number) =>
+const configError = (field: keyof Input, describe: (name: Name) => string) =>
+  Either.left(new SimulationConfigError({ field, describe }))
+
+const integerIn = (field: keyof Input, value: number, min: number, max: number) =>
   Number.isInteger(value) && value >= min && value <= max
     ? Either.right(value)
     : configError(
       field,
-      `--${field} must be a whole number from ${min} to ${max.toLocaleString("en-US")}, got ${value}`
+      (name) => `${name(field)} must be a whole number from ${min} to ${max.toLocaleString("en-US")}, got ${value}`
     )
 
 /**
@@ -124,20 +127,21 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
     const seed = yield* integerIn("seed", input.seed, 0, 2 ** 31 - 1)
     const workers = yield* integerIn("workers", input.workers ?? 8, 1, limits.workers)
     if (input.operations !== undefined && input.duration !== undefined) {
-      return yield* configError("ops", "give --ops or --duration, not both")
+      return yield* configError("operations", (name) => `give ${name("operations")} or ${name("duration")}, not both`)
     }
     let stop: Workload.Stop
     if (input.operations !== undefined) {
-      stop = { _tag: "Operations", count: yield* integerIn("ops", input.operations, 1, limits.operations) }
+      stop = { _tag: "Operations", count: yield* integerIn("operations", input.operations, 1, limits.operations) }
     } else {
       const decoded = Duration.decodeUnknown(input.duration ?? "5 seconds")
       const millis = decoded._tag === "Some" ? Duration.toMillis(decoded.value) : Number.NaN
       if (!(millis > 0 && millis <= limits.durationMs)) {
         return yield* configError(
           "duration",
-          `--duration must be more than 0 and at most 1 hour, such as "10 seconds" or "2 minutes", got ${
-            String(input.duration)
-          }`
+          (name) =>
+            `${name("duration")} must be more than 0 and at most 1 hour, such as "10 seconds" or "2 minutes", got ${
+              String(input.duration)
+            }`
         )
       }
       stop = { _tag: "Duration", millis }
@@ -148,36 +152,44 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       : input.faults ?? FaultPlan.none
     const holdMs = input.holdMs ?? 0
     if (!(Number.isFinite(holdMs) && holdMs >= 0 && holdMs <= limits.holdMs)) {
-      return yield* configError("hold", `--hold must be from 0 to ${limits.holdMs} milliseconds, got ${holdMs}`)
+      return yield* configError(
+        "holdMs",
+        (name) => `${name("holdMs")} must be from 0 to ${limits.holdMs} milliseconds, got ${holdMs}`
+      )
     }
     const readers = yield* integerIn("readers", input.readers ?? 4, 0, limits.readers)
     const clock = input.clock ?? "real"
     if (clock === "virtual" && faults.lockHolder !== undefined) {
       return yield* configError(
-        "virtual-time",
-        "--virtual-time cannot be combined with busy=lock-holder: the lock holder is a real process on real time"
+        "clock",
+        (name) =>
+          `${name("clock")} cannot be combined with ${name("faults")} busy=lock-holder: the lock holder is a real ` +
+          "process on real time"
       )
     }
     if (clock === "virtual" && input.readerThreads === true) {
       return yield* configError(
-        "virtual-time",
-        "--virtual-time cannot be combined with --reader-threads: a worker thread answers on real time"
+        "clock",
+        (name) =>
+          `${name("clock")} cannot be combined with ${name("readerThreads")}: a worker thread answers on real time`
       )
     }
     if (clock === "virtual" && stop._tag === "Duration") {
       return yield* configError(
-        "virtual-time",
-        "--virtual-time needs --ops: on virtual time an operation costs only its modelled delays"
+        "clock",
+        (name) =>
+          `${name("clock")} needs ${name("operations")}: on virtual time an operation costs only its modelled delays`
       )
     }
     if (input.database !== undefined && (input.database.trim() === "" || input.database === ":memory:")) {
       return yield* configError(
-        "db",
-        "--db must be a database file (connect-per-operation and the lock holder need a file); " +
+        "database",
+        (name) =>
+          `${name("database")} must be a database file (connect-per-operation and the lock holder need a file); ` +
           "leave it out for a temporary one"
       )
     }
-    const sampleEveryMs = yield* integerIn("sample-every", input.sampleEveryMs ?? 50, 1, 60_000)
+    const sampleEveryMs = yield* integerIn("sampleEveryMs", input.sampleEveryMs ?? 50, 1, 60_000)
     const rows = yield* integerIn("rows", input.rows ?? 1000, 1, 1_000_000)
     return {
       seed,

@@ -1,5 +1,5 @@
 /**
- * Typed errors of the simulator. A user's mistake (a bad option) is a `SimulationConfigError` naming the option and
+ * Typed errors of the simulator. A user's mistake (a bad option) is a `SimulationConfigError` naming the field and
  * what to write instead; failures of the machinery around a run (the lock-holder process, writing a report) have
  * their own tags. Failures of the simulated operations are not errors of the simulator: they are counted in the report.
  *
@@ -8,16 +8,21 @@
 import * as Data from "effect/Data"
 
 /**
- * An invalid simulation option: `field` names it (as on the command line), `message` says what is wrong and what to
- * write instead.
+ * An invalid simulation option: `field` names it (a field of `Simulation.Input`), `message` says what is wrong and
+ * what to write instead. `describe` gives the same message with every field it mentions named by `name`: the command
+ * passes its flag names (`operations` is `--ops` there).
  *
  * @since 0.1.0
  * @category errors
  */
 export class SimulationConfigError extends Data.TaggedError("SimulationConfigError")<{
   readonly field: string
-  readonly message: string
-}> {}
+  readonly describe: (name: (field: string) => string) => string
+}> {
+  override get message(): string {
+    return this.describe((field) => field)
+  }
+}
 
 /**
  * The lock-holder process (a second OS process that takes SQLite's write lock) could not start or died.

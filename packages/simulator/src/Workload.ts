@@ -260,22 +260,23 @@ export const schema = [
  * @category constructors
  */
 export const parseMix = (spec: string): Either.Either<Mix, SimulationConfigError> => {
-  const error = (message: string) => Either.left(new SimulationConfigError({ field: "mix", message }))
+  const error = (rest: string) =>
+    Either.left(new SimulationConfigError({ field: "mix", describe: (name) => `${name("mix")}${rest}` }))
   const mix: Record<OperationKind, number> = { read: 0, write: 0, transaction: 0 }
   const seen = new Set<string>()
   for (const part of spec.split(",")) {
     const match = /^\s*([a-z]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(part)
     if (match === null) {
-      return error(`--mix: "${part.trim()}" is not kind=weight; write for example read=70,write=20,transaction=10`)
+      return error(`: "${part.trim()}" is not kind=weight; write for example read=70,write=20,transaction=10`)
     }
     const kind = match[1]!
     if (!(kinds as ReadonlyArray<string>).includes(kind)) {
-      return error(`--mix: unknown operation "${kind}": the kinds are ${kinds.join(", ")}`)
+      return error(`: unknown operation "${kind}": the kinds are ${kinds.join(", ")}`)
     }
-    if (seen.has(kind)) return error(`--mix: "${kind}" is given twice`)
+    if (seen.has(kind)) return error(`: "${kind}" is given twice`)
     seen.add(kind)
     mix[kind as OperationKind] = Number(match[2])
   }
-  if (mix.read + mix.write + mix.transaction <= 0) return error("--mix: at least one weight must be above 0")
+  if (mix.read + mix.write + mix.transaction <= 0) return error(": at least one weight must be above 0")
   return Either.right(mix)
 }

@@ -117,25 +117,25 @@ describe("Simulation.resolve", () => {
     assert.strictEqual(options.clock, "real")
   })
 
-  it("rejects options that do not go together, or are out of bounds, naming the flag", () => {
+  it("rejects options that do not go together, or are out of bounds, naming the field", () => {
     const cases: ReadonlyArray<readonly [Simulation.Input, string, RegExp]> = [
-      [{ seed: 1, operations: 10, duration: "1 second" }, "ops", /--ops or --duration, not both/],
-      [{ seed: 1, workers: 0 }, "workers", /--workers must be a whole number from 1 to 512, got 0/],
+      [{ seed: 1, operations: 10, duration: "1 second" }, "operations", /give operations or duration, not both/],
+      [{ seed: 1, workers: 0 }, "workers", /^workers must be a whole number from 1 to 512, got 0$/],
       [{ seed: 1, workers: 2.5 }, "workers", /whole number/],
-      [{ seed: 1, operations: 2_000_000 }, "ops", /from 1 to 1,000,000/],
+      [{ seed: 1, operations: 2_000_000 }, "operations", /from 1 to 1,000,000/],
       [{ seed: 1, duration: "2 hours" }, "duration", /at most 1 hour/],
       [{ seed: 1, duration: "-5 seconds" }, "duration", /more than 0/],
-      [{ seed: -1 }, "seed", /--seed must be a whole number/],
-      [{ seed: 1, holdMs: -1 }, "hold", /--hold must be from 0 to 10000/],
-      [{ seed: 1, database: ":memory:" }, "db", /must be a database file/],
+      [{ seed: -1 }, "seed", /^seed must be a whole number/],
+      [{ seed: 1, holdMs: -1 }, "holdMs", /^holdMs must be from 0 to 10000/],
+      [{ seed: 1, database: ":memory:" }, "database", /^database must be a database file/],
       [
         { seed: 1, operations: 5, clock: "virtual", faults: "busy=lock-holder" },
-        "virtual-time",
+        "clock",
         /lock holder is a real process/
       ],
-      [{ seed: 1, clock: "virtual" }, "virtual-time", /needs --ops/],
-      [{ seed: 1, faults: "open=2" }, "faults", /probability/],
-      [{ seed: 1, mix: "read" }, "mix", /kind=weight/]
+      [{ seed: 1, clock: "virtual" }, "clock", /needs operations/],
+      [{ seed: 1, faults: "open=2" }, "faults", /^faults open=2: must be a probability/],
+      [{ seed: 1, mix: "read" }, "mix", /^mix: "read" is not kind=weight/]
     ]
     for (const [input, field, message] of cases) {
       const result = Simulation.resolve(input)
@@ -143,6 +143,8 @@ describe("Simulation.resolve", () => {
       if (Either.isLeft(result)) {
         assert.strictEqual(result.left.field, field, JSON.stringify(input))
         assert.match(result.left.message, message)
+        // The command names its flags in the same message.
+        assert.include(result.left.describe((name) => `<${name}>`), `<${field}>`)
       }
     }
   })

@@ -10,7 +10,7 @@ import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import { FaultPlan, Report, ReportHtml, Simulation, Workload } from "@sqlsim/simulator"
+import { FaultPlan, Report, ReportHtml, Simulation, SimulationError, Workload } from "@sqlsim/simulator"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -25,11 +25,33 @@ import * as TemporaryDirectory from "../internal/temporaryDirectory.js"
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
+/** The flag of each field of `Simulation.Input`: the simulator's errors name fields, the command names flags. */
+const flagOf: Record<string, string> = {
+  seed: "--seed",
+  workers: "--workers",
+  operations: "--ops",
+  duration: "--duration",
+  mix: "--mix",
+  holdMs: "--hold",
+  faults: "--faults",
+  readers: "--readers",
+  readerThreads: "--reader-threads",
+  database: "--db",
+  clock: "--virtual-time"
+}
+const inFlags = (error: SimulationError.SimulationConfigError) => error.describe((field) => flagOf[field] ?? field)
+
 /** A flag parsed (and checked) at parse time, so that a bad value is a usage error naming the flag. */
-const parsed = <A>(name: string, parse: (text: string) => Either.Either<A, { readonly message: string }>) =>
+const parsed = <A>(
+  name: string,
+  parse: (text: string) => Either.Either<A, SimulationError.SimulationConfigError | { readonly message: string }>
+) =>
   Options.text(name).pipe(
     Options.mapEffect((text) =>
-      Either.match(parse(text), { onLeft: (error) => Effect.fail(invalid(error.message)), onRight: Effect.succeed })
+      Either.match(parse(text), {
+        onLeft: (error) => Effect.fail(invalid("describe" in error ? inFlags(error) : error.message)),
+        onRight: Effect.succeed
+      })
     ),
     Options.optional
   )
@@ -238,7 +260,7 @@ export const command = Command.make(
       }).pipe(
         // A combination of flags that does not go together: a usage error, printed as one line.
         Effect.catchTag("SimulationConfigError", (error) =>
-          Effect.zipRight(Console.error(error.message), Effect.fail(invalid(error.message))))
+          Effect.zipRight(Console.error(inFlags(error)), Effect.fail(invalid(inFlags(error)))))
       )
       // An output renamed over the database (or its -wal) would destroy it; two outputs on one file lose one.
       yield* Distinct.checkDistinct([
