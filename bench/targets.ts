@@ -151,6 +151,19 @@ export const verdicts = (m: Measurements): Array<Verdict> => {
     CLOSING.probe
   ])
   overhead("1 stretch", "pool.use.trivial.noProbe", "tarn.trivial", "tarn's", [CLOSING.acquire])
+  const leaseOurs = rate("pool.use.trivial.noProbe")
+  const leaseTarn = rate("tarn.trivial")
+  if (leaseOurs !== undefined && leaseTarn !== undefined) {
+    out.push({
+      target: "7 (lease)",
+      description: "a lease without probe (ConnectionPool.use, trivial body) costs <= 3x tarn's get/release",
+      measured: `${leaseOurs.name} [${leaseOurs.setup}] ${us(leaseOurs.medianNsPerOp)} vs ${leaseTarn.name} ` +
+        us(leaseTarn.medianNsPerOp),
+      ...judge({ ratio: leaseOurs.medianNsPerOp / leaseTarn.medianNsPerOp, atMost: 3 }),
+      profile: "pool.use.trivial.noProbe",
+      closing: [CLOSING.acquire]
+    })
+  }
 
   for (const [suffix, label] of [["", "sequential"], [".c16", "16 fibers"]] as const) {
     const ours = rate(`writer.select1${suffix}`)
@@ -212,6 +225,16 @@ export const verdicts = (m: Measurements): Array<Verdict> => {
       profile: id,
       closing: suffix === "" ? [CLOSING.contention] : [CLOSING.contention, CLOSING.probe]
     })
+    if (suffix === "") {
+      out.push({
+        target: "7 (contention p99)",
+        description: "16 fibers on 4 connections: acquire-wait p99 <= 5x tarn's",
+        measured: `ConnectionPool [${ours.setup}] p99 ${ms(ours.waitP99Ms)} vs tarn ${ms(tarn.waitP99Ms)}`,
+        ...judge({ ratio: ours.waitP99Ms / tarn.waitP99Ms, atMost: 5 }),
+        profile: id,
+        closing: [CLOSING.contention]
+      })
+    }
     out.push({
       target: `5 (worst${suffix})`,
       description: "16 fibers on 4 connections: worst acquire wait <= 2x tarn's",
