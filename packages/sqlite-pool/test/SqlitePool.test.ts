@@ -71,6 +71,75 @@ const waitFor = (condition: Effect.Effect<boolean>) =>
     Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("condition never held") })
   )
 
+// The Reader's contract holds whether its connections live on this thread or in worker threads.
+describe.each([false, true])("the Reader contract (readerThreads: %s)", (readerThreads) => {
+  it.live(
+    "a Reader is not blocked by a write transaction held open across Effect.sleep",
+    () =>
+      withPool({ readConnections: 2, readerThreads }, () =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const reader = yield* SqlitePool.Reader
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          yield* sql`INSERT INTO t VALUES (1)`
+          const inside = yield* Deferred.make<void>()
+          const writerDone = yield* Ref.make(false)
+          const writer = yield* Effect.fork(
+            sql.withTransaction(Effect.gen(function*() {
+              yield* sql`INSERT INTO t VALUES (2)`
+              yield* Deferred.succeed(inside, undefined)
+              yield* Effect.sleep("300 millis")
+            })).pipe(Effect.ensuring(Ref.set(writerDone, true)))
+          )
+          yield* Deferred.await(inside)
+          // The read completes while the write transaction is still open, and sees the last committed state.
+          const rows = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          assert.isFalse(yield* Ref.get(writerDone))
+          assert.strictEqual(rows[0]?.n, 1)
+          yield* Fiber.join(writer)
+          const after = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          assert.strictEqual(after[0]?.n, 2)
+        })),
+    20_000
+  )
+
+  it.live("a write through the Reader fails with a SqlError that says where writes go", () =>
+    withPool({ readerThreads }, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        const error = yield* Effect.flip(reader`INSERT INTO t VALUES (1)`)
+        assert.strictEqual(error._tag, "SqlError")
+        assert.include(error.message, "read-only")
+        assert.deepStrictEqual(yield* sql`SELECT * FROM t`, [])
+      })))
+
+  it.live("a Reader transaction has a connection of its own; single statements go on beside it", () =>
+    withPool({ readConnections: 2, readerThreads }, () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        const inside = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
+          const [before] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          yield* Deferred.succeed(inside, undefined)
+          yield* Deferred.await(finish)
+          const [after] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
+          return [before?.n, after?.n]
+        })))
+        yield* Deferred.await(inside)
+        yield* sql`INSERT INTO t VALUES (2)`
+        // Outside the transaction a statement sees the new row at once, while the transaction still holds its snapshot.
+        assert.strictEqual((yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 2)
+        yield* Deferred.succeed(finish, undefined)
+        assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
+      })))
+})
+
 describe("SqlitePool", () => {
   it.scoped("commits and rolls back transactions on the writer lane", () =>
     withPool({}, () =>
@@ -183,48 +252,6 @@ describe("SqlitePool", () => {
         assert.deepStrictEqual(yield* values(sql), [1, 2, 3])
       })))
 
-  it.live(
-    "a Reader is not blocked by a write transaction held open across Effect.sleep",
-    () =>
-      withPool({ readConnections: 2 }, () =>
-        Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
-          const reader = yield* SqlitePool.Reader
-          yield* sql`CREATE TABLE t (x INTEGER)`
-          yield* sql`INSERT INTO t VALUES (1)`
-          const inside = yield* Deferred.make<void>()
-          const writerDone = yield* Ref.make(false)
-          const writer = yield* Effect.fork(
-            sql.withTransaction(Effect.gen(function*() {
-              yield* sql`INSERT INTO t VALUES (2)`
-              yield* Deferred.succeed(inside, undefined)
-              yield* Effect.sleep("300 millis")
-            })).pipe(Effect.ensuring(Ref.set(writerDone, true)))
-          )
-          yield* Deferred.await(inside)
-          // The read completes while the write transaction is still open, and sees the last committed state.
-          const rows = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
-          assert.isFalse(yield* Ref.get(writerDone))
-          assert.strictEqual(rows[0]?.n, 1)
-          yield* Fiber.join(writer)
-          const after = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
-          assert.strictEqual(after[0]?.n, 2)
-        })),
-    20_000
-  )
-
-  it.scoped("a write through the Reader fails with a SqlError that says where writes go", () =>
-    withPool({}, () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const reader = yield* SqlitePool.Reader
-        yield* sql`CREATE TABLE t (x INTEGER)`
-        const error = yield* Effect.flip(reader`INSERT INTO t VALUES (1)`)
-        assert.strictEqual(error._tag, "SqlError")
-        assert.include(error.message, "read-only")
-        assert.deepStrictEqual(yield* sql`SELECT * FROM t`, [])
-      })))
-
   it.scoped("Reader statements share one kept connection, also from 16 fibers; it goes back after a second idle", () =>
     withPool({ readConnections: 3 }, () =>
       Effect.gen(function*() {
@@ -248,30 +275,6 @@ describe("SqlitePool", () => {
         yield* TestClock.adjust("2 seconds")
         yield* waitUntil(Effect.map(pool.stats, (s) => s.readers.inUse === 0), "the idle Reader connection goes back")
         assert.deepInclude((yield* pool.stats).readers, { idle: 1, released: 1 })
-      })))
-
-  it.live("a Reader transaction has a connection of its own; single statements go on beside it", () =>
-    withPool({ readConnections: 2 }, () =>
-      Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const reader = yield* SqlitePool.Reader
-        yield* sql`CREATE TABLE t (x INTEGER)`
-        yield* sql`INSERT INTO t VALUES (1)`
-        const inside = yield* Deferred.make<void>()
-        const finish = yield* Deferred.make<void>()
-        const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
-          const [before] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
-          yield* Deferred.succeed(inside, undefined)
-          yield* Deferred.await(finish)
-          const [after] = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
-          return [before?.n, after?.n]
-        })))
-        yield* Deferred.await(inside)
-        yield* sql`INSERT INTO t VALUES (2)`
-        // Outside the transaction a statement sees the new row at once, while the transaction still holds its snapshot.
-        assert.strictEqual((yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`)[0]?.n, 2)
-        yield* Deferred.succeed(finish, undefined)
-        assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
       })))
 
   it.live("with readConnections 1, Reader statements do not keep the connection from a Reader transaction", () =>
