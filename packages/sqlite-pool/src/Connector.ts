@@ -68,7 +68,10 @@ export interface Connection {
    * the lanes before every statement; `validate` runs only as `validationInterval` asks.
    */
   readonly check: () => string | undefined
-  /** SqliteClient's `export`, `backup` and `loadExtension`, where the connection has a local driver handle */
+  /**
+   * SqliteClient's `export`, `backup` and `loadExtension` where the connection has a driver handle (on this thread,
+   * or in its worker thread); the handle itself (`database`) only when it lives on this thread
+   */
   readonly driver?: DriverConnection.DriverExtras | undefined
 }
 

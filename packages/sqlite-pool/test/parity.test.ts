@@ -143,6 +143,32 @@ describe("SqlitePool as a drop-in for SqliteClient", () => {
       assert.strictEqual((yield* pool.stats).readers.created, 2)
     }))
 
+  it.scopedLive("loadExtension reaches Reader connections in worker threads too, open ones and later ones", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const extension = path.join(directory, "answer.so")
+      execFileSync("gcc", ["-shared", "-fPIC", "-O1", "-I/usr/include", "-o", extension, extensionSource])
+      const { context } = yield* layerOn({ readConnections: 2, readerThreads: true })
+      const sqlite = context.unsafeMap.get(SqliteClient.SqliteClient.key) as SqliteClient.SqliteClient
+      const reader = context.unsafeMap.get(SqlitePool.Reader.key) as SqlClient.SqlClient
+      yield* reader`SELECT 1` // a worker connection open before the extension
+      assert.strictEqual((yield* Effect.exit(reader`SELECT answer() AS n`))._tag, "Failure")
+      yield* sqlite.loadExtension(extension)
+      assert.deepStrictEqual(yield* reader`SELECT answer() AS n`, [{ n: 42 }])
+      // While a transaction holds that worker, a statement opens a second one: it loads the extension as it opens.
+      const inside = yield* Deferred.make<void>()
+      const finish = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(reader.withTransaction(
+        Effect.zipRight(Deferred.succeed(inside, undefined), Deferred.await(finish))
+      ))
+      yield* Deferred.await(inside)
+      assert.deepStrictEqual(yield* reader`SELECT answer() AS n`, [{ n: 42 }])
+      yield* Deferred.succeed(finish, undefined)
+      yield* Fiber.join(holder)
+      const pool = context.unsafeMap.get(SqlitePool.SqlitePool.key) as SqlitePool.Service
+      assert.strictEqual((yield* pool.stats).readers.created, 2)
+    }))
+
   it.scoped("SqliteMigrator runs its migrations and writes the schema dump", () =>
     Effect.gen(function*() {
       const { context, directory } = yield* layerOn({})

@@ -36,8 +36,8 @@ export interface StatementCache {
 
 /** What a driver connection offers beside `@effect/sql`'s: SqliteClient's `export`, `backup` and `loadExtension`. */
 export interface DriverExtras {
-  /** the better-sqlite3 handle itself (for `function`, `aggregate`, ...) */
-  readonly database: Database.Database
+  /** the better-sqlite3 handle itself (for `function`, `aggregate`, ...), when it lives on this thread */
+  readonly database: Database.Database | undefined
   readonly export: Effect.Effect<Uint8Array, SqlError>
   readonly backup: (destination: string) => Effect.Effect<{ totalPages: number; remainingPages: number }, SqlError>
   readonly loadExtension: (path: string) => Effect.Effect<void, SqlError>

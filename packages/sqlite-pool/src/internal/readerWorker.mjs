@@ -53,6 +53,16 @@ const open = () => {
       if (mode !== "wal" && !options.readOnly) db.exec("PRAGMA journal_mode = WAL")
     }
     if (options.readOnly) db.exec("PRAGMA query_only = ON")
+    for (const extension of options.extensions ?? []) {
+      try {
+        db.loadExtension(extension)
+      } catch (error) {
+        throw Object.assign(new Error(`cannot load the extension ${extension}: ${error.message}`), {
+          code: error.code,
+          extension: true
+        })
+      }
+    }
     db.prepare("SELECT 1").get()
     if (options.testHooks === true) {
       // A worker that dies in the middle of a statement, for the fault tests.
@@ -251,9 +261,33 @@ port.on("message", (message) => {
     case "closeCursor":
       answer = closeCursor(message)
       break
+    case "loadExtension":
+      answer = attempt(() => {
+        db.loadExtension(message.path)
+      })
+      break
+    case "export":
+      answer = attempt(() => db.serialize())
+      break
+    case "backup":
+      // better-sqlite3's backup runs in steps between turns of this thread's loop: the answer comes when it ends.
+      db.backup(message.destination).then(
+        (result) => port.postMessage({ id: message.id, ok: true, result }),
+        (error) => port.postMessage({ id: message.id, ok: false, phase: "execute", error: describe(error) })
+      )
+      return
     default:
       answer = run(db, message)
   }
   answer.id = message.id
   port.postMessage(answer)
 })
+
+/** SqliteClient's own operations (`loadExtension`, `export`) as an answer. */
+const attempt = (f) => {
+  try {
+    return { ok: true, result: f() }
+  } catch (error) {
+    return { ok: false, phase: "execute", error: describe(error) }
+  }
+}

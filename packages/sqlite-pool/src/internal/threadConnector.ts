@@ -28,8 +28,9 @@ import * as Stream from "effect/Stream"
 import { Worker } from "node:worker_threads"
 import { classifyOpenFailure, type Connection, type ConnectOptions, type InvalidConnection } from "../Connector.js"
 import { ConnectError } from "../PoolError.js"
+import * as SqliteCode from "../SqliteCode.js"
 import * as DatabaseFile from "./databaseFile.js"
-import { ClosedConnection } from "./driverConnection.js"
+import { ClosedConnection, type DriverExtras } from "./driverConnection.js"
 
 /**
  * How to open a connection in a worker: the connector's options and the deadlines of the thread itself.
@@ -90,6 +91,9 @@ type Request =
   }
   | { readonly op: "pull"; readonly cursor: number; readonly size: number }
   | { readonly op: "closeCursor"; readonly cursor: number }
+  | { readonly op: "loadExtension"; readonly path: string }
+  | { readonly op: "export" }
+  | { readonly op: "backup"; readonly destination: string }
 
 /** An Error like the worker's, with its SQLite code, so that the cause chain reads as on the main thread. */
 const revive = (wire: WireError): Error => {
@@ -178,6 +182,8 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
               prepareCacheSize: options.prepareCacheSize ?? 200,
               prepareCacheTTLMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10)),
               niceness: options.niceness ?? 10,
+              // The pool's extensions as of this open; `loadExtension` adds later ones to the open worker.
+              extensions: [...(options.extensions ?? [])],
               testHooks: options.testHooks !== undefined,
               stallOpen: options.testHooks?.stallOpen === true
             },
@@ -292,7 +298,19 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       Effect.tapError((error) => Effect.sync(() => stop(error.reason)))
     )
     if (outcome._tag === "failed") {
-      const error = classifyOpenFailure(filename, outcome.cause)
+      const message = outcome.cause instanceof Error ? outcome.cause.message : ""
+      // As on the main thread: an extension that does not load will not load on a retry either.
+      const error = message.startsWith("cannot load the extension")
+        ? new ConnectError({
+          filename,
+          attempts: 1,
+          code: SqliteCode.codeOf(outcome.cause) ?? "UNKNOWN",
+          transient: false,
+          reason: message,
+          elapsedMs: 0,
+          cause: outcome.cause
+        })
+        : classifyOpenFailure(filename, outcome.cause)
       stop(error.reason)
       return yield* Effect.fail(error)
     }
@@ -429,7 +447,19 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       dead === undefined && pending.size === 0 && performance.now() - answeredAt < 1_000 ? Effect.void : probe
     )
 
-    return { connection, validate, check, threadId: worker.threadId, worker }
+    // SqliteClient's own operations, run in the worker on its handle (which cannot cross threads: no `database`).
+    const driver: DriverExtras = {
+      database: undefined,
+      export: Effect.map(request({ op: "export" }), (answer) => answer.result as Uint8Array),
+      backup: (destination) =>
+        Effect.map(
+          request({ op: "backup", destination }),
+          (answer) => answer.result as { totalPages: number; remainingPages: number }
+        ),
+      loadExtension: (path) => Effect.asVoid(request({ op: "loadExtension", path }))
+    }
+
+    return { connection, validate, check, driver, threadId: worker.threadId, worker }
   }).pipe(
     Effect.withSpan("sqlsim.connect", {
       attributes: { "db.system.name": "sqlite", "db.namespace": options.filename, "sqlsim.thread": true }
