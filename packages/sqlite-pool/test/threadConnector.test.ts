@@ -17,7 +17,7 @@ import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
-import { descriptors, endless, threads } from "./threadFixtures.js"
+import { descriptors, endless, endlessAggregate, threads } from "./threadFixtures.js"
 import { randomBytes, tempDir } from "./utils.js"
 
 const options = (
@@ -236,6 +236,32 @@ describe("threadConnector", () => {
       // It never reached a worker, so the pool may run it on another connection.
       expect(Connector.isClosedConnection(after)).toBe(true)
       expect(yield* Effect.flip(thread.validate)).toMatchObject({ reason: expect.stringMatching(/stopped/) })
+    }))
+
+  it.scopedLive("an aggregate that computes before its first row is stopped too: sqlite3_interrupt ends the SQLite work", () =>
+    Effect.gen(function*() {
+      const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+      const { sql, thread } = yield* openThread(filename)
+      yield* sql`SELECT 1`
+      const exit = yield* Effect.exit(Effect.timeout(sql.unsafe(endlessAggregate), "100 millis"))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const stopped = performance.now()
+      // Without the interrupt the thread would compute on for minutes; a generous bound, not a measurement.
+      yield* Effect.timeoutFail(exitOf(thread), { duration: "5 seconds", onTimeout: () => "the aggregate runs on" })
+      expect(performance.now() - stopped).toBeLessThan(5_000)
+      expect(thread.check()).toMatch(/worker thread was stopped/)
+    }))
+
+  it.scopedLive("closing a connection while an aggregate runs on it ends its thread", () =>
+    Effect.gen(function*() {
+      const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+      const scope = yield* Scope.make()
+      const { sql, thread } = yield* Scope.extend(openThread(filename), scope)
+      const running = yield* Effect.fork(sql.unsafe(endlessAggregate))
+      yield* Effect.sleep("100 millis")
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.timeoutFail(exitOf(thread), { duration: "5 seconds", onTimeout: () => "the aggregate runs on" })
+      expect(Exit.isFailure(yield* Fiber.await(running))).toBe(true)
     }))
 
   it.scopedLive("statements queued behind an interrupted one fail as never run (ClosedConnection)", () =>

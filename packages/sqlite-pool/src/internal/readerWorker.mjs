@@ -40,6 +40,9 @@ const describe = (error) => {
 
 const isFile = (filename) => filename !== ":memory:" && filename !== ""
 
+/** This connection's id for sqlite3_interrupt() from the main thread, when the extension loaded. */
+let interruptId
+
 const open = () => {
   const db = new Database(options.filename)
   try {
@@ -64,6 +67,16 @@ const open = () => {
       }
     }
     db.prepare("SELECT 1").get()
+    if (options.interruptExtension !== undefined) {
+      // sqlite3_interrupt() from the main thread (interrupt.ts): without it, a cancelled statement runs on to its
+      // next row. A failure here only costs that.
+      try {
+        db.loadExtension(options.interruptExtension)
+        interruptId = db.prepare("SELECT sqlsim_connection_id() AS id").get()?.id
+      } catch {
+        interruptId = undefined
+      }
+    }
     if (options.testHooks === true) {
       // A worker that dies in the middle of a statement, for the fault tests.
       db.function("sqlsim_test_exit", (code) => process.exit(Number(code)))
@@ -231,19 +244,32 @@ if (options.testHooks === true && options.stallOpen === true) {
   try {
     db = open()
     // `readonly`: SQLite fell back to a read-only open (the file or its directory is not writable).
-    port.postMessage({ type: "open", ok: true, readonly: db.readonly })
+    port.postMessage({ type: "open", ok: true, readonly: db.readonly, interruptId })
   } catch (error) {
     port.postMessage({ type: "open", ok: false, error: describe(error) })
   }
 }
 
+/** Closes the database and lets the thread end (once nothing else is pending: the main thread awaits "exit"). */
+const shutdown = () => {
+  for (const iterator of cursors.values()) iterator.return?.()
+  cursors.clear()
+  db?.close()
+  db = undefined
+  port.close()
+}
+
+/**
+ * Set by the main thread when it gives this connection up while a statement may run (it interrupted it with
+ * sqlite3_interrupt): requests sent before that are not run any more, and the thread ends by itself. Ending it with
+ * `terminate()` instead would race SQLITE_INTERRUPT's error into an isolate that is shutting down.
+ */
+const stopFlag = options.stopFlag === undefined ? undefined : new Int32Array(options.stopFlag)
+const stopped = () => stopFlag !== undefined && Atomics.load(stopFlag, 0) === 1
+
 port.on("message", (message) => {
-  if (message.op === "close") {
-    for (const iterator of cursors.values()) iterator.return?.()
-    cursors.clear()
-    db?.close()
-    // Closing the port ends the thread once nothing else is pending: the main thread awaits the "exit" event.
-    port.close()
+  if (message.op === "close" || stopped()) {
+    shutdown()
     return
   }
   if (db === undefined) {
@@ -281,6 +307,8 @@ port.on("message", (message) => {
   }
   answer.id = message.id
   port.postMessage(answer)
+  // Given up while this statement ran (and interrupted): end now rather than wait for another message.
+  if (stopped()) shutdown()
 })
 
 /** SqliteClient's own operations (`loadExtension`, `export`) as an answer. */

@@ -8,10 +8,11 @@
  * no copy), which is what better-sqlite3 gives on the main thread. Errors arrive as data and are rebuilt with their
  * SQLite `code`, so `SqliteCode.codeOf` classifies them as it does the main thread's.
  *
- * Cancellation: interrupting a statement terminates the worker. The fiber fails as interrupted at once; from then on
- * `check()` reports the connection dead so the pool replaces it. `terminate()` cannot stop SQLite's native code:
- * the thread ends at the worker's next row (see readerWorker.mjs), so a statement busy before its first row (an
- * aggregate, a sort) keeps its core until that row. The scope's finalizer waits for the exit only so long.
+ * Cancellation: interrupting a statement stops its SQLite work with sqlite3_interrupt() (interrupt.ts: SQLITE_INTERRUPT
+ * from SQLite's next jump instruction, an aggregate or a sort included) and terminates the worker. The fiber fails as
+ * interrupted at once; from then on `check()` reports the connection dead so the pool replaces it. Where the
+ * interrupt extension could not be built, `terminate()` alone cannot stop SQLite's native code: the thread then ends
+ * at the worker's next row (see readerWorker.mjs). The scope's finalizer waits for the exit only so long.
  *
  * @internal
  */
@@ -31,6 +32,7 @@ import { ConnectError } from "../PoolError.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as DatabaseFile from "./databaseFile.js"
 import { ClosedConnection, type DriverExtras } from "./driverConnection.js"
+import * as Interrupt from "./interrupt.js"
 
 /**
  * How to open a connection in a worker: the connector's options and the deadlines of the thread itself.
@@ -129,7 +131,7 @@ const toBuffers = (rows: Array<any>): void => {
 }
 
 type OpenOutcome =
-  | { readonly _tag: "opened"; readonly readonly: boolean }
+  | { readonly _tag: "opened"; readonly readonly: boolean; readonly interruptId: number | undefined }
   | { readonly _tag: "failed"; readonly cause: unknown }
 
 /**
@@ -144,6 +146,26 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     const closeTimeout = Duration.toMillis(options.closeTimeout ?? "2 seconds")
     const batchSize = options.streamBatchSize ?? 256
 
+    // Built once per process (the first open waits for it); undefined where it cannot be: workers are then only
+    // terminated, and a statement runs on to its next row.
+    const interrupter = yield* Effect.promise(() => Interrupt.interrupter())
+    /** the worker connection's id for sqlite3_interrupt, once it opened with the extension */
+    let interruptId: number | undefined
+    /** Shared with the worker: 1 once the main thread has given the connection up (see `end`). */
+    const stopFlag = new Int32Array(new SharedArrayBuffer(4))
+    /**
+     * Ends a worker that may be running a statement. With the interrupt extension: the flag tells it to run nothing
+     * more, sqlite3_interrupt stops the statement at SQLite's next jump, and the worker closes its database and ends
+     * by itself. Without it, `terminate()`, which takes effect at the statement's next row.
+     */
+    const end = () => {
+      if (interrupter !== undefined && interruptId !== undefined) {
+        Atomics.store(stopFlag, 0, 1)
+        interrupter.interrupt(interruptId)
+      } else {
+        void worker.terminate()
+      }
+    }
     const pending = new Map<number, (answer: Effect.Effect<Answer, SqlError>) => void>()
     let nextId = 1
     let dead: string | undefined
@@ -184,6 +206,8 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
               niceness: options.niceness ?? 10,
               // The pool's extensions as of this open; `loadExtension` adds later ones to the open worker.
               extensions: [...(options.extensions ?? [])],
+              interruptExtension: interrupter?.extension,
+              stopFlag: stopFlag.buffer,
               testHooks: options.testHooks !== undefined,
               stallOpen: options.testHooks?.stallOpen === true
             },
@@ -203,11 +227,12 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
           })
       }).pipe(Effect.tap((worker) =>
         Effect.sync(() => {
-          worker.on("message", (message: Answer & { type?: "open"; readonly?: boolean }) => {
+          worker.on("message", (message: Answer & { type?: "open"; readonly?: boolean; interruptId?: number }) => {
             if (message.type === "open") {
+              if (message.ok) interruptId = message.interruptId
               settleOpen(
                 message.ok
-                  ? { _tag: "opened", readonly: message.readonly === true }
+                  ? { _tag: "opened", readonly: message.readonly === true, interruptId: message.interruptId }
                   : { _tag: "failed", cause: revive(message.error!) }
               )
               return
@@ -257,7 +282,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
                 dead = "the connection was closed while a statement ran on it"
                 failPending(dead, undefined)
               }
-              void worker.terminate()
+              end()
             }
             if (!(await exitedWithin(exit, closeTimeout))) {
               void worker.terminate()
@@ -276,7 +301,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
     const stop = (reason: string, oldestMayHaveRun = true) => {
       if (dead !== undefined) return
       dead = reason
-      void worker.terminate()
+      end()
       failPending(reason, undefined, oldestMayHaveRun)
     }
 
