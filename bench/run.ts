@@ -111,8 +111,9 @@ const program = (options: Options) =>
     const mixed = options.suites.has("mixed") ? yield* Mixed.run(directory, settings) : []
     if (mixed.length > 0) {
       yield* Console.log(
-        `mixed workload: 1 writer fiber (transaction: INSERT, sleep 1 ms, UPDATE, COMMIT) + ${Mixed.READERS} ` +
-          `reader fibers (point queries), ${settings.runMs} ms per run\n${Report.mixedTable(mixed)}\n`
+        `mixed workload: 1 writer fiber (transaction: INSERT, sleep 1 ms, UPDATE, COMMIT; back to back, or 2 or ` +
+          `10 ms idle between) + ${Mixed.READERS} reader fibers (point queries), ${settings.runMs} ms per run\n` +
+          `${Report.mixedTable(mixed)}\n`
       )
     }
     const contention = options.suites.has("contention") ? yield* Contention.run(filename, settings) : []
