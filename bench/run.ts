@@ -3,7 +3,7 @@
  * (PASS/MISS with the measured ratio), profiles the contender of every missed target, and writes
  * bench/results/latest.json.
  *
- * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,threads,memory]
+ * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,threads,libsql,memory]
  * [-- --no-profile]
  *
  * @since 0.1.0
@@ -19,6 +19,7 @@ import * as Acquire from "./cases/acquire.js"
 import * as Blocks from "./cases/blocks.js"
 import * as Connect from "./cases/connect.js"
 import * as Contention from "./cases/contention.js"
+import * as Libsql from "./cases/libsql.js"
 import * as Memory from "./cases/memory.js"
 import * as Mixed from "./cases/mixed.js"
 import * as Queries from "./cases/queries.js"
@@ -32,7 +33,17 @@ import * as Report from "./report.js"
 import { verdicts } from "./targets.js"
 import type { Verdict } from "./targets.js"
 
-const SUITES = ["queries", "acquire", "connect", "blocks", "mixed", "contention", "threads", "memory"] as const
+const SUITES = [
+  "queries",
+  "acquire",
+  "connect",
+  "blocks",
+  "mixed",
+  "contention",
+  "threads",
+  "libsql",
+  "memory"
+] as const
 type Suite = typeof SUITES[number]
 
 interface Options {
@@ -132,6 +143,13 @@ const program = (options: Options) =>
           `${ReaderThreads.table(threads)}\n\n${Report.throughputTable(threads.pointQuery)}\n`
       )
     }
+    const libsql = options.suites.has("libsql") ? yield* Libsql.run(options.quick, settings.runs) : undefined
+    if (libsql !== undefined) {
+      yield* Console.log(
+        `libSQL: SqlitePool on a sqld primary and replica on loopback, ${libsql.statements} statements a case, ` +
+          `medians of ${settings.runs} runs\n${Libsql.table(libsql)}\n`
+      )
+    }
     const memory = options.suites.has("memory") ? yield* Memory.run(directory, settings.memoryRuns) : []
     if (memory.length > 0) {
       yield* Console.log(
@@ -143,7 +161,8 @@ const program = (options: Options) =>
 
     const judged = [
       ...verdicts({ throughput, mixed, contention, memory }),
-      ...(threads === undefined ? [] : ReaderThreads.verdicts(threads))
+      ...(threads === undefined ? [] : ReaderThreads.verdicts(threads)),
+      ...(libsql === undefined ? [] : Libsql.verdicts(libsql))
     ]
     const profiles: Array<ProfileSummary> = []
     const misses = judged.filter((v) => !v.pass)
@@ -188,6 +207,7 @@ const program = (options: Options) =>
       contention,
       memory,
       readerThreads: threads,
+      libsql,
       targets: judged,
       profiles,
       sink: sinkSummary()

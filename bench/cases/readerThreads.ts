@@ -348,11 +348,10 @@ export const verdicts = (r: ReaderThreadsResult): Array<Verdict> => {
       Math.max(r.interruptRowsFreeMs, r.interruptAggregateFreeMs),
       { atMost: 200 },
       [
-        "worker.terminate() takes effect only when the thread runs JavaScript again: the worker collects rows one " +
-        "at a time, so a query that yields rows stops at its next row, but an aggregate or sort that computes " +
-        "before its first row keeps its core until that row. Stopping it sooner needs sqlite3_interrupt() on the " +
-        "worker's handle, which better-sqlite3 does not expose (and SQLite's progress handler is compiled out of " +
-        "its build: SQLITE_OMIT_PROGRESS_CALLBACK), or a child process that can be killed"
+        "an interrupted statement is stopped with sqlite3_interrupt() (the extension in native/, compiled at the " +
+        "first worker open) and its worker ends by itself; what remains is the sampling interval of this probe " +
+        "(20 ms) and the scheduling of the worker's exit. Without a C compiler the worker is only terminated, " +
+        "which stops a query at its next row but lets an aggregate compute to its first row"
       ]
     )
   ]
