@@ -28,11 +28,12 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
 import * as Libsql from "./internal/libsqlConnector.js"
-import type { ConnectError } from "./PoolError.js"
-import { PoolConfigError } from "./PoolError.js"
+import * as PoolConfig from "./PoolConfig.js"
+import type { ConnectError, PoolConfigError } from "./PoolError.js"
 
 /**
  * @since 0.1.0
@@ -53,15 +54,6 @@ export interface Options {
   readonly fallbackLifetime?: Duration.DurationInput | undefined
 }
 
-const knownFields = [
-  "primaryUrl",
-  "replicaUrls",
-  "authToken",
-  "connectTimeout",
-  "replicationWaitTimeout",
-  "fallbackLifetime"
-]
-
 /**
  * @since 0.1.0
  * @category models
@@ -75,37 +67,64 @@ export interface ResolvedOptions {
   readonly fallbackLifetime: Duration.Duration
 }
 
-const duration = (
-  field: string,
-  value: Duration.DurationInput | undefined,
-  fallback: Duration.Duration
-): Duration.Duration | PoolConfigError => {
-  if (value === undefined) return fallback
-  const decoded = Duration.decodeUnknown(value)
-  if (decoded._tag === "None") return new PoolConfigError({ field, message: `${field} is not a duration` })
-  // Effect would clamp a negative duration to 0 silently: refuse it, as PoolConfig does.
-  if (typeof value === "number" && value < 0) {
-    return new PoolConfigError({ field, message: `${field} must not be negative` })
-  }
-  if (typeof value === "string" && /^\s*-/.test(value)) {
-    return new PoolConfigError({ field, message: `${field} must not be negative` })
-  }
-  if (Duration.toMillis(decoded.value) <= 0 || !Duration.isFinite(decoded.value)) {
-    return new PoolConfigError({ field, message: `${field} must be positive and finite` })
-  }
-  return decoded.value
-}
+/** A URL a libSQL server answers on, without credentials in it. */
+const urlRule = "must be a URL (http://, https://, ws://, wss://, libsql://)"
+const Url = Schema.String.annotations({ message: () => urlRule }).pipe(
+  Schema.filter((value) => {
+    if (value.trim() === "") return urlRule
+    const target = Libsql.webSocketUrl(value)
+    return "error" in target ? target.error : true
+  })
+)
 
-const url = (field: string, value: unknown): string | PoolConfigError => {
-  if (typeof value !== "string" || value.trim() === "") {
-    return new PoolConfigError({
-      field,
-      message: `${field} must be a URL (http://, https://, ws://, wss://, libsql://)`
-    })
+/** A duration above zero and finite: a timeout of 0 or forever would never let a connect or a wait end usefully. */
+const PositiveDuration = PoolConfig.NonNegativeDuration.pipe(
+  Schema.filter((duration) =>
+    Duration.toMillis(duration) > 0 && Duration.isFinite(duration) ? true : "must be positive and finite"
+  )
+)
+
+const Token = Schema.declare(
+  (input: unknown): input is string | Redacted.Redacted<string> =>
+    Redacted.isRedacted(input) || (typeof input === "string" && input !== ""),
+  { identifier: "AuthToken", message: () => "must be a non-empty string (or a Redacted one)" }
+)
+
+const OptionsSchema: Schema.Schema<ResolvedOptions, Options> = Schema.Struct({
+  primaryUrl: Url,
+  replicaUrls: Schema.optionalWith(
+    Schema.Array(Url).annotations({ message: () => "must be an array of URLs" }),
+    { default: () => [] }
+  ),
+  authToken: Schema.optional(Token),
+  connectTimeout: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(5) }),
+  replicationWaitTimeout: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(2) }),
+  fallbackLifetime: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(5) })
+}).pipe(Schema.transform(
+  Schema.Struct({
+    primaryUrl: Schema.String,
+    replicaUrls: Schema.Array(Schema.String),
+    authToken: Schema.UndefinedOr(Schema.RedactedFromSelf(Schema.String)),
+    connectTimeout: Schema.DurationFromSelf,
+    replicationWaitTimeout: Schema.DurationFromSelf,
+    fallbackLifetime: Schema.DurationFromSelf
+  }),
+  {
+    strict: true,
+    decode: (options) => ({
+      ...options,
+      authToken: options.authToken === undefined || Redacted.isRedacted(options.authToken)
+        ? options.authToken
+        : Redacted.make(options.authToken)
+    }),
+    encode: (options) => options
   }
-  const target = Libsql.webSocketUrl(value)
-  return "error" in target ? new PoolConfigError({ field, message: `${field}: ${target.error}` }) : value
-}
+))
+
+const decodeOptions = PoolConfig.decoder(OptionsSchema, {
+  what: "the libSQL options",
+  fields: ["primaryUrl", "replicaUrls", "authToken", "connectTimeout", "replicationWaitTimeout", "fallbackLifetime"]
+})
 
 /**
  * Validates the options: the same typed `PoolConfigError` (naming the field) as `PoolConfig.make`, for unknown
@@ -115,51 +134,7 @@ const url = (field: string, value: unknown): string | PoolConfigError => {
  * @since 0.1.0
  * @category constructors
  */
-export const resolve = (input: Options): Effect.Effect<ResolvedOptions, PoolConfigError> =>
-  Effect.suspend(() => {
-    if (typeof input !== "object" || input === null) {
-      return Effect.fail(new PoolConfigError({ field: "(input)", message: "the libSQL options must be an object" }))
-    }
-    const unknown = Object.keys(input).find((key) => !knownFields.includes(key))
-    if (unknown !== undefined) {
-      return Effect.fail(
-        new PoolConfigError({
-          field: unknown,
-          message: `unknown field "${unknown}": the known fields are ${knownFields.join(", ")}`
-        })
-      )
-    }
-    const primaryUrl = url("primaryUrl", input.primaryUrl)
-    if (primaryUrl instanceof PoolConfigError) return Effect.fail(primaryUrl)
-    const replicas = input.replicaUrls ?? []
-    if (!Array.isArray(replicas)) {
-      return Effect.fail(new PoolConfigError({ field: "replicaUrls", message: "replicaUrls must be an array of URLs" }))
-    }
-    const replicaUrls: Array<string> = []
-    for (const [index, replica] of replicas.entries()) {
-      const checked = url(`replicaUrls[${index}]`, replica)
-      if (checked instanceof PoolConfigError) return Effect.fail(checked)
-      replicaUrls.push(checked)
-    }
-    const token = input.authToken
-    if (token !== undefined && !Redacted.isRedacted(token) && (typeof token !== "string" || token === "")) {
-      return Effect.fail(new PoolConfigError({ field: "authToken", message: "authToken must be a non-empty string" }))
-    }
-    const connectTimeout = duration("connectTimeout", input.connectTimeout, Duration.seconds(5))
-    if (connectTimeout instanceof PoolConfigError) return Effect.fail(connectTimeout)
-    const replicationWaitTimeout = duration("replicationWaitTimeout", input.replicationWaitTimeout, Duration.seconds(2))
-    if (replicationWaitTimeout instanceof PoolConfigError) return Effect.fail(replicationWaitTimeout)
-    const fallbackLifetime = duration("fallbackLifetime", input.fallbackLifetime, Duration.seconds(5))
-    if (fallbackLifetime instanceof PoolConfigError) return Effect.fail(fallbackLifetime)
-    return Effect.succeed({
-      primaryUrl,
-      replicaUrls,
-      authToken: token === undefined ? undefined : Redacted.isRedacted(token) ? token : Redacted.make(token),
-      connectTimeout,
-      replicationWaitTimeout,
-      fallbackLifetime
-    })
-  })
+export const resolve = (input: Options): Effect.Effect<ResolvedOptions, PoolConfigError> => decodeOptions(input)
 
 /**
  * Where the Reader's connections are, and how far each replica is behind.

@@ -207,8 +207,13 @@ const isNegative = (input: Duration.DurationInput): boolean => {
 const durationRule = (actual: unknown) =>
   `must be a non-negative duration such as "250 millis", "5 seconds" or a number of milliseconds, got ${show(actual)}`
 
-/** A `DurationInput` (Effect's own decoding) that is not negative, decoded to a `Duration`. */
-const NonNegativeDuration: Schema.Schema<Duration.Duration, Duration.DurationInput> = Schema.transformOrFail(
+/**
+ * A `DurationInput` (Effect's own decoding) that is not negative, decoded to a `Duration`: the one duration rule of
+ * every configuration in this package.
+ *
+ * @internal
+ */
+export const NonNegativeDuration: Schema.Schema<Duration.Duration, Duration.DurationInput> = Schema.transformOrFail(
   Schema.declare(
     (input: unknown): input is Duration.DurationInput =>
       Duration.decodeUnknown(input)._tag === "Some" && !isNegative(input as Duration.DurationInput),
@@ -350,23 +355,41 @@ export const SqliteConfigSchema: Schema.Schema<SqliteConfig, SqliteInput> = Sche
   ])
 ))
 
-const decoder = <A, I>(
+/** A field's path as a user writes it: `replicaUrls[1]`, `maxConnections`. */
+const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
+  path.length === 0
+    ? "(input)"
+    : path.map((key, index) => typeof key === "number" ? `[${key}]` : index === 0 ? String(key) : `.${String(key)}`)
+      .join("")
+
+/**
+ * Validates with `schema`: its first issue as a `PoolConfigError` naming the field (unknown fields named as given,
+ * with `hints` for the ones that belong elsewhere).
+ *
+ * @internal
+ */
+export const decoder = <A, I>(
   schema: Schema.Schema<A, I>,
-  fields: ReadonlyArray<string>,
-  hints: Readonly<Record<string, string>>
+  options: {
+    /** what the input is, for the message when it is not an object */
+    readonly what: string
+    readonly fields: ReadonlyArray<string>
+    readonly hints?: Readonly<Record<string, string>> | undefined
+  }
 ) => {
+  const { fields, hints = {}, what } = options
   const decode = Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })
   return (input: unknown): Effect.Effect<A, PoolConfigError> =>
     Effect.suspend(() => {
       if (typeof input !== "object" || input === null || Array.isArray(input)) {
         return Effect.fail(
-          new PoolConfigError({ field: "(input)", message: "the pool configuration must be an object" })
+          new PoolConfigError({ field: "(input)", message: `${what} must be an object` })
         )
       }
       const decoded = decode(input)
       if (Either.isRight(decoded)) return Effect.succeed(decoded.right)
       const [issue] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-      const field = issue?.path[0] === undefined ? "(input)" : String(issue.path[0])
+      const field = fieldName(issue?.path ?? [])
       const message = issue?._tag === "Unexpected"
         ? `unknown field "${field}": ${hints[field] ?? `the known fields are ${fields.join(", ")}`}`
         : issue?.message.startsWith(field)
@@ -386,9 +409,13 @@ const decoder = <A, I>(
  * @category constructors
  */
 export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError> = (() => {
-  const decode = decoder(PoolConfigSchema, [...Object.keys(commonFields), "maxConnections", "minConnections"], {
-    readConnections: "only SqlitePool has a Reader pool; a ConnectionPool is sized by maxConnections",
-    readerThreads: "only SqlitePool's Reader connections can live in worker threads"
+  const decode = decoder(PoolConfigSchema, {
+    what: "the pool configuration",
+    fields: [...Object.keys(commonFields), "maxConnections", "minConnections"],
+    hints: {
+      readConnections: "only SqlitePool has a Reader pool; a ConnectionPool is sized by maxConnections",
+      readerThreads: "only SqlitePool's Reader connections can live in worker threads"
+    }
   })
   return (input: Input = {}) => decode(input)
 })()
@@ -403,13 +430,13 @@ export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError>
  * @category constructors
  */
 export const makeSqlite: (input?: SqliteInput) => Effect.Effect<SqliteConfig, PoolConfigError> = (() => {
-  const decode = decoder(
-    SqliteConfigSchema,
-    [...Object.keys(commonFields), "readConnections", "minConnections", "readerThreads"],
-    {
+  const decode = decoder(SqliteConfigSchema, {
+    what: "the pool configuration",
+    fields: [...Object.keys(commonFields), "readConnections", "minConnections", "readerThreads"],
+    hints: {
       maxConnections: "SqlitePool's writer lane is always one connection; size its Reader pool with readConnections"
     }
-  )
+  })
   return (input: SqliteInput = {}) => decode(input)
 })()
 
