@@ -82,20 +82,24 @@ describe.each([false, true])("the Reader contract (readerThreads: %s)", (readerT
           const reader = yield* SqlitePool.Reader
           yield* sql`CREATE TABLE t (x INTEGER)`
           yield* sql`INSERT INTO t VALUES (1)`
+          yield* reader`SELECT 1` // the Reader's connection is open (and its worker started) before the window
           const inside = yield* Deferred.make<void>()
-          const writerDone = yield* Ref.make(false)
+          const readDone = yield* Deferred.make<void>()
+          // The transaction stays open across a sleep and until the read has completed: a Reader blocked by it
+          // would never complete (the test would time out).
           const writer = yield* Effect.fork(
             sql.withTransaction(Effect.gen(function*() {
               yield* sql`INSERT INTO t VALUES (2)`
               yield* Deferred.succeed(inside, undefined)
-              yield* Effect.sleep("300 millis")
-            })).pipe(Effect.ensuring(Ref.set(writerDone, true)))
+              yield* Effect.sleep("50 millis")
+              yield* Deferred.await(readDone)
+            }))
           )
           yield* Deferred.await(inside)
           // The read completes while the write transaction is still open, and sees the last committed state.
           const rows = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
-          assert.isFalse(yield* Ref.get(writerDone))
           assert.strictEqual(rows[0]?.n, 1)
+          yield* Deferred.succeed(readDone, undefined)
           yield* Fiber.join(writer)
           const after = yield* reader<{ n: number }>`SELECT count(*) AS n FROM t`
           assert.strictEqual(after[0]?.n, 2)
