@@ -74,16 +74,16 @@ const closingNotes = (m: Measurements) => {
     "the pool's entry per connection); RSS at this size also moves by a few MiB from process to process" :
     ""
   return {
-    acquire: "a lease of an idle connection is a stat of the database file (the check that it was not deleted or " +
-      "replaced, made on every checkout: the largest single item in the profile) and a chain of Effect steps: " +
-      "Effect.scoped around use (a forked scope for acquire), a slot from the first-come-first-served gate, the " +
-      "idle list, the lease's finalizer, metric updates, and the release back to the idle list or to the oldest " +
-      "waiter. Priced alone in this run ('Effect " +
-      `building blocks'): Effect.scoped ${figure("block.scoped")}, Scope.fork + close ${figure("block.scopeFork")}, ` +
-      `Effect Pool get/release ${figure("effectPool.trivial")}, a span ${figure("block.spanNoStack")}, ` +
-      `Effect.timeoutFail ${figure("block.timeoutFail")} (which the pool does not use: one timer fiber per pool ` +
-      "ends the waits that pass acquireTimeout; only an acquire that has to wait pays for a deadline and a span). tarn's get/release is a few plain function calls; the remaining gap to it is the Effect runtime's " +
-      "per-step cost, which only fewer steps per lease would close",
+    acquire: "a lease of an idle connection (ConnectionPool.use) is: a stat of the database file (the check that it " +
+      "was not deleted or replaced, made on every checkout: the largest single item in the profile), the most " +
+      "recently released entry taken from the idle list, the lease recorded and the counters and Effect metrics " +
+      "updated, and the Effect steps around the caller's body (uninterruptibleMask, the lease, onExit, the release " +
+      "back to the idle list or to the oldest waiter). An acquire that has to wait also pays its sqlsim.acquire span " +
+      "and an Effect.async; none pays a timer (one timer fiber per pool ends the waits that pass acquireTimeout). " +
+      "Priced alone in this run ('Effect building blocks'): Effect.scoped " +
+      `${figure("block.scoped")}, Scope.fork + close ${figure("block.scopeFork")}, Effect Pool get/release ` +
+      `${figure("effectPool.trivial")}, a span ${figure("block.spanNoStack")}. tarn's get/release is a few plain ` +
+      "function calls; the remaining gap to it is the stat and the Effect runtime's per-step cost",
     probe: "the default validationInterval of 0 probes every idle connection it hands out: a SELECT 1 on the " +
       "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
       "the database file that every checkout makes. A validationInterval window (HikariCP skips the probe for " +

@@ -242,13 +242,15 @@ export const makeWithConfig = (
       )
     const acquire = scopedLease("caller")
 
+    // On the core's lease directly: the hot path of every caller, one Effect step fewer than `lease`.
     const use = <A, E, R>(f: (connection: PooledConnection) => Effect.Effect<A, E, R>) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(lease("caller", restore), (leased) =>
-          Effect.onExit(restore(f(leased.pooled)), (exit) =>
-            Effect.sync(() =>
-              leased.release(exit)
-            )))
+        Effect.flatMap(
+          Effect.suspend(() =>
+            core.acquire("caller", restore)
+          ),
+          ({ entry, release }) => Effect.onExit(restore(f(entry)), (exit) => Effect.sync(() => release(exit)))
+        )
       )
 
     const healthCheck = Effect.scoped(Effect.flatMap(scopedLease("health"), (connection) => report(connection.sql)))

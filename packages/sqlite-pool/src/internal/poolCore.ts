@@ -192,8 +192,11 @@ export class PoolCore<Client> {
       const entry = this.idle.pop()
       if (entry !== undefined) {
         entry.state = "validating"
+        // Most checkouts need no probe: then the lease is decided here, without another Effect step.
+        const problem = this.problemOf(entry)
+        if (problem === undefined) return Effect.succeed(this.lease(entry, holder, reclaim))
         return Effect.flatMap(
-          this.checkout(entry),
+          this.checkout(entry, problem),
           (ok) => ok ? Effect.succeed(this.lease(entry, holder, reclaim)) : this.wait(holder, restore, reclaim)
         )
       }
@@ -331,8 +334,7 @@ export class PoolCore<Client> {
   // --- checkout and lease ----------------------------------------------------------------------------------------
 
   /** Checks a connection taken for a lease: true to hand it out; false when it was retired instead. */
-  private checkout(entry: Entry<Client>): Effect.Effect<boolean> {
-    const problem = this.problemOf(entry)
+  private checkout(entry: Entry<Client>, problem = this.problemOf(entry)): Effect.Effect<boolean> {
     if (problem === undefined) return succeedTrue
     if (problem !== "probe") {
       this.retire(entry, problem !== lifetimeReached, problem)
