@@ -75,6 +75,8 @@ export interface RunReport {
     readonly first: ReadonlyArray<FaultEvent>
   }
   readonly lockHolder: { readonly bursts: number; readonly holdMs: number; readonly everyMs: number } | undefined
+  /** on a libSQL target: each replica's lag behind the primary (frames) when last seen and at most over the run */
+  readonly replication: Replication | undefined
   readonly utilisation: {
     /** mean connections in use over the samples */
     readonly meanInUse: number
@@ -137,6 +139,26 @@ export interface Comparison {
 }
 
 /**
+ * How far the replicas of a libSQL target were behind the primary.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Replication {
+  readonly replicas: ReadonlyArray<{
+    readonly url: string
+    /** connections opened to it */
+    readonly connects: number
+    /** replication frames behind the primary when it last answered (null: never answered) */
+    readonly lagFrames: number | null
+    /** the most it was seen behind, sampled with the gauges */
+    readonly maxLagFrames: number | null
+  }>
+  /** Reader connections that went to the primary because no replica could be reached */
+  readonly fallbacks: number
+}
+
+/**
  * What a run leaves behind, from which its report is made.
  *
  * @since 0.1.0
@@ -150,6 +172,7 @@ export interface RunData {
   readonly faults: FaultCounts
   readonly faultEvents: ReadonlyArray<FaultEvent>
   readonly lockHolder: RunReport["lockHolder"]
+  readonly replication: Replication | undefined
   readonly interrupted: boolean
   /** the clock now, for a run still going (its duration so far) */
   readonly nowMs: number
@@ -295,6 +318,7 @@ export const runReport = (data: RunData): RunReport => {
       first: data.faultEvents.slice(0, firstFaults)
     },
     lockHolder: data.lockHolder,
+    replication: data.replication,
     utilisation: {
       meanInUse,
       peakOpen: samples.reduce((peak, sample) => Math.max(peak, sample.open), 0),
@@ -430,6 +454,14 @@ export const toText = (report: Report): string => {
     ],
     ["faults injected", faults]
   ]
+  if (report.runs.some((run) => run.replication !== undefined)) {
+    rows.push(["replica lag (frames)", (run) =>
+      run.replication === undefined || run.replication.replicas.length === 0
+        ? "no replica"
+        : run.replication.replicas.map((replica) =>
+          `last ${replica.lagFrames ?? "?"}, max ${replica.maxLagFrames ?? "?"}`
+        ).join("; ") + (run.replication.fallbacks > 0 ? `, ${run.replication.fallbacks} reads fell back` : "")])
+  }
   const header = [
     `sqlsim simulate: seed ${settings.seed}, ${settings.workers} workers, ${describeStop(settings)}, ` +
     `faults ${settings.faults}, ${settings.clock} clock${settings.readerThreads ? ", Reader in worker threads" : ""}`,

@@ -67,6 +67,12 @@ const faultRows = (run: RunReport) => {
       `${count(run.lockHolder.bursts)} (${run.lockHolder.holdMs} ms every ${run.lockHolder.everyMs} ms)`
     ])
   }
+  for (const replica of run.replication?.replicas ?? []) {
+    rows.push([
+      `replica lag, ${replica.url}`,
+      `${replica.lagFrames ?? "?"} frames when last seen, at most ${replica.maxLagFrames ?? "?"}`
+    ])
+  }
   return rows
 }
 

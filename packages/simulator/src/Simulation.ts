@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Connector, PoolConfig, type PoolError } from "@sqlsim/sqlite-pool"
+import { Connector, LibsqlConnector, PoolConfig, type PoolError } from "@sqlsim/sqlite-pool"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,6 +52,12 @@ export interface Input {
   readonly compare?: boolean | undefined
   /** the database file (created if missing, tables sim_items and sim_counters added); default a temporary file */
   readonly database?: string | undefined
+  /**
+   * Run against a libSQL server instead of a file: the writer lane on the primary, the Reader on the replicas (the
+   * tables are created there, as in a file). Not with `database`, virtual time, reader threads or faults that need a
+   * file (open, open-permanent, busy=lock-holder).
+   */
+  readonly libsql?: LibsqlConnector.Options | undefined
   /** read-only connections of the pool's Reader (0 .. 64, default 4) */
   readonly readers?: number | undefined
   /** each Reader connection in a worker thread of its own (the pool's `readerThreads`; default false) */
@@ -81,6 +87,7 @@ export interface Options {
   readonly faults: FaultPlan.FaultPlan
   readonly compare: boolean
   readonly database: string | undefined
+  readonly libsql: LibsqlConnector.Options | undefined
   readonly readers: number
   readonly readerThreads: boolean
   readonly clock: "real" | "virtual"
@@ -189,6 +196,30 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
           "leave it out for a temporary one"
       )
     }
+    if (input.libsql !== undefined) {
+      const refused = input.database !== undefined
+        ? configError("libsql", (name) => `give ${name("database")} or ${name("libsql")}, not both`)
+        : clock === "virtual"
+        ? configError("clock", (name) =>
+          `${name("clock")} cannot be combined with ${name("libsql")}: a server answers on real time`)
+        : input.readerThreads === true
+        ? configError(
+          "readerThreads",
+          (name) =>
+            `${name("readerThreads")} are for a database file; with ${name("libsql")} the Reader is on the replicas`
+        )
+        : faults.openTransient > 0 || faults.openPermanent > 0 || faults.lockHolder !== undefined
+        ? configError(
+          "faults",
+          (name) =>
+            `${name("faults")} open, open-permanent and busy=lock-holder need a database file; with ${
+              name("libsql")
+            } ` +
+            "use slow, die and ping (or stop a server yourself)"
+        )
+        : undefined
+      if (refused !== undefined) return yield* refused
+    }
     const sampleEveryMs = yield* integerIn("sampleEveryMs", input.sampleEveryMs ?? 50, 1, 60_000)
     const rows = yield* integerIn("rows", input.rows ?? 1000, 1, 1_000_000)
     return {
@@ -200,6 +231,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       faults,
       compare: input.compare ?? false,
       database: input.database,
+      libsql: input.libsql,
       readers,
       readerThreads: input.readerThreads ?? false,
       clock,
@@ -257,7 +289,38 @@ interface RunState {
   target: Target.MeasuredTarget | undefined
   injector: FaultInjector.FaultInjector | undefined
   lockHolder: LockHolder.LockHolder | undefined
+  replication: ReplicationTracker | undefined
   finished: boolean
+}
+
+/** The replicas' lag of a libSQL target, read from its connector whenever the gauges are sampled. */
+interface ReplicationTracker {
+  readonly observe: Effect.Effect<void>
+  readonly report: Effect.Effect<Report.Replication>
+}
+
+const trackReplication = (connector: LibsqlConnector.Service): ReplicationTracker => {
+  const most = new Map<string, number>()
+  const observe = Effect.map(connector.status, (status) => {
+    for (const replica of status.replicas) {
+      if (replica.lagFrames !== undefined) {
+        most.set(replica.url, Math.max(most.get(replica.url) ?? 0, replica.lagFrames))
+      }
+    }
+    return status
+  })
+  return {
+    observe: Effect.asVoid(observe),
+    report: Effect.map(observe, (status) => ({
+      replicas: status.replicas.map((replica) => ({
+        url: replica.url,
+        connects: replica.connects,
+        lagFrames: replica.lagFrames ?? null,
+        maxLagFrames: most.get(replica.url) ?? null
+      })),
+      fallbacks: status.fallbacks
+    }))
+  }
 }
 
 /**
@@ -287,15 +350,19 @@ const temporaryDatabase: Effect.Effect<string, SetupError, Scope.Scope> = Effect
 
 /**
  * Creates the tables if missing and seeds them (counters, and `rows` items for reads to find), on a connection of
- * its own, before any fault is armed.
+ * its own (opened by `connector`, the live one by default), before any fault is armed.
  *
  * @since 0.1.0
  * @category running
  */
-export const setup = (database: string, rows: number): Effect.Effect<void, SetupError> =>
+export const setup = (
+  database: string,
+  rows: number,
+  connector?: Connector.Service
+): Effect.Effect<void, SetupError> =>
   Effect.scoped(Effect.gen(function*() {
-    const live = yield* Connector.makeLive
-    const connection = yield* live.connect({
+    const opener = connector ?? (yield* Connector.makeLive)
+    const connection = yield* opener.connect({
       filename: database,
       readOnly: false,
       busyTimeout: Duration.seconds(5),
@@ -351,11 +418,13 @@ export const make = (options: Options): Effect.Effect<Session> =>
           target: undefined,
           injector: undefined,
           lockHolder: undefined,
+          replication: undefined,
           finished: false
         }
         runs.push(state)
         // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
-        const injector = yield* FaultInjector.make(options.faults, { seed: options.seed })
+        const libsql = options.libsql === undefined ? undefined : yield* LibsqlConnector.make(options.libsql)
+        const injector = yield* FaultInjector.make(options.faults, { seed: options.seed, connector: libsql })
         state.injector = injector
         const poolInput: PoolConfig.SqliteInput = {
           ...options.pool,
@@ -363,13 +432,18 @@ export const make = (options: Options): Effect.Effect<Session> =>
           readConnections: options.readers,
           readerThreads: options.readerThreads
         }
-        state.target = mode === "pooled"
+        const target = mode === "pooled"
           ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
           : Target.perOperation(yield* PoolConfig.makeSqlite(poolInput), {
             connector: injector.connector,
             holdMs: options.holdMs,
             workers: options.workers
           })
+        const replication = libsql === undefined ? undefined : trackReplication(libsql)
+        state.replication = replication
+        state.target = replication === undefined
+          ? target
+          : { ...target, gauges: Effect.zipLeft(target.gauges, replication.observe) }
         if (options.faults.lockHolder !== undefined) {
           state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
         }
@@ -379,9 +453,13 @@ export const make = (options: Options): Effect.Effect<Session> =>
       }).pipe(Effect.scoped)
 
     const program = Effect.gen(function*() {
-      const filename = options.database ?? (yield* temporaryDatabase)
+      const filename = options.libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
       database = filename
-      yield* setup(filename, options.rows)
+      yield* setup(
+        filename,
+        options.rows,
+        options.libsql === undefined ? undefined : yield* LibsqlConnector.make(options.libsql)
+      )
       for (const mode of modes(options)) yield* runOne(mode, filename)
     }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
 
@@ -412,6 +490,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
           lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
             ? undefined
             : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
+          replication: state.replication === undefined ? undefined : yield* state.replication.report,
           interrupted: !state.finished,
           nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
         })

@@ -45,6 +45,7 @@ const run = (mode: Target.Mode, latencies: ReadonlyArray<number>, failEvery = 0)
     faults: FaultInjector.noFaults,
     faultEvents: [],
     lockHolder: undefined,
+    replication: undefined,
     interrupted: false,
     nowMs: 0
   })

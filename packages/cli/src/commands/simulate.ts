@@ -11,6 +11,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import { FaultPlan, Report, ReportHtml, Simulation, SimulationError, Workload } from "@sqlsim/simulator"
+import { LibsqlConnector } from "@sqlsim/sqlite-pool"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -37,6 +38,7 @@ const flagOf: Record<string, string> = {
   readers: "--readers",
   readerThreads: "--reader-threads",
   database: "--db",
+  libsql: "--primary",
   clock: "--virtual-time"
 }
 const inFlags = (error: SimulationError.SimulationConfigError) => error.describe((field) => flagOf[field] ?? field)
@@ -161,6 +163,20 @@ const json = Options.text("json").pipe(
   Options.optional,
   Options.withDescription("Write the report as JSON.")
 )
+const primary = Options.text("primary").pipe(
+  Options.withPseudoName("URL"),
+  Options.optional,
+  Options.withDescription(
+    "Run against a libSQL server (sqld) instead of a file: the writer lane on this primary (http://, ws://, " +
+      "libsql://), the Reader on the --replica servers, or on the primary without one. A token for servers that " +
+      `require one comes from ${"SQLSIM_LIBSQL_AUTH_TOKEN"}.`
+  )
+)
+const replica = Options.text("replica").pipe(
+  Options.withPseudoName("URL"),
+  Options.repeated,
+  Options.withDescription("A libSQL replica of --primary for the Reader (repeat for several).")
+)
 const virtualTime = Options.boolean("virtual-time").pipe(
   Options.withDescription(
     "Run on a virtual clock (needs --ops, not busy=lock-holder): the run then repeats exactly for a seed, and " +
@@ -239,11 +255,31 @@ export const command = Command.make(
     db,
     report,
     json,
+    primary,
+    replica,
     virtualTime
   },
   (flags) =>
     Effect.gen(function*() {
       const chosenSeed = Option.getOrElse(flags.seed, () => Math.floor(Math.random() * 2 ** 31))
+      if (Option.isNone(flags.primary) && flags.replica.length > 0) {
+        yield* Console.error("--replica needs --primary: replicas follow a primary")
+        return yield* Effect.fail(invalid("--replica needs --primary: replicas follow a primary"))
+      }
+      const authToken = process.env.SQLSIM_LIBSQL_AUTH_TOKEN
+      const libsqlInput = Option.isNone(flags.primary) ? undefined : {
+        primaryUrl: flags.primary.value,
+        replicaUrls: flags.replica,
+        ...(authToken === undefined || authToken === "" ? {} : { authToken })
+      }
+      const libsql = libsqlInput === undefined ? undefined : yield* LibsqlConnector.resolve(libsqlInput).pipe(
+        Effect.as(libsqlInput),
+        // The library names fields; the command names its flags.
+        Effect.catchTag("PoolConfigError", (error) => {
+          const message = error.message.replace(/^primaryUrl/, "--primary").replace(/^replicaUrls\[\d+\]/, "--replica")
+          return Effect.zipRight(Console.error(message), Effect.fail(invalid(message)))
+        })
+      )
       const options = yield* Simulation.resolve({
         seed: chosenSeed,
         workers: Option.getOrUndefined(flags.workers),
@@ -256,6 +292,7 @@ export const command = Command.make(
         database: Option.getOrUndefined(flags.db),
         readers: Option.getOrUndefined(flags.readers),
         readerThreads: flags.readerThreads,
+        libsql,
         clock: flags.virtualTime ? "virtual" : "real"
       }).pipe(
         // A combination of flags that does not go together: a usage error, printed as one line.
