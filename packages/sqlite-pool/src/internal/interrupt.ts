@@ -8,7 +8,8 @@
  * The extension is compiled once per process, the first time a worker connection opens, against the headers of the
  * SQLite that better-sqlite3 bundles (its `deps/sqlite3`), with the C compiler of the machine (`$CC`, or `cc`), into a
  * private temporary directory removed at exit. Where that cannot be done (no compiler, a better-sqlite3 without its
- * sources) interruption falls back to terminating the worker, which stops the SQLite work at its next row.
+ * sources, a compiler that does not finish within 10 seconds) interruption falls back to terminating the worker,
+ * which stops the SQLite work at its next row.
  *
  * @internal
  */
@@ -48,7 +49,7 @@ const build = async (): Promise<Interrupter | undefined> => {
       execFile(
         compiler,
         ["-shared", "-fPIC", "-O2", "-I", headers, "-o", extension, source],
-        { timeout: 60_000 },
+        { timeout: 10_000 },
         (error) => error === null ? resolve() : reject(error)
       )
     )
