@@ -196,6 +196,27 @@ describe("pool core: holders that keep a connection as an optimisation", () => {
       second.release(Exit.void)
     }))
 
+  it.scoped("closing the pool asks every keeper for its connection, and ends as soon as they are given back", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 2, shutdownTimeout: "1 minute" }), scope)
+      const asked: Array<string> = []
+      const leases: { first?: PoolCore.Lease<Connector.Connection>; second?: PoolCore.Lease<Connector.Connection> } = {}
+      leases.first = yield* take(core, "lane", () => {
+        asked.push("first")
+        leases.first?.release(Exit.void)
+      })
+      leases.second = yield* take(core, "lane", () => {
+        asked.push("second")
+        leases.second?.release(Exit.void)
+      })
+      // The clock does not move: without the keepers giving back, closing would wait out shutdownTimeout.
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* joinSoon(closing, "the pool is closed")
+      expect(asked).toEqual(["first", "second"])
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, open: 0, inUse: 0, released: 2 })
+    }))
+
   it.scoped("a caller's lease is never asked for: the waiter waits until the caller is done", () =>
     Effect.gen(function*() {
       const core = yield* makeCore({ maxConnections: 1 })
