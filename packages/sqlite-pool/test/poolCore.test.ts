@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
 import * as PoolCore from "../src/internal/poolCore.js"
 import { makeTestPool, tempDir, waitUntil } from "./utils.js"
@@ -119,7 +120,10 @@ describe("pool core: probes", () => {
 })
 
 /** A core on a real file, its client the connection itself, for tests that look inside it. */
-const makeCore = (input: PoolConfig.Input = {}) =>
+const makeCore = (
+  input: PoolConfig.Input = {},
+  options: { readonly isFatal?: (error: unknown) => boolean } = {}
+) =>
   Effect.gen(function*() {
     const directory = yield* tempDir
     const config = yield* PoolConfig.make({ filename: path.join(directory, "test.db"), ...input })
@@ -133,7 +137,7 @@ const makeCore = (input: PoolConfig.Input = {}) =>
         pageCacheKiB: config.pageCacheKiB
       },
       makeClient: Effect.succeed,
-      isFatal: () => false,
+      isFatal: options.isFatal ?? (() => false),
       label: config.filename
     })
     yield* core.fill
@@ -194,6 +198,25 @@ describe("pool core: holders that keep a connection as an optimisation", () => {
       expect(core.snapshot()).toMatchObject({ inUse: 2, waiting: 0, created: 2 })
       served.release(Exit.void)
       second.release(Exit.void)
+    }))
+
+  it.scoped("a keeper is asked again on its next lease of the same connection", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 1 })
+      const asked: Array<string> = []
+      const first = yield* take(core, "lane", () => asked.push("first lease"))
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(asked).toEqual(["first lease"])
+      first.release(Exit.void)
+      ;(yield* joinSoon(waiter, "the waiter is served")).release(Exit.void)
+      const again = yield* take(core, "lane", () => asked.push("second lease"))
+      expect(again.entry).toBe(first.entry)
+      const next = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(asked).toEqual(["first lease", "second lease"])
+      again.release(Exit.void)
+      ;(yield* joinSoon(next, "the next waiter is served")).release(Exit.void)
     }))
 
   it.scoped("closing the pool asks every keeper for its connection, and ends as soon as they are given back", () =>
@@ -324,5 +347,55 @@ describe("pool core: the invariant checks of the model-based test", () => {
       inside.idle.push(entry!)
       inside.waiting = 0
       core.stats.setWaiting(0)
+    }))
+})
+
+describe("pool core: what ends a connection, and how it is counted", () => {
+  it.scoped("a failure the pool's own isFatal recognises retires the connection as invalidated", () =>
+    Effect.gen(function*() {
+      const lost = new Error("lost write access")
+      const core = yield* makeCore({}, { isFatal: (error) => error === lost })
+      const lease = yield* take(core, "caller")
+      lease.release(Exit.fail(new Error("the caller's own error")))
+      expect(core.snapshot()).toMatchObject({ open: 1, idle: 1, invalidated: 0 })
+      const again = yield* take(core, "caller")
+      expect(again.entry).toBe(lease.entry)
+      again.release(Exit.fail(lost))
+      expect(core.snapshot()).toMatchObject({ open: 0, closed: 1, invalidated: 1 })
+      expect(core.check(lease.entry)).toBe("it was closed")
+      const replacement = yield* take(core, "caller")
+      expect(replacement.entry.id).toBe(2)
+      replacement.release(Exit.void)
+    }))
+
+  it.scoped("check: undefined for a usable connection, \"it was closed\" once the pool has retired it", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      const [entry] = core.openEntries()
+      expect(core.check(entry!)).toBeUndefined()
+      core.invalidate(entry!)
+      expect(core.check(entry!)).toBe("it was closed")
+      yield* waitUntil(Effect.sync(() => entry!.state === "closed"), "the connection is closed")
+      expect(core.check(entry!)).toBe("it was closed")
+    }))
+
+  it.scoped("closing counts no connection as invalidated: idle, given back meanwhile, or outliving shutdownTimeout", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 3, shutdownTimeout: "10 seconds" }), scope)
+      const idle = yield* take(core, "caller")
+      const givenBack = yield* take(core, "caller")
+      const outliving = yield* take(core, "caller")
+      idle.release(Exit.void)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* waitUntil(Effect.sync(() => core.snapshot().closed === 1), "the idle connection is closed")
+      givenBack.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ closed: 2, inUse: 1 })
+      yield* TestClock.adjust("10 seconds")
+      yield* joinSoon(closing, "the pool is closed")
+      expect(core.snapshot()).toMatchObject({ created: 3, closed: 3, invalidated: 0, released: 3, inUse: 0, open: 0 })
+      // The outliving lease ends later: it was counted as ended already.
+      outliving.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ released: 3, inUse: 0 })
     }))
 })
