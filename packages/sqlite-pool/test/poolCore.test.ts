@@ -117,19 +117,33 @@ describe("pool core: probes", () => {
       const stats = yield* pool.stats
       expect(stats).toMatchObject({ acquired: 1, released: 1, open: 0, inUse: 0 })
     }))
+
+  it.scoped("a connection invalidated while its probe runs serves that lease, then is closed", () =>
+    Effect.gen(function*() {
+      const { answer, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      yield* pool.use((c) => c.sql`SELECT 1`)
+      const [connection] = pool.openConnections()
+      control.hold = true
+      const user = yield* Effect.fork(pool.use((c) => Effect.as(c.sql`SELECT 1`, c.id)))
+      yield* Deferred.await(probeStarted)
+      yield* pool.invalidate(connection!)
+      yield* Deferred.succeed(answer, undefined)
+      expect(yield* joinSoon(user, "the lease is served")).toBe(1)
+      expect(yield* pool.stats).toMatchObject({ created: 1, closed: 1, invalidated: 1, open: 0 })
+    }))
 })
 
 /** A core on a real file, its client the connection itself, for tests that look inside it. */
 const makeCore = (
   input: PoolConfig.Input = {},
-  options: { readonly isFatal?: (error: unknown) => boolean } = {}
+  options: { readonly isFatal?: (error: unknown) => boolean; readonly connector?: Connector.Service } = {}
 ) =>
   Effect.gen(function*() {
     const directory = yield* tempDir
     const config = yield* PoolConfig.make({ filename: path.join(directory, "test.db"), ...input })
     const core = yield* PoolCore.make<Connector.Connection>({
       config,
-      connector: yield* Connector.makeLive,
+      connector: options.connector ?? (yield* Connector.makeLive),
       connectOptions: {
         filename: config.filename,
         readOnly: false,
@@ -397,5 +411,33 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       // The outliving lease ends later: it was counted as ended already.
       outliving.release(Exit.void)
       expect(core.snapshot()).toMatchObject({ released: 3, inUse: 0 })
+    }))
+})
+
+describe("pool core: a connect that ends while the pool closes", () => {
+  it.scoped("its connection is closed at once, not counted as invalidated, and handed to nobody", () =>
+    Effect.gen(function*() {
+      const live = yield* Connector.makeLive
+      const gate = { hold: false }
+      const opened = yield* Deferred.make<void>()
+      const connector = Connector.Connector.of({
+        connect: (options) => Effect.zipRight(gate.hold ? Deferred.await(opened) : Effect.void, live.connect(options))
+      })
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 2 }, { connector }), scope)
+      const lease = yield* take(core, "caller")
+      gate.hold = true
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      const refused = yield* Effect.flip(joinSoon(waiter, "the waiter is refused"))
+      expect(refused._tag).toBe("PoolClosedError")
+      yield* Deferred.succeed(opened, undefined)
+      yield* waitUntil(Effect.sync(() => core.snapshot().created === 2), "the connect ends")
+      // Closed at once, while the pool still waits for the lease out.
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 1, invalidated: 0, inUse: 1, idle: 0 })
+      lease.release(Exit.void)
+      yield* joinSoon(closing, "the pool is closed")
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, invalidated: 0, acquired: 1, released: 1 })
     }))
 })
