@@ -434,6 +434,28 @@ describe("ConnectionPool: lifetimes", () => {
       expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(2)
     }))
 
+  it.scoped("maxLifetime closes an idle connection when it is reached, without waiting for an acquire", () =>
+    Effect.gen(function*() {
+      const { connector, pool } = yield* makeTestPool({ maxLifetime: "1 minute", idleTimeToLive: "10 minutes" })
+      yield* pool.use((c) => c.sql`SELECT 1`)
+      yield* TestClock.adjust("59 seconds")
+      expect(yield* pool.stats).toMatchObject({ open: 1, closed: 0 })
+      yield* TestClock.adjust("1 second")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 0), "the connection is closed")
+      expect(yield* pool.stats).toMatchObject({ created: 1, closed: 1, invalidated: 0 })
+      expect(connector.openHandles()).toBe(0)
+    }))
+
+  it.scoped("maxLifetime with minConnections: an idle connection that reaches it is replaced", () =>
+    Effect.gen(function*() {
+      const { connector, pool } = yield* makeTestPool({ minConnections: 1, maxLifetime: "1 minute" })
+      yield* TestClock.adjust("1 minute")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.created === 2 && s.open === 1), "the connection is replaced")
+      expect(yield* pool.stats).toMatchObject({ closed: 1, invalidated: 0, idle: 1 })
+      expect(connector.openHandles()).toBe(1)
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(2)
+    }))
+
   it.scoped("idleTimeToLive closes the idle connections above minConnections", () =>
     Effect.gen(function*() {
       const { connector, pool } = yield* makeTestPool({

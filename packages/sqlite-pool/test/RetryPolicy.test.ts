@@ -1,6 +1,6 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
-import { PoolConfig, RetryPolicy } from "@sqlsim/sqlite-pool"
+import { PoolConfig, PoolError, RetryPolicy } from "@sqlsim/sqlite-pool"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -32,6 +32,17 @@ const attemptTimes = (options: RetryPolicy.Options, advanceBy: Duration.Duration
     yield* TestClock.adjust(advanceBy)
     const exit = yield* Fiber.join(fiber).pipe(Effect.exit, Effect.timeoutOption("0 millis"))
     return { times, exit }
+  })
+
+const connectError = (transient: boolean) =>
+  new PoolError.ConnectError({
+    filename: "test.db",
+    attempts: 1,
+    code: transient ? "SQLITE_CANTOPEN" : "SQLITE_NOTADB",
+    transient,
+    reason: "refused",
+    elapsedMs: 0,
+    cause: undefined
   })
 
 const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((time, index) => time - times[index]!)
@@ -120,6 +131,60 @@ describe("RetryPolicy", () => {
       expect(ratios.some((ratio) => Math.abs(ratio - 1) > 1e-6)).toBe(true)
     }))
 
+  it.effect("retryConnect: the final error counts the attempts and the time they took, from whenever it started", () =>
+    Effect.gen(function*() {
+      // Not at 0: the time is measured from the first attempt, not from the epoch.
+      yield* TestClock.adjust("1 hour")
+      const fiber = yield* Effect.fork(Effect.flip(RetryPolicy.retryConnect(
+        Effect.fail(connectError(true)),
+        yield* policy({})
+      )))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toMatchObject({ attempts: 4, elapsedMs: 70, code: "SQLITE_CANTOPEN", transient: true })
+      expect(error.message).toContain("gave up after 4 attempts over 70 ms")
+    }))
+
+  it.effect("retryConnect: observe hears of every failed attempt and of every retry, not of the first attempt", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      let attempt = 0
+      const twiceThenOpen = Effect.suspend(() =>
+        ++attempt <= 2 ? Effect.fail(connectError(true)) : Effect.succeed("open" as const)
+      )
+      const fiber = yield* Effect.fork(RetryPolicy.retryConnect(twiceThenOpen, yield* policy({}), {
+        failed: (error) => seen.push(`failed ${error.code}`),
+        retrying: () => seen.push("retrying")
+      }))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("open")
+      expect(seen).toEqual(["failed SQLITE_CANTOPEN", "retrying", "failed SQLITE_CANTOPEN", "retrying"])
+    }))
+
+  it.effect("retryConnect: a permanent error is not retried, and no observer is needed", () =>
+    Effect.gen(function*() {
+      let attempts = 0
+      const permanent = Effect.suspend(() => {
+        attempts++
+        return Effect.fail(connectError(false))
+      })
+      const error = yield* Effect.flip(RetryPolicy.retryConnect(permanent, yield* policy({})))
+      expect(attempts).toBe(1)
+      expect(error).toMatchObject({ attempts: 1, elapsedMs: 0, transient: false })
+      // Transient ones are retried without an observer too.
+      attempts = 0
+      const fiber = yield* Effect.fork(Effect.flip(RetryPolicy.retryConnect(
+        Effect.suspend(() => {
+          attempts++
+          return Effect.fail(connectError(true))
+        }),
+        yield* policy({ retries: 2 })
+      )))
+      yield* TestClock.adjust("1 second")
+      expect((yield* Fiber.join(fiber)).attempts).toBe(3)
+      expect(attempts).toBe(3)
+    }))
+
   it.effect("retryWhileBusy: every retry of a busy statement waits its delay (10, 20, 40 ms), and each is counted", () =>
     Effect.gen(function*() {
       const times: Array<number> = []
@@ -147,5 +212,41 @@ describe("RetryPolicy", () => {
         /^the database is locked by another connection \(SQLITE_BUSY\); still locked after \d+ ms/
       )
       expect(counter.retries).toBeGreaterThan(2)
+    }))
+
+  it.effect("retryWhileBusy: the time it reports is the time spent retrying, from whenever it started", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("1 hour")
+      const counter: RetryPolicy.BusyCounter = { retries: 0 }
+      const retry = RetryPolicy.retryWhileBusy(
+        { ...(yield* policy({ acquireTimeout: "100 millis" })), retryJitter: false },
+        counter
+      )
+      const fiber = yield* Effect.fork(Effect.flip(retry(Effect.fail(busy))))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      const reported = Number(/still locked after (\d+) ms/.exec(error.message)?.[1])
+      // Retries at 10, 30, 70 and 150 ms: the schedule stops once acquireTimeout has passed.
+      expect(reported).toBeGreaterThanOrEqual(100)
+      expect(reported).toBeLessThanOrEqual(200)
+      expect(error.cause).toBe(busy.cause)
+    }))
+
+  it.effect("retryWhileBusy: a statement that is not busy is neither retried nor rewritten", () =>
+    Effect.gen(function*() {
+      const counter: RetryPolicy.BusyCounter = { retries: 0 }
+      const constraint = new SqlError({
+        cause: Object.assign(new Error("UNIQUE constraint failed"), { code: "SQLITE_CONSTRAINT_UNIQUE" }),
+        message: "Failed to execute statement"
+      })
+      let attempts = 0
+      const retry = RetryPolicy.retryWhileBusy({ ...(yield* policy({})) }, counter)
+      const error = yield* Effect.flip(retry(Effect.suspend(() => {
+        attempts++
+        return Effect.fail(constraint)
+      })))
+      expect(error).toBe(constraint)
+      expect(attempts).toBe(1)
+      expect(counter.retries).toBe(0)
     }))
 })

@@ -63,6 +63,11 @@ describe("SqliteCode", () => {
     expect(SqliteCode.primary("SQLITE_BUSY")).toBe("SQLITE_BUSY")
   })
 
+  it("primary leaves a name without an underscore as it is", () => {
+    expect(SqliteCode.primary("UNKNOWN")).toBe("UNKNOWN")
+    expect(SqliteCode.primary("")).toBe("")
+  })
+
   it.prop(
     "every extended code has the classification of its primary code (READONLY_DBMOVED aside)",
     [
@@ -96,6 +101,21 @@ describe("SqliteCode", () => {
     cyclic.cause = cyclic
     expect(SqliteCode.codeOf(cyclic)).toBeUndefined()
     expect(SqliteCode.isFatal(new Error("plain"))).toBe(false)
+  })
+
+  it("codeOf, isFatal and isBusy answer for a null cause or a null error instead of throwing", () => {
+    const nullCause = Object.assign(new Error("wrapped"), { cause: null })
+    expect(SqliteCode.codeOf(nullCause)).toBeUndefined()
+    expect(SqliteCode.codeOf(null)).toBeUndefined()
+    expect(SqliteCode.isFatal(nullCause)).toBe(false)
+    expect(SqliteCode.isBusy(nullCause)).toBe(false)
+  })
+
+  it("isBusy is false for an error without a SQLite code, and for a code that only looks like BUSY", () => {
+    expect(SqliteCode.isBusy(new Error("plain"))).toBe(false)
+    expect(SqliteCode.isBusy(undefined)).toBe(false)
+    expect(SqliteCode.isBusy({ code: "ENOENT" })).toBe(false)
+    expect(SqliteCode.isBusy({ code: "SQLITE_BUSYNESS" })).toBe(false)
   })
 
   it("isBusy is true for BUSY and LOCKED and their extended codes", () => {

@@ -1,0 +1,443 @@
+/**
+ * The pool core's rarer paths, each pinned by what a caller sees: a waiter whose connection fails its checkout keeps
+ * its place, a connection handed to a waiter interrupted meanwhile goes to the next one, a connection closed while
+ * its probe ran is not handed out, the exact moments of validationInterval, maxLifetime and idleTimeToLive, and the
+ * invariant checks the model-based test relies on.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { ConnectionPool, Connector, PoolConfig } from "@sqlsim/sqlite-pool"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as path from "node:path"
+import * as PoolCore from "../src/internal/poolCore.js"
+import { makeTestPool, tempDir, waitUntil } from "./utils.js"
+
+const waiting = (pool: ConnectionPool.Service, count: number) =>
+  waitUntil(Effect.map(pool.stats, (s) => s.waiting === count), `${count} waiting`)
+
+/** Joins a fiber that must end without the clock moving: a test fails at once (turns of the event loop) if it hangs. */
+const joinSoon = <A, E>(fiber: Fiber.Fiber<A, E>, description: string) =>
+  Effect.zipRight(waitUntil(Effect.map(Fiber.poll(fiber), Option.isSome), description), Fiber.join(fiber))
+
+/**
+ * A pool in a Scope of its own whose probes (`validate`) can be held: while `hold` is set, a probe runs the real one,
+ * says it started, and answers only once `answer` is completed (a probe that goes to a worker or a server).
+ */
+const poolWithSlowProbes = (input: PoolConfig.Input = {}) =>
+  Effect.gen(function*() {
+    const directory = yield* tempDir
+    const live = yield* Connector.makeLive
+    const probeStarted = yield* Deferred.make<void>()
+    const answer = yield* Deferred.make<void>()
+    const control = { hold: false }
+    const service = Connector.Connector.of({
+      connect: (options) =>
+        Effect.map(live.connect(options), (connection) => ({
+          ...connection,
+          validate: Effect.suspend(() =>
+            control.hold
+              ? connection.validate.pipe(
+                Effect.zipLeft(Deferred.succeed(probeStarted, undefined)),
+                Effect.zipLeft(Deferred.await(answer))
+              )
+              : connection.validate
+          )
+        }))
+    })
+    const poolScope = yield* Scope.make()
+    const pool = yield* ConnectionPool.make({ filename: path.join(directory, "test.db"), ...input }).pipe(
+      Effect.provideService(Connector.Connector, service),
+      Scope.extend(poolScope)
+    )
+    return { pool, control, probeStarted, answer, close: Scope.close(poolScope, Exit.void) }
+  })
+
+describe("pool core: the queue", () => {
+  it.scoped("a waiter whose connection fails its checkout keeps its place at the head of the queue", () =>
+    Effect.gen(function*() {
+      const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
+      const served: Array<string> = []
+      const holder = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, holder)
+      const use = (name: string) => Effect.fork(pool.use((c) => Effect.sync(() => served.push(`${name} on ${c.id}`))))
+      const first = yield* use("first")
+      yield* waiting(pool, 1)
+      const second = yield* use("second")
+      yield* waiting(pool, 2)
+      // The connection dies under its holder; the holder's lease still ends well, so it goes back to the idle list,
+      // is handed to the first waiter and fails that waiter's checkout: a new connection is opened for it.
+      yield* connector.closeHandle(1)
+      yield* Scope.close(holder, Exit.void)
+      yield* joinSoon(first, "the first waiter is served")
+      yield* joinSoon(second, "the second waiter is served")
+      expect(served).toEqual(["first on 2", "second on 2"])
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0, inUse: 0 })
+    }))
+
+  it.scoped("a connection handed to a waiter that was interrupted meanwhile goes to the next waiter", () =>
+    Effect.gen(function*() {
+      const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
+      const served: Array<string> = []
+      const holder = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, holder)
+      const quitter = yield* Effect.fork(pool.use(() => Effect.sync(() => served.push("quitter"))))
+      yield* waiting(pool, 1)
+      const next = yield* Effect.fork(pool.use((c) => Effect.sync(() => served.push(`next on ${c.id}`))))
+      yield* waiting(pool, 2)
+      // The interruption is on its way when the connection is handed to the quitter, in the same step.
+      yield* Fiber.interruptFork(quitter)
+      yield* Scope.close(holder, Exit.void)
+      yield* joinSoon(next, "the next waiter is served")
+      expect(Exit.isInterrupted(yield* Fiber.await(quitter))).toBe(true)
+      expect(served).toEqual(["next on 1"])
+      expect(connector.openedCount()).toBe(1)
+      expect(yield* pool.stats).toMatchObject({ created: 1, open: 1, idle: 1, inUse: 0, waiting: 0 })
+      expect(pool.violations()).toEqual([])
+    }))
+})
+
+describe("pool core: probes", () => {
+  it.scoped("a connection closed while its probe ran is not handed out: the acquire fails with PoolClosedError", () =>
+    Effect.gen(function*() {
+      const { answer, close, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      yield* pool.use((c) => c.sql`CREATE TABLE t (x)`) // fresh: no probe
+      control.hold = true
+      const acquirer = yield* Effect.fork(pool.use((c) => Effect.succeed(c.id)))
+      yield* Deferred.await(probeStarted)
+      // Closing retires the connection under the probe; the probe's answer comes back afterwards.
+      yield* close
+      yield* Deferred.succeed(answer, undefined)
+      const exit = yield* Fiber.await(acquirer)
+      expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag).toBe("PoolClosedError")
+      const stats = yield* pool.stats
+      expect(stats).toMatchObject({ acquired: 1, released: 1, open: 0, inUse: 0 })
+    }))
+
+  it.scoped("a connection invalidated while its probe runs serves that lease, then is closed", () =>
+    Effect.gen(function*() {
+      const { answer, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      yield* pool.use((c) => c.sql`SELECT 1`)
+      const [connection] = pool.openConnections()
+      control.hold = true
+      const user = yield* Effect.fork(pool.use((c) => Effect.as(c.sql`SELECT 1`, c.id)))
+      yield* Deferred.await(probeStarted)
+      yield* pool.invalidate(connection!)
+      yield* Deferred.succeed(answer, undefined)
+      expect(yield* joinSoon(user, "the lease is served")).toBe(1)
+      expect(yield* pool.stats).toMatchObject({ created: 1, closed: 1, invalidated: 1, open: 0 })
+    }))
+})
+
+/** A core on a real file, its client the connection itself, for tests that look inside it. */
+const makeCore = (
+  input: PoolConfig.Input = {},
+  options: { readonly isFatal?: (error: unknown) => boolean; readonly connector?: Connector.Service } = {}
+) =>
+  Effect.gen(function*() {
+    const directory = yield* tempDir
+    const config = yield* PoolConfig.make({ filename: path.join(directory, "test.db"), ...input })
+    const core = yield* PoolCore.make<Connector.Connection>({
+      config,
+      connector: options.connector ?? (yield* Connector.makeLive),
+      connectOptions: {
+        filename: config.filename,
+        readOnly: false,
+        busyTimeout: config.busyTimeout,
+        pageCacheKiB: config.pageCacheKiB
+      },
+      makeClient: Effect.succeed,
+      isFatal: options.isFatal ?? (() => false),
+      label: config.filename
+    })
+    yield* core.fill
+    return core
+  })
+
+const take = <Client>(core: PoolCore.PoolCore<Client>, holder: PoolCore.Holder, reclaim?: () => void) =>
+  Effect.uninterruptibleMask((restore) => core.acquire(holder, restore, reclaim))
+
+const coreWaiting = <Client>(core: PoolCore.PoolCore<Client>, count: number) =>
+  waitUntil(Effect.sync(() => core.snapshot().waiting === count), `${count} waiting`)
+
+describe("pool core: holders that keep a connection as an optimisation", () => {
+  it.scoped("each waiter asks one keeper, in order, once per lease; a keeper still busy counts as coming", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 2 })
+      const asked: Array<string> = []
+      const first = yield* take(core, "lane", () => asked.push("first"))
+      const second = yield* take(core, "lane", () => asked.push("second"))
+      const waiterA = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      // Both keepers are busy: one is asked, and its connection is counted as coming for the one waiter.
+      expect(asked).toEqual(["first"])
+      const waiterB = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 2)
+      expect(asked).toEqual(["first", "second"])
+      const waiterC = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 3)
+      // Nobody else keeps a connection, and nobody is asked twice.
+      expect(asked).toEqual(["first", "second"])
+      first.release(Exit.void)
+      const servedA = yield* joinSoon(waiterA, "the first waiter is served")
+      expect(servedA.entry).toBe(first.entry)
+      second.release(Exit.void)
+      const servedB = yield* joinSoon(waiterB, "the second waiter is served")
+      expect(servedB.entry).toBe(second.entry)
+      servedA.release(Exit.void)
+      const servedC = yield* joinSoon(waiterC, "the third waiter is served")
+      servedB.release(Exit.void)
+      servedC.release(Exit.void)
+      expect(asked).toEqual(["first", "second"])
+      expect(core.snapshot()).toMatchObject({ created: 2, acquired: 5, released: 5, waiting: 0 })
+    }))
+
+  it.scoped("a keeper that gives its connection back at once serves the waiter, and no other keeper is asked", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 2 })
+      const asked: Array<string> = []
+      const giveBack: { first?: PoolCore.Lease<Connector.Connection> } = {}
+      giveBack.first = yield* take(core, "lane", () => {
+        asked.push("first")
+        giveBack.first?.release(Exit.void)
+      })
+      const second = yield* take(core, "lane", () => asked.push("second"))
+      const served = yield* take(core, "caller")
+      expect(asked).toEqual(["first"])
+      expect(served.entry).toBe(giveBack.first.entry)
+      expect(core.snapshot()).toMatchObject({ inUse: 2, waiting: 0, created: 2 })
+      served.release(Exit.void)
+      second.release(Exit.void)
+    }))
+
+  it.scoped("a keeper is asked again on its next lease of the same connection", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 1 })
+      const asked: Array<string> = []
+      const first = yield* take(core, "lane", () => asked.push("first lease"))
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(asked).toEqual(["first lease"])
+      first.release(Exit.void)
+      ;(yield* joinSoon(waiter, "the waiter is served")).release(Exit.void)
+      const again = yield* take(core, "lane", () => asked.push("second lease"))
+      expect(again.entry).toBe(first.entry)
+      const next = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(asked).toEqual(["first lease", "second lease"])
+      again.release(Exit.void)
+      ;(yield* joinSoon(next, "the next waiter is served")).release(Exit.void)
+    }))
+
+  it.scoped("closing the pool asks every keeper for its connection, and ends as soon as they are given back", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 2, shutdownTimeout: "1 minute" }), scope)
+      const asked: Array<string> = []
+      const leases: { first?: PoolCore.Lease<Connector.Connection>; second?: PoolCore.Lease<Connector.Connection> } = {}
+      leases.first = yield* take(core, "lane", () => {
+        asked.push("first")
+        leases.first?.release(Exit.void)
+      })
+      leases.second = yield* take(core, "lane", () => {
+        asked.push("second")
+        leases.second?.release(Exit.void)
+      })
+      // The clock does not move: without the keepers giving back, closing would wait out shutdownTimeout.
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* joinSoon(closing, "the pool is closed")
+      expect(asked).toEqual(["first", "second"])
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, open: 0, inUse: 0, released: 2 })
+    }))
+
+  it.scoped("a caller's lease is never asked for: the waiter waits until the caller is done", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 1 })
+      const caller = yield* take(core, "caller")
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(caller.entry.state).toBe("leased")
+      caller.release(Exit.void)
+      const served = yield* joinSoon(waiter, "the waiter is served")
+      expect(served.entry).toBe(caller.entry)
+      served.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ created: 1, acquired: 2, released: 2, waiting: 0 })
+    }))
+})
+
+/** The core's private state, as the invariant checks read it. */
+interface Inside {
+  opening: number
+  dispatching: boolean
+  closing: boolean
+  waiting: number
+  idle: Array<PoolCore.Entry<Connector.Connection>>
+}
+
+describe("pool core: the invariant checks of the model-based test", () => {
+  // violations() is the model-based test's oracle: each check must fire on the broken state it describes.
+  it.scoped("a consistent core has none", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 2, maxConnections: 2 })
+      expect(core.violations()).toEqual([])
+      const lease = yield* Effect.uninterruptibleMask((restore) => core.acquire("caller", restore))
+      expect(core.violations()).toEqual([])
+      lease.release(Exit.void)
+      expect(core.violations()).toEqual([])
+    }))
+
+  it.scoped("more connections open and opening than maxConnections", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 2, maxConnections: 2 })
+      const inside = core as unknown as Inside
+      inside.opening = 1
+      expect(core.violations()).toEqual(["open + opening > maxConnections"])
+      inside.opening = 0
+    }))
+
+  it.scoped("a connection counted as created that is not open", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      core.stats.count("created")
+      expect(core.violations()).toEqual(["created - closed (2) != open (1)", "stats.open (2) != open (1)"])
+      core.stats.count("closed")
+    }))
+
+  it.scoped("a leased connection the statistics do not count", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      const [entry] = core.openEntries()
+      const inside = core as unknown as Inside
+      inside.idle.splice(inside.idle.indexOf(entry!), 1)
+      entry!.state = "leased"
+      expect(core.violations()).toEqual(["inUse (0) != leased (1)"])
+      entry!.state = "idle"
+      inside.idle.push(entry!)
+    }))
+
+  it.scoped("a lease counted as acquired and neither released nor in use", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      core.stats.count("acquired")
+      expect(core.violations()).toEqual(["acquired != released + inUse"])
+      core.stats.count("released")
+    }))
+
+  it.scoped("an idle connection missing from the idle list, and one listed twice", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      const inside = core as unknown as Inside
+      const [entry] = inside.idle.splice(0, 1)
+      expect(core.violations()).toEqual(["the idle list and the idle states disagree"])
+      inside.idle.push(entry!, entry!)
+      expect(core.violations()).toEqual(["the idle list and the idle states disagree"])
+      inside.idle.pop()
+    }))
+
+  it.scoped("a waiting count the statistics do not show, and a waiter left waiting beside an idle connection", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      const inside = core as unknown as Inside
+      core.stats.setWaiting(1)
+      expect(core.violations()).toEqual(["stats.waiting != waiting"])
+      inside.waiting = 1
+      expect(core.violations()).toEqual(["a waiter waits while a connection is idle"])
+      // Not while a dispatch step runs (it is about to hand the connection over), nor while the pool closes.
+      inside.dispatching = true
+      expect(core.violations()).toEqual([])
+      inside.dispatching = false
+      inside.closing = true
+      expect(core.violations()).toEqual([])
+      inside.closing = false
+      // Without an idle connection, waiting is what a pool does when every connection is out.
+      const [entry] = inside.idle.splice(0, 1)
+      entry!.state = "validating"
+      expect(core.violations()).toEqual([])
+      entry!.state = "idle"
+      inside.idle.push(entry!)
+      inside.waiting = 0
+      core.stats.setWaiting(0)
+    }))
+})
+
+describe("pool core: what ends a connection, and how it is counted", () => {
+  it.scoped("a failure the pool's own isFatal recognises retires the connection as invalidated", () =>
+    Effect.gen(function*() {
+      const lost = new Error("lost write access")
+      const core = yield* makeCore({}, { isFatal: (error) => error === lost })
+      const lease = yield* take(core, "caller")
+      lease.release(Exit.fail(new Error("the caller's own error")))
+      expect(core.snapshot()).toMatchObject({ open: 1, idle: 1, invalidated: 0 })
+      const again = yield* take(core, "caller")
+      expect(again.entry).toBe(lease.entry)
+      again.release(Exit.fail(lost))
+      expect(core.snapshot()).toMatchObject({ open: 0, closed: 1, invalidated: 1 })
+      expect(core.check(lease.entry)).toBe("it was closed")
+      const replacement = yield* take(core, "caller")
+      expect(replacement.entry.id).toBe(2)
+      replacement.release(Exit.void)
+    }))
+
+  it.scoped("check: undefined for a usable connection, \"it was closed\" once the pool has retired it", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 1 })
+      const [entry] = core.openEntries()
+      expect(core.check(entry!)).toBeUndefined()
+      core.invalidate(entry!)
+      expect(core.check(entry!)).toBe("it was closed")
+      yield* waitUntil(Effect.sync(() => entry!.state === "closed"), "the connection is closed")
+      expect(core.check(entry!)).toBe("it was closed")
+    }))
+
+  it.scoped("closing counts no connection as invalidated: idle, given back meanwhile, or outliving shutdownTimeout", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 3, shutdownTimeout: "10 seconds" }), scope)
+      const idle = yield* take(core, "caller")
+      const givenBack = yield* take(core, "caller")
+      const outliving = yield* take(core, "caller")
+      idle.release(Exit.void)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* waitUntil(Effect.sync(() => core.snapshot().closed === 1), "the idle connection is closed")
+      givenBack.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ closed: 2, inUse: 1 })
+      yield* TestClock.adjust("10 seconds")
+      yield* joinSoon(closing, "the pool is closed")
+      expect(core.snapshot()).toMatchObject({ created: 3, closed: 3, invalidated: 0, released: 3, inUse: 0, open: 0 })
+      // The outliving lease ends later: it was counted as ended already.
+      outliving.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ released: 3, inUse: 0 })
+    }))
+})
+
+describe("pool core: a connect that ends while the pool closes", () => {
+  it.scoped("its connection is closed at once, not counted as invalidated, and handed to nobody", () =>
+    Effect.gen(function*() {
+      const live = yield* Connector.makeLive
+      const gate = { hold: false }
+      const opened = yield* Deferred.make<void>()
+      const connector = Connector.Connector.of({
+        connect: (options) => Effect.zipRight(gate.hold ? Deferred.await(opened) : Effect.void, live.connect(options))
+      })
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 2 }, { connector }), scope)
+      const lease = yield* take(core, "caller")
+      gate.hold = true
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      const refused = yield* Effect.flip(joinSoon(waiter, "the waiter is refused"))
+      expect(refused._tag).toBe("PoolClosedError")
+      yield* Deferred.succeed(opened, undefined)
+      yield* waitUntil(Effect.sync(() => core.snapshot().created === 2), "the connect ends")
+      // Closed at once, while the pool still waits for the lease out.
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 1, invalidated: 0, inUse: 1, idle: 0 })
+      lease.release(Exit.void)
+      yield* joinSoon(closing, "the pool is closed")
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, invalidated: 0, acquired: 1, released: 1 })
+    }))
+})
