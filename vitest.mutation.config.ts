@@ -9,6 +9,8 @@ const root = fileURLToPath(new URL(".", import.meta.url))
 // reach the core only through these paths and would make every mutant several times slower: with them a run of the
 // three mutated files took hours on two shared cores.
 const testFiles = [
+  "packages/sqlite-pool/test/PoolConfig.test.ts",
+  "packages/cli/test/environment.test.ts",
   "packages/sqlite-pool/test/SqliteCode.test.ts",
   "packages/sqlite-pool/test/RetryPolicy.test.ts",
   "packages/sqlite-pool/test/poolCore.test.ts",

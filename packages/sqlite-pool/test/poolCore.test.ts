@@ -22,7 +22,7 @@ const waiting = (pool: ConnectionPool.Service, count: number) =>
 
 /** Joins a fiber that must end without the clock moving: a test fails at once (turns of the event loop) if it hangs. */
 const joinSoon = <A, E>(fiber: Fiber.Fiber<A, E>, description: string) =>
-  Effect.zipRight(waitUntil(Effect.map(Fiber.poll(fiber), Option.isSome), description), Fiber.join(fiber))
+  Effect.zipRight(waitUntil(Effect.map(Fiber.poll(fiber), Option.isSome), description, 20_000), Fiber.join(fiber))
 
 /**
  * A pool in a Scope of its own whose probes (`validate`) can be held: while `hold` is set, a probe runs the real one,
