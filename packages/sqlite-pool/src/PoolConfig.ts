@@ -232,11 +232,12 @@ const MAX_CONNECTIONS = 1000
 
 const integerBetween = (minimum: number, maximum: number) => {
   const rule = (actual: unknown) => `must be an integer from ${minimum} to ${maximum}, got ${show(actual)}`
-  return Schema.Number.pipe(
+  // On the number itself too: "5" or 5n gets the same rule as 0.5, not Schema's "Expected number".
+  return Schema.Number.annotations({ message: (issue) => rule(issue.actual) }).pipe(
     Schema.filter((n) => Number.isInteger(n) && n >= minimum && n <= maximum, {
       message: (issue) => rule(issue.actual)
     })
-  ).annotations({ message: (issue) => rule(issue.actual) })
+  )
 }
 
 const Flag = Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConnectionPool, PoolConfig, PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, LibsqlConnector, PoolConfig, PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -308,5 +308,70 @@ describe("layerConfig (an Effect Config of the input, as @effect/sql clients tak
       )
       expect(error).toBeInstanceOf(PoolError.PoolConfigError)
       expect((error as PoolError.PoolConfigError).field).toBe("maxConnections")
+    }))
+})
+
+describe("PoolConfig's messages and edges", () => {
+  it.effect("every kind of duration input is checked for its sign: numbers, text, bigints, [seconds, nanos] pairs", () =>
+    Effect.gen(function*() {
+      for (const acquireTimeout of [-1, "-1 millis", -5n, [-1, 0], [0, -5], [Number.NaN, 0]] as const) {
+        const error = yield* rejection({ acquireTimeout })
+        expect(error.field).toBe("acquireTimeout")
+      }
+      expect(millis((yield* PoolConfig.make({ acquireTimeout: 5_000_000n })).acquireTimeout)).toBe(5)
+      expect(millis((yield* PoolConfig.make({ acquireTimeout: [1, 500_000_000] })).acquireTimeout)).toBe(1500)
+    }))
+
+  it.effect("integers are bounded above too, and the message shows the value as written", () =>
+    Effect.gen(function*() {
+      expect((yield* rejection({ maxConnections: 1001 })).message).toBe(
+        "maxConnections must be an integer from 1 to 1000, got 1001"
+      )
+      expect((yield* rejection({ retries: 1001 })).field).toBe("retries")
+      expect((yield* rejection({ maxConnections: 5n })).message).toMatch(/got 5n$/)
+      expect((yield* rejection({ maxConnections: () => 5 })).message).toMatch(/got \(\) => 5$/)
+      expect((yield* PoolConfig.make({ maxConnections: 1000 })).maxConnections).toBe(1000)
+    }))
+
+  it.effect("cross-field rules name their field once, with both values", () =>
+    Effect.gen(function*() {
+      expect((yield* rejection({ minConnections: 9, maxConnections: 4 })).message).toBe(
+        "minConnections must not exceed maxConnections (4), got 9"
+      )
+      expect((yield* rejection({ retryBaseDelay: "1 second", retryMaxDelay: "10 millis" })).message).toBe(
+        "retryMaxDelay must not be shorter than retryBaseDelay (1s), got 10ms"
+      )
+      expect((yield* rejection({ maxLifetime: "500 millis" })).field).toBe("maxLifetime")
+      expect((yield* PoolConfig.make({ maxLifetime: "1 second" })).maxLifetime).not.toBeNull()
+      const sqlite = yield* Effect.flip(PoolConfig.makeSqlite({ readConnections: 2, minConnections: 3 }))
+      expect(sqlite.message).toBe("minConnections must not exceed readConnections (2), got 3")
+    }))
+
+  it.effect("busyTimeout may be as long as a timer can wait (2^31 - 1 ms), not longer", () =>
+    Effect.gen(function*() {
+      expect(millis((yield* PoolConfig.make({ busyTimeout: 2 ** 31 - 1 })).busyTimeout)).toBe(2 ** 31 - 1)
+      expect((yield* rejection({ busyTimeout: 2 ** 31 })).field).toBe("busyTimeout")
+    }))
+
+  it.effect("an input that is not an object, and an unknown field, say what was expected", () =>
+    Effect.gen(function*() {
+      for (const input of [null, [], "pool.db", 5]) {
+        expect((yield* rejection(input)).message).toBe("the pool configuration must be an object")
+      }
+      const unknown = yield* rejection({ poolSize: 3 })
+      expect(unknown.message).toContain("the known fields are filename, retries, ")
+      expect(unknown.message).toContain("maxConnections, minConnections")
+    }))
+
+  it.effect("a field inside a list is named with its index (the libSQL options share the decoder)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        LibsqlConnector.resolve({ primaryUrl: "http://x", replicaUrls: ["http://y", "nope"] })
+      )
+      expect(error.field).toBe("replicaUrls[1]")
+      expect(error.message.startsWith("replicaUrls[1] ")).toBe(true)
+      expect((yield* Effect.flip(LibsqlConnector.resolve(null as never))).message).toBe(
+        "the libSQL options must be an object"
+      )
     }))
 })
