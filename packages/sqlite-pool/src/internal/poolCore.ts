@@ -610,10 +610,6 @@ export class PoolCore<Client> {
     })
   }
 
-  get isClosing(): boolean {
-    return this.closing
-  }
-
   // --- observation -----------------------------------------------------------------------------------------------
 
   openEntries(): ReadonlyArray<Entry<Client>> {
