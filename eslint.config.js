@@ -3,7 +3,17 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/dist/**", "bench/results/**", ".tmp/**", ".release/**", ".stryker-tmp/**", "reports/**"] },
+  {
+    ignores: [
+      "**/node_modules/**",
+      "**/dist/**",
+      "bench/results/**",
+      ".tmp/**",
+      ".release/**",
+      ".stryker-tmp/**",
+      "reports/**"
+    ]
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
