@@ -1,6 +1,7 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
 import { PoolConfig, PoolError, RetryPolicy } from "@sqlsim/sqlite-pool"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -8,6 +9,7 @@ import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
 
 const policy = (input: PoolConfig.Input) => PoolConfig.make(input)
@@ -131,6 +133,13 @@ describe("RetryPolicy", () => {
       expect(ratios.some((ratio) => Math.abs(ratio - 1) > 1e-6)).toBe(true)
     }))
 
+  it.effect("the schedule's output is the number of the retry about to be made", () =>
+    Effect.gen(function*() {
+      const outputs = yield* Schedule.run(RetryPolicy.schedule(yield* policy({})), 0, [1, 2, 3, 4, 5])
+      // Retries 0, 1 and 2; Schedule.run also reports the output of the step that stops (3).
+      expect(Chunk.toReadonlyArray(outputs)).toEqual([0, 1, 2, 3])
+    }))
+
   it.effect("retryConnect: the final error counts the attempts and the time they took, from whenever it started", () =>
     Effect.gen(function*() {
       // Not at 0: the time is measured from the first attempt, not from the epoch.
@@ -230,6 +239,7 @@ describe("RetryPolicy", () => {
       expect(reported).toBeGreaterThanOrEqual(100)
       expect(reported).toBeLessThanOrEqual(200)
       expect(error.cause).toBe(busy.cause)
+      expect(error.message).toMatch(/: retry later, or find the long transaction holding the write lock$/)
     }))
 
   it.effect("retryWhileBusy: a statement that is not busy is neither retried nor rewritten", () =>

@@ -34,16 +34,22 @@ const poolWithSlowProbes = (input: PoolConfig.Input = {}) =>
     const live = yield* Connector.makeLive
     const probeStarted = yield* Deferred.make<void>()
     const answer = yield* Deferred.make<void>()
-    const control = { hold: false }
+    const control = { hold: false, fail: false }
     const service = Connector.Connector.of({
       connect: (options) =>
         Effect.map(live.connect(options), (connection) => ({
           ...connection,
           validate: Effect.suspend(() =>
-            control.hold
+            control.fail
+              ? Effect.fail({ reason: "the probe failed" })
+              : control.hold
               ? connection.validate.pipe(
                 Effect.zipLeft(Deferred.succeed(probeStarted, undefined)),
-                Effect.zipLeft(Deferred.await(answer))
+                Effect.zipLeft(Deferred.await(answer)),
+                // The answer that comes back: what the probe found when it ran, or a failure set meanwhile.
+                Effect.zipLeft(
+                  Effect.suspend(() => control.fail ? Effect.fail({ reason: "the probe failed" }) : Effect.void)
+                )
               )
               : connection.validate
           )
@@ -54,7 +60,8 @@ const poolWithSlowProbes = (input: PoolConfig.Input = {}) =>
       Effect.provideService(Connector.Connector, service),
       Scope.extend(poolScope)
     )
-    return { pool, control, probeStarted, answer, close: Scope.close(poolScope, Exit.void) }
+    const filename = path.join(directory, "test.db")
+    return { pool, control, probeStarted, answer, filename, close: Scope.close(poolScope, Exit.void) }
   })
 
 describe("pool core: the queue", () => {
@@ -104,16 +111,16 @@ describe("pool core: the queue", () => {
 describe("pool core: probes", () => {
   it.scoped("a connection closed while its probe ran is not handed out: the acquire fails with PoolClosedError", () =>
     Effect.gen(function*() {
-      const { answer, close, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      const { answer, close, control, filename, pool, probeStarted } = yield* poolWithSlowProbes()
       yield* pool.use((c) => c.sql`CREATE TABLE t (x)`) // fresh: no probe
       control.hold = true
-      const acquirer = yield* Effect.fork(pool.use((c) => Effect.succeed(c.id)))
+      const acquirer = yield* Effect.fork(Effect.flip(pool.use((c) => Effect.succeed(c.id))))
       yield* Deferred.await(probeStarted)
       // Closing retires the connection under the probe; the probe's answer comes back afterwards.
       yield* close
       yield* Deferred.succeed(answer, undefined)
-      const exit = yield* Fiber.await(acquirer)
-      expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag).toBe("PoolClosedError")
+      const refused = yield* joinSoon(acquirer, "the acquire is refused")
+      expect(refused).toMatchObject({ _tag: "PoolClosedError", filename })
       const stats = yield* pool.stats
       expect(stats).toMatchObject({ acquired: 1, released: 1, open: 0, inUse: 0 })
     }))
@@ -130,6 +137,29 @@ describe("pool core: probes", () => {
       yield* Deferred.succeed(answer, undefined)
       expect(yield* joinSoon(user, "the lease is served")).toBe(1)
       expect(yield* pool.stats).toMatchObject({ created: 1, closed: 1, invalidated: 1, open: 0 })
+    }))
+
+  it.scoped("a connection whose probe fails is closed and counted as invalidated; the acquire gets a new one", () =>
+    Effect.gen(function*() {
+      const { control, pool } = yield* poolWithSlowProbes()
+      yield* pool.use((c) => c.sql`SELECT 1`)
+      control.fail = true
+      expect(yield* pool.use((c) => Effect.as(c.sql`SELECT 1`, c.id))).toBe(2)
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, open: 1, acquired: 2 })
+    }))
+
+  it.scoped("a probe that fails after closing retired its connection does not count it twice", () =>
+    Effect.gen(function*() {
+      const { answer, close, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      yield* pool.use((c) => c.sql`SELECT 1`)
+      control.hold = true
+      const acquirer = yield* Effect.fork(Effect.flip(pool.use((c) => Effect.succeed(c.id))))
+      yield* Deferred.await(probeStarted)
+      yield* close
+      control.fail = true
+      yield* Deferred.succeed(answer, undefined)
+      expect((yield* joinSoon(acquirer, "the acquire is refused"))._tag).toBe("PoolClosedError")
+      expect(yield* pool.stats).toMatchObject({ created: 1, closed: 1, invalidated: 0, open: 0 })
     }))
 })
 
@@ -439,5 +469,183 @@ describe("pool core: a connect that ends while the pool closes", () => {
       lease.release(Exit.void)
       yield* joinSoon(closing, "the pool is closed")
       expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, invalidated: 0, acquired: 1, released: 1 })
+    }))
+})
+
+/** A live connector whose connects wait, while `gate.hold` is set, until `gate.open` is completed. */
+const gatedConnector = Effect.gen(function*() {
+  const live = yield* Connector.makeLive
+  const open = yield* Deferred.make<void>()
+  const gate = { hold: true, connects: 0, open }
+  const service = Connector.Connector.of({
+    connect: (options) =>
+      Effect.suspend(() => {
+        gate.connects++
+        return Effect.zipRight(gate.hold ? Deferred.await(open) : Effect.void, live.connect(options))
+      })
+  })
+  return { gate, service }
+})
+
+describe("pool core: connects in progress", () => {
+  it.scoped("connects in progress count towards maxConnections: three waiters, two connects", () =>
+    Effect.gen(function*() {
+      const { gate, service } = yield* gatedConnector
+      const core = yield* makeCore({ maxConnections: 2 }, { connector: service })
+      const waiters = yield* Effect.forEach([1, 2, 3], () => Effect.fork(take(core, "caller")))
+      yield* coreWaiting(core, 3)
+      expect(gate.connects).toBe(2)
+      expect(core.violations()).toEqual([])
+      yield* Deferred.succeed(gate.open, undefined)
+      const [first, second] = [yield* joinSoon(waiters[0]!, "first"), yield* joinSoon(waiters[1]!, "second")]
+      first.release(Exit.void)
+      second.release(Exit.void)
+      ;(yield* joinSoon(waiters[2]!, "third")).release(Exit.void)
+      expect(gate.connects).toBe(2)
+      expect(core.snapshot()).toMatchObject({ created: 2, acquired: 3, waiting: 0 })
+    }))
+
+  it.scoped("a connection retired below minConnections while a connect is in progress is not replaced twice", () =>
+    Effect.gen(function*() {
+      const { gate, service } = yield* gatedConnector
+      gate.hold = false
+      const core = yield* makeCore({ minConnections: 1, maxConnections: 3 }, { connector: service })
+      const [kept] = core.openEntries()
+      const lease = yield* take(core, "caller") // the pool's one connection
+      gate.hold = true
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      expect(gate.connects).toBe(2) // the pool's one, and the waiter's
+      // The pool's connection goes; the waiter's connect in progress keeps the pool at minConnections.
+      expect(lease.entry).toBe(kept)
+      core.invalidate(kept!)
+      lease.release(Exit.void)
+      expect(gate.connects).toBe(2)
+      yield* Deferred.succeed(gate.open, undefined)
+      const served = yield* joinSoon(waiter, "the waiter is served")
+      served.release(Exit.void)
+      expect(gate.connects).toBe(2)
+      expect(core.snapshot()).toMatchObject({ created: 2, closed: 1, open: 1, idle: 1 })
+    }))
+
+  it.scoped("a connection opened for a waiter that gave up is idle, and closed after idleTimeToLive", () =>
+    Effect.gen(function*() {
+      const { gate, service } = yield* gatedConnector
+      const core = yield* makeCore({ idleTimeToLive: "1 minute" }, { connector: service })
+      const waiter = yield* Effect.fork(take(core, "caller"))
+      yield* coreWaiting(core, 1)
+      yield* Fiber.interrupt(waiter)
+      yield* Deferred.succeed(gate.open, undefined)
+      yield* waitUntil(Effect.sync(() => core.snapshot().idle === 1), "the connection is idle")
+      yield* TestClock.adjust("1 minute")
+      yield* waitUntil(Effect.sync(() => core.snapshot().open === 0), "the idle connection is closed")
+      expect(core.snapshot()).toMatchObject({ created: 1, closed: 1, acquired: 0 })
+    }))
+})
+
+describe("pool core: leases", () => {
+  it.scoped("a lease ended twice counts once", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore()
+      const lease = yield* take(core, "caller")
+      lease.release(Exit.void)
+      lease.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ acquired: 1, released: 1, inUse: 0, idle: 1 })
+      const again = yield* take(core, "caller")
+      lease.release(Exit.void) // the old lease: nothing happens to the new one
+      expect(core.snapshot()).toMatchObject({ acquired: 2, released: 1, inUse: 1 })
+      again.release(Exit.void)
+    }))
+
+  it.scoped("a waiter served just before the pool closes, but not yet running, is refused", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const core = yield* Scope.extend(makeCore({ maxConnections: 1 }), scope)
+      const lease = yield* take(core, "caller")
+      const waiter = yield* Effect.fork(Effect.flip(take(core, "caller")))
+      yield* coreWaiting(core, 1)
+      // In one step: the connection goes to the waiter, then the pool closes before the waiter runs.
+      const closing = yield* Effect.fork(
+        Effect.zipRight(Effect.sync(() => lease.release(Exit.void)), Scope.close(scope, Exit.void))
+      )
+      expect((yield* joinSoon(waiter, "the waiter is refused"))._tag).toBe("PoolClosedError")
+      yield* joinSoon(closing, "the pool is closed")
+      expect(core.snapshot()).toMatchObject({ acquired: 1, released: 1, created: 1, closed: 1, invalidated: 0 })
+    }))
+})
+
+describe("pool core: the limits are measured from each connection's own moments", () => {
+  // The clock is not at 0 when the pool starts: a difference computed the wrong way round shows.
+  it.scoped("validationInterval, maxLifetime and idleTimeToLive on a clock that started long ago", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust("1 hour")
+      const { connector, pool } = yield* makeTestPool({
+        maxConnections: 2,
+        validationInterval: "10 seconds",
+        maxLifetime: "1 minute",
+        idleTimeToLive: "30 seconds"
+      })
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1)
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1)
+      expect(connector.probes()).toBe(0) // released moments ago: no probe
+      yield* TestClock.adjust("20 seconds")
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1) // 20 s old, probed
+      expect(connector.probes()).toBe(1)
+      expect(yield* pool.stats).toMatchObject({ open: 1, closed: 0 })
+      yield* TestClock.adjust("29 seconds")
+      expect(yield* pool.stats).toMatchObject({ open: 1, closed: 0 })
+      yield* TestClock.adjust("1 second")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 0), "closed after idleTimeToLive")
+    }))
+
+  it.scoped("idleTimeToLive counts from each connection's own release", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 2, idleTimeToLive: "1 minute" })
+      const early = yield* Scope.make()
+      const late = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, early)
+      yield* Scope.extend(pool.acquire, late)
+      yield* Scope.close(early, Exit.void)
+      yield* TestClock.adjust("30 seconds")
+      yield* Scope.close(late, Exit.void)
+      yield* TestClock.adjust("30 seconds")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 1), "the early one is closed")
+      yield* TestClock.adjust("29 seconds")
+      expect((yield* pool.stats).open).toBe(1)
+      yield* TestClock.adjust("1 second")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 0), "the late one is closed")
+    }))
+
+  it.scoped("maxLifetime counts from each connection's own creation", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxConnections: 2, maxLifetime: "1 minute", idleTimeToLive: "1 hour" })
+      const first = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, first)
+      yield* TestClock.adjust("30 seconds")
+      yield* Effect.scoped(pool.acquire) // the second connection, 30 s younger
+      yield* Scope.close(first, Exit.void)
+      yield* TestClock.adjust("30 seconds")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 1), "the first one is closed")
+      yield* TestClock.adjust("29 seconds")
+      expect((yield* pool.stats).open).toBe(1)
+      yield* TestClock.adjust("1 second")
+      yield* waitUntil(Effect.map(pool.stats, (s) => s.open === 0), "the second one is closed")
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 2, invalidated: 0 })
+    }))
+
+  it.scoped("a lease that ends exactly at maxLifetime: the next acquire gets a new connection, none counted invalidated", () =>
+    Effect.gen(function*() {
+      const { pool } = yield* makeTestPool({ maxLifetime: "1 minute" })
+      const ids = yield* Effect.gen(function*() {
+        const held = yield* Scope.make()
+        const first = yield* Scope.extend(pool.acquire, held)
+        yield* TestClock.adjust("1 minute")
+        yield* Scope.close(held, Exit.void)
+        // At once, before the pool's own fibers run.
+        const second = yield* pool.use((c) => Effect.succeed(c.id))
+        return [first.id, second]
+      })
+      expect(ids).toEqual([1, 2])
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 0 })
     }))
 })

@@ -489,6 +489,8 @@ export class PoolCore<Client> {
     this.stats.count("created")
     this.entries.add(entry)
     this.idle.push(entry)
+    // The reaper may be waiting for a connection to become idle: one that no waiter took is one.
+    this.wakeReaper?.()
   }
 
   /** Takes a connection out of use for good and closes it on a fiber of the pool. */
@@ -620,10 +622,6 @@ export class PoolCore<Client> {
         })
       )
     })
-  }
-
-  get isClosing(): boolean {
-    return this.closing
   }
 
   // --- observation -----------------------------------------------------------------------------------------------
