@@ -342,25 +342,33 @@ describe("a FIFO as input", () => {
 })
 
 describe("the environment", () => {
-  it.scoped("a TMPDIR that does not exist, or is read-only: one line naming it and how to choose another (exit 1)", () =>
-    Effect.gen(function*() {
-      const cwd = yield* tempDir
-      const missing = path.join(cwd, "no-such-tmp")
-      const readOnly = yield* unwritableDirectory
-      // tsx, which runs the command from its sources, keeps a cache in TMPDIR: not this test's subject.
-      for (const [tmp, reason] of [[missing, "it does not exist"], [readOnly, "it is not writable"]] as const) {
-        const env = { TMPDIR: tmp, TSX_DISABLE_CACHE: "1" }
-        const demo = yield* sqlsim(["demo", "--output", "out.json"], { cwd, env })
-        assertOneLineError(demo, 1, `cannot use the temporary directory ${tmp} (for the in-memory database): ${reason}`)
-        assert.include(demo.stderr, "set TMPDIR to a directory you can write to (TMPDIR=")
-        const simulate = yield* sqlsim(["simulate", "--ops", "10", "--seed", "1"], { cwd, env })
-        assertOneLineError(simulate, 1, `cannot use the temporary directory ${tmp} (for simulate's temporary files)`)
-        const withDb = yield* sqlsim(["simulate", "--ops", "10", "--seed", "1", "--db", "app.db"], { cwd, env })
-        assertOneLineError(withDb, 1, `cannot use the temporary directory ${tmp}`)
-      }
-      assert.isFalse(fs.existsSync(missing))
-      assert.deepStrictEqual(filesIn(cwd), [])
-    }))
+  it.scoped(
+    "a TMPDIR that does not exist, or is read-only: one line naming it and how to choose another (exit 1)",
+    () =>
+      Effect.gen(function*() {
+        const cwd = yield* tempDir
+        const missing = path.join(cwd, "no-such-tmp")
+        const readOnly = yield* unwritableDirectory
+        // tsx, which runs the command from its sources, keeps a cache in TMPDIR: not this test's subject.
+        for (const [tmp, reason] of [[missing, "it does not exist"], [readOnly, "it is not writable"]] as const) {
+          const env = { TMPDIR: tmp, TSX_DISABLE_CACHE: "1" }
+          const demo = yield* sqlsim(["demo", "--output", "out.json"], { cwd, env })
+          assertOneLineError(
+            demo,
+            1,
+            `cannot use the temporary directory ${tmp} (for the in-memory database): ${reason}`
+          )
+          assert.include(demo.stderr, "set TMPDIR to a directory you can write to (TMPDIR=")
+          const simulate = yield* sqlsim(["simulate", "--ops", "10", "--seed", "1"], { cwd, env })
+          assertOneLineError(simulate, 1, `cannot use the temporary directory ${tmp} (for simulate's temporary files)`)
+          const withDb = yield* sqlsim(["simulate", "--ops", "10", "--seed", "1", "--db", "app.db"], { cwd, env })
+          assertOneLineError(withDb, 1, `cannot use the temporary directory ${tmp}`)
+        }
+        assert.isFalse(fs.existsSync(missing))
+        assert.deepStrictEqual(filesIn(cwd), [])
+      }),
+    180_000
+  ) // six commands, each compiled afresh by tsx (no cache without a TMPDIR): a bound, not a measurement
 
   it.scoped("a 250-character output name is written (the temporary name is short); one too long is refused", () =>
     Effect.gen(function*() {
