@@ -86,6 +86,19 @@ describe("pool core: the queue", () => {
       expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0, inUse: 0 })
     }))
 
+  it.scoped("a lone waiter whose connection fails its checkout is queued again and gets a new one", () =>
+    Effect.gen(function*() {
+      const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
+      const holder = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, holder)
+      const waiter = yield* Effect.fork(pool.use((c) => Effect.succeed(c.id)))
+      yield* waiting(pool, 1)
+      yield* connector.closeHandle(1)
+      yield* Scope.close(holder, Exit.void)
+      expect(yield* joinSoon(waiter, "the waiter is served")).toBe(2)
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0 })
+    }))
+
   it.scoped("a connection handed to a waiter that was interrupted meanwhile goes to the next waiter", () =>
     Effect.gen(function*() {
       const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
