@@ -63,11 +63,18 @@ export interface Connection {
   /** a probe (`SELECT 1`): fails when the connection is closed or broken */
   readonly validate: Effect.Effect<void, InvalidConnection>
   /**
-   * A cheap check without a query (a `stat` of the database file at most): why the connection can no longer be
-   * used (closed, its database file deleted or replaced), or undefined. The pool runs it on every checkout and
-   * the lanes before every statement; `validate` runs only as `validationInterval` asks.
+   * An O(1) check, without a query or a system call: why the connection can no longer be used (closed, its worker
+   * thread gone, its socket closed), or undefined. The pool runs it on every checkout and the lanes before every
+   * statement; `validate` runs only as `validationInterval` asks.
    */
   readonly check: () => string | undefined
+  /**
+   * For a connection on a database file: a `stat` of the file, why the connection can no longer be used (the file
+   * was deleted or replaced since it opened), or undefined. Run where `check` is, but at most once per
+   * `validationInterval` for each connection (so every time with the default of 0): the stat is the largest single
+   * cost of a checkout.
+   */
+  readonly checkFile?: (() => string | undefined) | undefined
   /**
    * SqliteClient's `export`, `backup` and `loadExtension` where the connection has a driver handle (on this thread,
    * or in its worker thread); the handle itself (`database`) only when it lives on this thread
@@ -248,10 +255,8 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
     const probe = db.prepare("SELECT 1")
     yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
 
-    const check = () => {
-      if (!db.open) return "the connection was closed"
-      return DatabaseFile.replacedSince(filename, identity)
-    }
+    const check = () => db.open ? undefined : "the connection was closed"
+    const checkFile = () => DatabaseFile.replacedSince(filename, identity)
     const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
       if (!db.open) return Effect.fail({ reason: "the connection was closed" })
       try {
@@ -265,7 +270,7 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       size: options.prepareCacheSize ?? 200,
       timeToLiveMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10))
     })
-    return { connection, validate, check, driver: connection }
+    return { connection, validate, check, checkFile, driver: connection }
   }).pipe(
     Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
   )

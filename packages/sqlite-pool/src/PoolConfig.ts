@@ -41,7 +41,10 @@ export interface CommonInput {
   readonly maxLifetime?: Duration.DurationInput | null | undefined
   /** how long closing the pool waits for leased connections (default 5 seconds) */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
-  /** an idle connection used more recently than this is handed out without a `SELECT 1` probe (default 0: always probe) */
+  /**
+   * an idle connection used more recently than this is handed out without a `SELECT 1` probe, and a connection's
+   * cheap check (closed? its file deleted or replaced?) runs at most once per this interval (default 0: always both)
+   */
   readonly validationInterval?: Duration.DurationInput | undefined
   /** SQLite page cache per connection in KiB (PRAGMA cache_size = -N; integer >= 0, default 2000, SQLite's own) */
   readonly pageCacheKiB?: number | undefined

@@ -408,6 +408,24 @@ describe("ConnectionPool: validation on acquire", () => {
     }))
 })
 
+describe("ConnectionPool: the file check with a validationInterval", () => {
+  it.scoped("runs at most once per interval for each connection, counted from the last check, not the last use", () =>
+    Effect.gen(function*() {
+      const { filename, pool } = yield* makeTestPool({ validationInterval: "10 seconds" })
+      expect(yield* pool.use((c) => Effect.as(c.sql`CREATE TABLE old_table (x)`, c.id))).toBe(1) // file checked
+      fs.rmSync(filename)
+      yield* TestClock.adjust("9 seconds")
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1) // within the window: not looked at yet
+      yield* TestClock.adjust("1 second")
+      // Used a second ago, so no probe, but the file was last checked 10 s ago: the deletion is noticed now.
+      const tables = yield* pool.use((c) =>
+        Effect.map(c.sql<{ name: string }>`SELECT name FROM sqlite_master`, (rows) => ({ id: c.id, rows }))
+      )
+      expect(tables).toEqual({ id: 2, rows: [] })
+      expect(yield* pool.stats).toMatchObject({ invalidated: 1 })
+    }))
+})
+
 describe("ConnectionPool: lifetimes", () => {
   it.scoped("maxLifetime retires a connection that outlived it, at its next acquire", () =>
     Effect.gen(function*() {

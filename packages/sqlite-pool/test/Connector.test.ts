@@ -70,16 +70,17 @@ describe("Connector (live)", () => {
       expect(Exit.isFailure(yield* Effect.exit(connection.sql`SELECT 1`))).toBe(true)
     }))
 
-  it.scoped("check reports a database file deleted since the connection opened", () =>
+  it.scoped("checkFile reports a database file deleted since the connection opened; check, the O(1) one, does not", () =>
     Effect.gen(function*() {
       const filename = path.join(yield* tempDir, "app.db")
       const connection = yield* open(options(filename))
-      expect(connection.check()).toBeUndefined()
+      expect(connection.checkFile?.()).toBeUndefined()
       fs.rmSync(filename)
-      expect(connection.check()).toMatch(/deleted or replaced/)
+      expect(connection.checkFile?.()).toMatch(/deleted or replaced/)
+      expect(connection.check()).toBeUndefined()
     }))
 
-  it.scoped("check reports a database file replaced by another one", () =>
+  it.scoped("checkFile reports a database file replaced by another one", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
       const filename = path.join(directory, "app.db")
@@ -87,7 +88,7 @@ describe("Connector (live)", () => {
       const replacement = path.join(directory, "replacement.db")
       new Database(replacement).close()
       fs.renameSync(replacement, filename)
-      expect(connection.check()).toMatch(/deleted or replaced/)
+      expect(connection.checkFile?.()).toMatch(/deleted or replaced/)
     }))
 })
 

@@ -61,6 +61,8 @@ export class Entry<Client> {
   /** leases so far: the next one is a reuse when this is above 0 */
   leases = 0
   lastReleasedAt: number
+  /** when the connector's file check (deleted or replaced?) last ran for this connection */
+  checkedAt = Number.NEGATIVE_INFINITY
   /** opened for the waiters and verified by the connector: its first checkout needs no check */
   fresh = true
   /** invalidated while leased: retired when the lease ends */
@@ -351,10 +353,10 @@ export class PoolCore<Client> {
   /** Why a connection taken for a lease cannot be handed out as it is: undefined, "probe" it first, or a problem. */
   private problemOf(entry: Entry<Client>): string | undefined {
     if (this.closing) return "the pool is closing"
-    const problem = entry.connection.check()
+    const now = this.clock.unsafeCurrentTimeMillis()
+    const problem = this.checkAt(entry, now)
     if (problem !== undefined) return problem
     if (entry.fresh) return undefined
-    const now = this.clock.unsafeCurrentTimeMillis()
     if (now - entry.createdAt >= this.maxLifetime) return lifetimeReached
     if (entry.leases > 0 && now - entry.lastReleasedAt < this.validationInterval) return undefined
     return "probe"
@@ -406,7 +408,7 @@ export class PoolCore<Client> {
     const errors = [...Cause.failures(exit.cause), ...Cause.defects(exit.cause)]
     const fatal = errors.find((error) => SqliteCode.isFatal(error) || this.options.isFatal(error))
     if (fatal !== undefined) return `a fatal error: ${SqliteCode.codeOf(fatal) ?? "unknown"}`
-    return entry.connection.check()
+    return entry.connection.check() ?? entry.connection.checkFile?.()
   }
 
   /** Closes the connection instead of returning it: when its lease ends, or at once when it is idle. */
@@ -423,7 +425,20 @@ export class PoolCore<Client> {
   /** Why a connection of this pool can no longer be used, without a query; undefined when it can. */
   check(entry: Entry<Client>): string | undefined {
     if (entry.state === "retiring" || entry.state === "closed") return "it was closed"
-    return entry.connection.check()
+    return this.checkAt(entry, this.clock.unsafeCurrentTimeMillis())
+  }
+
+  /**
+   * The connector's checks: the O(1) one always, the file's (a stat, the largest single cost of a checkout) at most
+   * once per `validationInterval` for each connection, every time with the default of 0. The window counts from the
+   * last file check, not the last use, so it bounds how long a replaced file goes unnoticed on a busy connection too.
+   */
+  private checkAt(entry: Entry<Client>, now: number): string | undefined {
+    const problem = entry.connection.check()
+    if (problem !== undefined || entry.connection.checkFile === undefined) return problem
+    if (now - entry.checkedAt < this.validationInterval) return undefined
+    entry.checkedAt = now
+    return entry.connection.checkFile()
   }
 
   // --- opening and closing connections ---------------------------------------------------------------------------

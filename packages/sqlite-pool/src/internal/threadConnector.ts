@@ -448,10 +448,8 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       }
     }
 
-    const check = () => {
-      if (dead !== undefined) return dead
-      return DatabaseFile.replacedSince(filename, identity)
-    }
+    const check = () => dead
+    const checkFile = () => DatabaseFile.replacedSince(filename, identity)
 
     const probeTimedOut = `the worker thread did not answer a probe within ${Duration.format(probeTimeout)}`
     const probe: Effect.Effect<void, InvalidConnection> = request(
@@ -484,7 +482,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       loadExtension: (path) => Effect.asVoid(request({ op: "loadExtension", path }))
     }
 
-    return { connection, validate, check, driver, threadId: worker.threadId, worker }
+    return { connection, validate, check, checkFile, driver, threadId: worker.threadId, worker }
   }).pipe(
     Effect.withSpan("sqlsim.connect", {
       attributes: { "db.system.name": "sqlite", "db.namespace": options.filename, "sqlsim.thread": true }
