@@ -10,6 +10,14 @@
  * whatever their replica has applied: they may lag, and the lag is measured (`status`, and the gauge
  * `sqlsim_libsql_replica_lag_frames`).
  *
+ * A restarted sqld numbers its replication log afresh (1, 2, ...), and its replicas go on answering on the old
+ * numbering for a while (about a second here) before they follow: an index then means nothing without the
+ * numbering it belongs to. A primary connection that opens at an index below one reported before it started to
+ * connect has met a restarted primary: a new generation begins, and a fiber's position carries its generation.
+ * The old numbering is frozen then (its log is gone with the old process), so a replica that reports two different
+ * indexes in the new generation has followed it; until then its connections report themselves unusable and the
+ * Reader reads on the primary. A write from before the restart is in every replica that follows the new numbering.
+ *
  * Faults: a replica that cannot be reached makes the Reader's new connections go to the next replica, or to the
  * primary; a connection that fell back to the primary retires after `fallbackLifetime`, so reads return to the
  * replicas once they are back. A primary that cannot be reached fails connects as transient (the pool retries them
@@ -29,7 +37,9 @@ import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
 import * as Libsql from "./internal/libsqlConnector.js"
 import * as PoolConfig from "./PoolConfig.js"
@@ -143,8 +153,10 @@ export const resolve = (input: Options): Effect.Effect<ResolvedOptions, PoolConf
  * @category models
  */
 export interface Status {
-  /** the newest replication index a primary connection reported */
+  /** the newest replication index a primary connection reported, in the current generation */
   readonly primaryIndex: bigint | undefined
+  /** primary restarts noticed: the generation of the primary's numbering (0 until the first) */
+  readonly generation: number
   readonly replicas: ReadonlyArray<{
     readonly url: string
     /** connections opened to it */
@@ -153,7 +165,12 @@ export interface Status {
     readonly failures: number
     /** the newest index one of its connections reported */
     readonly index: bigint | undefined
-    /** frames it was behind the primary when it last answered (primary's newest index then, minus its own) */
+    /** the generation of the primary's numbering it is known to follow; below `generation`: not yet followed */
+    readonly generation: number
+    /**
+     * frames it was behind the primary when it last answered (primary's newest index then, minus its own); unknown
+     * while it does not follow the current generation
+     */
     readonly lagFrames: number | undefined
   }>
   /** Reader connections opened on the primary because no replica could be reached */
@@ -186,6 +203,8 @@ export const replicaLagFrames = Metric.gauge("sqlsim_libsql_replica_lag_frames",
  * @category constructors
  */
 export const makeWithOptions = (options: ResolvedOptions): Service => {
+  // The primary's numbering: its generation (restarts noticed) and the newest index in it.
+  let generation = 0
   let primaryIndex: bigint | undefined
   let fallbacks = 0
   let next = 0
@@ -194,40 +213,79 @@ export const makeWithOptions = (options: ResolvedOptions): Service => {
     connects: 0,
     failures: 0,
     index: undefined as bigint | undefined,
+    generation: 0,
+    /** the first index it reported in a generation it is not yet known to follow */
+    firstSeen: undefined as { readonly generation: number; readonly index: bigint } | undefined,
     lagFrames: undefined as number | undefined
   }))
+  type Replica = (typeof replicas)[number]
   const common = {
     authToken: options.authToken,
     connectTimeout: options.connectTimeout,
-    replicationWaitTimeout: options.replicationWaitTimeout
-  }
-  const onPrimaryIndex = (index: bigint) => {
-    if (primaryIndex === undefined || index > primaryIndex) primaryIndex = index
+    replicationWaitTimeout: options.replicationWaitTimeout,
+    generation: () => generation
   }
 
+  // An index the server reported at a connect, compared with the newest seen before that connect began: every
+  // statement answered before it was answered at or below the index the server had then, so a lower one means the
+  // numbering started again. (Results of concurrent statements arrive in any order, so they are not compared.)
   const openPrimary = (readOnly: boolean) =>
-    Libsql.connect({
-      ...common,
-      url: options.primaryUrl,
-      readOnly,
-      raiseFiberIndex: !readOnly,
-      onReplicationIndex: onPrimaryIndex
+    Effect.suspend(() => {
+      const before = { generation, index: primaryIndex }
+      return Libsql.connect({
+        ...common,
+        url: options.primaryUrl,
+        readOnly,
+        raiseFiberIndex: !readOnly,
+        // The primary has every write, from every generation.
+        indexToAwait: () => undefined,
+        onReplicationIndex: (index, opening) => {
+          if (opening && before.generation === generation && before.index !== undefined && index < before.index) {
+            generation++
+            primaryIndex = index
+          } else if (primaryIndex === undefined || index > primaryIndex) {
+            primaryIndex = index
+          }
+        }
+      })
     })
 
-  const openReplica = (replica: (typeof replicas)[number]) =>
+  const follows = (replica: Replica) => replica.generation === generation
+  const noteReplicaIndex = (replica: Replica, index: bigint) => {
+    if (!follows(replica)) {
+      if (replica.firstSeen === undefined || replica.firstSeen.generation !== generation) {
+        replica.firstSeen = { generation, index }
+      } else if (replica.firstSeen.index !== index) {
+        replica.generation = generation
+      }
+    }
+    replica.index = index
+    if (primaryIndex !== undefined && follows(replica)) {
+      const lag = primaryIndex > index ? Number(primaryIndex - index) : 0
+      replica.lagFrames = lag
+      replicaLagFrames.unsafeUpdate(lag, [MetricLabel.make("replica", replica.url)])
+    } else {
+      replica.lagFrames = undefined
+    }
+  }
+  const notFollowing = "the primary restarted and this replica has not followed it yet"
+  const openReplica = (replica: Replica): Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> =>
     Libsql.connect({
       ...common,
       url: replica.url,
       readOnly: true,
-      onReplicationIndex: (index) => {
-        replica.index = index
-        if (primaryIndex !== undefined) {
-          const lag = primaryIndex > index ? Number(primaryIndex - index) : 0
-          replica.lagFrames = lag
-          replicaLagFrames.unsafeUpdate(lag, [MetricLabel.make("replica", replica.url)])
-        }
-      }
+      indexToAwait: (position) =>
+        position.generation < replica.generation
+          ? undefined // written before a restart the replica has followed: the new numbering starts with it
+          : position.generation === replica.generation
+          ? position.index
+          : "unknown",
+      onReplicationIndex: (index) => noteReplicaIndex(replica, index)
     }).pipe(
+      Effect.map((connection) => ({
+        ...connection,
+        check: () => connection.check() ?? (follows(replica) ? undefined : notFollowing)
+      })),
       Effect.tap(() => Effect.sync(() => replica.connects++)),
       Effect.tapError(() => Effect.sync(() => replica.failures++))
     )
@@ -235,14 +293,18 @@ export const makeWithOptions = (options: ResolvedOptions): Service => {
   const fallbackMs = Duration.toMillis(options.fallbackLifetime)
   // Replicas in turn, starting after the last one used; a replica that cannot be reached (a transient failure) is
   // passed over; a permanent failure (a rejected token) fails the connect, as it would on the primary.
+  // A replica that answers but has not followed a restarted primary is passed over too (its connection closed at
+  // once): its connect told whether it follows now.
   const connectReader: Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> = Effect.gen(
     function*() {
       for (let tried = 0; tried < replicas.length; tried++) {
         const replica = replicas[next % replicas.length]!
         next = (next + 1) % replicas.length
-        const opened = yield* Effect.either(openReplica(replica))
-        if (opened._tag === "Right") return opened.right
-        if (!opened.left.transient) return yield* opened.left
+        const scope = yield* Effect.flatMap(Effect.scope, (parent) => Scope.fork(parent, ExecutionStrategy.sequential))
+        const opened = yield* Effect.either(Scope.extend(openReplica(replica), scope))
+        if (opened._tag === "Right" && follows(replica)) return opened.right
+        yield* Scope.close(scope, Exit.void)
+        if (opened._tag === "Left" && !opened.left.transient) return yield* opened.left
       }
       const connection = yield* openPrimary(true)
       if (replicas.length === 0) return connection
@@ -262,7 +324,15 @@ export const makeWithOptions = (options: ResolvedOptions): Service => {
     connect: (connectOptions) => connectOptions.readOnly ? connectReader : openPrimary(false),
     status: Effect.sync(() => ({
       primaryIndex,
-      replicas: replicas.map((replica) => ({ ...replica })),
+      generation,
+      replicas: replicas.map(({ connects, failures, generation, index, lagFrames, url }) => ({
+        url,
+        connects,
+        failures,
+        index,
+        generation,
+        lagFrames
+      })),
       fallbacks
     }))
   }

@@ -427,7 +427,7 @@ describe("libSQL connector on replicas", () => {
         if (unsynchronised._tag === "Left" || unsynchronised.right[0]!.n < i) missedWithoutIndex++
         // With it, the replica waits until it has applied the write: the row is there on the first read.
         const rows = yield* reader.sql<{ v: string }>`SELECT v FROM t WHERE id = ${i}`.pipe(
-          Effect.locally(minimumReplicationIndex, index)
+          Effect.locally(minimumReplicationIndex, { generation: 0, index: index! })
         )
         expect(rows).toEqual([{ v: `v${i}` }])
         expect(reader.replicationIndex()).toBeGreaterThanOrEqual(index!)
@@ -443,7 +443,7 @@ describe("libSQL connector on replicas", () => {
       const reader = yield* open(primary.wsUrl, { readOnly: true, replicationWaitTimeout: "100 millis" })
       const started = performance.now()
       const error = yield* Effect.flip(
-        reader.sql`SELECT 1`.pipe(Effect.locally(minimumReplicationIndex, 1_000_000n))
+        reader.sql`SELECT 1`.pipe(Effect.locally(minimumReplicationIndex, { generation: 0, index: 1_000_000n }))
       )
       expect(error._tag).toBe("SqlError")
       expect(error.cause).toMatchObject({ libsqlCode: "REPLICA_BEHIND" })

@@ -117,6 +117,8 @@ export interface HranaConnection {
   /** why the connection can no longer be used (socket closed or failed), or undefined */
   readonly closedReason: () => string | undefined
   readonly execute: (sql: string, args: ReadonlyArray<WireValue>) => Promise<StatementResult>
+  /** the replication index the server reported with the handshake's `SELECT 1` */
+  readonly openedAtIndex: () => bigint | undefined
   /** closes the socket at once; the server drops the stream and rolls back an open transaction */
   readonly close: () => void
 }
@@ -140,6 +142,7 @@ export const open = (
     let closedReason: string | undefined
     let failure: Error | undefined
     let opened = false
+    let openedAtIndex: bigint | undefined
     let awaitingPong = false
 
     const fail = (error: Error) => {
@@ -261,6 +264,7 @@ export const open = (
     const connection: HranaConnection = {
       closedReason: () => closedReason,
       execute,
+      openedAtIndex: () => openedAtIndex,
       close: () => {
         closedReason ??= "the connection was closed"
         clearInterval(keepAlive)
@@ -273,8 +277,9 @@ export const open = (
       socket.send(JSON.stringify({ type: "hello", jwt: jwt ?? null }))
       request({ type: "open_stream", stream_id: 1 }).catch(() => undefined)
       execute("SELECT 1", []).then(
-        () => {
+        (result) => {
           opened = true
+          openedAtIndex = result.replicationIndex
           clearTimeout(handshakeTimer)
           resolveOpen(connection)
         },

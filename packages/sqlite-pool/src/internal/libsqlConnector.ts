@@ -20,8 +20,11 @@
  * holder's transaction back: TRANSACTION_TIMEOUT, mapped to SQLITE_ABORT_ROLLBACK).
  *
  * Replication: every result carries the server's replication index. A statement run while
- * `minimumReplicationIndex` is set makes a replica wait until it has applied that index before it answers: that
- * is read-your-writes (the index is what the primary reported after the write).
+ * `minimumReplicationIndex` is set makes a replica wait until it has applied that position before it answers: that
+ * is read-your-writes (the position is what the primary reported after the write). sqld numbers its log afresh when
+ * it restarts, so a position carries the generation of the numbering it belongs to; which generations there were,
+ * and which one each replica follows, only the connector of a whole cluster can tell (`LibsqlConnector`): a
+ * connection asks it through `generation` and `indexToAwait`.
  *
  * @internal
  */
@@ -58,8 +61,25 @@ export interface LibsqlConnectOptions {
    * primary reported, so that the fiber's later reads on a replica see what it wrote (and read) there.
    */
   readonly raiseFiberIndex?: boolean | undefined
-  /** called with the index reported by every result (lag tracking) */
-  readonly onReplicationIndex?: ((index: bigint) => void) | undefined
+  /** the generation of the primary's numbering the indexes this connection reports belong to (default 0) */
+  readonly generation?: (() => number) | undefined
+  /**
+   * A Reader connection: the index, in its server's numbering, a statement must wait for to include `position`;
+   * undefined when no wait is needed; "unknown" when the server's numbering cannot be compared with the position's
+   * (a replica that has not followed a primary's restart yet). Default: the position's index.
+   */
+  readonly indexToAwait?: ((position: ReplicationPosition) => bigint | undefined | "unknown") | undefined
+  /** called with the index reported by the handshake (`opening`) and by every result (lag tracking) */
+  readonly onReplicationIndex?: ((index: bigint, opening: boolean) => void) | undefined
+}
+
+/**
+ * A point in the primary's replication log: an index and the generation of the numbering it is in (sqld numbers
+ * its log afresh, from 1, when it restarts; the connector counts the restarts it notices).
+ */
+export interface ReplicationPosition {
+  readonly generation: number
+  readonly index: bigint
 }
 
 /**
@@ -82,8 +102,8 @@ export interface LibsqlConnection {
  * over HTTP, not over WebSocket), or gives up after `replicationWaitTimeout` with a `LibsqlStatementError` whose
  * `libsqlCode` is "REPLICA_BEHIND".
  */
-export const minimumReplicationIndex: FiberRef.FiberRef<bigint | undefined> = FiberRef.unsafeMake<
-  bigint | undefined
+export const minimumReplicationIndex: FiberRef.FiberRef<ReplicationPosition | undefined> = FiberRef.unsafeMake<
+  ReplicationPosition | undefined
 >(undefined)
 
 /**
@@ -171,6 +191,15 @@ const replicaBehind = (wanted: bigint, reached: bigint | undefined, waitedMs: nu
   new LibsqlStatementError(
     `the server did not reach replication index ${wanted} within ${waitedMs} ms ` +
       `(it is at ${reached ?? "an unknown index"}): the replica is behind`,
+    undefined,
+    "REPLICA_BEHIND",
+    undefined
+  )
+
+const replicaNotFollowing = (position: ReplicationPosition): LibsqlStatementError =>
+  new LibsqlStatementError(
+    `the replica has not followed the primary's restart yet, so it cannot tell whether it has replication index ` +
+      `${position.index} of the restarted primary: the replica is behind`,
     undefined,
     "REPLICA_BEHIND",
     undefined
@@ -469,7 +498,8 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
     // Set when a statement was interrupted before the server answered: what it did is unknown (a BEGIN may have
     // opened a transaction), so the connection reports itself unusable and the pool replaces it.
     let interruptedInFlight = false
-    let lastReplicationIndex: bigint | undefined
+    let lastReplicationIndex = hrana.openedAtIndex()
+    if (lastReplicationIndex !== undefined) options.onReplicationIndex?.(lastReplicationIndex, true)
     const check = (): string | undefined => {
       const closed = hrana.closedReason()
       if (closed !== undefined) return `the connection to the libSQL server was lost: ${closed}`
@@ -501,27 +531,39 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
     const noteIndex = (result: Hrana.StatementResult) => {
       if (result.replicationIndex === undefined) return
       lastReplicationIndex = result.replicationIndex
-      options.onReplicationIndex?.(result.replicationIndex)
+      options.onReplicationIndex?.(result.replicationIndex, false)
     }
-    const raise = (index: bigint | undefined): Effect.Effect<void> =>
-      options.raiseFiberIndex !== true || index === undefined
-        ? Effect.void
-        : FiberRef.update(
-          minimumReplicationIndex,
-          (current) => current === undefined || current < index ? index : current
-        )
+    // A later generation's position replaces an earlier one's: its numbering started again below it.
+    const raise = (index: bigint | undefined): Effect.Effect<void> => {
+      if (options.raiseFiberIndex !== true || index === undefined) return Effect.void
+      const generation = options.generation?.() ?? 0
+      return FiberRef.update(
+        minimumReplicationIndex,
+        (current) =>
+          current === undefined || current.generation < generation ||
+            (current.generation === generation && current.index < index)
+            ? { generation, index }
+            : current
+      )
+    }
+    const indexToAwait = (position: ReplicationPosition | undefined): bigint | undefined | "unknown" =>
+      !options.readOnly || position === undefined
+        ? undefined
+        : options.indexToAwait === undefined
+        ? position.index
+        : options.indexToAwait(position)
     // The index this connection's server has confirmed it applied (only the HTTP wait below sets it: the index a
     // replica reports with a WebSocket result can count frames it has received but not yet made visible).
     let confirmedIndex: bigint | undefined
     // A writer is on the primary, which has every write: only a Reader connection waits.
     const awaitReplication = (index: bigint | undefined): Effect.Effect<void, SqlError> =>
-      !options.readOnly || index === undefined || (confirmedIndex !== undefined && confirmedIndex >= index) ?
+      index === undefined || (confirmedIndex !== undefined && confirmedIndex >= index) ?
         Effect.void :
         call(async () => {
           const reached = await waitForIndex(url, token, index, replicationWaitMs)
           if (reached === undefined || reached < index) throw replicaBehind(index, reached, replicationWaitMs)
           if (confirmedIndex === undefined || reached > confirmedIndex) confirmedIndex = reached
-          options.onReplicationIndex?.(reached)
+          options.onReplicationIndex?.(reached, false)
         })
 
     // The replica has applied the index (the wait above), yet a statement can still be answered from a moment before
@@ -544,7 +586,9 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
     const query = (sql: string, params: ReadonlyArray<unknown>): Effect.Effect<Rows, SqlError> =>
       Effect.withFiberRuntime<Rows, SqlError>((fiber) => {
         const bigints = Context.get(fiber.currentContext, SqlClient.SafeIntegers)
-        const waitFor = fiber.getFiberRef(minimumReplicationIndex)
+        const position = fiber.getFiberRef(minimumReplicationIndex)
+        const waitFor = indexToAwait(position)
+        if (waitFor === "unknown") return Effect.fail(statementError(replicaNotFollowing(position!)))
         let args: Array<Hrana.WireValue>
         try {
           args = params.map(Hrana.encodeValue)
@@ -553,7 +597,7 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
         }
         return awaitReplication(waitFor).pipe(
           Effect.zipRight(guard(sql)),
-          Effect.zipRight(call(() => executeAtLeast(sql, args, options.readOnly ? waitFor : undefined))),
+          Effect.zipRight(call(() => executeAtLeast(sql, args, waitFor))),
           Effect.tap((result) => {
             noteIndex(result)
             return raise(result.replicationIndex)
