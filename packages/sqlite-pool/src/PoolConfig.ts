@@ -258,9 +258,11 @@ const duration = (text: Duration.DurationInput) => withDefault(NonNegativeDurati
 
 const commonFields = {
   filename: withDefault(
-    Schema.String.pipe(Schema.filter((s) => s.length > 0 && !s.includes("\0"), {
-      message: () => `must be a non-empty path without NUL bytes, or ":memory:"`
-    })).annotations({ message: (issue) => `must be a string (a file path or ":memory:"), got ${show(issue.actual)}` }),
+    Schema.String.annotations({
+      message: (issue) => `must be a string (a file path or ":memory:"), got ${show(issue.actual)}`
+    }).pipe(Schema.filter((s) => s.length > 0 && !s.includes("\0"), {
+      message: (issue) => `must be a non-empty path without NUL bytes, or ":memory:", got ${show(issue.actual)}`
+    })),
     () => defaults.filename
   ),
   retries: withDefault(integerBetween(0, 1000), () => defaults.retries),

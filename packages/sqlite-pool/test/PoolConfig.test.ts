@@ -318,6 +318,10 @@ describe("PoolConfig's messages and edges", () => {
         const error = yield* rejection({ acquireTimeout })
         expect(error.field).toBe("acquireTimeout")
       }
+      // Zero is not negative, in every form: a validationInterval of 0 (probe every checkout) is the default.
+      for (const validationInterval of [0, "0 millis", 0n, [0, 0]] as const) {
+        expect(millis((yield* PoolConfig.make({ validationInterval })).validationInterval)).toBe(0)
+      }
       expect(millis((yield* PoolConfig.make({ acquireTimeout: 5_000_000n })).acquireTimeout)).toBe(5)
       expect(millis((yield* PoolConfig.make({ acquireTimeout: [1, 500_000_000] })).acquireTimeout)).toBe(1500)
     }))
@@ -341,10 +345,32 @@ describe("PoolConfig's messages and edges", () => {
       expect((yield* rejection({ retryBaseDelay: "1 second", retryMaxDelay: "10 millis" })).message).toBe(
         "retryMaxDelay must not be shorter than retryBaseDelay (1s), got 10ms"
       )
-      expect((yield* rejection({ maxLifetime: "500 millis" })).field).toBe("maxLifetime")
+      expect((yield* rejection({ maxLifetime: "500 millis" })).message).toBe(
+        "maxLifetime must be at least 1 second, or null for no limit, got 500ms: a connection retired as soon as it " +
+          "is opened would be reopened for every acquire"
+      )
       expect((yield* PoolConfig.make({ maxLifetime: "1 second" })).maxLifetime).not.toBeNull()
       const sqlite = yield* Effect.flip(PoolConfig.makeSqlite({ readConnections: 2, minConnections: 3 }))
       expect(sqlite.message).toBe("minConnections must not exceed readConnections (2), got 3")
+    }))
+
+  it.effect("functions, span attributes and file names say what they must be, with the value given", () =>
+    Effect.gen(function*() {
+      expect((yield* rejection({ transformQueryNames: "snake_case" })).message).toBe(
+        "transformQueryNames must be a function, got \"snake_case\""
+      )
+      expect((yield* rejection({ onConnect: 5 })).message).toBe("onConnect must be a function, got 5")
+      expect((yield* rejection({ spanAttributes: "service" })).message).toBe(
+        "spanAttributes must be an object of span attributes, got \"service\""
+      )
+      expect((yield* rejection({ filename: "" })).message).toBe(
+        "filename must be a non-empty path without NUL bytes, or \":memory:\", got \"\""
+      )
+      expect((yield* rejection({ filename: 42 })).message).toBe(
+        "filename must be a string (a file path or \":memory:\"), got 42"
+      )
+      const camel = (name: string) => name
+      expect((yield* PoolConfig.make({ transformQueryNames: camel })).transformQueryNames).toBe(camel)
     }))
 
   it.effect("busyTimeout may be as long as a timer can wait (2^31 - 1 ms), not longer", () =>
