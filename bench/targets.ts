@@ -73,9 +73,19 @@ const closingNotes = (m: Measurements) => {
     `${pooled.idleJsMiB.toFixed(1)} MiB of it live JavaScript (a SqliteClient with its statement cache, a Scope and ` +
     "the pool's entry per connection); RSS at this size also moves by a few MiB from process to process" :
     ""
+  const contended = (id: string) => m.contention.find((r) => r.id === id)
+  const rate = (id: string) => {
+    const r = contended(id)
+    return r === undefined ? "not measured" : `${Math.round(r.acquiresPerSecond).toLocaleString("en-US")} acquires/s`
+  }
+  const worst = (id: string) => {
+    const r = contended(id)
+    return r === undefined ? "not measured" : `${r.waitMaxMs.toFixed(0)} ms`
+  }
   return {
-    acquire: "a lease of an idle connection (ConnectionPool.use) is: a stat of the database file (the check that it " +
-      "was not deleted or replaced, made on every checkout: the largest single item in the profile), the most " +
+    acquire: "a lease of an idle connection (ConnectionPool.use) is: the connector's O(1) check (closed?), a stat of " +
+      "the database file (deleted or replaced?) at most once per validationInterval for each connection (on every " +
+      "checkout with the default of 0, where it is the largest single item in the profile), the most " +
       "recently released entry taken from the idle list, the lease recorded and the counters and Effect metrics " +
       "updated, and the Effect steps around the caller's body (uninterruptibleMask, the lease, onExit, the release " +
       "back to the idle list or to the oldest waiter). An acquire that has to wait also pays its sqlsim.acquire span " +
@@ -83,7 +93,7 @@ const closingNotes = (m: Measurements) => {
       "Priced alone in this run ('Effect building blocks'): Effect.scoped " +
       `${figure("block.scoped")}, Scope.fork + close ${figure("block.scopeFork")}, Effect Pool get/release ` +
       `${figure("effectPool.trivial")}, a span ${figure("block.spanNoStack")}. tarn's get/release is a few plain ` +
-      "function calls; the remaining gap to it is the stat and the Effect runtime's per-step cost",
+      "function calls; the remaining gap to it is the Effect runtime's per-step cost",
     probe: "the default validationInterval of 0 probes every idle connection it hands out: a SELECT 1 on the " +
       "connection's raw handle (its reserve permit and prepared-statement cache, as Effect steps) after the stat of " +
       "the database file that every checkout makes. A validationInterval window (HikariCP skips the probe for " +
@@ -99,9 +109,15 @@ const closingNotes = (m: Measurements) => {
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +
-      "queues behind 12 others) plus each lease's CPU cost on the one thread, where tarn spends a few " +
-      "microseconds; a waiting acquire also pays its sqlsim.acquire span (a run without the span measured 48,000 " +
-      "acquires/s against 30,000 with it). The tail comes from process-wide pauses (garbage collection, a busy " +
+      "queues behind 12 others, three turns of the event loop) plus each lease's CPU cost on the one thread, where " +
+      "tarn spends a few microseconds. The workers are Effect fibers here (a loop, a lease, an Effect.async around " +
+      "setImmediate) and async functions for tarn and generic-pool: in the profile most of the time is the Effect " +
+      "runtime (the fibers' run loop, resuming each waiting fiber, FiberRef reads), the pool's own code a seventh, " +
+      `and Effect's own Pool, on the same fibers, runs ${rate("contention.effectPool")} against ` +
+      `${rate("contention.pool.noProbe")} (it is not first come first served: its waits are short but its worst ` +
+      `one was ${worst("contention.effectPool")}). A waiting acquire also pays its sqlsim.acquire span (a run ` +
+      "without the span measured 48,000 acquires/s against 30,000 with it); Effect's scheduler is not the cause " +
+      "(one that never yields to a timer changed p99 by a tenth). The tail comes from process-wide pauses (garbage collection, a busy " +
       "shared machine) that hold all 16 waiters at once: the lower the acquisition rate, the larger the share of acquisitions they touch. " +
       "A cheaper lease (target 1) shortens every hold, raises the rate and allocates less",
     memoryIdle: "an idle pooled connection has been opened, configured and verified, so SQLite has read the " +
