@@ -3,6 +3,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
 import type { Report } from "@sqlsim/simulator"
+import * as Sqld from "@sqlsim/test-kit/Sqld"
 import { Console, Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -84,6 +85,29 @@ describe("sqlsim simulate", () => {
       assert.strictEqual(comparable(replay), comparable(report))
     }).pipe(Effect.scoped))
 
+  it.live("--sqld starts the servers, --kill crashes the primary mid-run, and the report says when it was back", () =>
+    Effect.gen(function*() {
+      const json = path.join(yield* tempDir, "servers.json")
+      const { err, out, result } = yield* simulate(
+        "--sqld",
+        path.relative(process.cwd(), Sqld.sqldBinary()), // relative: the user's working directory's, not sqld's
+        "--kill",
+        "primary@500ms+500ms",
+        "--duration",
+        "2s",
+        "--seed",
+        "4",
+        "--json",
+        json
+      )
+      assert.strictEqual(result._tag, "Right", err)
+      assert.match(out, /started by the simulator, 1 replica, kills primary@500ms\+500ms/)
+      assert.match(out, /servers crashed +primary killed at 0\.\d\d s, back at 1\.\d\d s/)
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as Report.Report
+      assert.strictEqual(report.runs[0]!.servers[0]!.server, "primary")
+      assert.isNotNull(report.runs[0]!.servers[0]!.backAtMs)
+    }).pipe(Effect.scoped))
+
   it.live("--reader-threads runs the Reader in worker threads and says so", () =>
     Effect.gen(function*() {
       const json = path.join(yield* tempDir, "threads.json")
@@ -107,7 +131,14 @@ describe("sqlsim simulate", () => {
         [["--ops", "10", "--duration", "1s"], /give --ops or --duration, not both/],
         [["--virtual-time"], /--virtual-time needs --ops/],
         [["--ops", "10", "--virtual-time", "--reader-threads"], /cannot be combined with --reader-threads/],
-        [["--db", ":memory:"], /--db must be a database file/]
+        [["--db", ":memory:"], /--db must be a database file/],
+        [["--kill", "primary@1s"], /--kill needs --sqld/],
+        [["--sqld-replicas", "2"], /--sqld-replicas needs --sqld/],
+        [["--sqld", path.join(directory, "no-sqld")], /no-sqld/],
+        [["--sqld", Sqld.sqldBinary(), "--kill", "db@1s"], /--kill takes SERVER@AT\[\+DOWN\]/],
+        [["--sqld", Sqld.sqldBinary(), "--kill", "replica-2@1s"], /--kill names replica-2, but the run starts 1/],
+        [["--sqld", Sqld.sqldBinary(), "--primary", "http://127.0.0.1:1"], /give --primary or --sqld, not both/],
+        [["--sqld", Sqld.sqldBinary(), "--faults", "open=0.1"], /use slow, die and ping \(and --kill to crash/]
       ]
       for (const [args, message] of cases) {
         const { err, out, result } = yield* simulate(...args)

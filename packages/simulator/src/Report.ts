@@ -8,6 +8,7 @@
 import type { SqlitePool } from "@sqlsim/sqlite-pool"
 import type { FaultCounts, FaultEvent } from "./FaultInjector.js"
 import { kinds, type OperationKind, type Recorder, type Sample } from "./internal/recorder.js"
+import type * as ServerFaults from "./ServerFaults.js"
 import type { ConnectionCounts, Mode } from "./Target.js"
 
 /**
@@ -77,6 +78,8 @@ export interface RunReport {
   readonly lockHolder: { readonly bursts: number; readonly holdMs: number; readonly everyMs: number } | undefined
   /** on a libSQL target: each replica's lag behind the primary (frames) when last seen and at most over the run */
   readonly replication: Replication | undefined
+  /** servers the simulator started and crashed mid-run, and when each answered again */
+  readonly servers: ReadonlyArray<ServerFaults.Event>
   readonly utilisation: {
     /** mean connections in use over the samples */
     readonly meanInUse: number
@@ -103,6 +106,8 @@ export interface Settings {
   readonly mix: Readonly<Record<OperationKind, number>>
   readonly holdMs: number
   readonly faults: string
+  /** libSQL servers the simulator started: how many replicas, and the kills (ServerFaults' text form) */
+  readonly servers: { readonly replicas: number; readonly kills: string } | null
   readonly readers: number
   /** the Reader's connections ran in worker threads */
   readonly readerThreads: boolean
@@ -173,10 +178,30 @@ export interface RunData {
   readonly faultEvents: ReadonlyArray<FaultEvent>
   readonly lockHolder: RunReport["lockHolder"]
   readonly replication: Replication | undefined
+  readonly servers: ReadonlyArray<ServerFaults.Event>
   readonly interrupted: boolean
   /** the clock now, for a run still going (its duration so far) */
   readonly nowMs: number
 }
+
+/**
+ * "primary killed at 2.00 s, back at 3.05 s": what happened to the servers in a run, one clause each.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const serverEvents = (events: ReadonlyArray<ServerFaults.Event>): string =>
+  events.length === 0 ?
+    "none" :
+    events.map((event) =>
+      `${event.server} killed at ${(event.killedAtMs / 1000).toFixed(2)} s, ` + (
+        event.backAtMs !== null
+          ? `back at ${(event.backAtMs / 1000).toFixed(2)} s`
+          : event.error !== null
+          ? `not back: ${event.error.split("\n")[0]}`
+          : "not back before the run ended"
+      )
+    ).join("; ")
 
 /**
  * The value at percentile `p` (0..1) of ascending `sorted` values, by nearest rank; null when empty.
@@ -319,6 +344,7 @@ export const runReport = (data: RunData): RunReport => {
     },
     lockHolder: data.lockHolder,
     replication: data.replication,
+    servers: data.servers,
     utilisation: {
       meanInUse,
       peakOpen: samples.reduce((peak, sample) => Math.max(peak, sample.open), 0),
@@ -462,10 +488,18 @@ export const toText = (report: Report): string => {
           `last ${replica.lagFrames ?? "?"}, max ${replica.maxLagFrames ?? "?"}`
         ).join("; ") + (run.replication.fallbacks > 0 ? `, ${run.replication.fallbacks} reads fell back` : "")])
   }
+  if (report.runs.some((run) => run.servers.length > 0)) {
+    rows.push(["servers crashed", (run) => serverEvents(run.servers)])
+  }
   const header = [
     `sqlsim simulate: seed ${settings.seed}, ${settings.workers} workers, ${describeStop(settings)}, ` +
     `faults ${settings.faults}, ${settings.clock} clock${settings.readerThreads ? ", Reader in worker threads" : ""}`,
-    `database ${settings.database}`
+    `database ${settings.database}` +
+    (settings.servers === null ?
+      "" :
+      ` (started by the simulator, ${settings.servers.replicas} replica${settings.servers.replicas === 1 ? "" : "s"}${
+        settings.servers.kills === "" ? "" : `, kills ${settings.servers.kills}`
+      })`)
   ]
   const body = table(
     ["", ...report.runs.map((run) => run.mode)],

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import type { Report, RunReport } from "./Report.js"
+import { type Report, type RunReport, serverEvents } from "./Report.js"
 
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (char) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[char]!)
@@ -67,6 +67,7 @@ const faultRows = (run: RunReport) => {
       `${count(run.lockHolder.bursts)} (${run.lockHolder.holdMs} ms every ${run.lockHolder.everyMs} ms)`
     ])
   }
+  if (run.servers.length > 0) rows.push(["servers crashed", serverEvents(run.servers)])
   for (const replica of run.replication?.replicas ?? []) {
     rows.push([
       `replica lag, ${replica.url}`,

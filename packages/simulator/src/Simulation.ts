@@ -23,7 +23,9 @@ import * as FaultPlan from "./FaultPlan.js"
 import { Recorder } from "./internal/recorder.js"
 import * as LockHolder from "./LockHolder.js"
 import * as Report from "./Report.js"
+import * as ServerFaults from "./ServerFaults.js"
 import { type LockHolderError, SetupError, SimulationConfigError } from "./SimulationError.js"
+import * as SqldServers from "./SqldServers.js"
 import * as Target from "./Target.js"
 import * as VirtualClock from "./VirtualClock.js"
 import * as Workload from "./Workload.js"
@@ -58,6 +60,16 @@ export interface Input {
    * file (open, open-permanent, busy=lock-holder).
    */
   readonly libsql?: LibsqlConnector.Options | undefined
+  /**
+   * Start the libSQL servers for the run instead of giving `libsql`: a sqld primary and `replicas` replicas (default
+   * 1) from the binary `sqld`, on loopback ports, with data in a temporary directory, stopped at the end. `kills`
+   * (`ServerFaults`, or their text form "primary@2s+1s") crash one of them mid-run and start it again.
+   */
+  readonly servers?: {
+    readonly sqld: string
+    readonly replicas?: number | undefined
+    readonly kills?: ReadonlyArray<ServerFaults.Kill> | string | undefined
+  } | undefined
   /** read-only connections of the pool's Reader (0 .. 64, default 4) */
   readonly readers?: number | undefined
   /** each Reader connection in a worker thread of its own (the pool's `readerThreads`; default false) */
@@ -88,12 +100,25 @@ export interface Options {
   readonly compare: boolean
   readonly database: string | undefined
   readonly libsql: LibsqlConnector.Options | undefined
+  readonly servers: Servers | undefined
   readonly readers: number
   readonly readerThreads: boolean
   readonly clock: "real" | "virtual"
   readonly pool: Omit<PoolConfig.SqliteInput, "filename" | "readConnections" | "readerThreads">
   readonly sampleEveryMs: number
   readonly rows: number
+}
+
+/**
+ * The servers a simulation starts for itself, validated.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Servers {
+  readonly sqld: string
+  readonly replicas: number
+  readonly kills: ReadonlyArray<ServerFaults.Kill>
 }
 
 /**
@@ -107,7 +132,8 @@ export const limits = {
   operations: Workload.maxOperations,
   durationMs: 3_600_000,
   holdMs: 10_000,
-  readers: 64
+  readers: 64,
+  replicas: 8
 } as const
 
 type Name = (field: string) => string
@@ -196,29 +222,56 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
           "leave it out for a temporary one"
       )
     }
-    if (input.libsql !== undefined) {
-      const refused = input.database !== undefined
-        ? configError("libsql", (name) => `give ${name("database")} or ${name("libsql")}, not both`)
+    let servers: Servers | undefined
+    if (input.servers !== undefined) {
+      const sqld = input.servers.sqld
+      if (typeof sqld !== "string" || sqld.trim() === "") {
+        return yield* configError("servers", (name) => `${name("servers")} needs the path of a sqld binary`)
+      }
+      const replicas = yield* integerIn("servers", input.servers.replicas ?? 1, 0, limits.replicas)
+      const kills = typeof input.servers.kills === "string"
+        ? yield* ServerFaults.parse(input.servers.kills)
+        : input.servers.kills ?? []
+      const unknown = kills.find((kill) =>
+        kill.server !== "primary" && Number(kill.server.slice("replica-".length)) > replicas
+      )
+      if (unknown !== undefined) {
+        return yield* configError("servers", (name) =>
+          `${name("kills")} names ${unknown.server}, but the run starts ${replicas} replica${
+            replicas === 1 ? "" : "s"
+          } (replica-1 .. replica-${replicas})`)
+      }
+      servers = { sqld, replicas, kills }
+    }
+    if (input.libsql !== undefined || servers !== undefined) {
+      // The field the user gave, named in the messages: a server they run, or servers the simulator starts.
+      const server = input.libsql !== undefined ? "libsql" : "servers"
+      const refused = input.libsql !== undefined && servers !== undefined
+        ? configError("servers", (name) =>
+          `give ${name("libsql")} or ${name("servers")}, not both`)
+        : input.database !== undefined
+        ? configError(server, (name) =>
+          `give ${name("database")} or ${name(server)}, not both`)
         : clock === "virtual"
         ? configError("clock", (name) =>
-          `${name("clock")} cannot be combined with ${name("libsql")}: a server answers on real time`)
+          `${name("clock")} cannot be combined with ${name(server)}: a server answers on real time`)
         : input.readerThreads === true
         ? configError(
           "readerThreads",
           (name) =>
-            `${name("readerThreads")} are for a database file; with ${name("libsql")} the Reader is on the replicas`
+            `${name("readerThreads")} are for a database file; with ${name(server)} the Reader is on the replicas`
         )
         : faults.openTransient > 0 || faults.openPermanent > 0 || faults.lockHolder !== undefined
         ? configError(
           "faults",
           (name) =>
-            `${name("faults")} open, open-permanent and busy=lock-holder need a database file; with ${
-              name("libsql")
-            } ` +
-            "use slow, die and ping (or stop a server yourself)"
+            `${name("faults")} open, open-permanent and busy=lock-holder need a database file; with ${name(server)} ` +
+            `use slow, die and ping (and ${name("kills")} to crash a server)`
         )
         : undefined
-      if (refused !== undefined) return yield* refused
+      if (refused !== undefined) {
+        return yield* refused
+      }
     }
     const sampleEveryMs = yield* integerIn("sampleEveryMs", input.sampleEveryMs ?? 50, 1, 60_000)
     const rows = yield* integerIn("rows", input.rows ?? 1000, 1, 1_000_000)
@@ -232,6 +285,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       compare: input.compare ?? false,
       database: input.database,
       libsql: input.libsql,
+      servers,
       readers,
       readerThreads: input.readerThreads ?? false,
       clock,
@@ -265,7 +319,12 @@ export interface Progress {
  * @since 0.1.0
  * @category models
  */
-export type Error = SetupError | LockHolderError | PoolError.PoolConfigError | PoolError.ConnectError
+export type Error =
+  | SetupError
+  | LockHolderError
+  | SqldServers.SqldError
+  | PoolError.PoolConfigError
+  | PoolError.ConnectError
 
 /**
  * A simulation ready to run.
@@ -290,6 +349,7 @@ interface RunState {
   injector: FaultInjector.FaultInjector | undefined
   lockHolder: LockHolder.LockHolder | undefined
   replication: ReplicationTracker | undefined
+  readonly serverEvents: Array<ServerFaults.Event>
   finished: boolean
 }
 
@@ -322,6 +382,20 @@ const trackReplication = (connector: LibsqlConnector.Service): ReplicationTracke
     }))
   }
 }
+
+/** Servers a simulation started: the connector's options for them, each by name, and the kills to run. */
+interface Cluster {
+  readonly libsql: LibsqlConnector.Options
+  readonly byName: ReadonlyMap<string, SqldServers.SqldProcess>
+  readonly kills: ReadonlyArray<ServerFaults.Kill>
+}
+
+const startServers = (servers: Servers): Effect.Effect<Cluster, SqldServers.SqldError, Scope.Scope> =>
+  Effect.map(SqldServers.startCluster(servers.replicas, { binary: servers.sqld }), ({ primary, replicas }) => ({
+    libsql: { primaryUrl: primary.httpUrl, replicaUrls: replicas.map((replica) => replica.httpUrl) },
+    byName: new Map([["primary", primary], ...replicas.map((replica) => [replica.name, replica] as const)]),
+    kills: servers.kills
+  }))
 
 /**
  * The modes a simulation runs, in order: the pooled run first (so that warm caches, if anything, favour the other).
@@ -409,7 +483,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
         : Workload.defaultTurn
     }
 
-    const runOne = (mode: Target.Mode, filename: string) =>
+    const runOne = (mode: Target.Mode, filename: string, cluster: Cluster | undefined) =>
       Effect.gen(function*() {
         const state: RunState = {
           mode,
@@ -419,11 +493,13 @@ export const make = (options: Options): Effect.Effect<Session> =>
           injector: undefined,
           lockHolder: undefined,
           replication: undefined,
+          serverEvents: [],
           finished: false
         }
         runs.push(state)
+        const libsqlOptions = cluster?.libsql ?? options.libsql
         // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
-        const libsql = options.libsql === undefined ? undefined : yield* LibsqlConnector.make(options.libsql)
+        const libsql = libsqlOptions === undefined ? undefined : yield* LibsqlConnector.make(libsqlOptions)
         const injector = yield* FaultInjector.make(options.faults, { seed: options.seed, connector: libsql })
         state.injector = injector
         const poolInput: PoolConfig.SqliteInput = {
@@ -448,19 +524,21 @@ export const make = (options: Options): Effect.Effect<Session> =>
           state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
         }
         yield* injector.arm
+        // The kills are timed from the start of the workload; ending the run ends them, a server down restarted.
+        if (cluster !== undefined && cluster.kills.length > 0) {
+          yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
+        }
         yield* Workload.run(state.target, workloadOptions, state.recorder)
         state.finished = true
       }).pipe(Effect.scoped)
 
     const program = Effect.gen(function*() {
-      const filename = options.libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
+      const cluster = options.servers === undefined ? undefined : yield* startServers(options.servers)
+      const libsql = cluster?.libsql ?? options.libsql
+      const filename = libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
       database = filename
-      yield* setup(
-        filename,
-        options.rows,
-        options.libsql === undefined ? undefined : yield* LibsqlConnector.make(options.libsql)
-      )
-      for (const mode of modes(options)) yield* runOne(mode, filename)
+      yield* setup(filename, options.rows, libsql === undefined ? undefined : yield* LibsqlConnector.make(libsql))
+      for (const mode of modes(options)) yield* runOne(mode, filename, cluster)
     }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
 
     const settings = (): Report.Settings => ({
@@ -471,6 +549,10 @@ export const make = (options: Options): Effect.Effect<Session> =>
       mix: options.mix,
       holdMs: options.holdMs,
       faults: FaultPlan.format(options.faults),
+      servers: options.servers === undefined ? null : {
+        replicas: options.servers.replicas,
+        kills: ServerFaults.format(options.servers.kills)
+      },
       readers: options.readers,
       readerThreads: options.readerThreads,
       database,
@@ -491,6 +573,7 @@ export const make = (options: Options): Effect.Effect<Session> =>
             ? undefined
             : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
           replication: state.replication === undefined ? undefined : yield* state.replication.report,
+          servers: state.serverEvents,
           interrupted: !state.finished,
           nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
         })

@@ -46,6 +46,7 @@ const run = (mode: Target.Mode, latencies: ReadonlyArray<number>, failEvery = 0)
     faultEvents: [],
     lockHolder: undefined,
     replication: undefined,
+    servers: [],
     interrupted: false,
     nowMs: 0
   })
@@ -58,6 +59,7 @@ const settings: Report.Settings = {
   durationMs: null,
   mix: { read: 70, write: 20, transaction: 10 },
   holdMs: 0,
+  servers: null,
   faults: FaultPlan.format(FaultPlan.none),
   readers: 4,
   readerThreads: false,

@@ -39,6 +39,8 @@ const flagOf: Record<string, string> = {
   readerThreads: "--reader-threads",
   database: "--db",
   libsql: "--primary",
+  servers: "--sqld",
+  kills: "--kill",
   clock: "--virtual-time"
 }
 const inFlags = (error: SimulationError.SimulationConfigError) => error.describe((field) => flagOf[field] ?? field)
@@ -177,6 +179,27 @@ const replica = Options.text("replica").pipe(
   Options.repeated,
   Options.withDescription("A libSQL replica of --primary for the Reader (repeat for several).")
 )
+const sqld = Options.file("sqld", { exists: "yes" }).pipe(
+  Options.withPseudoName("BINARY"),
+  Options.optional,
+  Options.withDescription(
+    "Start the libSQL servers for the run from this sqld binary: a primary and --sqld-replicas replicas on " +
+      "loopback ports, data in a temporary directory, stopped at the end (instead of --primary and --replica)."
+  )
+)
+const sqldReplicas = Options.integer("sqld-replicas").pipe(
+  Options.withPseudoName("N"),
+  Options.optional,
+  Options.withDescription("Replicas --sqld starts (0 .. 8; default 1).")
+)
+const kill = Options.text("kill").pipe(
+  Options.withPseudoName("SERVER@AT[+DOWN]"),
+  Options.repeated,
+  Options.withDescription(
+    "Crash a server --sqld started, mid-run, and start it again: primary@2s+1s kills the primary 2 s into each " +
+      "run with SIGKILL and restarts it 1 s later (+1s is the default); replica-1@3s the first replica. Repeat for more."
+  )
+)
 const virtualTime = Options.boolean("virtual-time").pipe(
   Options.withDescription(
     "Run on a virtual clock (needs --ops, not busy=lock-holder): the run then repeats exactly for a seed, and " +
@@ -257,6 +280,9 @@ export const command = Command.make(
     json,
     primary,
     replica,
+    sqld,
+    sqldReplicas,
+    kill,
     virtualTime
   },
   (flags) =>
@@ -265,6 +291,12 @@ export const command = Command.make(
       if (Option.isNone(flags.primary) && flags.replica.length > 0) {
         yield* Console.error("--replica needs --primary: replicas follow a primary")
         return yield* Effect.fail(invalid("--replica needs --primary: replicas follow a primary"))
+      }
+      if (Option.isNone(flags.sqld) && (flags.kill.length > 0 || Option.isSome(flags.sqldReplicas))) {
+        const message = `${flags.kill.length > 0 ? "--kill" : "--sqld-replicas"} needs --sqld: only servers the ` +
+          "simulator starts can be crashed and counted"
+        yield* Console.error(message)
+        return yield* Effect.fail(invalid(message))
       }
       const authToken = process.env.SQLSIM_LIBSQL_AUTH_TOKEN
       const libsqlInput = Option.isNone(flags.primary) ? undefined : {
@@ -293,6 +325,11 @@ export const command = Command.make(
         readers: Option.getOrUndefined(flags.readers),
         readerThreads: flags.readerThreads,
         libsql,
+        servers: Option.isNone(flags.sqld) ? undefined : {
+          sqld: flags.sqld.value,
+          replicas: Option.getOrUndefined(flags.sqldReplicas),
+          kills: flags.kill.join(",")
+        },
         clock: flags.virtualTime ? "virtual" : "real"
       }).pipe(
         // A combination of flags that does not go together: a usage error, printed as one line.

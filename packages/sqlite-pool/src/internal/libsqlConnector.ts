@@ -40,6 +40,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { InvalidConnection } from "../Connector.js"
 import { ConnectError } from "../PoolError.js"
+import { ClosedConnection } from "./driverConnection.js"
 import * as Hrana from "./hranaSocket.js"
 
 /**
@@ -397,7 +398,11 @@ const waitForIndex = async (
       body: JSON.stringify({ baton: null, requests: [{ type: "execute", stmt }, { type: "close" }] }),
       signal
     })
-    if (!response.ok) throw new Error(`the replication wait failed: HTTP ${response.status}`)
+    if (!response.ok) {
+      throw new Hrana.HranaTransportError(`the replication wait failed: HTTP ${response.status}`, {
+        status: response.status
+      })
+    }
     const body = (await response.json()) as {
       results?: Array<{ type?: string; response?: { result?: { replication_index?: string | null } } }>
     }
@@ -406,7 +411,11 @@ const waitForIndex = async (
   } catch (cause) {
     // The bound passed (while connecting, sending or reading the answer): the server is not there yet.
     if (signal.aborted) return undefined
-    throw cause
+    // The server cannot be reached (it went down): a transport failure, as on the statement's own socket.
+    if (cause instanceof Hrana.HranaTransportError) throw cause
+    throw new Hrana.HranaTransportError(`the replication wait could not reach the server: ${messageChain(cause)}`, {
+      cause
+    })
   }
 }
 
@@ -507,8 +516,18 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
       return undefined
     }
 
+    // A statement on a connection already lost never reaches the server; one whose connection is lost while it runs
+    // did, or did not, run. Either way a read on a Reader connection has changed nothing: both say ClosedConnection,
+    // which lets the Reader run the statement once more on another connection (outside a transaction).
+    const lost = (reason: string) =>
+      new SqlError({
+        message: `the connection to the libSQL server was lost: ${reason}`,
+        cause: new ClosedConnection(reason)
+      })
     const call = <A>(run: () => Promise<A>): Effect.Effect<A, SqlError> =>
       Effect.async<A, SqlError>((resume) => {
+        const closed = hrana.closedReason()
+        if (closed !== undefined) return resume(Effect.fail(lost(closed)))
         let settled = false
         run().then(
           (value) => {
@@ -517,7 +536,8 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
           },
           (cause) => {
             settled = true
-            resume(Effect.fail(statementError(cause)))
+            const transport = cause instanceof Hrana.HranaTransportError
+            resume(Effect.fail(options.readOnly && transport ? lost(cause.message) : statementError(cause)))
           }
         )
         return Effect.sync(() => {
