@@ -106,6 +106,8 @@ describe("sqlsim simulate", () => {
       const report = JSON.parse(fs.readFileSync(json, "utf8")) as Report.Report
       assert.strictEqual(report.runs[0]!.servers[0]!.server, "primary")
       assert.isNotNull(report.runs[0]!.servers[0]!.backAtMs)
+      // The pool's statistics carry the replicas' positions: bigints, written as decimal strings.
+      assert.match(String(report.runs[0]!.pool?.replication?.primaryIndex), /^\d+$/)
     }).pipe(Effect.scoped))
 
   it.live("--reader-threads runs the Reader in worker threads and says so", () =>

@@ -222,6 +222,8 @@ export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInje
       new PoolError.ConnectError({ ...error, cause: error.cause, filename, reason: `${error.reason} (injected fault)` })
 
     const connector = Connector.Connector.of({
+      // The faults are the connections'; what the connector reports of its replicas is the wrapped one's.
+      replication: live.replication,
       connect: (connectOptions) =>
         Effect.gen(function*() {
           if (!armed) return yield* openFor(connectOptions, connectOptions.filename)

@@ -417,7 +417,9 @@ export const make = (settings: Settings, startedAt: Date, runs: ReadonlyArray<Ru
  * @since 0.1.0
  * @category rendering
  */
-export const toJson = (report: Report): string => JSON.stringify(report, null, 2) + "\n"
+export const toJson = (report: Report): string =>
+  // Replication indexes (in the pool's statistics on libSQL) are bigints: written as decimal strings.
+  JSON.stringify(report, (_key, value) => typeof value === "bigint" ? value.toString() : value, 2) + "\n"
 
 const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const all = [header, ...rows]

@@ -22,7 +22,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
 import * as PooledClient from "./internal/client.js"
@@ -165,9 +164,7 @@ export const makeWithConfig = (
   options: MakeOptions = {}
 ): Effect.Effect<Service, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
-    const connector = yield* Effect.serviceOption(Connector.Connector).pipe(
-      Effect.flatMap(Option.match({ onNone: () => Connector.makeLive, onSome: Effect.succeed }))
-    )
+    const connector = yield* Connector.current
     // Registered first, so the temporary directory of ":memory:" is removed after the pool has closed.
     const filename = options.databaseFile ?? (yield* MemoryDatabase.resolve(config.filename))
     const readOnly = options.readOnly ?? false

@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -100,6 +101,39 @@ export interface InvalidConnection {
 export interface Service {
   /** opens one connection in the given Scope (closing the Scope closes the connection); one attempt, no retries */
   readonly connect: (options: ConnectOptions) => Effect.Effect<Connection, ConnectError, Scope.Scope>
+  /** for a connector whose Reader reads on replicas: how far behind each is (`SqlitePool.stats` reports it) */
+  readonly replication?: Effect.Effect<Replication> | undefined
+}
+
+/**
+ * Where the Reader's connections are, and how far each replica is behind its primary.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Replication {
+  /** the newest replication index a primary connection reported, in the current generation */
+  readonly primaryIndex: bigint | undefined
+  /** primary restarts noticed: the generation of the primary's numbering (0 until the first) */
+  readonly generation: number
+  readonly replicas: ReadonlyArray<{
+    readonly url: string
+    /** connections opened to it */
+    readonly connects: number
+    /** connect attempts that failed */
+    readonly failures: number
+    /** the newest index one of its connections reported */
+    readonly index: bigint | undefined
+    /** the generation of the primary's numbering it is known to follow; below `generation`: not yet followed */
+    readonly generation: number
+    /**
+     * frames it was behind the primary when it last answered (primary's newest index then, minus its own); unknown
+     * while it does not follow the current generation
+     */
+    readonly lagFrames: number | undefined
+  }>
+  /** Reader connections opened on the primary because no replica could be reached */
+  readonly fallbacks: number
 }
 
 /**
@@ -317,3 +351,14 @@ export const layer: Layer.Layer<Connector> = Layer.effect(Connector, Effect.susp
  * @category constructors
  */
 export const makeLive: Effect.Effect<Service> = Effect.succeed(Connector.of({ connect }))
+
+/**
+ * The connector provided (`Connector.Connector`), or the live one when none is.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const current: Effect.Effect<Service> = Effect.flatMap(
+  Effect.serviceOption(Connector),
+  Option.match({ onNone: () => makeLive, onSome: Effect.succeed })
+)

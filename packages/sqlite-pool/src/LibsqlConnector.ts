@@ -147,35 +147,13 @@ const decodeOptions = PoolConfig.decoder(OptionsSchema, {
 export const resolve = (input: Options): Effect.Effect<ResolvedOptions, PoolConfigError> => decodeOptions(input)
 
 /**
- * Where the Reader's connections are, and how far each replica is behind.
+ * Where the Reader's connections are, and how far each replica is behind (what `SqlitePool.stats` reports as
+ * `replication`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Status {
-  /** the newest replication index a primary connection reported, in the current generation */
-  readonly primaryIndex: bigint | undefined
-  /** primary restarts noticed: the generation of the primary's numbering (0 until the first) */
-  readonly generation: number
-  readonly replicas: ReadonlyArray<{
-    readonly url: string
-    /** connections opened to it */
-    readonly connects: number
-    /** connect attempts that failed */
-    readonly failures: number
-    /** the newest index one of its connections reported */
-    readonly index: bigint | undefined
-    /** the generation of the primary's numbering it is known to follow; below `generation`: not yet followed */
-    readonly generation: number
-    /**
-     * frames it was behind the primary when it last answered (primary's newest index then, minus its own); unknown
-     * while it does not follow the current generation
-     */
-    readonly lagFrames: number | undefined
-  }>
-  /** Reader connections opened on the primary because no replica could be reached */
-  readonly fallbacks: number
-}
+export type Status = Connector.Replication
 
 /**
  * @since 0.1.0
@@ -319,22 +297,24 @@ export const makeWithOptions = (options: ResolvedOptions): Service => {
     }
   )
 
+  const status = Effect.sync((): Status => ({
+    primaryIndex,
+    generation,
+    replicas: replicas.map(({ connects, failures, generation, index, lagFrames, url }) => ({
+      url,
+      connects,
+      failures,
+      index,
+      generation,
+      lagFrames
+    })),
+    fallbacks
+  }))
   return {
     options,
     connect: (connectOptions) => connectOptions.readOnly ? connectReader : openPrimary(false),
-    status: Effect.sync(() => ({
-      primaryIndex,
-      generation,
-      replicas: replicas.map(({ connects, failures, generation, index, lagFrames, url }) => ({
-        url,
-        connects,
-        failures,
-        index,
-        generation,
-        lagFrames
-      })),
-      fallbacks
-    }))
+    status,
+    replication: status
   }
 }
 

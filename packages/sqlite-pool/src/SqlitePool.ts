@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as ConnectionPool from "./ConnectionPool.js"
+import * as Connector from "./Connector.js"
 import * as Lane from "./internal/lane.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import * as Transaction from "./internal/transaction.js"
@@ -38,6 +39,8 @@ export interface Stats {
   readonly busyRetries: number
   /** transactions and statements waiting for the writer lane right now (queued, or waiting for running statements) */
   readonly writerWaiting: number
+  /** on a connector with replicas (`LibsqlConnector`): each replica's lag behind the primary; undefined on a file */
+  readonly replication: Connector.Replication | undefined
 }
 
 /**
@@ -103,6 +106,7 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const databaseFile = yield* MemoryDatabase.resolve(config.filename)
+    const connector = yield* Connector.current
     const busy: RetryPolicy.BusyCounter = { retries: 0 }
     const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
 
@@ -180,7 +184,8 @@ export const makeWithConfig = (
           writer: yield* writerPool.stats,
           readers: readerPool === undefined ? PoolStats.empty : yield* readerPool.stats,
           busyRetries: busy.retries,
-          writerWaiting: writer.waiting()
+          writerWaiting: writer.waiting(),
+          replication: connector.replication === undefined ? undefined : yield* connector.replication
         }
       }),
       // Through the lanes, as statements between the app's: never behind a connection a lane keeps.

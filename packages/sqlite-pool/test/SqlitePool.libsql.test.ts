@@ -88,6 +88,12 @@ describe("SqlitePool on libSQL (real sqld)", () => {
       expect(status.fallbacks).toBe(0)
       expect(status.primaryIndex).toBeGreaterThan(0n)
       expect(status.replicas[0]!.lagFrames).toBeGreaterThanOrEqual(0)
+      // The pool's own statistics carry the same: the lag where an app already looks.
+      const { replication } = yield* service.stats
+      expect(replication?.replicas.map(({ url, generation }) => ({ url, generation }))).toEqual([
+        { url: replicas[0]!.httpUrl, generation: 0 }
+      ])
+      expect(replication!.replicas[0]!.index).toBeGreaterThan(0n)
 
       // A write through the Reader is refused there, not forwarded by the replica to the primary.
       const refused = yield* Effect.flip(reader`INSERT INTO t (v) VALUES ('via the reader')`)

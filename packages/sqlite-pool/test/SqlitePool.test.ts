@@ -219,6 +219,7 @@ describe("SqlitePool", () => {
         assert.deepStrictEqual(yield* values(sql), [1, 2, 3])
         const stats = yield* pool.stats
         assert.strictEqual(stats.writerWaiting, 0)
+        assert.isUndefined(stats.replication, "a file has no replicas")
         assert.strictEqual(stats.writer.created, 1)
       })))
 
