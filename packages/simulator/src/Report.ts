@@ -417,9 +417,16 @@ export const make = (settings: Settings, startedAt: Date, runs: ReadonlyArray<Ru
  * @since 0.1.0
  * @category rendering
  */
-export const toJson = (report: Report): string =>
-  // Replication indexes (in the pool's statistics on libSQL) are bigints: written as decimal strings.
-  JSON.stringify(report, (_key, value) => typeof value === "bigint" ? value.toString() : value, 2) + "\n"
+export const toJson = (report: Report): string => JSON.stringify(report, jsonValue, 2) + "\n"
+
+/**
+ * The `JSON.stringify` replacer of a report: replication indexes (in the pool's statistics on libSQL) are bigints,
+ * which JSON has no number for: they are written as decimal strings.
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const jsonValue = (_key: string, value: unknown): unknown => typeof value === "bigint" ? value.toString() : value
 
 const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const all = [header, ...rows]

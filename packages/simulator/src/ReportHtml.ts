@@ -8,14 +8,14 @@
  *
  * @since 0.1.0
  */
-import { type Report, type RunReport, serverEvents } from "./Report.js"
+import { jsonValue, type Report, type RunReport, serverEvents } from "./Report.js"
 
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (char) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[char]!)
 
 /** JSON that is safe inside a `<script>` element: no "</script>", no line separators that end a JS string. */
 const embedJson = (value: unknown): string =>
-  JSON.stringify(value).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029")
+  JSON.stringify(value, jsonValue).replace(/</g, "\\u003c").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029")
 
 const ms = (value: number | null) => value === null ? "n/a" : `${value.toFixed(value >= 100 ? 0 : 2)} ms`
 const count = (value: number) => value.toLocaleString("en-US")
