@@ -241,6 +241,15 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
             replicas === 1 ? "" : "s"
           } (replica-1 .. replica-${replicas})`)
       }
+      const runMs = stop._tag === "Duration" ? stop.millis : Number.POSITIVE_INFINITY
+      const late = kills.find((kill) =>
+        kill.atMs >= runMs
+      )
+      if (late !== undefined) {
+        return yield* configError("servers", (name) =>
+          `${name("kills")} ${late.server}@${late.atMs}ms comes after the run ends (${name("duration")} ${runMs}ms): ` +
+          "kill it earlier, or run longer")
+      }
       servers = { sqld, replicas, kills }
     }
     if (input.libsql !== undefined || servers !== undefined) {

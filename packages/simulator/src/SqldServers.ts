@@ -158,6 +158,16 @@ const tempDir = (name: string): Effect.Effect<string, SqldError, Scope.Scope> =>
     (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
   )
 
+/** What to do about a binary that could not be run. */
+const spawnHint = (error: Error): string => {
+  const code = (error as { code?: unknown }).code
+  return code === "ENOENT"
+    ? " (no such file: give the path of a sqld binary)"
+    : code === "EACCES"
+    ? " (not executable: chmod +x it, or give the path of a sqld binary)"
+    : ""
+}
+
 const start = (
   binary: string,
   name: string,
@@ -207,7 +217,7 @@ const start = (
         if (spawnError !== undefined || exited(spawned)) {
           live.delete(spawned)
           const why = spawnError !== undefined
-            ? `could not be started: ${spawnError.message}`
+            ? `could not be started: ${spawnError.message}${spawnHint(spawnError)}`
             : `exited (${spawned.exitCode ?? spawned.signalCode}) before it was ready`
           return yield* new SqldError({ name, message: `sqld ${name} ${why}\n${output}` })
         }

@@ -107,6 +107,11 @@ describe("Simulation on libSQL", () => {
         /names replica-2, but the run starts 1 replica/
       ],
       [{ seed: 1, servers: { sqld: "" } }, "servers", /needs the path of a sqld binary/],
+      [
+        { seed: 1, duration: "2 seconds", servers: { sqld: "sqld", kills: "primary@2s" } },
+        "servers",
+        /after the run ends/
+      ],
       [{ seed: 1, servers: { sqld: "sqld", replicas: 9 } }, "servers", /from 0 to 8/],
       [{ seed: 1, servers: { sqld: "sqld" }, libsql: { primaryUrl: "http://x" } }, "servers", /not both/],
       [{ seed: 1, servers: { sqld: "sqld" }, database: "x.db" }, "servers", /not both/],
@@ -126,7 +131,7 @@ describe("Simulation on libSQL", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(Simulation.run({ seed: 1, operations: 5, servers: { sqld: "/no/such/sqld" } }))
       assert.strictEqual(error._tag, "SqldError")
-      assert.match(error.message, /could not be started: spawn \/no\/such\/sqld ENOENT/)
+      assert.match(error.message, /could not be started: spawn \/no\/such\/sqld ENOENT \(no such file: give the path/)
     }))
 
   it("options that need a database file are refused, naming the fields", () => {
