@@ -436,6 +436,64 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       expect(core.check(entry!)).toBe("it was closed")
     }))
 
+  it.scoped("a connection without a file check (a server's, a worker's without a file) is checked by check() alone", () =>
+    Effect.gen(function*() {
+      const live = yield* Connector.makeLive
+      let closed = false
+      const connector = Connector.Connector.of({
+        connect: (options) =>
+          Effect.map(live.connect(options), ({ checkFile: _, ...connection }) => {
+            let lost = false
+            return {
+              ...connection,
+              check: () => {
+                lost ||= closed
+                return lost ? "the server went away" : undefined
+              }
+            }
+          })
+      })
+      const core = yield* makeCore({}, { connector })
+      const first = yield* take(core, "caller")
+      first.release(Exit.void)
+      expect(core.check(first.entry)).toBeUndefined()
+      const again = yield* take(core, "caller")
+      expect(again.entry).toBe(first.entry)
+      again.release(Exit.void)
+      closed = true
+      expect(core.check(first.entry)).toBe("the server went away")
+      closed = false // the next connection is a good one: only the first went away
+      const replacement = yield* take(core, "caller")
+      expect(replacement.entry.id).toBe(2)
+      replacement.release(Exit.void)
+    }))
+
+  it.live("connections unusable as soon as they open: the connect fails typed after its retries, no reopening loop", () =>
+    Effect.gen(function*() {
+      const live = yield* Connector.makeLive
+      let opened = 0
+      const connector = Connector.Connector.of({
+        connect: (options) =>
+          Effect.map(live.connect(options), (connection) => {
+            opened++
+            return { ...connection, check: () => "the socket closed right after the handshake" }
+          })
+      })
+      const core = yield* makeCore({ retries: 3, retryBaseDelay: "1 millis", acquireTimeout: "20 seconds" }, {
+        connector
+      })
+      const error = yield* Effect.flip(take(core, "caller"))
+      expect(error).toMatchObject({
+        _tag: "ConnectError",
+        transient: true,
+        attempts: 4,
+        reason: "the connection was unusable as soon as it opened: the socket closed right after the handshake"
+      })
+      expect(opened).toBe(4)
+      // Each attempt's connection was closed with its attempt, and none was counted as created.
+      expect(core.snapshot()).toMatchObject({ created: 0, open: 0, connectFailures: 4, retries: 3 })
+    }).pipe(Effect.scoped))
+
   it.scoped("closing counts no connection as invalidated: idle, given back meanwhile, or outliving shutdownTimeout", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()

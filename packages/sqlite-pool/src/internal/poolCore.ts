@@ -39,7 +39,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
-import { AcquireTimeoutError, type ConnectError, PoolClosedError } from "../PoolError.js"
+import { AcquireTimeoutError, ConnectError, PoolClosedError } from "../PoolError.js"
 import type { AcquireError } from "../PoolError.js"
 import type { PoolStats } from "../PoolStats.js"
 import * as RetryPolicy from "../RetryPolicy.js"
@@ -212,13 +212,18 @@ export class PoolCore<Client> {
     reclaim: (() => void) | undefined
   ): Effect.Effect<Lease<Client>, AcquireError> {
     const deadline = this.clock.unsafeCurrentTimeMillis() + this.acquireTimeout
-    // A connection that fails its checkout sends the waiter back to the front: it keeps its place and deadline.
+    // A connection that fails its checkout sends the waiter back to the front: it keeps its place and deadline,
+    // which ends it even if connection after connection fails (no timer needs to fire for that).
     const attempt = (first: boolean): Effect.Effect<Lease<Client>, AcquireError> =>
       Effect.flatMap(
         restore(this.enqueue(deadline, first)),
         (entry) =>
           Effect.flatMap(this.checkout(entry), (ok) =>
-            ok ? Effect.succeed(this.lease(entry, holder, reclaim)) : attempt(false))
+            ok
+              ? Effect.succeed(this.lease(entry, holder, reclaim))
+              : this.clock.unsafeCurrentTimeMillis() >= deadline
+              ? Effect.fail(this.timedOut())
+              : attempt(false))
       )
     return Effect.useSpan("sqlsim.acquire", this.acquireSpan, () => attempt(true))
   }
@@ -449,10 +454,40 @@ export class PoolCore<Client> {
     this.run(Effect.exit(this.connectWithRetry).pipe(Effect.flatMap((exit) => Effect.sync(() => this.connected(exit)))))
   }
 
+  /**
+   * One attempt: a connection the connector opened, checked at once. One that is unusable as soon as it opens (a
+   * server that drops the socket after the handshake, a worker that exits) is a transient connect failure, closed
+   * in its attempt's own Scope: retried with the backoff, then reported, never handed out to fail its checkout and
+   * be reopened in a loop.
+   */
+  private readonly connectOnce: Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> = Effect.gen(
+    this,
+    function*() {
+      const attemptScope = yield* Effect.flatMap(
+        Effect.scope,
+        (parent) => Scope.fork(parent, ExecutionStrategy.sequential)
+      )
+      const connection = yield* Scope.extend(this.options.connector.connect(this.options.connectOptions), attemptScope)
+        .pipe(Effect.tapErrorCause((cause) => Scope.close(attemptScope, Exit.failCause(cause))))
+      const problem = connection.check() ?? connection.checkFile?.()
+      if (problem === undefined) return connection
+      yield* Scope.close(attemptScope, Exit.void)
+      return yield* new ConnectError({
+        filename: this.options.connectOptions.filename,
+        attempts: 1,
+        code: "SQLITE_CANTOPEN",
+        transient: true,
+        reason: `the connection was unusable as soon as it opened: ${problem}`,
+        elapsedMs: 0,
+        cause: undefined
+      })
+    }
+  )
+
   /** One physical connection, with retries of transient failures, in a Scope of its own. */
   readonly connectWithRetry: Effect.Effect<Entry<Client>, ConnectError> = Effect.suspend(() => {
-    const { config, connectOptions, connector, makeClient } = this.options
-    const connect = RetryPolicy.retryConnect(connector.connect(connectOptions), config, {
+    const { config, makeClient } = this.options
+    const connect = RetryPolicy.retryConnect(this.connectOnce, config, {
       failed: (error) => {
         this.stats.count("connectFailures")
         this.lastConnectError = error
@@ -553,19 +588,19 @@ export class PoolCore<Client> {
     }
     const now = this.clock.unsafeCurrentTimeMillis()
     if (waiter.deadline > now) return Effect.sleep(waiter.deadline - now)
-    this.stats.count("timeouts")
-    this.settle(
-      waiter,
-      Exit.fail(
-        new AcquireTimeoutError({
-          waitedMs: this.acquireTimeout,
-          stats: this.stats.snapshot(),
-          lastError: this.lastConnectError
-        })
-      )
-    )
+    this.settle(waiter, Exit.fail(this.timedOut()))
     return Effect.void
   }))
+
+  /** The failure of a wait that reached its deadline (counted). */
+  private timedOut(): AcquireTimeoutError {
+    this.stats.count("timeouts")
+    return new AcquireTimeoutError({
+      waitedMs: this.acquireTimeout,
+      stats: this.stats.snapshot(),
+      lastError: this.lastConnectError
+    })
+  }
 
   /**
    * Closes idle connections above minConnections once idle for idleTimeToLive, and idle connections older than
