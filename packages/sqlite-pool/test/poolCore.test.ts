@@ -485,6 +485,7 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       const error = yield* Effect.flip(take(core, "caller"))
       expect(error).toMatchObject({
         _tag: "ConnectError",
+        code: "SQLITE_CANTOPEN",
         transient: true,
         attempts: 4,
         reason: "the connection was unusable as soon as it opened: the socket closed right after the handshake"
@@ -492,6 +493,24 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       expect(opened).toBe(4)
       // Each attempt's connection was closed with its attempt, and none was counted as created.
       expect(core.snapshot()).toMatchObject({ created: 0, open: 0, connectFailures: 4, retries: 3 })
+    }).pipe(Effect.scoped))
+
+  it.live("connections that pass their first check and fail every checkout: the acquire ends at its deadline", () =>
+    Effect.gen(function*() {
+      const live = yield* Connector.makeLive
+      const connector = Connector.Connector.of({
+        connect: (options) =>
+          Effect.map(live.connect(options), (connection) => {
+            let checks = 0
+            return { ...connection, check: () => checks++ === 0 ? undefined : "it broke at once" }
+          })
+      })
+      const core = yield* makeCore({ acquireTimeout: "300 millis" }, { connector })
+      const started = performance.now()
+      const error = yield* Effect.flip(take(core, "caller"))
+      expect(error._tag).toBe("AcquireTimeoutError")
+      expect(core.snapshot().timeouts).toBe(1)
+      expect(performance.now() - started).toBeLessThan(10_000)
     }).pipe(Effect.scoped))
 
   it.scoped("closing counts no connection as invalidated: idle, given back meanwhile, or outliving shutdownTimeout", () =>
