@@ -63,7 +63,7 @@ export class Entry<Client> {
   lastReleasedAt: number
   /** when the connector's file check (deleted or replaced?) last ran for this connection */
   checkedAt = Number.NEGATIVE_INFINITY
-  /** opened for the waiters and verified by the connector: its first checkout needs no check */
+  /** opened for the waiters and verified by the connector: its first checkout needs no probe */
   fresh = true
   /** invalidated while leased: retired when the lease ends */
   invalidated = false
