@@ -229,9 +229,9 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
         return yield* configError("servers", (name) => `${name("servers")} needs the path of a sqld binary`)
       }
       const replicas = yield* integerIn("servers", input.servers.replicas ?? 1, 0, limits.replicas)
-      const kills = typeof input.servers.kills === "string"
-        ? yield* ServerFaults.parse(input.servers.kills)
-        : input.servers.kills ?? []
+      // Kills given as values are checked by the same rules as their text form.
+      const given = input.servers.kills ?? ""
+      const kills = yield* ServerFaults.parse(typeof given === "string" ? given : ServerFaults.format(given))
       const unknown = kills.find((kill) =>
         kill.server !== "primary" && Number(kill.server.slice("replica-".length)) > replicas
       )

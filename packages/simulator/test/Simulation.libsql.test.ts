@@ -108,6 +108,12 @@ describe("Simulation on libSQL", () => {
       ],
       [{ seed: 1, servers: { sqld: "" } }, "servers", /needs the path of a sqld binary/],
       [
+        { seed: 1, servers: { sqld: "sqld", kills: [{ server: "primary", atMs: -5, downMs: 100 }] } },
+        "servers",
+        /SERVER@AT/
+      ],
+      [{ seed: 1, servers: { sqld: "sqld", kills: [{ server: "db", atMs: 5, downMs: 100 }] } }, "servers", /SERVER@AT/],
+      [
         { seed: 1, duration: "2 seconds", servers: { sqld: "sqld", kills: "primary@2s" } },
         "servers",
         /after the run ends/
