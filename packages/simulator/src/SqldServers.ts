@@ -155,7 +155,8 @@ const tempDir = (name: string): Effect.Effect<string, SqldError, Scope.Scope> =>
           }); set TMPDIR to a directory you can write to`
         })
     }),
-    (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true }))
+    // A directory that cannot be removed (its parent made read-only meanwhile) is left behind, as a temporary one.
+    (directory) => Effect.ignore(Effect.try(() => fs.rmSync(directory, { recursive: true, force: true })))
   )
 
 /** What to do about a binary that could not be run. */
@@ -253,11 +254,16 @@ const start = (
 const jwtArgs = (options: StartOptions, name: string): Effect.Effect<Array<string>, SqldError, Scope.Scope> =>
   options.jwtPublicKeyPem === undefined
     ? Effect.succeed([])
-    : Effect.map(tempDir(name), (directory) => {
-      const file = path.join(directory, "jwt.pem")
-      fs.writeFileSync(file, options.jwtPublicKeyPem!)
-      return ["--auth-jwt-key-file", file]
-    })
+    : Effect.flatMap(tempDir(name), (directory) =>
+      Effect.try({
+        try: () => {
+          const file = path.join(directory, "jwt.pem")
+          fs.writeFileSync(file, options.jwtPublicKeyPem!)
+          return ["--auth-jwt-key-file", file]
+        },
+        catch: (cause) =>
+          new SqldError({ name, message: `cannot write the JWT key for sqld ${name}: ${String(cause)}` })
+      }))
 
 /**
  * A port the OS called free can be taken by another process (a parallel test file) before sqld binds it: such a

@@ -201,6 +201,21 @@ const makeCore = (
     return core
   })
 
+/**
+ * The live connector with each connection's O(1) check replaced: `makeCheck` is called once per connection opened
+ * (and may count them); with `fileCheck: false` the connections have no file check, as a server's.
+ */
+const checkedBy = (makeCheck: () => () => string | undefined, options: { readonly fileCheck?: boolean } = {}) =>
+  Effect.map(Connector.makeLive, (live) =>
+    Connector.Connector.of({
+      connect: (connectOptions) =>
+        Effect.map(live.connect(connectOptions), ({ checkFile, ...connection }) => ({
+          ...connection,
+          ...(options.fileCheck === false ? {} : { checkFile }),
+          check: makeCheck()
+        }))
+    }))
+
 const take = <Client>(core: PoolCore.PoolCore<Client>, holder: PoolCore.Holder, reclaim?: () => void) =>
   Effect.uninterruptibleMask((restore) => core.acquire(holder, restore, reclaim))
 
@@ -438,21 +453,14 @@ describe("pool core: what ends a connection, and how it is counted", () => {
 
   it.scoped("a connection without a file check (a server's, a worker's without a file) is checked by check() alone", () =>
     Effect.gen(function*() {
-      const live = yield* Connector.makeLive
       let closed = false
-      const connector = Connector.Connector.of({
-        connect: (options) =>
-          Effect.map(live.connect(options), ({ checkFile: _, ...connection }) => {
-            let lost = false
-            return {
-              ...connection,
-              check: () => {
-                lost ||= closed
-                return lost ? "the server went away" : undefined
-              }
-            }
-          })
-      })
+      const connector = yield* checkedBy(() => {
+        let lost = false
+        return () => {
+          lost ||= closed
+          return lost ? "the server went away" : undefined
+        }
+      }, { fileCheck: false })
       const core = yield* makeCore({}, { connector })
       const first = yield* take(core, "caller")
       first.release(Exit.void)
@@ -470,14 +478,10 @@ describe("pool core: what ends a connection, and how it is counted", () => {
 
   it.live("connections unusable as soon as they open: the connect fails typed after its retries, no reopening loop", () =>
     Effect.gen(function*() {
-      const live = yield* Connector.makeLive
       let opened = 0
-      const connector = Connector.Connector.of({
-        connect: (options) =>
-          Effect.map(live.connect(options), (connection) => {
-            opened++
-            return { ...connection, check: () => "the socket closed right after the handshake" }
-          })
+      const connector = yield* checkedBy(() => {
+        opened++
+        return () => "the socket closed right after the handshake"
       })
       const core = yield* makeCore({ retries: 3, retryBaseDelay: "1 millis", acquireTimeout: "20 seconds" }, {
         connector
@@ -497,13 +501,9 @@ describe("pool core: what ends a connection, and how it is counted", () => {
 
   it.live("connections that pass their first check and fail every checkout: the acquire ends at its deadline", () =>
     Effect.gen(function*() {
-      const live = yield* Connector.makeLive
-      const connector = Connector.Connector.of({
-        connect: (options) =>
-          Effect.map(live.connect(options), (connection) => {
-            let checks = 0
-            return { ...connection, check: () => checks++ === 0 ? undefined : "it broke at once" }
-          })
+      const connector = yield* checkedBy(() => {
+        let checks = 0
+        return () => checks++ === 0 ? undefined : "it broke at once"
       })
       const core = yield* makeCore({ acquireTimeout: "300 millis" }, { connector })
       const started = performance.now()
