@@ -28,7 +28,7 @@ import * as PooledClient from "./internal/client.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
 import * as PoolCore from "./internal/poolCore.js"
 import * as PoolConfig from "./PoolConfig.js"
-import { ConnectError, HealthCheckError } from "./PoolError.js"
+import { connectAttemptFailed, type ConnectError, HealthCheckError } from "./PoolError.js"
 import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import type { PoolStats } from "./PoolStats.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -177,13 +177,11 @@ export const makeWithConfig = (
         Effect.suspend(() => config.onConnect!({ sql, database: connection.driver?.database, role })).pipe(
           Effect.catchAllCause((cause) =>
             Effect.fail(
-              new ConnectError({
+              connectAttemptFailed({
                 filename: config.filename,
-                attempts: 1,
                 code: "UNKNOWN",
                 transient: false,
                 reason: `the onConnect hook failed: ${Cause.pretty(cause).split("\n")[0]}`,
-                elapsedMs: 0,
                 cause: Cause.squash(cause)
               })
             )

@@ -22,7 +22,7 @@ import * as PooledClient from "./internal/client.js"
 import * as DatabaseFile from "./internal/databaseFile.js"
 import * as DriverConnection from "./internal/driverConnection.js"
 import * as ThreadConnector from "./internal/threadConnector.js"
-import { ConnectError } from "./PoolError.js"
+import { connectAttemptFailed, type ConnectError } from "./PoolError.js"
 import * as SqliteCode from "./SqliteCode.js"
 
 /**
@@ -161,7 +161,7 @@ export const isClosedConnection: (error: unknown) => boolean = DriverConnection.
  */
 export const classifyOpenFailure = (filename: string, cause: unknown): ConnectError => {
   const error = (code: string, transient: boolean, reason: string) =>
-    new ConnectError({ filename, attempts: 1, code, transient, reason, elapsedMs: 0, cause })
+    connectAttemptFailed({ filename, code, transient, reason, cause })
   const message = driverMessage(cause)
   // SQLite and better-sqlite3 report these as "unable to open" or "directory does not exist"; the operating system
   // says what it is. A name too long stays too long (permanent); descriptors may be freed (transient).
@@ -275,13 +275,11 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       yield* Effect.try({
         try: () => db.loadExtension(extension),
         catch: (cause) =>
-          new ConnectError({
+          connectAttemptFailed({
             filename,
-            attempts: 1,
             code: SqliteCode.codeOf(cause) ?? "UNKNOWN",
             transient: false,
             reason: `cannot load the extension ${extension}: ${driverMessage(cause)}`,
-            elapsedMs: 0,
             cause
           })
       })

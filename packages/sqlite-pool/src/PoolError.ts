@@ -43,6 +43,33 @@ export class ConnectError extends Data.TaggedError("ConnectError")<{
 }
 
 /**
+ * What one failed connect attempt says: the retry policy adds the attempts and the time spent.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export interface AttemptFailure {
+  readonly filename: string
+  readonly code: string
+  readonly transient: boolean
+  readonly reason: string
+  readonly cause?: unknown
+}
+
+/**
+ * The `ConnectError` of one failed attempt (`attempts: 1`, no time spent yet): what connectors and set-up steps fail
+ * with; `RetryPolicy.retryConnect` reports the whole run of attempts.
+ *
+ * @example
+ * connectAttemptFailed({ filename: "app.db", code: "SQLITE_CANTOPEN", transient: true, reason: "no such directory" })
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
+  new ConnectError({ ...failure, attempts: 1, elapsedMs: 0, cause: failure.cause })
+
+/**
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
  * took so long) and a snapshot of the pool's statistics at the moment of the timeout.
  *

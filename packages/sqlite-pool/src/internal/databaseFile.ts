@@ -5,7 +5,7 @@
  * @internal
  */
 import * as fs from "node:fs"
-import { ConnectError } from "../PoolError.js"
+import { connectAttemptFailed, type ConnectError } from "../PoolError.js"
 
 export const isFile = (filename: string): boolean => filename !== ":memory:" && filename !== ""
 
@@ -40,12 +40,4 @@ export const replacedSince = (filename: string, opened: string | undefined): str
  * transient connect failure: a retry opens it afresh, and succeeds once the file is writable again.
  */
 export const readOnlyFallback = (filename: string, reason: string): ConnectError =>
-  new ConnectError({
-    filename,
-    attempts: 1,
-    code: "SQLITE_READONLY",
-    transient: true,
-    reason,
-    elapsedMs: 0,
-    cause: undefined
-  })
+  connectAttemptFailed({ filename, code: "SQLITE_READONLY", transient: true, reason })

@@ -11,7 +11,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ConnectError } from "../PoolError.js"
+import { connectAttemptFailed, type ConnectError } from "../PoolError.js"
 
 export const isMemory = (filename: string): boolean => filename === ":memory:"
 
@@ -22,15 +22,13 @@ export const resolve = (filename: string): Effect.Effect<string, ConnectError, S
         try: () => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-memory-")),
         // The user's environment, not a bug: say which directory and how to choose another.
         catch: (cause) =>
-          new ConnectError({
+          connectAttemptFailed({
             filename,
-            attempts: 1,
             code: "SQLITE_CANTOPEN",
             transient: false,
             reason: `cannot create the in-memory database's directory in ${os.tmpdir()} (${
               (cause as { code?: unknown }).code ?? String(cause)
             }); set TMPDIR to a directory you can write to`,
-            elapsedMs: 0,
             cause
           })
       }),

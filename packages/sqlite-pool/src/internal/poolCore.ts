@@ -39,7 +39,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
-import { AcquireTimeoutError, ConnectError, PoolClosedError } from "../PoolError.js"
+import { AcquireTimeoutError, connectAttemptFailed, type ConnectError, PoolClosedError } from "../PoolError.js"
 import type { AcquireError } from "../PoolError.js"
 import type { PoolStats } from "../PoolStats.js"
 import * as RetryPolicy from "../RetryPolicy.js"
@@ -472,14 +472,11 @@ export class PoolCore<Client> {
       const problem = connection.check() ?? connection.checkFile?.()
       if (problem === undefined) return connection
       yield* Scope.close(attemptScope, Exit.void)
-      return yield* new ConnectError({
+      return yield* connectAttemptFailed({
         filename: this.options.connectOptions.filename,
-        attempts: 1,
         code: "SQLITE_CANTOPEN",
         transient: true,
-        reason: `the connection was unusable as soon as it opened: ${problem}`,
-        elapsedMs: 0,
-        cause: undefined
+        reason: `the connection was unusable as soon as it opened: ${problem}`
       })
     }
   )
