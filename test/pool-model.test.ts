@@ -8,7 +8,7 @@
  * served or timed out, and closing the pool must close every handle.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConnectionPool, Connector } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, Connector, PoolConfig } from "@sqlsim/sqlite-pool"
 import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import { tempDir } from "@sqlsim/test-kit/TempDir"
 import { settle, yieldEventLoop } from "@sqlsim/test-kit/Wait"
@@ -20,8 +20,9 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
+import * as Pool from "../packages/sqlite-pool/src/internal/pool.js"
 import { databaseDescriptors } from "./support/descriptors.js"
-import { Harness, Model } from "./support/poolModel.js"
+import { Harness, type Mode, Model } from "./support/poolModel.js"
 
 const ACQUIRE_TIMEOUT_MS = 1000
 
@@ -73,17 +74,21 @@ const step = (
 
 const at = <A>(items: ReadonlyArray<A>, index: number): A => items[index % items.length]!
 
+/** A caller's acquire (exclusive), or a lane statement's shared lease taken from the core. */
 class Acquire implements PoolCommand {
+  constructor(readonly mode: Mode) {}
   check = () => true
   run(model: Model, harness: Harness) {
-    const label = model.acquire()
+    const label = model.acquire(this.mode)
     const state = model.leases.get(label)!
+    const { connection } = state.status === "held" ? state.slot : { connection: undefined }
     const outcome = state.status === "held"
-      ? `served (${typeof state.connection === "number" ? `new connection ${state.connection}` : state.connection})`
+      ? `served (${typeof connection === "number" ? `connection ${connection}` : connection})`
       : state.status
-    return step(model, harness, `acquire -> L${label} ${outcome}`, harness.startLease(label))
+    const real = this.mode === "shared" ? harness.startShared(label) : harness.startLease(label)
+    return step(model, harness, `acquire ${this.mode} -> L${label} ${outcome}`, real)
   }
-  toString = () => "acquire"
+  toString = () => `acquire(${this.mode})`
 }
 
 class EndLease implements PoolCommand {
@@ -92,7 +97,7 @@ class EndLease implements PoolCommand {
   run(model: Model, harness: Harness) {
     const label = at(model.held, this.index)
     const lease = harness.lease(label)
-    const id = model.heldState(label).connection
+    const id = model.heldState(label).slot.connection
     model.endLease(
       label,
       this.how === "release" ? "released" : this.how === "fail" ? "failedInside" : "interruptedHolder"
@@ -110,8 +115,7 @@ class InvalidateHeld implements PoolCommand {
   check = (model: Readonly<Model>) => model.held.length > 0
   run(model: Model, harness: Harness) {
     const label = at(model.held, this.index)
-    const state = model.heldState(label)
-    state.invalidated = true
+    model.invalidateHeld(label)
     const connection = harness.lease(label).connection!
     return step(
       model,
@@ -138,21 +142,10 @@ class InvalidateIdle implements PoolCommand {
   toString = () => `invalidate(idle[${this.index}])`
 }
 
-/** A lane takes a connection to keep between its statements (only when one is free, as a lane's first lease is). */
-class Keep implements PoolCommand {
-  check = (model: Readonly<Model>) => model.waiters.length === 0 && model.held.length < model.maxConnections
-  run(model: Model, harness: Harness) {
-    const label = model.keep()
-    const state = model.leases.get(label)!
-    return step(model, harness, `keep -> L${label} ${state.status}`, harness.startKeeper(label))
-  }
-  toString = () => "keep"
-}
-
 /** A health check while a connection is free: a lease that ends at once. */
 class HealthCheck implements PoolCommand {
   check = (model: Readonly<Model>) =>
-    model.waiters.length === 0 && model.held.length < model.maxConnections && model.fault === undefined
+    model.waiters.length === 0 && model.inUse < model.maxConnections && model.fault === undefined
   run(model: Model, harness: Harness) {
     model.healthCheck()
     return step(model, harness, "health check", Effect.asVoid(Effect.orDie(harness.pool.healthCheck)))
@@ -205,9 +198,10 @@ class Hold implements PoolCommand {
 }
 
 const commands = FastCheck.commands<Model, Harness>([
-  FastCheck.constant(new Acquire()),
-  FastCheck.constant(new Acquire()),
-  FastCheck.constant(new Keep()),
+  FastCheck.constant(new Acquire("exclusive")),
+  FastCheck.constant(new Acquire("exclusive")),
+  FastCheck.constant(new Acquire("shared")),
+  FastCheck.constant(new Acquire("shared")),
   FastCheck.constant(new HealthCheck()),
   FastCheck.nat(4).map((index) => new EndLease(index, "release")),
   FastCheck.nat(4).map((index) => new EndLease(index, "fail")),
@@ -234,21 +228,26 @@ describe("ConnectionPool against a reference model", () => {
         const filename = path.join(directory, "model.db")
         const connector = yield* FaultConnector.make(directory)
         const poolScope = yield* Scope.make()
-        const pool = yield* ConnectionPool.make({
+        const config = yield* PoolConfig.make({
           filename,
           maxConnections,
           retries: 0,
           acquireTimeout: ACQUIRE_TIMEOUT_MS,
           idleTimeToLive: "1 days",
           shutdownTimeout: 0
-        }).pipe(Scope.extend(poolScope), Effect.provideService(Connector.Connector, connector.service))
+        })
+        const core = yield* Pool.make(config).pipe(
+          Scope.extend(poolScope),
+          Effect.provideService(Connector.Connector, connector.service)
+        )
+        const pool = Pool.service(core)
         // Lease fibers live in their own scope, closed before the pool's (interrupting any left over on a failure).
         const fiberScope = yield* Scope.make()
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(Scope.close(fiberScope, Exit.void), Scope.close(poolScope, Exit.void))
         )
         const model = new Model(maxConnections, ACQUIRE_TIMEOUT_MS)
-        const harness = new Harness(pool, connector, fiberScope)
+        const harness = new Harness(pool, core, connector, fiberScope)
 
         for (const command of commands as Iterable<PoolCommand>) {
           if (!command.check(model)) continue
@@ -268,7 +267,6 @@ describe("ConnectionPool against a reference model", () => {
             "released",
             "failedInside",
             "interruptedHolder",
-            "reclaimed",
             "connectError",
             "timeout",
             "interrupted"

@@ -1,9 +1,11 @@
 /**
  * The reference model of a ConnectionPool, and the harness that drives a real pool the same way, for the model-based
- * property test. The model is deliberately naive: permits first come first served, an idle connection is reused
- * before a new one is opened, a lease that needs a new connection opens exactly one, an invalidated connection closes
- * when its lease ends (at once when idle), a waiter times out after acquireTimeout. Every counter and gauge of the
- * real pool must equal the model's after every step.
+ * property test. The model is deliberately naive: leases are served first come first served; an exclusive lease
+ * needs a connection of its own, a shared one joins the connection shared leases hold (when nobody waits before it)
+ * or takes one like an exclusive lease; an idle connection is reused before a new one is opened, a lease that needs
+ * a new connection opens exactly one, an invalidated connection closes when its last lease ends (at once when idle),
+ * a waiter times out after acquireTimeout. Every counter and gauge of the real pool must equal the model's after
+ * every step.
  */
 import { SqlError } from "@effect/sql/SqlError"
 import type { ConnectionPool, PoolStats } from "@sqlsim/sqlite-pool"
@@ -13,16 +15,26 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as Pool from "../../packages/sqlite-pool/src/internal/pool.js"
 import { violations } from "./invariants.js"
+
+/** A connection in use, as the model knows it: which one, whether it must close, and the leases on it. */
+export interface Slot {
+  connection: number | "an idle one"
+  invalidated: boolean
+  readonly mode: Mode
+  readonly holders: Set<number>
+}
+
+export type Mode = "shared" | "exclusive"
 
 /** What the model says a lease (one acquire, numbered L1, L2 ... in order) is doing. */
 export type LeaseState =
-  | { readonly status: "waiting"; readonly since: number }
-  | { readonly status: "held"; readonly connection: number | "an idle one"; invalidated: boolean }
-  | { readonly status: "released" | "failedInside" | "interruptedHolder" | "reclaimed" }
+  | { readonly status: "waiting"; readonly since: number; readonly mode: Mode }
+  | { readonly status: "held"; readonly slot: Slot }
+  | { readonly status: "released" | "failedInside" | "interruptedHolder" }
   | { readonly status: "connectError" | "timeout" | "interrupted" }
 
 type Counters = Omit<PoolStats.PoolStats, "open" | "idle" | "inUse" | "waiting">
@@ -35,8 +47,8 @@ export class Model {
   waiters: Array<number> = []
   /** labels of held leases, in the order they were served */
   held: Array<number> = []
-  /** labels of held leases a keeper holds (as a lane keeps its connection): given back when someone would wait */
-  kept: Array<number> = []
+  /** the connection shared leases join now (none when no shared lease holds one, or it was invalidated) */
+  sharedSlot: Slot | undefined = undefined
   fault: Fault | undefined = undefined
   now = 0
   nextLabel = 1
@@ -64,33 +76,40 @@ export class Model {
     return state
   }
 
-  /** A new acquire: served at once if a permit is free and nobody waits, queued otherwise. */
-  acquire(): number {
+  /** connections in use: each held by one exclusive lease or by one or more shared ones */
+  get inUse(): number {
+    return new Set(this.held.map((label) => this.heldState(label).slot)).size
+  }
+
+  /** A new acquire: served at once if it can be and nobody waits, queued otherwise. */
+  acquire(mode: Mode): number {
     const label = this.nextLabel++
-    if (this.waiters.length === 0 && this.held.length < this.maxConnections) this.serve(label)
-    else {
-      this.leases.set(label, { status: "waiting", since: this.now })
+    if (this.waiters.length > 0 || !this.tryServe(label, mode)) {
+      this.leases.set(label, { status: "waiting", since: this.now, mode })
       this.waiters.push(label)
-      this.reclaim()
     }
     return label
   }
 
-  /** A keeper's lease, taken only when it is served at once (the harness's Keep command checks that). */
-  keep(): number {
-    const label = this.nextLabel++
-    this.serve(label)
-    if (this.leases.get(label)?.status === "held") this.kept.push(label)
-    return label
+  /** Serves a lease if it can be now: a shared one joins the shared connection, anyone takes a free permit. */
+  private tryServe(label: number, mode: Mode): boolean {
+    const joinable = this.sharedSlot
+    if (mode === "shared" && joinable !== undefined) {
+      joinable.holders.add(label)
+      this.leases.set(label, { status: "held", slot: joinable })
+      this.held.push(label)
+      return true
+    }
+    if (this.inUse >= this.maxConnections) return false
+    this.serve(label, mode)
+    return true
   }
 
   /** A health check served at once: a lease that ends as soon as it began. */
   healthCheck(): void {
-    const pendingIdle =
-      [...this.leases.values()].filter((state) => state.status === "held" && state.connection === "an idle one").length
     this.counters.acquired++
     this.counters.released++
-    if (this.idle.size > pendingIdle) {
+    if (this.idle.size > this.pendingIdle()) {
       // Served by an idle connection, which is idle again afterwards.
       this.counters.reused++
     } else {
@@ -99,63 +118,65 @@ export class Model {
     }
   }
 
-  /**
-   * Someone waits while keepers hold connections: keepers give theirs back, one per waiter, the oldest connection
-   * first (the pool asks its connections in the order they were opened).
-   */
-  private reclaim(): void {
-    while (this.waiters.length > 0 && this.kept.length > 0) {
-      const connectionOf = (label: number) => {
-        const state = this.heldState(label)
-        return typeof state.connection === "number" ? state.connection : Infinity
-      }
-      const oldest = this.kept.reduce((best, label) => connectionOf(label) < connectionOf(best) ? label : best)
-      this.endLease(oldest, "reclaimed")
-    }
+  /** connections handed out whose id the model has not learnt yet (served "from an idle one") */
+  private pendingIdle(): number {
+    const slots = new Set(this.held.map((label) => this.heldState(label).slot))
+    return [...slots].filter((slot) => slot.connection === "an idle one").length
   }
 
   /** A lease got a permit: an idle connection if there is one, else a new one (or a connect failure). */
-  private serve(label: number): void {
-    const pendingIdle =
-      [...this.leases.values()].filter((state) => state.status === "held" && state.connection === "an idle one").length
-    if (this.idle.size > pendingIdle) {
+  private serve(label: number, mode: Mode): void {
+    const take = (connection: Slot["connection"]) => {
+      const slot: Slot = { connection, invalidated: false, mode, holders: new Set([label]) }
       this.counters.acquired++
-      this.counters.reused++
-      this.leases.set(label, { status: "held", connection: "an idle one", invalidated: false })
+      this.leases.set(label, { status: "held", slot })
       this.held.push(label)
+      if (mode === "shared") this.sharedSlot = slot
+    }
+    if (this.idle.size > this.pendingIdle()) {
+      this.counters.reused++
+      take("an idle one")
     } else if (this.fault !== undefined) {
       this.counters.connectFailures++
       this.leases.set(label, { status: "connectError" })
     } else {
       this.counters.created++
-      this.counters.acquired++
-      this.leases.set(label, { status: "held", connection: this.counters.created, invalidated: false })
-      this.held.push(label)
+      take(this.counters.created)
     }
   }
 
-  /** Hands free permits to waiters, oldest first (a failed connect frees its permit for the next one). */
+  /** Serves waiters, oldest first, while the oldest can be served (a failed connect lets the next one try). */
   private pump(): void {
-    while (this.waiters.length > 0 && this.held.length < this.maxConnections) {
-      const next = this.waiters.shift()!
-      this.serve(next)
+    while (this.waiters.length > 0) {
+      const next = this.waiters[0]!
+      const state = this.leases.get(next)
+      if (state?.status !== "waiting" || !this.tryServe(next, state.mode)) return
+      this.waiters.shift()
     }
   }
 
-  endLease(label: number, how: "released" | "failedInside" | "interruptedHolder" | "reclaimed"): void {
-    const state = this.heldState(label)
-    this.counters.released++
+  endLease(label: number, how: "released" | "failedInside" | "interruptedHolder"): void {
+    const { slot } = this.heldState(label)
     this.held = this.held.filter((held) => held !== label)
-    this.kept = this.kept.filter((kept) => kept !== label)
-    if (state.invalidated) {
+    slot.holders.delete(label)
+    this.leases.set(label, { status: how })
+    if (slot.holders.size > 0) return
+    this.counters.released++
+    if (this.sharedSlot === slot) this.sharedSlot = undefined
+    if (slot.invalidated) {
       this.counters.invalidated++
       this.counters.closed++
     } else {
-      this.idle.add(state.connection as number)
+      this.idle.add(slot.connection as number)
     }
-    this.leases.set(label, { status: how })
     this.pump()
-    this.reclaim()
+  }
+
+  /** Marks a held connection to close when its last lease ends; shared leases no longer join it. */
+  invalidateHeld(label: number): void {
+    const { slot } = this.heldState(label)
+    slot.invalidated = true
+    if (this.sharedSlot === slot) this.sharedSlot = undefined
   }
 
   invalidateIdle(id: number): void {
@@ -167,19 +188,33 @@ export class Model {
   interruptWaiter(label: number): void {
     this.waiters = this.waiters.filter((waiter) => waiter !== label)
     this.leases.set(label, { status: "interrupted" })
+    this.pump()
   }
 
+  /**
+   * Time passes: each wait ends at its deadline, in deadline order, and at that moment the waiters behind it are
+   * served if they can be (a shared lease behind an exclusive one that gave up joins the shared connection).
+   */
   tick(millis: number): ReadonlyArray<number> {
-    this.now += millis
-    const expired = this.waiters.filter((label) => {
-      const state = this.leases.get(label)
-      return state?.status === "waiting" && this.now - state.since >= this.acquireTimeoutMs
-    })
-    for (const label of expired) {
-      this.waiters = this.waiters.filter((waiter) => waiter !== label)
-      this.leases.set(label, { status: "timeout" })
-      this.counters.timeouts++
+    const end = this.now + millis
+    const expired: Array<number> = []
+    while (true) {
+      const deadlines = this.waiters.map((label) => {
+        const state = this.leases.get(label)
+        return state?.status === "waiting" ? state.since + this.acquireTimeoutMs : Infinity
+      })
+      const next = Math.min(...deadlines)
+      if (next > end) break
+      this.now = Math.max(this.now, next)
+      for (const label of this.waiters.filter((_, index) => deadlines[index] === next)) {
+        this.waiters = this.waiters.filter((waiter) => waiter !== label)
+        this.leases.set(label, { status: "timeout" })
+        this.counters.timeouts++
+        expired.push(label)
+      }
+      this.pump()
     }
+    this.now = end
     return expired
   }
 
@@ -188,21 +223,21 @@ export class Model {
     return {
       ...this.counters,
       open: this.open,
-      idle: this.open - this.held.length,
-      inUse: this.held.length,
+      idle: this.open - this.inUse,
+      inUse: this.inUse,
       waiting: this.waiters.length
     }
   }
 
   /** After the real pool served a lease "from an idle connection", the model learns which one it was. */
   resolveIdle(label: number, id: number): string | undefined {
-    const state = this.heldState(label)
-    if (state.connection !== "an idle one") return undefined
+    const { slot } = this.heldState(label)
+    if (slot.connection !== "an idle one") return undefined
     if (!this.idle.has(id)) {
       return `L${label} was served connection ${id}, which was not idle (idle: ${[...this.idle].join(", ") || "none"})`
     }
     this.idle.delete(id)
-    this.leases.set(label, { ...state, connection: id })
+    slot.connection = id
     return undefined
   }
 }
@@ -216,6 +251,7 @@ export interface RealLease {
   fiber: Fiber.RuntimeFiber<void, never> | undefined
   readonly ending: Deferred.Deferred<Ending>
   connection: ConnectionPool.PooledConnection | undefined
+  readonly mode: Mode
   /** what the fiber is doing, as the model names it, or "unexpected: ..." for anything the model has no name for */
   status: string
 }
@@ -230,22 +266,27 @@ export class Harness {
 
   constructor(
     readonly pool: ConnectionPool.Service,
+    readonly core: Pool.Core,
     readonly connector: FaultConnector,
     readonly forkIn: Scope.Scope
   ) {}
 
+  /** a connection handed to a lease while another lease held it, unless both are shared */
+  private noteDoubleLease(lease: RealLease, connection: ConnectionPool.PooledConnection): void {
+    for (const other of this.leases.values()) {
+      if (other === lease || other.status !== "held" || other.connection?.id !== connection.id) continue
+      if (lease.mode === "shared" && other.mode === "shared") continue
+      this.doubleLeases.push(`connection ${connection.id} handed to L${lease.label} while L${other.label} held it`)
+    }
+  }
+
   private holder(lease: RealLease): Effect.Effect<void> {
     const pool = this.pool
-    const leases = this.leases
-    const doubleLeases = this.doubleLeases
     const connections = this.connections
+    const noteDoubleLease = (connection: ConnectionPool.PooledConnection) => this.noteDoubleLease(lease, connection)
     return Effect.scoped(Effect.gen(function*() {
       const connection = yield* pool.acquire
-      for (const other of leases.values()) {
-        if (other.status === "held" && other.connection?.id === connection.id) {
-          doubleLeases.push(`connection ${connection.id} handed to L${lease.label} while L${other.label} held it`)
-        }
-      }
+      noteDoubleLease(connection)
       lease.connection = connection
       connections.set(connection.id, connection)
       lease.status = "held"
@@ -264,56 +305,42 @@ export class Harness {
     )
   }
 
-  /**
-   * A keeper's lease, as a lane takes it: through `lease` with a `reclaim` callback that gives the connection back
-   * at once; otherwise it ends as a held lease does.
-   */
-  startKeeper(label: number): Effect.Effect<void> {
+  /** A shared lease, as a lane's statement takes it from the core; held until told, then ended as told. */
+  startShared(label: number): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const lease = yield* this.newLease(label)
-      const pool = this.pool
+      const lease = yield* this.newLease(label, "shared")
+      const core = this.core
       const connections = this.connections
-      const keeper = Effect.uninterruptibleMask((restore) =>
+      const noteDoubleLease = (connection: ConnectionPool.PooledConnection) => this.noteDoubleLease(lease, connection)
+      const shared = Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const reclaimed = yield* Deferred.make<void>()
-          // Called by the pool's dispatch, never before the lease is handed out.
-          let giveBack = (): void => undefined
-          const leased = yield* pool.lease("lane", restore, () => giveBack())
-          giveBack = () => {
-            lease.status = "reclaimed"
-            leased.release(Exit.void)
-            Deferred.unsafeDone(reclaimed, Exit.void)
-          }
-          lease.connection = leased.pooled
-          connections.set(leased.pooled.id, leased.pooled)
+          const leased = yield* core.acquire("shared", core.laneLease, restore)
+          const connection = leased.entry.handle
+          noteDoubleLease(connection)
+          lease.connection = connection
+          connections.set(connection.id, connection)
           lease.status = "held"
-          const ending = yield* restore(
-            Effect.raceFirst(Deferred.await(lease.ending), Effect.as(Deferred.await(reclaimed), "reclaimed" as const))
-          )
-            .pipe(Effect.onInterrupt(() =>
-              Effect.sync(() => {
-                lease.status = "interruptedHolder"
-                leased.release(Exit.interrupt(FiberId.none))
-              })
-            ))
-          if (ending === "reclaimed") return
-          leased.release(
-            ending === "fail" ? Exit.fail(new SqlError({ cause: undefined, message: "failed inside" })) : Exit.void
-          )
-          lease.status = ending === "fail" ? "failedInside" : "released"
+          const exit = yield* Effect.exit(restore(Effect.gen(function*() {
+            const [row] = yield* connection.sql<{ label: number }>`SELECT ${lease.label} AS label`
+            if (row?.label !== lease.label) lease.status = `unexpected: SELECT returned ${JSON.stringify(row)}`
+            const ending = yield* Deferred.await(lease.ending)
+            if (ending === "fail") yield* connection.sql`SELEC this is not SQL`
+          })))
+          leased.release(exit)
+          return yield* exit
         })
       )
-      const ended = Effect.onExit(keeper, (exit) =>
+      const ended = Effect.onExit(shared, (exit) =>
         Effect.sync(() => {
-          if (lease.status === "waiting") lease.status = statusOfExit(exit, false)
+          lease.status = statusOfExit(exit, lease.status === "held")
         }))
       lease.fiber = yield* Effect.forkIn(Effect.ignore(ended), this.forkIn)
     })
   }
 
-  private newLease(label: number): Effect.Effect<RealLease> {
+  private newLease(label: number, mode: Mode): Effect.Effect<RealLease> {
     return Effect.map(Deferred.make<Ending>(), (ending) => {
-      const lease: RealLease = { label, fiber: undefined, ending, connection: undefined, status: "waiting" }
+      const lease: RealLease = { label, fiber: undefined, ending, connection: undefined, mode, status: "waiting" }
       this.leases.set(label, lease)
       return lease
     })
@@ -321,7 +348,7 @@ export class Harness {
 
   startLease(label: number): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const lease = yield* this.newLease(label)
+      const lease = yield* this.newLease(label, "exclusive")
       lease.fiber = yield* Effect.forkIn(this.holder(lease), this.forkIn)
     })
   }
@@ -340,23 +367,26 @@ export class Harness {
         const real = this.lease(label)
         if (real.status !== expected.status) {
           problems.push(`L${label} should be ${expected.status} but is ${real.status}`)
-        } else if (expected.status === "held" && typeof expected.connection === "number") {
-          if (real.connection?.id !== expected.connection) {
-            problems.push(`L${label} should hold connection ${expected.connection} but holds ${real.connection?.id}`)
+        } else if (expected.status === "held" && typeof expected.slot.connection === "number") {
+          if (real.connection?.id !== expected.slot.connection) {
+            problems.push(
+              `L${label} should hold connection ${expected.slot.connection} but holds ${real.connection?.id}`
+            )
           }
         }
       }
-      const heldIds = [...this.leases.values()].filter((lease) => lease.status === "held").map((lease) =>
-        lease.connection?.id
-      )
-      if (new Set(heldIds).size !== heldIds.length) problems.push(`a connection is leased twice: ${heldIds.join(", ")}`)
+      const exclusiveIds = [...this.leases.values()].filter((lease) => lease.status === "held").map((lease) =>
+        `${lease.connection?.id}${lease.mode === "shared" ? "s" : ""}`
+      ).filter((id, index, all) => !id.endsWith("s") || all.indexOf(id) === index)
+      const ids = exclusiveIds.map((id) => id.replace("s", ""))
+      if (new Set(ids).size !== ids.length) problems.push(`a connection is leased twice: ${exclusiveIds.join(", ")}`)
       const stats = yield* this.pool.stats
       const expected = model.expectedStats()
       for (const key of Object.keys(expected) as Array<keyof PoolStats.PoolStats>) {
         if (stats[key] !== expected[key]) problems.push(`stats.${key} should be ${expected[key]} but is ${stats[key]}`)
       }
       problems.push(...violations(stats, model.maxConnections).map((rule) => `invariant broken: ${rule}`))
-      problems.push(...this.pool.violations().map((rule) => `core invariant broken: ${rule}`))
+      problems.push(...this.core.violations().map((rule) => `core invariant broken: ${rule}`))
       if (this.connector.openHandles() !== stats.open) {
         problems.push(`the pool reports ${stats.open} open but ${this.connector.openHandles()} handles are open`)
       }

@@ -15,12 +15,15 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as ConnectionPool from "./ConnectionPool.js"
+import type * as ConnectionPool from "./ConnectionPool.js"
 import * as Connector from "./Connector.js"
+import * as PooledClient from "./internal/client.js"
 import * as Lane from "./internal/lane.js"
 import * as MemoryDatabase from "./internal/memoryDatabase.js"
+import * as Pool from "./internal/pool.js"
 import * as Transaction from "./internal/transaction.js"
 import * as PoolConfig from "./PoolConfig.js"
 import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
@@ -108,90 +111,32 @@ export const makeWithConfig = (
     const databaseFile = yield* MemoryDatabase.resolve(config.filename)
     const connector = yield* Connector.current
     const busy: RetryPolicy.BusyCounter = { retries: 0 }
-    const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
-
     // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
     const extensions: Array<string> = []
-    const clientOptions = { ...config, filename: databaseFile }
-
-    const writerPool = yield* ConnectionPool.makeWithConfig(
-      PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }),
-      { databaseFile, label: `${config.filename} (writer)`, role: "writer", extensions }
-    )
-    const writer = yield* Lane.makeLane({
-      pool: writerPool,
-      kind: "writer",
-      retryBusy,
-      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy }),
-      client: clientOptions
+    const writer = yield* makeWriter(config, {
+      databaseFile,
+      extensions,
+      retryBusy: RetryPolicy.retryWhileBusy(config, busy)
     })
-
-    const readerPool = config.readConnections === 0 ? undefined : yield* ConnectionPool.makeWithConfig(
-      PoolConfig.forLane(config, {
-        maxConnections: config.readConnections,
-        minConnections: config.minConnections
-      }),
-      {
-        databaseFile,
-        readOnly: true,
-        label: `${config.filename} (readers)`,
-        role: "reader",
-        extensions,
-        inWorkers: config.readerThreads
-      }
-    )
-    const reader = readerPool === undefined ? writer : yield* Lane.makeLane({
-      pool: readerPool,
-      kind: "reader",
-      retryBusy: (effect) => effect,
-      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: (e) => e }),
-      client: clientOptions,
-      inWorkers: config.readerThreads
-    })
-    const pools = readerPool === undefined ? [writerPool] : [writerPool, readerPool]
-
-    // SqliteClient's own methods, on the writer lane: export and backup hold the lane for their duration (as a
-    // transaction would); an extension is loaded into every open connection and every later one.
-    const onWriter = <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) =>
-      Effect.scoped(Effect.flatMap(writer.lease, ([, pooled]) => f(pooled.sql)))
-    const loadExtension = (path: string) =>
-      Effect.suspend(() => {
-        extensions.push(path)
-        const open = pools.flatMap((pool) => pool.openConnections())
-        return Effect.forEach(open, (connection) => connection.sql.loadExtension(path), { discard: true }).pipe(
-          Effect.tapError(() => Effect.sync(() => extensions.splice(extensions.indexOf(path), 1)))
-        )
-      })
-    const writerClient: SqliteClient.SqliteClient = Object.assign(writer.client, {
-      [SqliteClient.TypeId]: SqliteClient.TypeId,
-      config: {
-        filename: databaseFile,
-        transformQueryNames: config.transformQueryNames,
-        transformResultNames: config.transformResultNames,
-        spanAttributes: config.spanAttributes,
-        prepareCacheSize: config.prepareCacheSize,
-        prepareCacheTTL: config.prepareCacheTTL
-      },
-      export: onWriter((sql) => sql.export),
-      backup: (destination: string) => onWriter((sql) => sql.backup(destination)),
-      loadExtension
-    }) as unknown as SqliteClient.SqliteClient
-
+    const reader = config.readConnections === 0 ? undefined : yield* makeReader(config, { databaseFile, extensions })
+    const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
+    const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {
+        const writerStats = writer.core.snapshot()
         return {
-          writer: yield* writerPool.stats,
-          readers: readerPool === undefined ? PoolStats.empty : yield* readerPool.stats,
+          writer: writerStats,
+          readers: reader === undefined ? PoolStats.empty : reader.core.snapshot(),
           busyRetries: busy.retries,
-          writerWaiting: writer.waiting(),
+          writerWaiting: writerStats.waiting,
           replication: connector.replication === undefined ? undefined : yield* connector.replication
         }
       }),
-      // Through the lanes, as statements between the app's: never behind a connection a lane keeps.
+      // Through the lanes, as statements between the app's.
       healthCheck: Effect.gen(function*() {
         const writerHealth = yield* laneHealth(writer.client, config.filename)
-        const readersHealth = readerPool === undefined ? undefined : yield* laneHealth(reader.client, config.filename)
+        const readersHealth = reader === undefined ? undefined : yield* laneHealth(reader.client, config.filename)
         return {
           ok: writerHealth.ok && (readersHealth?.ok ?? true),
           writer: writerHealth,
@@ -199,8 +144,88 @@ export const makeWithConfig = (
         }
       }).pipe(Effect.withSpan("sqlsim.healthCheck", { captureStackTrace: false }))
     }
-    return { writer: writerClient, reader: reader === writer ? writerClient : reader.client, service }
+    return { writer: writerClient, reader: reader?.client ?? writerClient, service }
   })
+
+interface LaneOptions {
+  readonly databaseFile: string
+  readonly extensions: ReadonlyArray<string>
+}
+
+/** The writer lane: a pool of one connection, opened (and the file switched to WAL) before the layer is ready. */
+const makeWriter = (
+  config: PoolConfig.SqliteConfig,
+  options: LaneOptions & { readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError> }
+) =>
+  Effect.flatMap(
+    Pool.make(PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }), {
+      databaseFile: options.databaseFile,
+      label: `${config.filename} (writer)`,
+      role: "writer",
+      extensions: options.extensions
+    }),
+    (core) =>
+      Lane.makeLane({
+        core,
+        kind: "writer",
+        retryBusy: options.retryBusy,
+        withTransaction: (lane) =>
+          Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy: options.retryBusy }),
+        client: { ...config, filename: options.databaseFile }
+      })
+  )
+
+/** The Reader's lane: a pool of `readConnections` read-only connections (in worker threads with `readerThreads`). */
+const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
+  Effect.flatMap(
+    Pool.make(
+      PoolConfig.forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
+      {
+        databaseFile: options.databaseFile,
+        readOnly: true,
+        label: `${config.filename} (readers)`,
+        role: "reader",
+        extensions: options.extensions,
+        inWorkers: config.readerThreads
+      }
+    ),
+    (core) =>
+      Lane.makeLane({
+        core,
+        kind: "reader",
+        retryBusy: identity,
+        withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: identity }),
+        client: { ...config, filename: options.databaseFile },
+        inWorkers: config.readerThreads
+      })
+  )
+
+/**
+ * The writer lane as SqliteClient: `export` and `backup` hold the lane for their duration (as a transaction would);
+ * an extension is loaded into every open connection of both pools and every later one.
+ */
+const sqliteClient = (
+  writer: Lane.Lane,
+  options: PooledClient.Options,
+  cores: ReadonlyArray<Pool.Core>,
+  extensions: Array<string>
+): SqliteClient.SqliteClient => {
+  const onWriter = <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) =>
+    Effect.scoped(Effect.flatMap(writer.lease, ([, entry]) => f(entry.client)))
+  const loadExtension = (path: string) =>
+    Effect.suspend(() => {
+      extensions.push(path)
+      const open = cores.flatMap((core) => core.openEntries())
+      return Effect.forEach(open, (entry) => entry.client.loadExtension(path), { discard: true }).pipe(
+        Effect.tapError(() => Effect.sync(() => extensions.splice(extensions.indexOf(path), 1)))
+      )
+    })
+  return PooledClient.asSqliteClient(writer.client, options, {
+    export: onWriter((sql) => sql.export),
+    backup: (destination) => onWriter((sql) => sql.backup(destination)),
+    loadExtension
+  })
+}
 
 /** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */
 const laneHealth = (
@@ -208,7 +233,7 @@ const laneHealth = (
   filename: string
 ): Effect.Effect<ConnectionPool.HealthReport, AcquireError | HealthCheckError> =>
   Effect.mapError(
-    ConnectionPool.report(client),
+    Pool.report(client),
     (error): AcquireError | HealthCheckError =>
       isAcquireError(error.cause)
         ? error.cause

@@ -132,14 +132,25 @@ describe("SqlitePool as a drop-in for SqliteClient", () => {
       const { context } = yield* layerOn({ readConnections: 2 })
       const sqlite = context.unsafeMap.get(SqliteClient.SqliteClient.key) as SqliteClient.SqliteClient
       const reader = context.unsafeMap.get(SqlitePool.Reader.key) as SqlClient.SqlClient
-      yield* reader`SELECT 1` // the Reader's kept connection exists before the extension
+      yield* reader`SELECT 1` // a Reader connection open before the extension
       assert.strictEqual((yield* Effect.exit(reader`SELECT answer() AS n`))._tag, "Failure")
       yield* sqlite.loadExtension(extension)
       assert.deepStrictEqual(yield* sqlite`SELECT answer() AS n`, [{ n: 42 }])
       assert.deepStrictEqual(yield* reader`SELECT answer() AS n`, [{ n: 42 }])
-      // A reader connection opened afterwards (the transaction's own) loads it as it opens.
-      assert.deepStrictEqual(yield* reader.withTransaction(reader`SELECT answer() AS n`), [{ n: 42 }])
+      // A reader connection opened afterwards loads it as it opens: a second transaction while the first holds the
+      // open connection gets a new one.
+      const release = yield* Deferred.make<void>()
+      const first = yield* Effect.fork(
+        reader.withTransaction(Effect.zipLeft(reader<{ n: number }>`SELECT answer() AS n`, Deferred.await(release)))
+      )
       const pool = context.unsafeMap.get(SqlitePool.SqlitePool.key) as SqlitePool.Service
+      yield* waitUntil(
+        Effect.map(pool.stats, (s) => s.readers.inUse === 1),
+        "the first transaction holds its connection"
+      )
+      assert.deepStrictEqual(yield* reader.withTransaction(reader`SELECT answer() AS n`), [{ n: 42 }])
+      yield* Deferred.succeed(release, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(first), [{ n: 42 }])
       assert.strictEqual((yield* pool.stats).readers.created, 2)
     }))
 

@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
+import * as Pool from "../src/internal/pool.js"
 import * as PoolCore from "../src/internal/poolCore.js"
 import { makeTestPool, tempDir, waitUntil } from "./utils.js"
 
@@ -56,12 +57,14 @@ const poolWithSlowProbes = (input: PoolConfig.Input = {}) =>
         }))
     })
     const poolScope = yield* Scope.make()
-    const pool = yield* ConnectionPool.make({ filename: path.join(directory, "test.db"), ...input }).pipe(
+    const config = yield* PoolConfig.make({ filename: path.join(directory, "test.db"), ...input })
+    const core = yield* Pool.make(config).pipe(
       Effect.provideService(Connector.Connector, service),
       Scope.extend(poolScope)
     )
+    const pool = Pool.service(core)
     const filename = path.join(directory, "test.db")
-    return { pool, control, probeStarted, answer, filename, close: Scope.close(poolScope, Exit.void) }
+    return { pool, core, control, probeStarted, answer, filename, close: Scope.close(poolScope, Exit.void) }
   })
 
 describe("pool core: the queue", () => {
@@ -101,7 +104,7 @@ describe("pool core: the queue", () => {
 
   it.scoped("a connection handed to a waiter that was interrupted meanwhile goes to the next waiter", () =>
     Effect.gen(function*() {
-      const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
+      const { connector, core, pool } = yield* makeTestPool({ maxConnections: 1 })
       const served: Array<string> = []
       const holder = yield* Scope.make()
       yield* Scope.extend(pool.acquire, holder)
@@ -117,7 +120,7 @@ describe("pool core: the queue", () => {
       expect(served).toEqual(["next on 1"])
       expect(connector.openedCount()).toBe(1)
       expect(yield* pool.stats).toMatchObject({ created: 1, open: 1, idle: 1, inUse: 0, waiting: 0 })
-      expect(pool.violations()).toEqual([])
+      expect(core.violations()).toEqual([])
     }))
 })
 
@@ -140,9 +143,9 @@ describe("pool core: probes", () => {
 
   it.scoped("a connection invalidated while its probe runs serves that lease, then is closed", () =>
     Effect.gen(function*() {
-      const { answer, control, pool, probeStarted } = yield* poolWithSlowProbes()
+      const { answer, control, core, pool, probeStarted } = yield* poolWithSlowProbes()
       yield* pool.use((c) => c.sql`SELECT 1`)
-      const [connection] = pool.openConnections()
+      const [connection] = core.openEntries().map((entry) => entry.handle)
       control.hold = true
       const user = yield* Effect.fork(pool.use((c) => Effect.as(c.sql`SELECT 1`, c.id)))
       yield* Deferred.await(probeStarted)
@@ -216,118 +219,147 @@ const checkedBy = (makeCheck: () => () => string | undefined, options: { readonl
         }))
     }))
 
-const take = <Client>(core: PoolCore.PoolCore<Client>, holder: PoolCore.Holder, reclaim?: () => void) =>
-  Effect.uninterruptibleMask((restore) => core.acquire(holder, restore, reclaim))
+const take = <Client>(core: PoolCore.PoolCore<Client>, mode: PoolCore.Mode = "exclusive") =>
+  Effect.uninterruptibleMask((restore) =>
+    core.acquire(mode, mode === "shared" ? core.laneLease : core.callerLease, restore)
+  )
 
 const coreWaiting = <Client>(core: PoolCore.PoolCore<Client>, count: number) =>
   waitUntil(Effect.sync(() => core.snapshot().waiting === count), `${count} waiting`)
 
-describe("pool core: holders that keep a connection as an optimisation", () => {
-  it.scoped("each waiter asks one keeper, in order, once per lease; a keeper still busy counts as coming", () =>
+describe("pool core: shared and exclusive leases", () => {
+  it.scoped("shared leases join one connection; the counters count it handed out once", () =>
     Effect.gen(function*() {
       const core = yield* makeCore({ maxConnections: 2 })
-      const asked: Array<string> = []
-      const first = yield* take(core, "lane", () => asked.push("first"))
-      const second = yield* take(core, "lane", () => asked.push("second"))
-      const waiterA = yield* Effect.fork(take(core, "caller"))
-      yield* coreWaiting(core, 1)
-      // Both keepers are busy: one is asked, and its connection is counted as coming for the one waiter.
-      expect(asked).toEqual(["first"])
-      const waiterB = yield* Effect.fork(take(core, "caller"))
-      yield* coreWaiting(core, 2)
-      expect(asked).toEqual(["first", "second"])
-      const waiterC = yield* Effect.fork(take(core, "caller"))
-      yield* coreWaiting(core, 3)
-      // Nobody else keeps a connection, and nobody is asked twice.
-      expect(asked).toEqual(["first", "second"])
-      first.release(Exit.void)
-      const servedA = yield* joinSoon(waiterA, "the first waiter is served")
-      expect(servedA.entry).toBe(first.entry)
-      second.release(Exit.void)
-      const servedB = yield* joinSoon(waiterB, "the second waiter is served")
-      expect(servedB.entry).toBe(second.entry)
-      servedA.release(Exit.void)
-      const servedC = yield* joinSoon(waiterC, "the third waiter is served")
-      servedB.release(Exit.void)
-      servedC.release(Exit.void)
-      expect(asked).toEqual(["first", "second"])
-      expect(core.snapshot()).toMatchObject({ created: 2, acquired: 5, released: 5, waiting: 0 })
+      const a = yield* take(core, "shared")
+      const b = yield* take(core, "shared")
+      const c = yield* take(core, "shared")
+      expect([b.entry.id, c.entry.id]).toEqual([a.entry.id, a.entry.id])
+      expect(core.snapshot()).toMatchObject({ created: 1, acquired: 1, inUse: 1, idle: 0 })
+      expect(core.violations()).toEqual([])
+      a.release(Exit.void)
+      b.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ inUse: 1, released: 0 })
+      c.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ acquired: 1, released: 1, inUse: 0, idle: 1 })
+      expect(core.violations()).toEqual([])
     }))
 
-  it.scoped("a keeper that gives its connection back at once serves the waiter, and no other keeper is asked", () =>
+  it.scoped("an exclusive lease never shares: beside a shared connection it gets another one", () =>
     Effect.gen(function*() {
       const core = yield* makeCore({ maxConnections: 2 })
-      const asked: Array<string> = []
-      const giveBack: { first?: PoolCore.Lease<Connector.Connection> } = {}
-      giveBack.first = yield* take(core, "lane", () => {
-        asked.push("first")
-        giveBack.first?.release(Exit.void)
-      })
-      const second = yield* take(core, "lane", () => asked.push("second"))
-      const served = yield* take(core, "caller")
-      expect(asked).toEqual(["first"])
-      expect(served.entry).toBe(giveBack.first.entry)
-      expect(core.snapshot()).toMatchObject({ inUse: 2, waiting: 0, created: 2 })
-      served.release(Exit.void)
-      second.release(Exit.void)
+      const shared = yield* take(core, "shared")
+      const alone = yield* take(core, "exclusive")
+      expect(alone.entry.id).not.toBe(shared.entry.id)
+      // A shared lease does not join the exclusive connection either.
+      const joined = yield* take(core, "shared")
+      expect(joined.entry.id).toBe(shared.entry.id)
+      expect(core.violations()).toEqual([])
     }))
 
-  it.scoped("a keeper is asked again on its next lease of the same connection", () =>
+  it.scoped("in a pool of one, an exclusive lease waits for the shared ones before it, and later shared ones wait for it", () =>
     Effect.gen(function*() {
       const core = yield* makeCore({ maxConnections: 1 })
-      const asked: Array<string> = []
-      const first = yield* take(core, "lane", () => asked.push("first lease"))
-      const waiter = yield* Effect.fork(take(core, "caller"))
+      const order: Array<string> = []
+      const first = yield* take(core, "shared")
+      const transaction = yield* Effect.fork(
+        Effect.tap(take(core, "exclusive"), (lease) => Effect.sync(() => order.push(`exclusive on ${lease.entry.id}`)))
+      )
       yield* coreWaiting(core, 1)
-      expect(asked).toEqual(["first lease"])
+      // Arrived after the exclusive waiter: it must not join the shared connection ahead of it.
+      const later = yield* Effect.fork(
+        Effect.tap(take(core, "shared"), (lease) => Effect.sync(() => order.push(`shared on ${lease.entry.id}`)))
+      )
+      yield* coreWaiting(core, 2)
+      expect(order).toEqual([])
       first.release(Exit.void)
-      ;(yield* joinSoon(waiter, "the waiter is served")).release(Exit.void)
-      const again = yield* take(core, "lane", () => asked.push("second lease"))
-      expect(again.entry).toBe(first.entry)
-      const next = yield* Effect.fork(take(core, "caller"))
-      yield* coreWaiting(core, 1)
-      expect(asked).toEqual(["first lease", "second lease"])
-      again.release(Exit.void)
-      ;(yield* joinSoon(next, "the next waiter is served")).release(Exit.void)
+      const held = yield* joinSoon(transaction, "the exclusive lease is served")
+      expect(order).toEqual(["exclusive on 1"])
+      expect(core.snapshot().waiting).toBe(1)
+      held.release(Exit.void)
+      const statementLease = yield* joinSoon(later, "the later shared lease is served")
+      expect(order).toEqual(["exclusive on 1", "shared on 1"])
+      statementLease.release(Exit.void)
+      expect(core.violations()).toEqual([])
     }))
 
-  it.scoped("closing the pool asks every keeper for its connection, and ends as soon as they are given back", () =>
+  it.scoped("shared waiters queued behind an exclusive one all join one connection when it is free", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 1 })
+      const holder = yield* take(core, "exclusive")
+      const statements = yield* Effect.forEach([1, 2, 3], () => Effect.fork(take(core, "shared")))
+      yield* coreWaiting(core, 3)
+      holder.release(Exit.void)
+      const leases = yield* Effect.forEach(statements, (fiber) => joinSoon(fiber, "a statement is served"))
+      expect(leases.map((lease) => lease.entry.id)).toEqual([1, 1, 1])
+      expect(core.snapshot()).toMatchObject({ acquired: 2, inUse: 1, waiting: 0 })
+      for (const lease of leases) lease.release(Exit.void)
+      expect(core.violations()).toEqual([])
+    }))
+
+  it.scoped("a shared lease that ended broken stops others joining; the connection closes when its last lease ends", () =>
+    Effect.gen(function*() {
+      const lost = new Error("connection lost")
+      const core = yield* makeCore({ maxConnections: 2 }, { isFatal: (error) => error === lost })
+      const a = yield* take(core, "shared")
+      const b = yield* take(core, "shared")
+      a.release(Exit.fail(lost))
+      const c = yield* take(core, "shared")
+      expect(c.entry.id).toBe(2)
+      expect(core.snapshot()).toMatchObject({ open: 2, closed: 0 })
+      b.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ open: 1, closed: 1, invalidated: 1 })
+      c.release(Exit.void)
+      expect(core.violations()).toEqual([])
+    }))
+
+  it.scoped("a statement finds the connection the last statement used (affinity), while anyone may take it meanwhile", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ minConnections: 2, maxConnections: 2 })
+      const first = yield* take(core, "shared")
+      const id = first.entry.id
+      first.release(Exit.void)
+      const again = yield* take(core, "shared")
+      expect(again.entry.id).toBe(id)
+      again.release(Exit.void)
+      const caller = yield* take(core, "exclusive")
+      expect(caller.entry.id).toBe(id)
+      const meanwhile = yield* take(core, "shared")
+      expect(meanwhile.entry.id).not.toBe(id)
+      caller.release(Exit.void)
+      meanwhile.release(Exit.void)
+      expect(core.violations()).toEqual([])
+    }))
+
+  it.scoped("a shared connection past maxLifetime is not joined: new statements get another, the old one closes", () =>
+    Effect.gen(function*() {
+      const core = yield* makeCore({ maxConnections: 2, maxLifetime: "1 minute" })
+      const old = yield* take(core, "shared")
+      yield* TestClock.adjust("61 seconds")
+      const fresh = yield* take(core, "shared")
+      expect(fresh.entry.id).not.toBe(old.entry.id)
+      old.release(Exit.void)
+      expect(core.snapshot()).toMatchObject({ closed: 1, invalidated: 0, open: 1 })
+      fresh.release(Exit.void)
+      expect(core.violations()).toEqual([])
+    }))
+
+  it.scoped("closing the pool waits for shared leases to end, then closes their connection", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const core = yield* Scope.extend(makeCore({ maxConnections: 2, shutdownTimeout: "1 minute" }), scope)
-      const asked: Array<string> = []
-      const leases: { first?: PoolCore.Lease<Connector.Connection>; second?: PoolCore.Lease<Connector.Connection> } = {}
-      leases.first = yield* take(core, "lane", () => {
-        asked.push("first")
-        leases.first?.release(Exit.void)
-      })
-      leases.second = yield* take(core, "lane", () => {
-        asked.push("second")
-        leases.second?.release(Exit.void)
-      })
-      // The clock does not move: without the keepers giving back, closing would wait out shutdownTimeout.
+      const core = yield* Scope.extend(makeCore({ maxConnections: 1, shutdownTimeout: "1 minute" }), scope)
+      const a = yield* take(core, "shared")
+      const b = yield* take(core, "shared")
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* joinSoon(closing, "the pool is closed")
-      expect(asked).toEqual(["first", "second"])
-      expect(core.snapshot()).toMatchObject({ created: 2, closed: 2, open: 0, inUse: 0, released: 2 })
-    }))
-
-  it.scoped("a caller's lease is never asked for: the waiter waits until the caller is done", () =>
-    Effect.gen(function*() {
-      const core = yield* makeCore({ maxConnections: 1 })
-      const caller = yield* take(core, "caller")
-      const waiter = yield* Effect.fork(take(core, "caller"))
-      yield* coreWaiting(core, 1)
-      expect(caller.entry.state).toBe("leased")
-      caller.release(Exit.void)
-      const served = yield* joinSoon(waiter, "the waiter is served")
-      expect(served.entry).toBe(caller.entry)
-      served.release(Exit.void)
-      expect(core.snapshot()).toMatchObject({ created: 1, acquired: 2, released: 2, waiting: 0 })
+      yield* waitUntil(Effect.sync(() => Option.isNone(Option.none())), "a turn")
+      a.release(Exit.void)
+      expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
+      b.release(Exit.void)
+      yield* joinSoon(closing, "closing ends once both leases have")
+      expect(core.snapshot()).toMatchObject({ open: 0, closed: 1, invalidated: 0 })
     }))
 })
 
-/** The core's private state, as the invariant checks read it. */
 interface Inside {
   opening: number
   dispatching: boolean
@@ -342,7 +374,7 @@ describe("pool core: the invariant checks of the model-based test", () => {
     Effect.gen(function*() {
       const core = yield* makeCore({ minConnections: 2, maxConnections: 2 })
       expect(core.violations()).toEqual([])
-      const lease = yield* Effect.uninterruptibleMask((restore) => core.acquire("caller", restore))
+      const lease = yield* take(core)
       expect(core.violations()).toEqual([])
       lease.release(Exit.void)
       expect(core.violations()).toEqual([])
@@ -427,15 +459,15 @@ describe("pool core: what ends a connection, and how it is counted", () => {
     Effect.gen(function*() {
       const lost = new Error("lost write access")
       const core = yield* makeCore({}, { isFatal: (error) => error === lost })
-      const lease = yield* take(core, "caller")
+      const lease = yield* take(core)
       lease.release(Exit.fail(new Error("the caller's own error")))
       expect(core.snapshot()).toMatchObject({ open: 1, idle: 1, invalidated: 0 })
-      const again = yield* take(core, "caller")
+      const again = yield* take(core)
       expect(again.entry).toBe(lease.entry)
       again.release(Exit.fail(lost))
       expect(core.snapshot()).toMatchObject({ open: 0, closed: 1, invalidated: 1 })
       expect(core.check(lease.entry)).toBe("it was closed")
-      const replacement = yield* take(core, "caller")
+      const replacement = yield* take(core)
       expect(replacement.entry.id).toBe(2)
       replacement.release(Exit.void)
     }))
@@ -462,16 +494,16 @@ describe("pool core: what ends a connection, and how it is counted", () => {
         }
       }, { fileCheck: false })
       const core = yield* makeCore({}, { connector })
-      const first = yield* take(core, "caller")
+      const first = yield* take(core)
       first.release(Exit.void)
       expect(core.check(first.entry)).toBeUndefined()
-      const again = yield* take(core, "caller")
+      const again = yield* take(core)
       expect(again.entry).toBe(first.entry)
       again.release(Exit.void)
       closed = true
       expect(core.check(first.entry)).toBe("the server went away")
       closed = false // the next connection is a good one: only the first went away
-      const replacement = yield* take(core, "caller")
+      const replacement = yield* take(core)
       expect(replacement.entry.id).toBe(2)
       replacement.release(Exit.void)
     }))
@@ -486,7 +518,7 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       const core = yield* makeCore({ retries: 3, retryBaseDelay: "1 millis", acquireTimeout: "20 seconds" }, {
         connector
       })
-      const error = yield* Effect.flip(take(core, "caller"))
+      const error = yield* Effect.flip(take(core))
       expect(error).toMatchObject({
         _tag: "ConnectError",
         code: "SQLITE_CANTOPEN",
@@ -507,7 +539,7 @@ describe("pool core: what ends a connection, and how it is counted", () => {
       })
       const core = yield* makeCore({ acquireTimeout: "300 millis" }, { connector })
       const started = performance.now()
-      const error = yield* Effect.flip(take(core, "caller"))
+      const error = yield* Effect.flip(take(core))
       expect(error._tag).toBe("AcquireTimeoutError")
       expect(core.snapshot().timeouts).toBe(1)
       expect(performance.now() - started).toBeLessThan(10_000)
@@ -517,9 +549,9 @@ describe("pool core: what ends a connection, and how it is counted", () => {
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const core = yield* Scope.extend(makeCore({ maxConnections: 3, shutdownTimeout: "10 seconds" }), scope)
-      const idle = yield* take(core, "caller")
-      const givenBack = yield* take(core, "caller")
-      const outliving = yield* take(core, "caller")
+      const idle = yield* take(core)
+      const givenBack = yield* take(core)
+      const outliving = yield* take(core)
       idle.release(Exit.void)
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       yield* waitUntil(Effect.sync(() => core.snapshot().closed === 1), "the idle connection is closed")
@@ -545,9 +577,9 @@ describe("pool core: a connect that ends while the pool closes", () => {
       })
       const scope = yield* Scope.make()
       const core = yield* Scope.extend(makeCore({ maxConnections: 2 }, { connector }), scope)
-      const lease = yield* take(core, "caller")
+      const lease = yield* take(core)
       gate.hold = true
-      const waiter = yield* Effect.fork(take(core, "caller"))
+      const waiter = yield* Effect.fork(take(core))
       yield* coreWaiting(core, 1)
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       const refused = yield* Effect.flip(joinSoon(waiter, "the waiter is refused"))
@@ -582,7 +614,7 @@ describe("pool core: connects in progress", () => {
     Effect.gen(function*() {
       const { gate, service } = yield* gatedConnector
       const core = yield* makeCore({ maxConnections: 2 }, { connector: service })
-      const waiters = yield* Effect.forEach([1, 2, 3], () => Effect.fork(take(core, "caller")))
+      const waiters = yield* Effect.forEach([1, 2, 3], () => Effect.fork(take(core)))
       yield* coreWaiting(core, 3)
       expect(gate.connects).toBe(2)
       expect(core.violations()).toEqual([])
@@ -601,9 +633,9 @@ describe("pool core: connects in progress", () => {
       gate.hold = false
       const core = yield* makeCore({ minConnections: 1, maxConnections: 3 }, { connector: service })
       const [kept] = core.openEntries()
-      const lease = yield* take(core, "caller") // the pool's one connection
+      const lease = yield* take(core) // the pool's one connection
       gate.hold = true
-      const waiter = yield* Effect.fork(take(core, "caller"))
+      const waiter = yield* Effect.fork(take(core))
       yield* coreWaiting(core, 1)
       expect(gate.connects).toBe(2) // the pool's one, and the waiter's
       // The pool's connection goes; the waiter's connect in progress keeps the pool at minConnections.
@@ -622,7 +654,7 @@ describe("pool core: connects in progress", () => {
     Effect.gen(function*() {
       const { gate, service } = yield* gatedConnector
       const core = yield* makeCore({ idleTimeToLive: "1 minute" }, { connector: service })
-      const waiter = yield* Effect.fork(take(core, "caller"))
+      const waiter = yield* Effect.fork(take(core))
       yield* coreWaiting(core, 1)
       yield* Fiber.interrupt(waiter)
       yield* Deferred.succeed(gate.open, undefined)
@@ -637,11 +669,11 @@ describe("pool core: leases", () => {
   it.scoped("a lease ended twice counts once", () =>
     Effect.gen(function*() {
       const core = yield* makeCore()
-      const lease = yield* take(core, "caller")
+      const lease = yield* take(core)
       lease.release(Exit.void)
       lease.release(Exit.void)
       expect(core.snapshot()).toMatchObject({ acquired: 1, released: 1, inUse: 0, idle: 1 })
-      const again = yield* take(core, "caller")
+      const again = yield* take(core)
       lease.release(Exit.void) // the old lease: nothing happens to the new one
       expect(core.snapshot()).toMatchObject({ acquired: 2, released: 1, inUse: 1 })
       again.release(Exit.void)
@@ -651,8 +683,8 @@ describe("pool core: leases", () => {
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const core = yield* Scope.extend(makeCore({ maxConnections: 1 }), scope)
-      const lease = yield* take(core, "caller")
-      const waiter = yield* Effect.fork(Effect.flip(take(core, "caller")))
+      const lease = yield* take(core)
+      const waiter = yield* Effect.fork(Effect.flip(take(core)))
       yield* coreWaiting(core, 1)
       // In one step: the connection goes to the waiter, then the pool closes before the waiter runs.
       const closing = yield* Effect.fork(

@@ -6,7 +6,7 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
-import { ConnectionPool, RetryPolicy } from "@sqlsim/sqlite-pool"
+import { RetryPolicy } from "@sqlsim/sqlite-pool"
 import { settle } from "@sqlsim/test-kit/Wait"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -27,7 +27,7 @@ const busy = () =>
 /** A transaction runner over a pool of one, whose connection fails its next `busyCommits` COMMITs with BUSY. */
 const setup = (busyCommits: number) =>
   Effect.gen(function*() {
-    const { pool } = yield* makeTestPool({ maxConnections: 1 })
+    const { core, pool } = yield* makeTestPool({ maxConnections: 1 })
     let commitsLeft = busyCommits
     const withBusyCommit = (connection: SqlConnection.Connection): SqlConnection.Connection => ({
       ...connection,
@@ -41,7 +41,7 @@ const setup = (busyCommits: number) =>
     const withTransaction = Transaction.makeWithTransaction({
       lease: pool.acquire.pipe(
         Effect.mapError((error) => new SqlError({ cause: error, message: error.message })),
-        Effect.map((pooled) => [withBusyCommit(ConnectionPool.rawConnection(pooled)), pooled] as const)
+        Effect.map((pooled) => [withBusyCommit(core.entryOf(pooled)!.connection.connection), pooled] as const)
       ),
       invalidate: pool.invalidate,
       begin: "BEGIN IMMEDIATE",

@@ -2,11 +2,12 @@
  * Fixtures of the pool's tests: a pool on a fresh file behind the fault connector, and the invariants of its stats.
  * Temporary directories, the connector and the waits come from the test kit.
  */
-import { ConnectionPool, Connector, type PoolConfig, type PoolStats } from "@sqlsim/sqlite-pool"
+import { Connector, PoolConfig, type PoolStats } from "@sqlsim/sqlite-pool"
 import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import { tempDir } from "@sqlsim/test-kit/TempDir"
 import * as Effect from "effect/Effect"
 import * as path from "node:path"
+import * as Pool from "../src/internal/pool.js"
 
 export { randomBytes, tempDir } from "@sqlsim/test-kit/TempDir"
 export { advanceUntil, eventually, waitUntil, yieldEventLoop } from "@sqlsim/test-kit/Wait"
@@ -27,8 +28,7 @@ export const makeTestPool = (
     const directory = yield* tempDir
     const filename = input.filename ?? path.join(directory, "test.db")
     const connector = yield* FaultConnector.make(directory, faultFor)
-    const pool = yield* ConnectionPool.make({ ...input, filename }).pipe(
-      Effect.provideService(Connector.Connector, connector.service)
-    )
-    return { pool, connector, directory, filename }
+    const config = yield* PoolConfig.make({ ...input, filename })
+    const core = yield* Pool.make(config).pipe(Effect.provideService(Connector.Connector, connector.service))
+    return { pool: Pool.service(core), core, connector, directory, filename }
   })

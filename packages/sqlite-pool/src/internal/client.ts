@@ -10,6 +10,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Client from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Connector from "../Connector.js"
 import * as Transaction from "./transaction.js"
@@ -23,7 +24,39 @@ export interface Options {
   readonly transformQueryNames?: ((name: string) => string) | undefined
   readonly transformResultNames?: ((name: string) => string) | undefined
   readonly spanAttributes?: Readonly<Record<string, unknown>> | undefined
+  readonly prepareCacheSize?: number | undefined
+  readonly prepareCacheTTL?: Duration.DurationInput | undefined
 }
+
+/** SqliteClient's own members, beside those of every `SqlClient`. */
+export interface SqliteMembers {
+  readonly export: SqliteClient.SqliteClient["export"]
+  readonly backup: SqliteClient.SqliteClient["backup"]
+  readonly loadExtension: SqliteClient.SqliteClient["loadExtension"]
+}
+
+/**
+ * The one place a `SqlClient` becomes a `SqliteClient` (a connection's client, and the writer lane): its config as
+ * SqliteClient reports it and its own members. SqliteClient declares `updateValues: never`, which no value can
+ * have, so the result is asserted rather than checked.
+ */
+export const asSqliteClient = (
+  client: Client.SqlClient,
+  options: Options,
+  members: SqliteMembers
+): SqliteClient.SqliteClient =>
+  Object.assign(client, {
+    [SqliteClient.TypeId]: SqliteClient.TypeId,
+    config: {
+      filename: options.filename,
+      transformQueryNames: options.transformQueryNames,
+      transformResultNames: options.transformResultNames,
+      spanAttributes: options.spanAttributes,
+      prepareCacheSize: options.prepareCacheSize,
+      prepareCacheTTL: options.prepareCacheTTL
+    },
+    ...members
+  }) as unknown as SqliteClient.SqliteClient
 
 /** How the client of one connection runs `withTransaction` (the lanes' implementation, on that connection). */
 export interface TransactionOptions {
@@ -63,17 +96,10 @@ export const make = (
         retryBusy: transaction.retryBusy,
         spanAttributes: clientOptions(options).spanAttributes
       })
-      return Object.assign(client, {
-        withTransaction,
-        [SqliteClient.TypeId]: SqliteClient.TypeId,
-        config: {
-          filename: options.filename,
-          transformQueryNames: options.transformQueryNames,
-          transformResultNames: options.transformResultNames
-        },
+      return asSqliteClient(Object.assign(client, { withTransaction }), options, {
         export: driver?.export ?? unavailable("export"),
-        backup: (destination: string) => driver?.backup(destination) ?? unavailable("backup"),
-        loadExtension: (path: string) => driver?.loadExtension(path) ?? unavailable("loadExtension")
-      }) as unknown as SqliteClient.SqliteClient
+        backup: (destination) => driver?.backup(destination) ?? unavailable("backup"),
+        loadExtension: (path) => driver?.loadExtension(path) ?? unavailable("loadExtension")
+      })
     }
   )

@@ -1,7 +1,10 @@
 /**
- * A lane: an `@effect/sql` client whose connections come from a ConnectionPool. The writer lane (a pool of one)
- * retries SQLITE_BUSY from other processes asynchronously, on the exponential schedule, so the event loop never
- * blocks in SQLite's busy handler; the reader lane turns SQLITE_READONLY into a message that says where writes go.
+ * A lane: an `@effect/sql` client whose statements run on leases of one pool core. Single statements take shared
+ * leases (several statements on one connection; each runs to completion inside the driver), transactions, streams
+ * and SqliteClient's `export`/`backup` exclusive ones, all served in arrival order by the core's one queue. The
+ * writer lane (a pool of one) retries SQLITE_BUSY from other processes asynchronously, on the exponential schedule,
+ * so the event loop never blocks in SQLite's busy handler; the reader lane turns SQLITE_READONLY into a message that
+ * says where writes go.
  *
  * @internal
  */
@@ -10,17 +13,21 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as ConnectionPool from "../ConnectionPool.js"
 import * as Connector from "../Connector.js"
-import { PoolClosedError } from "../PoolError.js"
+import type { AcquireError } from "../PoolError.js"
 import * as SqliteCode from "../SqliteCode.js"
 import * as PooledClient from "./client.js"
-import * as FairGate from "./fairGate.js"
-import { acquireError, leaseFrom, makePin, type Restore } from "./pin.js"
+import type * as Pool from "./pool.js"
+import type * as PoolCore from "./poolCore.js"
+
+type Entry = Pool.Entry
+type Statement<A> = (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
+
+/** A pool failure as the `SqlError` an `@effect/sql` client fails with; the pool's error stays its cause. */
+export const acquireError = (error: AcquireError) => new SqlError({ cause: error, message: error.message })
 
 const mapConnection = (
   connection: SqlConnection.Connection,
@@ -61,153 +68,63 @@ const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A
 
 export interface Lane {
   readonly client: Client.SqlClient
-  /** a lease of one raw connection with the pooled connection behind it (for transactions) */
-  readonly lease: Effect.Effect<
-    readonly [SqlConnection.Connection, ConnectionPool.PooledConnection],
-    SqlError,
-    Scope.Scope
-  >
-  readonly pool: ConnectionPool.Service
-  /** transactions and statements waiting for the lane (the writer's; 0 for readers, who wait in the pool) */
-  readonly waiting: () => number
+  /** an exclusive lease in the current Scope: the connection, and the pool's entry behind it */
+  readonly lease: Effect.Effect<readonly [SqlConnection.Connection, Entry], SqlError, Scope.Scope>
+  readonly core: Pool.Core
 }
 
-/**
- * The writer's lane: one connection (the writer pool has one), pinned for statements as `makePin` describes.
- *
- * Who may use it when: a transaction (or `reserve`) holds the lane alone, from BEGIN to its end. Single statements
- * outside a transaction share it, and while the lane is free they run at once, without queueing. Everything that
- * needs the lane alone takes the first-come-first-served gate, then waits for the statements already running to
- * finish; statements that arrive while the gate is held or asked for queue in it, behind the transaction. So a
- * statement never lands inside a transaction, a transaction never waits behind statements that came after it, and
- * concurrent statements do not queue behind each other (with a queue there, a fiber paused by the scheduler while it
- * held the lane made every other fiber queue for every statement after it).
- */
-const makeWriterLane = (pool: ConnectionPool.Service) =>
-  Effect.gen(function*() {
-    const gate = FairGate.make<SqlError>(1)
-    // The kept connection may go back to the pool whenever no transaction holds the lane.
-    const pinned = yield* makePin(pool, identity, () => !gate.held())
-    // Closing: everything queued fails at once; what runs (a transaction, its statements) ends on its own, and the
-    // kept connection goes back to the pool when it has (the pool's shutdown gives that shutdownTimeout).
-    yield* Effect.addFinalizer(() => gate.close(closedError(pool)))
-
-    const releaseAlone = (exit: Exit.Exit<unknown, unknown>) =>
-      Effect.sync(() => {
-        if (Exit.isFailure(exit)) pinned.unpin(exit)
-        pinned.touch()
-        gate.unsafeRelease()
-        pinned.settle()
-      })
-    /** runs where interruption is masked; interruptible only while it waits */
-    const takeAlone = (restore: Restore) =>
-      Effect.zipRight(
-        restore(gate.take),
-        Effect.onInterrupt(restore(pinned.drained), () => releaseAlone(Exit.void))
-      )
-
-    const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.scope, (scope) =>
-        takeAlone(restore).pipe(
-          Effect.zipRight(Scope.addFinalizerExit(scope, releaseAlone)),
-          Effect.zipRight(restore(pinned.pin)),
-          Effect.map(({ connection, pooled }) => [connection, pooled] as const)
-        ))
-    )
-
-    const statement = <A>(
-      f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
-    ): Effect.Effect<A, SqlError> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const current = gate.free() ? pinned.ready() : undefined
-          if (current !== undefined) return pinned.share(current, f, restore)
-          // No kept connection (given back after a second idle, or replaced), and nobody else needs the lane:
-          // keep one again and share it, rather than hold the lane alone for a statement that may wait out a lock.
-          if (gate.free() && pinned.idle()) {
-            return Effect.flatMap(restore(pinned.pin), (p) => pinned.share(p, f, restore))
-          }
-          return Effect.zipRight(
-            takeAlone(restore),
-            Effect.onExit(restore(Effect.flatMap(pinned.pin, (p) => f(p.connection))), releaseAlone)
-          )
-        })
-      )
-    // Waiting: those in the gate, and the gate's holder while statements running without it finish.
-    const waiting = () => gate.waiting() + (pinned.draining() ? 1 : 0)
-    return { lease, statement, waiting }
-  })
-
-/** What work queued on a lane ends with when the layer closes: the pool's PoolClosedError, as a SqlError. */
-const closedError = (pool: ConnectionPool.Service) =>
-  acquireError(new PoolClosedError({ filename: pool.config.filename }))
-
-/**
- * The Reader's lane. Transactions lease a connection of the reader pool each. Single statements share one pinned
- * connection as `makePin` describes when the pool has more than one, so the others stay for transactions; a
- * statement that finds no usable pinned connection while others still run on it, or a pool of one, takes a lease of
- * its own.
- */
-const makeReaderLane = (pool: ConnectionPool.Service, inWorkers: boolean) =>
-  Effect.gen(function*() {
-    const readOnly = wrapper(readOnlyMessage)
-    const lease: Lane["lease"] = Effect.map(
-      leaseFrom(pool),
-      ([connection, pooled]) => [readOnly(connection), pooled] as const
-    )
-    const leased = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
-      Effect.scoped(Effect.flatMap(lease, ([connection]) => f(connection)))
-    const waiting = () => 0
-    // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
-    // one shared connection would queue them in one worker.
-    if (pool.config.maxConnections < 2 || inWorkers) return { lease, statement: leased, waiting }
-    const pinned = yield* makePin(pool, readOnly, () => true)
-    const statement = <A>(
-      f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
-    ): Effect.Effect<A, SqlError> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const current = pinned.ready()
-          if (current !== undefined) return pinned.share(current, f, restore)
-          if (!pinned.idle()) return restore(leased(f))
-          return Effect.flatMap(restore(pinned.pin), (p) => pinned.share(p, f, restore))
-        })
-      )
-    return { lease, statement, waiting }
-  })
-
 export const makeLane = (options: {
-  readonly pool: ConnectionPool.Service
+  readonly core: Pool.Core
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
   readonly withTransaction: (lane: {
     readonly lease: Lane["lease"]
-    readonly invalidate: ConnectionPool.Service["invalidate"]
+    readonly invalidate: (entry: Entry) => Effect.Effect<void>
     readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
   }) => Client.SqlClient["withTransaction"]
   /** SqliteClient's name transforms and span attributes */
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
   readonly inWorkers?: boolean | undefined
-}): Effect.Effect<Lane, never, Reactivity.Reactivity | Scope.Scope> =>
+}): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const { kind, pool } = options
-    const { lease, statement, waiting } = kind === "writer"
-      ? yield* makeWriterLane(pool)
-      : yield* makeReaderLane(pool, options.inWorkers === true)
+    const { core, kind } = options
+    const wrap = kind === "reader" ? wrapper(readOnlyMessage) : identity<SqlConnection.Connection>
+    // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
+    // sharing one connection would queue them in one worker.
+    const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
+    const acquire = (
+      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+      mode: PoolCore.Mode
+    ) => Effect.mapError(Effect.suspend(() => core.acquire(mode, core.laneLease, restore)), acquireError)
+
+    const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
+        Effect.as(
+          Effect.addFinalizer((exit) => Effect.sync(() => release(exit))),
+          [wrap(entry.connection.connection), entry] as const
+        ))
+    )
+    const statement = <A>(f: Statement<A>): Effect.Effect<A, SqlError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(acquire(restore, statementMode), ({ entry, release }) =>
+          Effect.onExit(
+            restore(f(wrap(entry.connection.connection))),
+            (exit) => Effect.sync(() => release(exit))
+          ))
+      )
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
-    // A statement that found its kept connection's handle closed never ran: it runs once more, on the replacement.
+    // A statement that found its connection's handle closed never ran: it runs once more, on another connection
+    // (the pool closed that one as the statement's lease ended).
     // The client's acquirer is free: a statement finds its connection when it runs.
-    const once = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
-      statement((connection) => options.retryBusy(f(connection)))
-    const run = <A>(f: (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>) =>
-      Effect.catchIf(once(f), Connector.isClosedConnection, () => once(f))
+    const once = <A>(f: Statement<A>) => statement((connection) => options.retryBusy(f(connection)))
+    const run = <A>(f: Statement<A>) => Effect.catchIf(once(f), Connector.isClosedConnection, () => once(f))
     const acquirer = Effect.succeed<SqlConnection.Connection>({
       execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
       executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),
       executeValues: (sql, params) => run((c) => c.executeValues(sql, params)),
       executeUnprepared: (sql, params, rows) => run((c) => c.executeUnprepared(sql, params, rows)),
-      // A stream holds a lease until it ends.
+      // A stream holds an exclusive lease until it ends (better-sqlite3 runs nothing else on a connection meanwhile).
       executeStream: (sql, params, rows) =>
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
     })
@@ -219,8 +136,8 @@ export const makeLane = (options: {
     })
     const withTransaction = options.withTransaction({
       lease,
-      invalidate: pool.invalidate,
+      invalidate: (entry) => Effect.sync(() => core.invalidate(entry)),
       spanAttributes: clientOptions.spanAttributes
     })
-    return { client: Object.assign(client, { withTransaction }), lease, pool, waiting }
+    return { client: Object.assign(client, { withTransaction }), lease, core }
   })

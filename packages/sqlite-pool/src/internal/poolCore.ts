@@ -5,23 +5,31 @@
  * A connection's states (`Entry.state`):
  *
  * ```
- *   (opening) --connected--> idle --taken--> validating --passed--> leased --released--> idle
- *                              ^                 |                    |
- *                              +---- failed -----+--> retiring <------+ (broken, invalidated, closing)
+ *   (opening) --connected--> idle --taken--> validating --probed--> leased --last lease ended--> idle
+ *                              |                 |                    |
+ *                              +--- problem -----+--> retiring <------+ (broken, invalidated, past its lifetime, closing)
  *                                                        |
  *                                                        v
  *                                                      closed
  * ```
  *
- * An opening connection has no Entry yet: it is the count `opening`. A leased Entry names its holder (a caller, a
- * lane keeping it between statements, a health check); a holder that only keeps it as an optimisation passes
- * `reclaim`, which the dispatch calls when a waiter would otherwise wait.
+ * An opening connection has no Entry yet: it is the count `opening`. A connection taken for a lease that needs no
+ * probe goes from idle to leased in one step; one with a problem (closed, file replaced, past maxLifetime) is retired
+ * instead of handed out.
+ *
+ * Leases are shared or exclusive, as Effect's `PoolItem.refCount` under `concurrency`: a shared lease (one statement,
+ * which runs to completion inside the driver) may join a connection other shared leases hold; an exclusive lease (a
+ * transaction, a stream, a caller's `acquire`) holds its connection alone. Both are served in arrival order by the
+ * one queue: a shared lease never joins ahead of an exclusive one that waits, so a transaction waits only for the
+ * statements that came before it. A connection goes back to the idle list when its last lease ends; the idle list
+ * is last-in first-out, so the next statement finds the connection the last one used (affinity, never ownership).
  *
  * Invariants, checked after every step by the model-based test (`violations`):
  * - open + opening <= maxConnections, where open counts the idle, validating and leased entries;
  * - created - closed == open (a retiring connection counts as closed: it is no longer usable);
  * - inUse + idle == open (a validating connection counts as idle: it is not handed out yet);
- * - acquired == released + inUse;
+ * - acquired == released + inUse: the counters count connections handed out and given back (statements sharing a
+ *   connection count once), and a leased connection has at least one lease, an exclusive one exactly one;
  * - waiters are served in arrival order, and a waiter is never left waiting while an idle connection exists.
  *
  * State changes are synchronous: no other fiber runs between reading the state and changing it. Only waiting, a
@@ -48,34 +56,65 @@ import { StatsRecorder } from "./stats.js"
 
 export type State = "idle" | "validating" | "leased" | "retiring" | "closed"
 
-/** Who holds a leased connection. */
-export type Holder = "caller" | "lane" | "health"
+/** How a lease holds its connection: alone, or beside other shared leases. */
+export type Mode = "shared" | "exclusive"
+
+/** What a lease asks for beside its mode. */
+export interface LeaseOptions {
+  /**
+   * An idle connection released less than this many milliseconds ago is handed out without a probe (`SELECT 1`);
+   * one idle longer is probed first. A caller's lease (`PoolCore.callerLease`) uses `validationInterval`.
+   */
+  readonly probeUnlessUsedWithin: number
+}
+
+/**
+ * A lane's statements and transactions probe a connection only after it was idle this long (at least; more with a
+ * longer `validationInterval`), as HikariCP's alive-bypass window: a probe per statement would double its cost, a
+ * statement on a connection that died fails typed and retires it, and a closed handle is caught by the O(1) check.
+ */
+export const laneProbeWindowMillis = 1000
+
+/** Why a connection must be closed once its last lease ends. */
+interface Doom {
+  readonly reason: string
+  /** counted as invalidated (broken or invalidated), rather than only closed (lifetime, closing) */
+  readonly invalidated: boolean
+}
 
 export class Entry<Client> {
   state: State = "idle"
-  holder: Holder | undefined = undefined
-  /** asks a holder that keeps the connection as an optimisation to give it back */
-  reclaim: (() => void) | undefined = undefined
-  /** the holder was asked already (once per lease) */
-  reclaimAsked = false
-  /** leases so far: the next one is a reuse when this is above 0 */
-  leases = 0
+  /** while leased: how its leases hold it */
+  mode: Mode = "exclusive"
+  /** leases on it now: 0 unless leased; more than 1 only when shared */
+  holders = 0
+  /** set while leased when it must not be handed out again: closed once its last lease ends */
+  doomed: Doom | undefined = undefined
+  /** times it was handed out so far: the next one is a reuse when this is above 0 */
+  checkouts = 0
   lastReleasedAt: number
   /** when the connector's file check (deleted or replaced?) last ran for this connection */
   checkedAt = Number.NEGATIVE_INFINITY
   /** opened for the waiters and verified by the connector: its first checkout needs no probe */
   fresh = true
-  /** invalidated while leased: retired when the lease ends */
-  invalidated = false
+  /** what a user holds (`PooledConnection`): never the entry itself, mapped back by the core that made it */
+  readonly handle: Handle<Client>
   constructor(
     readonly id: number,
     readonly connection: Connector.Connection,
-    readonly sql: Client,
+    readonly client: Client,
     readonly createdAt: number,
     readonly scope: Scope.CloseableScope
   ) {
     this.lastReleasedAt = createdAt
+    this.handle = { id, sql: client }
   }
+}
+
+/** A connection as its lease holder sees it: `id` is 1, 2, 3 ... in the order this pool opened them. */
+export interface Handle<Client> {
+  readonly id: number
+  readonly sql: Client
 }
 
 /** A lease handed out by the core; `release` ends it (once; later calls do nothing). */
@@ -84,12 +123,19 @@ export interface Lease<Client> {
   readonly release: (exit: Exit.Exit<unknown, unknown>) => void
 }
 
-type Outcome<Client> = Exit.Exit<Entry<Client>, AcquireError>
+/** What a waiter is handed: a lease, or a connection to probe before it becomes one. */
+type Grant<Client> =
+  | { readonly _tag: "Leased"; readonly lease: Lease<Client> }
+  | { readonly _tag: "Probe"; readonly entry: Entry<Client> }
+
+type Outcome<Client> = Exit.Exit<Grant<Client>, AcquireError>
 
 interface Waiter<Client> {
+  readonly mode: Mode
+  readonly options: LeaseOptions
+  readonly deadline: number
   /** false while in the queue; true once served, failed or withdrawn */
   settled: boolean
-  readonly deadline: number
   resume: ((outcome: Outcome<Client>) => void) | undefined
   /** what settled it (kept so that a connection handed to a waiter interrupted meanwhile is not lost) */
   outcome: Outcome<Client> | undefined
@@ -105,8 +151,7 @@ export interface Options<Client> {
   readonly config: PoolConfig.PoolConfig
   readonly connector: Connector.Service
   readonly connectOptions: Connector.ConnectOptions
-  /** the client a new connection is handed out with, once its set-up (`onConnect`) ran */
-  /** the client of a new connection; `invalidate` asks the pool to take that connection out of use */
+  /** the client of a new connection, once its set-up (`onConnect`) ran; `invalidate` takes that connection out of use */
   readonly makeClient: (
     connection: Connector.Connection,
     invalidate: Effect.Effect<void>
@@ -129,19 +174,27 @@ export const make = <Client>(options: Options<Client>): Effect.Effect<PoolCore<C
   })
 
 type Run = <A, E>(effect: Effect.Effect<A, E>) => unknown
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 export class PoolCore<Client> {
   readonly stats: StatsRecorder
+  readonly config: PoolConfig.PoolConfig
   /** open connections: idle, validating and leased */
   private readonly entries = new Set<Entry<Client>>()
+  /** every connection this pool opened, by the handle its holders see (another pool's handle is simply unknown) */
+  private readonly byHandle = new WeakMap<Handle<Client>, Entry<Client>>()
   /** the idle connections, most recently released last */
   private readonly idle: Array<Entry<Client>> = []
+  /** the connection shared leases join now (leased shared, not doomed); undefined when none is */
+  private shared: Entry<Client> | undefined = undefined
   private opening = 0
   private readonly active = new Set<ActiveLease<Client>>()
   /** the waiters in arrival order (withdrawn ones are skipped as the head passes them) */
   private queue: Array<Waiter<Client> | undefined> = []
   private head = 0
+  /** waiters in the queue, and how many of them want an exclusive lease */
   private waiting = 0
+  private waitingExclusive = 0
   private closing = false
   private nextId = 1
   private lastConnectError: ConnectError | undefined
@@ -150,6 +203,9 @@ export class PoolCore<Client> {
   private readonly validationInterval: number
   private readonly idleTimeToLive: number
   private readonly acquireTimeout: number
+  /** what a caller's lease asks for, and a lane's (see `laneProbeWindowMillis`) */
+  readonly callerLease: LeaseOptions
+  readonly laneLease: LeaseOptions
   /** The span times the wait; it is not made the parent of what runs inside (that copies the fiber's context). */
   private readonly acquireSpan: { readonly attributes: Record<string, string>; readonly captureStackTrace: false }
   private wakeTimer: (() => void) | undefined
@@ -165,12 +221,15 @@ export class PoolCore<Client> {
     private readonly clock: Clock.Clock
   ) {
     const { config } = options
+    this.config = config
     this.stats = new StatsRecorder(options.label)
     this.closedError = new PoolClosedError({ filename: config.filename })
     this.maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
     this.validationInterval = Duration.toMillis(config.validationInterval)
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     this.acquireTimeout = Duration.toMillis(config.acquireTimeout)
+    this.callerLease = { probeUnlessUsedWithin: this.validationInterval }
+    this.laneLease = { probeUnlessUsedWithin: Math.max(this.validationInterval, laneProbeWindowMillis) }
     this.acquireSpan = {
       attributes: { "db.system.name": "sqlite", "db.namespace": config.filename },
       captureStackTrace: false
@@ -180,58 +239,55 @@ export class PoolCore<Client> {
   // --- acquiring -------------------------------------------------------------------------------------------------
 
   /**
-   * A lease for `holder`; the caller must `release` it. Interruptible only while it waits (call it where
-   * interruption is masked, so that a lease is never lost between being handed out and being recorded).
+   * A lease; the caller must `release` it. Interruptible only while it waits (call it where interruption is masked,
+   * so that a lease is never lost between being handed out and being recorded).
    */
-  acquire(
-    holder: Holder,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-    reclaim?: () => void
-  ): Effect.Effect<Lease<Client>, AcquireError> {
+  acquire(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
     if (this.closing) return Effect.fail(this.closedError)
-    // Fast path: nobody waits and a connection is idle. Nothing here can wait, so no deadline or span is spent.
+    // Fast path: nobody waits, so nobody is passed over. Most leases are decided here without another Effect step.
     if (this.waiting === 0) {
-      const entry = this.idle.pop()
-      if (entry !== undefined) {
-        entry.state = "validating"
-        // Most checkouts need no probe: then the lease is decided here, without another Effect step.
-        const problem = this.problemOf(entry)
-        if (problem === undefined) return Effect.succeed(this.lease(entry, holder, reclaim))
+      if (mode === "shared") {
+        const joined = this.join()
+        if (joined !== undefined) return Effect.succeed(joined)
+      }
+      const grant = this.takeIdle(mode, options)
+      if (grant?._tag === "Leased") return Effect.succeed(grant.lease)
+      if (grant !== undefined) {
         return Effect.flatMap(
-          this.checkout(entry, problem),
-          (ok) => ok ? Effect.succeed(this.lease(entry, holder, reclaim)) : this.wait(holder, restore, reclaim)
+          this.probe(grant.entry, mode),
+          (lease) => lease !== undefined ? Effect.succeed(lease) : this.wait(mode, options, restore)
         )
       }
     }
-    return this.wait(holder, restore, reclaim)
+    return this.wait(mode, options, restore)
   }
 
-  private wait(
-    holder: Holder,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-    reclaim: (() => void) | undefined
-  ): Effect.Effect<Lease<Client>, AcquireError> {
+  private wait(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
     const deadline = this.clock.unsafeCurrentTimeMillis() + this.acquireTimeout
-    // A connection that fails its checkout sends the waiter back to the front: it keeps its place and deadline,
-    // which ends it even if connection after connection fails (no timer needs to fire for that).
+    // A connection that fails its probe sends the waiter back to the front: it keeps its place and deadline, which
+    // ends it even if connection after connection fails (no timer needs to fire for that).
     const attempt = (first: boolean): Effect.Effect<Lease<Client>, AcquireError> =>
-      Effect.flatMap(
-        restore(this.enqueue(deadline, first)),
-        (entry) =>
-          Effect.flatMap(this.checkout(entry), (ok) =>
-            ok
-              ? Effect.succeed(this.lease(entry, holder, reclaim))
-              : this.clock.unsafeCurrentTimeMillis() >= deadline
-              ? Effect.fail(this.timedOut())
-              : attempt(false))
-      )
+      Effect.flatMap(restore(this.enqueue(mode, options, deadline, first)), (grant) => {
+        if (grant._tag === "Leased") return Effect.succeed(grant.lease)
+        return Effect.flatMap(this.probe(grant.entry, mode), (lease) =>
+          lease !== undefined
+            ? Effect.succeed(lease)
+            : this.clock.unsafeCurrentTimeMillis() >= deadline
+            ? Effect.fail(this.timedOut())
+            : attempt(false))
+      })
     return Effect.useSpan("sqlsim.acquire", this.acquireSpan, () => attempt(true))
   }
 
-  private enqueue(deadline: number, atBack: boolean): Effect.Effect<Entry<Client>, AcquireError> {
-    return Effect.async<Entry<Client>, AcquireError>((resume) => {
+  private enqueue(
+    mode: Mode,
+    options: LeaseOptions,
+    deadline: number,
+    atBack: boolean
+  ): Effect.Effect<Grant<Client>, AcquireError> {
+    return Effect.async<Grant<Client>, AcquireError>((resume) => {
       if (this.closing) return resume(Effect.fail(this.closedError))
-      const waiter: Waiter<Client> = { settled: false, deadline, resume: undefined, outcome: undefined }
+      const waiter: Waiter<Client> = { mode, options, settled: false, deadline, resume: undefined, outcome: undefined }
       if (atBack) {
         this.queue.push(waiter)
       } else if (this.head > 0) {
@@ -239,8 +295,7 @@ export class PoolCore<Client> {
       } else {
         this.queue.unshift(waiter)
       }
-      this.waiting++
-      this.stats.setWaiting(this.waiting)
+      this.countWaiting(waiter, 1)
       this.dispatch()
       if (waiter.outcome !== undefined) return resume(waiter.outcome)
       waiter.resume = resume
@@ -250,24 +305,32 @@ export class PoolCore<Client> {
     })
   }
 
+  private countWaiting(waiter: Waiter<Client>, change: 1 | -1): void {
+    this.waiting += change
+    if (waiter.mode === "exclusive") this.waitingExclusive += change
+    this.stats.setWaiting(this.waiting)
+  }
+
   private settle(waiter: Waiter<Client>, outcome: Outcome<Client>): void {
     waiter.settled = true
     waiter.outcome = outcome
-    this.waiting--
-    this.stats.setWaiting(this.waiting)
+    this.countWaiting(waiter, -1)
     waiter.resume?.(outcome)
   }
 
   private withdraw(waiter: Waiter<Client>): void {
     if (!waiter.settled) {
       waiter.settled = true
-      this.waiting--
-      this.stats.setWaiting(this.waiting)
+      this.countWaiting(waiter, -1)
     } else if (waiter.outcome !== undefined && Exit.isSuccess(waiter.outcome)) {
-      // Served, but interrupted before it took the connection: it goes back, to the next waiter.
-      const entry = waiter.outcome.value
-      entry.state = "idle"
-      this.idle.push(entry)
+      // Served, but interrupted before it took what it was handed: that goes back, to the next waiter.
+      const grant = waiter.outcome.value
+      if (grant._tag === "Leased") {
+        grant.lease.release(Exit.void)
+      } else if (grant.entry.state === "validating") {
+        grant.entry.state = "idle"
+        this.idle.push(grant.entry)
+      }
     }
     this.dispatch()
   }
@@ -286,8 +349,8 @@ export class PoolCore<Client> {
   }
 
   /**
-   * The dispatch step: idle connections to the oldest waiters, connects started for waiters no connection is
-   * coming for, and holders that keep a connection as an optimisation asked to give it back. Runs after every change.
+   * The dispatch step: the oldest waiters served (a shared one joins the shared connection, anyone takes an idle
+   * one), and connects started for waiters no connection is coming for. Runs after every change.
    */
   dispatch(): void {
     if (this.dispatching) {
@@ -312,68 +375,97 @@ export class PoolCore<Client> {
     while (true) {
       const waiter = this.oldest()
       if (waiter === undefined) return
-      const entry = this.idle.pop()
-      if (entry !== undefined) {
-        entry.state = "validating"
-        this.settle(waiter, Exit.succeed(entry))
-      } else if (this.opening < this.waiting && this.entries.size + this.opening < maxConnections) {
+      const joined = waiter.mode === "shared" ? this.join() : undefined
+      const grant = joined !== undefined
+        ? { _tag: "Leased" as const, lease: joined }
+        : this.takeIdle(waiter.mode, waiter.options)
+      if (grant !== undefined) {
+        this.settle(waiter, Exit.succeed(grant))
+      } else if (this.opening < this.connectionsWanted() && this.entries.size + this.opening < maxConnections) {
         this.connect()
       } else {
-        break
+        return
       }
     }
-    // Still short: ask holders that keep a connection as an optimisation for theirs, one at a time, as many as
-    // are needed. One that gives it back at once has made this step run again; a busy one gives it back when its
-    // statement ends, and counts as coming meanwhile.
-    let coming = this.opening
-    for (const entry of this.entries) {
-      if (coming >= this.waiting) return
-      if (entry.state !== "leased" || entry.reclaim === undefined) continue
-      if (!entry.reclaimAsked) {
-        entry.reclaimAsked = true
-        entry.reclaim()
-        if (this.dispatchAgain) return
-      }
-      coming++
-    }
+  }
+
+  /** Connections the waiters need: one each for exclusive leases, one for all the shared ones (they share it). */
+  private connectionsWanted(): number {
+    const shared = this.waiting - this.waitingExclusive
+    return this.waitingExclusive + (shared > 0 && this.shared === undefined ? 1 : 0)
   }
 
   // --- checkout and lease ----------------------------------------------------------------------------------------
 
-  /** Checks a connection taken for a lease: true to hand it out; false when it was retired instead. */
-  private checkout(entry: Entry<Client>, problem = this.problemOf(entry)): Effect.Effect<boolean> {
-    if (problem === undefined) return succeedTrue
-    if (problem !== "probe") {
-      this.retire(entry, problem !== lifetimeReached, problem)
-      return succeedFalse
+  /** A shared lease on the shared connection, if it may still be joined (checked as a checkout would be). */
+  private join(): Lease<Client> | undefined {
+    const entry = this.shared
+    if (entry === undefined) return undefined
+    const now = this.clock.unsafeCurrentTimeMillis()
+    const problem = this.checkAt(entry, now) ??
+      (now - entry.createdAt >= this.maxLifetime ? lifetimeReached : undefined)
+    if (problem !== undefined) {
+      this.doom(entry, { reason: problem, invalidated: problem !== lifetimeReached })
+      return undefined
     }
+    entry.holders++
+    return this.record(entry)
+  }
+
+  /**
+   * An idle connection for a lease: leased at once when it needs no probe, handed over to be probed when it does;
+   * one with a problem is retired and the next one tried. Undefined when none is idle.
+   */
+  private takeIdle(mode: Mode, options: LeaseOptions): Grant<Client> | undefined {
+    while (true) {
+      const entry = this.idle.pop()
+      if (entry === undefined) return undefined
+      const problem = this.problemOf(entry, options)
+      if (problem === undefined) return { _tag: "Leased", lease: this.occupy(entry, mode) }
+      if (problem === "probe") {
+        entry.state = "validating"
+        return { _tag: "Probe", entry }
+      }
+      entry.state = "validating"
+      this.retire(entry, problem !== lifetimeReached, problem)
+    }
+  }
+
+  /** Probes a connection taken for a lease: the lease when it answered; undefined when it was retired instead. */
+  private probe(entry: Entry<Client>, mode: Mode): Effect.Effect<Lease<Client> | undefined> {
     return Effect.map(Effect.either(entry.connection.validate), (result) => {
       // A probe that goes elsewhere (a worker, a server) takes time: the pool may have closed it meanwhile.
-      if (result._tag === "Right") return entry.state === "validating"
-      this.retire(entry, true, result.left.reason)
-      return false
+      if (entry.state !== "validating") return undefined
+      if (result._tag === "Right" && entry.doomed === undefined) return this.occupy(entry, mode)
+      this.retire(entry, true, result._tag === "Left" ? result.left.reason : entry.doomed!.reason)
+      return undefined
     })
   }
 
   /** Why a connection taken for a lease cannot be handed out as it is: undefined, "probe" it first, or a problem. */
-  private problemOf(entry: Entry<Client>): string | undefined {
+  private problemOf(entry: Entry<Client>, options: LeaseOptions): string | undefined {
     if (this.closing) return "the pool is closing"
     const now = this.clock.unsafeCurrentTimeMillis()
     const problem = this.checkAt(entry, now)
     if (problem !== undefined) return problem
     if (entry.fresh) return undefined
     if (now - entry.createdAt >= this.maxLifetime) return lifetimeReached
-    if (entry.leases > 0 && now - entry.lastReleasedAt < this.validationInterval) return undefined
+    if (entry.checkouts > 0 && now - entry.lastReleasedAt < options.probeUnlessUsedWithin) return undefined
     return "probe"
   }
 
-  private lease(entry: Entry<Client>, holder: Holder, reclaim: (() => void) | undefined): Lease<Client> {
+  /** Hands out a free connection: its first lease. */
+  private occupy(entry: Entry<Client>, mode: Mode): Lease<Client> {
     entry.state = "leased"
-    entry.holder = holder
-    entry.reclaim = reclaim
-    entry.reclaimAsked = false
+    entry.mode = mode
+    entry.holders = 1
     entry.fresh = false
-    this.stats.lease(entry.leases++ > 0)
+    this.stats.lease(entry.checkouts++ > 0)
+    if (mode === "shared") this.shared = entry
+    return this.record(entry)
+  }
+
+  private record(entry: Entry<Client>): Lease<Client> {
     const active: ActiveLease<Client> = { entry, ended: false }
     this.active.add(active)
     return { entry, release: (exit) => this.release(active, exit) }
@@ -384,24 +476,34 @@ export class PoolCore<Client> {
     active.ended = true
     this.active.delete(active)
     const { entry } = active
-    entry.holder = undefined
-    entry.reclaim = undefined
+    if (entry.state !== "leased") return this.afterRelease()
+    const broken = this.brokenBy(entry, exit)
+    if (broken !== undefined) this.doom(entry, { reason: broken, invalidated: true })
+    if (--entry.holders > 0) return this.afterRelease()
+    if (this.shared === entry) this.shared = undefined
     entry.lastReleasedAt = this.clock.unsafeCurrentTimeMillis()
     this.stats.endLease()
-    if (entry.state === "leased") {
-      const broken = entry.invalidated ? "it was invalidated" : this.brokenBy(entry, exit)
-      if (broken !== undefined) {
-        this.retire(entry, true, broken)
-      } else if (this.closing) {
-        this.retire(entry, false, "the pool is closing")
-      } else {
-        entry.state = "idle"
-        this.idle.push(entry)
-        this.wakeReaper?.()
-      }
+    if (entry.doomed !== undefined) {
+      this.retire(entry, entry.doomed.invalidated, entry.doomed.reason)
+    } else if (this.closing) {
+      this.retire(entry, false, "the pool is closing")
+    } else {
+      entry.state = "idle"
+      this.idle.push(entry)
+      this.wakeReaper?.()
     }
-    if (this.closing && this.stats.leased === 0) this.drained?.()
+    this.afterRelease()
+  }
+
+  private afterRelease(): void {
+    if (this.closing && this.active.size === 0) this.drained?.()
     this.dispatch()
+  }
+
+  /** Marks a leased or validating connection to be closed when it is free; the shared one is no longer joined. */
+  private doom(entry: Entry<Client>, doom: Doom): void {
+    entry.doomed ??= doom
+    if (this.shared === entry) this.shared = undefined
   }
 
   /**
@@ -416,14 +518,19 @@ export class PoolCore<Client> {
     return entry.connection.check() ?? entry.connection.checkFile?.()
   }
 
-  /** Closes the connection instead of returning it: when its lease ends, or at once when it is idle. */
+  /** The connection behind a handle, if this pool opened it. */
+  entryOf(handle: Handle<Client>): Entry<Client> | undefined {
+    return this.byHandle.get(handle)
+  }
+
+  /** Closes the connection instead of returning it: when its last lease ends, or at once when it is idle. */
   invalidate(entry: Entry<Client>): void {
-    if (!this.entries.has(entry)) return // closed already, or another pool's
+    if (!this.entries.has(entry)) return // closed already
     if (entry.state === "idle") {
       this.retire(entry, true, "it was invalidated")
       this.dispatch()
-    } else if (entry.state === "leased" || entry.state === "validating") {
-      entry.invalidated = true
+    } else {
+      this.doom(entry, { reason: "it was invalidated", invalidated: true })
     }
   }
 
@@ -535,6 +642,7 @@ export class PoolCore<Client> {
   private add(entry: Entry<Client>): void {
     this.stats.count("created")
     this.entries.add(entry)
+    this.byHandle.set(entry.handle, entry)
     this.idle.push(entry)
     // The reaper may be waiting for a connection to become idle: one that no waiter took is one.
     this.wakeReaper?.()
@@ -585,7 +693,12 @@ export class PoolCore<Client> {
     }
     const now = this.clock.unsafeCurrentTimeMillis()
     if (waiter.deadline > now) return Effect.sleep(waiter.deadline - now)
-    this.settle(waiter, Exit.fail(this.timedOut()))
+    // Every wait that has passed its deadline ends before anyone is served: then the next waiter may be one that can
+    // be served now (a shared lease behind an exclusive one that gave up).
+    for (let next = this.oldest(); next !== undefined && next.deadline <= now; next = this.oldest()) {
+      this.settle(next, Exit.fail(this.timedOut()))
+    }
+    this.dispatch()
     return Effect.void
   }))
 
@@ -633,8 +746,8 @@ export class PoolCore<Client> {
   // --- shutdown --------------------------------------------------------------------------------------------------
 
   /**
-   * Refuses new acquires and fails every waiter at once, closes the idle connections, asks keepers to give theirs
-   * back, gives leases shutdownTimeout to end, then closes every connection (leased ones too) and stops the pool's
+   * Refuses new acquires and fails every waiter at once, closes the idle connections, gives leases
+   * shutdownTimeout to end (a connection is closed as its last lease ends), then closes every connection (leased ones too) and stops the pool's
    * fibers. The wait is made interruptible explicitly: finalizers are not, and a timeout inside one never fires.
    */
   get shutdown(): Effect.Effect<void> {
@@ -646,11 +759,10 @@ export class PoolCore<Client> {
         waiter = this.oldest()
       }
       for (const entry of [...this.idle]) this.retire(entry, false, "the pool is closing")
-      for (const entry of [...this.entries]) entry.reclaim?.()
-      const wait = this.stats.leased === 0 ? Effect.void : Effect.interruptible(
+      const wait = this.active.size === 0 ? Effect.void : Effect.interruptible(
         Effect.async<void>((resume) => {
           this.drained = () => resume(Effect.void)
-          if (this.stats.leased === 0) resume(Effect.void)
+          if (this.active.size === 0) resume(Effect.void)
         })
       ).pipe(Effect.timeoutOption(this.options.config.shutdownTimeout), Effect.asVoid)
       return Effect.zipRight(
@@ -661,8 +773,11 @@ export class PoolCore<Client> {
           for (const active of [...this.active]) {
             active.ended = true
             this.active.delete(active)
-            this.stats.endLease()
-            this.retire(active.entry, false, "shutdownTimeout passed")
+            const { entry } = active
+            if (entry.state === "leased" && --entry.holders === 0) {
+              this.stats.endLease()
+              this.retire(entry, false, "shutdownTimeout passed")
+            }
           }
           for (const entry of [...this.entries]) this.retire(entry, false, "the pool is closed")
           return Scope.close(this.poolScope, Exit.void)
@@ -673,6 +788,7 @@ export class PoolCore<Client> {
 
   // --- observation -----------------------------------------------------------------------------------------------
 
+  /** the connections open now, idle or leased (for changes every connection must get, such as an extension) */
   openEntries(): ReadonlyArray<Entry<Client>> {
     return [...this.entries]
   }
@@ -695,6 +811,15 @@ export class PoolCore<Client> {
     if (stats.inUse !== count("leased")) found.push(`inUse (${stats.inUse}) != leased (${count("leased")})`)
     if (stats.inUse + stats.idle !== stats.open) found.push("inUse + idle != open")
     if (stats.acquired !== stats.released + stats.inUse) found.push("acquired != released + inUse")
+    const leased = [...this.entries].filter((entry) => entry.state === "leased")
+    const holders = leased.reduce((sum, entry) => sum + entry.holders, 0)
+    if (holders !== this.active.size) found.push(`leases on connections (${holders}) != leases (${this.active.size})`)
+    if (leased.some((entry) => entry.holders < 1 || (entry.mode === "exclusive" && entry.holders !== 1))) {
+      found.push("a leased connection has no lease, or an exclusive one several")
+    }
+    if (this.shared !== undefined && (this.shared.state !== "leased" || this.shared.mode !== "shared")) {
+      found.push("the shared connection is not leased shared")
+    }
     if (this.idle.length !== count("idle")) found.push("the idle list and the idle states disagree")
     if (stats.waiting !== this.waiting) found.push("stats.waiting != waiting")
     if (this.waiting > 0 && this.idle.length > 0 && !this.dispatching && !this.closing) {
@@ -705,5 +830,3 @@ export class PoolCore<Client> {
 }
 
 const lifetimeReached = "it reached maxLifetime"
-const succeedTrue = Effect.succeed(true)
-const succeedFalse = Effect.succeed(false)
