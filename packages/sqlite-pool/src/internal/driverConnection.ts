@@ -51,6 +51,45 @@ const eventLoopTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** A statement's rows as arrays of values; the cached statement is left returning objects. */
+const values = (params: ReadonlyArray<unknown>) => (statement: Database.Statement) => {
+  if (!statement.reader) {
+    statement.run(...params)
+    return []
+  }
+  statement.raw(true)
+  try {
+    return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
+  } finally {
+    statement.raw(false)
+  }
+}
+
+/** The rows of an open iterator, pulled `STREAM_CHUNK` at a time with a turn of the event loop before each. */
+const chunksOf = (
+  iterator: Iterator<unknown>,
+  transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+): Stream.Stream<any, SqlError> =>
+  Stream.repeatEffectChunkOption(Effect.zipRight(
+    eventLoopTurn,
+    Effect.suspend(() => {
+      const chunk: Array<any> = []
+      try {
+        while (chunk.length < STREAM_CHUNK) {
+          const next = iterator.next()
+          if (next.done === true) break
+          chunk.push(next.value)
+        }
+      } catch (cause) {
+        return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
+      }
+      if (chunk.length === 0) return Effect.fail(Option.none())
+      return Effect.succeed(
+        Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk as Array<object>))
+      )
+    })
+  ))
+
 export const make = (
   db: Database.Database,
   cache: StatementCacheOptions
@@ -95,19 +134,7 @@ export const make = (
     execute: (sql, params, transformRows) => transformed(run(sql, true, rows(params)), transformRows),
     executeRaw: (sql, params) =>
       run(sql, true, (statement) => statement.reader ? statement.all(...params) : statement.run(...params)),
-    executeValues: (sql, params) =>
-      run(sql, true, (statement) => {
-        if (!statement.reader) {
-          statement.run(...params)
-          return []
-        }
-        statement.raw(true)
-        try {
-          return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
-        } finally {
-          statement.raw(false)
-        }
-      }),
+    executeValues: (sql, params) => run(sql, true, values(params)),
     executeUnprepared: (sql, params, transformRows) => transformed(run(sql, false, rows(params ?? [])), transformRows),
     // Rows are pulled lazily, a chunk at a time; the iterator is closed when the stream ends or is interrupted.
     // A statement of its own (not the cached one): an open iterator keeps its statement busy.
@@ -121,24 +148,7 @@ export const make = (
           }),
           (iterator) => Effect.sync(() => iterator.return?.())
         ),
-        (iterator) =>
-          Stream.repeatEffectChunkOption(Effect.zipRight(
-            eventLoopTurn,
-            Effect.suspend(() => {
-              const chunk: Array<any> = []
-              try {
-                while (chunk.length < STREAM_CHUNK) {
-                  const next = iterator.next()
-                  if (next.done === true) break
-                  chunk.push(next.value)
-                }
-              } catch (cause) {
-                return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
-              }
-              if (chunk.length === 0) return Effect.fail(Option.none())
-              return Effect.succeed(Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk)))
-            })
-          ))
+        (iterator) => chunksOf(iterator, transformRows)
       )),
     database: db,
     export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),
