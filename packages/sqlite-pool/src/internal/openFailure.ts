@@ -34,13 +34,12 @@ export const classifyOpenFailure = (filename: string, cause: unknown): ConnectEr
       } has no file descriptor left; raise the limit (ulimit -n) or open fewer connections (maxConnections)`
     )
   }
-  if (/directory does not exist/i.test(message)) {
-    return error("SQLITE_CANTOPEN", true, "directory does not exist")
-  }
+  // better-sqlite3 refuses a missing directory itself, with a TypeError and no code: asked of the file system, not
+  // read from the message. The directory may yet be created (transient).
+  if (!isDirectory(path.dirname(filename))) return error("SQLITE_CANTOPEN", true, "directory does not exist")
   const code = SqliteCode.codeOf(cause) ?? "UNKNOWN"
   if (SqliteCode.primary(code) === "SQLITE_CANTOPEN") {
     if (isDirectory(filename)) return error(code, false, "the path is a directory, not a database file")
-    if (!isDirectory(path.dirname(filename))) return error(code, true, "directory does not exist")
     return error(code, true, message)
   }
   if (code === "SQLITE_NOTADB") return error(code, false, "the file is not a SQLite database")
