@@ -19,7 +19,7 @@ const recorder = () => {
 
 describe("RequestTable", () => {
   it("answers reach their request by id, in any order; a second answer to one id is ignored", () => {
-    const table = new RequestTable<string>()
+    const table = new RequestTable<string, unknown>()
     const [first, second] = [recorder(), recorder()]
     const [firstId, secondId] = [table.add(first.waiter), table.add(second.waiter)]
     expect(firstId).not.toBe(secondId)
@@ -33,7 +33,7 @@ describe("RequestTable", () => {
   })
 
   it("failAll fails every waiting request once, oldest first at position 0, and none of them again", () => {
-    const table = new RequestTable<string>()
+    const table = new RequestTable<string, unknown>()
     const requests = [recorder(), recorder(), recorder()]
     const ids = requests.map((request) => table.add(request.waiter))
     table.withdraw(ids[1]!)

@@ -143,7 +143,7 @@ export class HranaSocket implements HranaConnection {
   readonly #socket: WebSocket
   readonly #jwt: string | undefined
   /** requests sent and not answered (the hello has none: the server answers it with hello_ok or hello_error) */
-  readonly #requests = new RequestTable<any>()
+  readonly #requests = new RequestTable<any, Error>()
   /** the first failure: set once, and from then on every request fails with it at once */
   #closed: Error | undefined
   /** why the connection can no longer be used: the failure's message, or the caller's `close` */

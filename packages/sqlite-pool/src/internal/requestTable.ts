@@ -7,14 +7,15 @@
  */
 
 /** How a request is settled. */
-export interface Waiter<A> {
+export interface Waiter<A, E> {
   readonly resolve: (answer: A) => void
-  readonly reject: (error: unknown) => void
+  readonly reject: (error: E) => void
 }
 
-export class RequestTable<A> {
+/** Requests answered with `A`, failed with `E`. */
+export class RequestTable<A, E> {
   /** id -> waiter, in the order sent (a Map keeps insertion order): the first is the oldest */
-  readonly #waiters = new Map<number, Waiter<A>>()
+  readonly #waiters = new Map<number, Waiter<A, E>>()
   /** the id of the next request; ids are never reused */
   #nextId = 1
 
@@ -24,7 +25,7 @@ export class RequestTable<A> {
   }
 
   /** Registers a request and returns its id, to send with it. */
-  add(waiter: Waiter<A>): number {
+  add(waiter: Waiter<A, E>): number {
     const id = this.#nextId++
     this.#waiters.set(id, waiter)
     return id
@@ -43,7 +44,7 @@ export class RequestTable<A> {
   }
 
   /** Settles `id` with an error; false when it is not waiting. */
-  reject(id: number, error: unknown): boolean {
+  reject(id: number, error: E): boolean {
     const waiter = this.#take(id)
     waiter?.reject(error)
     return waiter !== undefined
@@ -55,13 +56,13 @@ export class RequestTable<A> {
   }
 
   /** Fails every request waiting, each with `errorAt(position)` (0: the oldest), and empties the table. */
-  failAll(errorAt: (position: number) => unknown): void {
+  failAll(errorAt: (position: number) => E): void {
     const waiting = [...this.#waiters.values()]
     this.#waiters.clear()
     waiting.forEach((waiter, position) => waiter.reject(errorAt(position)))
   }
 
-  #take(id: number): Waiter<A> | undefined {
+  #take(id: number): Waiter<A, E> | undefined {
     const waiter = this.#waiters.get(id)
     this.#waiters.delete(id)
     return waiter

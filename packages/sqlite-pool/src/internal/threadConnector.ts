@@ -35,7 +35,7 @@ import * as DatabaseFile from "./databaseFile.js"
 import { ClosedConnection, type DriverExtras } from "./driverConnection.js"
 import * as Interrupt from "./interrupt.js"
 import { classifySetUpFailure } from "./openFailure.js"
-import { type OpenOutcome, type RequestFailure, running, WorkerConnection } from "./workerConnection.js"
+import { type OpenOutcome, type RequestFailure, WorkerConnection } from "./workerConnection.js"
 import { type Answer, type Request, revive, toBuffers } from "./workerProtocol.js"
 
 /**
@@ -68,8 +68,7 @@ export interface ThreadConnection extends Connection {
   readonly worker: Worker
 }
 
-/** The workers alive in this process, for tests that stop them from outside the pool. */
-export const liveWorkers = (): ReadonlyArray<Worker> => [...running]
+export { liveWorkers } from "./workerConnection.js"
 
 /** The messages of the main-thread connection's failures (driverConnection.ts), so both kinds read alike. */
 const statementError = (answer: Answer): SqlError =>

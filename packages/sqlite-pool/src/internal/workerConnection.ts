@@ -44,8 +44,11 @@ export type RequestFailure =
 
 const workerUrl = new URL("./readerWorker.mjs", import.meta.url)
 
+/** the workers alive in this process */
+const running = new Set<Worker>()
+
 /** The workers alive in this process, for tests that stop them from outside the pool. */
-export const running = new Set<Worker>()
+export const liveWorkers = (): ReadonlyArray<Worker> => [...running]
 
 export class WorkerConnection {
   /** the thread; its events drive the state below */
@@ -53,7 +56,7 @@ export class WorkerConnection {
   /** where the worker is in its life */
   #state: Lifecycle = { _tag: "Opening" }
   /** requests sent and not answered, oldest first: the worker runs them one at a time in that order */
-  readonly #requests = new RequestTable<Answer>()
+  readonly #requests = new RequestTable<Answer, RequestFailure>()
   /** when the worker last answered a request (performance.now()) */
   #answeredAt = -Infinity
   /** sqlite3_interrupt, where it could be built */
@@ -113,13 +116,13 @@ export class WorkerConnection {
       reject({ _tag: "NotSent", reason })
       return undefined
     }
-    const id = this.#requests.add({ resolve, reject: (failure) => reject(failure as RequestFailure) })
+    const id = this.#requests.add({ resolve, reject })
     this.worker.ref()
     try {
       this.worker.postMessage({ ...request, id })
     } catch (cause) {
       // Nothing was sent.
-      this.#requests.reject(id, { _tag: "NotSendable", cause } satisfies RequestFailure)
+      this.#requests.reject(id, { _tag: "NotSendable", cause })
       this.#unrefWhenIdle()
       return undefined
     }
