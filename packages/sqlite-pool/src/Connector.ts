@@ -185,18 +185,19 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
     )
     const identity = DatabaseFile.isFile(filename) ? DatabaseFile.identity(filename) : undefined
     // The worker threads run the same set-up (readerWorker.mjs).
-    yield* Effect.try({
-      try: () =>
+    const probe = yield* Effect.try({
+      try: () => {
         SqliteSetup.setUp(db, {
           filename,
           readOnly: options.readOnly,
           busyTimeoutMs: Math.round(Duration.toMillis(options.busyTimeout)),
           pageCacheKiB: options.pageCacheKiB,
           extensions: options.extensions
-        }),
+        })
+        return db.prepare("SELECT 1")
+      },
       catch: (cause) => OpenFailure.classifySetUpFailure(filename, cause)
     })
-    const probe = db.prepare("SELECT 1")
     const check = () => db.open ? undefined : "the connection was closed"
     const checkFile = () => DatabaseFile.replacedSince(filename, identity)
     const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {
