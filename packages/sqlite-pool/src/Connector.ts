@@ -16,14 +16,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import * as PooledClient from "./internal/client.js"
 import * as DatabaseFile from "./internal/databaseFile.js"
 import * as DriverConnection from "./internal/driverConnection.js"
+import * as OpenFailure from "./internal/openFailure.js"
+import * as SqliteSetup from "./internal/sqliteSetup.mjs"
 import * as ThreadConnector from "./internal/threadConnector.js"
-import { connectAttemptFailed, type ConnectError } from "./PoolError.js"
-import * as SqliteCode from "./SqliteCode.js"
+import type { ConnectError } from "./PoolError.js"
 
 /**
  * How to open one connection.
@@ -159,70 +158,7 @@ export const isClosedConnection: (error: unknown) => boolean = DriverConnection.
  * @since 0.1.0
  * @category errors
  */
-export const classifyOpenFailure = (filename: string, cause: unknown): ConnectError => {
-  const error = (code: string, transient: boolean, reason: string) =>
-    connectAttemptFailed({ filename, code, transient, reason, cause })
-  const message = driverMessage(cause)
-  // SQLite and better-sqlite3 report these as "unable to open" or "directory does not exist"; the operating system
-  // says what it is. A name too long stays too long (permanent); descriptors may be freed (transient).
-  const systemCode = (() => {
-    try {
-      fs.closeSync(fs.openSync(path.dirname(filename), "r"))
-      fs.statSync(filename)
-      return undefined
-    } catch (systemError) {
-      return (systemError as { code?: unknown }).code
-    }
-  })()
-  if (systemCode === "ENAMETOOLONG") {
-    return error(
-      "SQLITE_CANTOPEN",
-      false,
-      "the file name is longer than the file system allows (ENAMETOOLONG); choose a shorter name or path"
-    )
-  }
-  if (systemCode === "EMFILE" || systemCode === "ENFILE") {
-    return error(
-      "SQLITE_CANTOPEN",
-      true,
-      `too many open files (${systemCode}): the ${
-        systemCode === "EMFILE" ? "process" : "system"
-      } has no file descriptor left; raise the limit (ulimit -n) or open fewer connections (maxConnections)`
-    )
-  }
-  if (/directory does not exist/i.test(message)) {
-    return error("SQLITE_CANTOPEN", true, "directory does not exist")
-  }
-  const code = SqliteCode.codeOf(cause) ?? "UNKNOWN"
-  if (SqliteCode.primary(code) === "SQLITE_CANTOPEN") {
-    if (isDirectory(filename)) return error(code, false, "the path is a directory, not a database file")
-    if (!isDirectory(path.dirname(filename))) return error(code, true, "directory does not exist")
-    return error(code, true, message)
-  }
-  if (code === "SQLITE_NOTADB") return error(code, false, "the file is not a SQLite database")
-  if (SqliteCode.primary(code) === "SQLITE_CORRUPT") return error(code, false, "the database file is corrupt")
-  if (code === "UNKNOWN") return error(code, false, message)
-  return error(code, SqliteCode.classify(code) === "transient", message)
-}
-
-/** The message of the innermost error: the driver's ("database is locked"), not a wrapper's ("Failed to prepare"). */
-const driverMessage = (cause: unknown): string => {
-  let message = cause instanceof Error ? cause.message : String(cause)
-  let current: unknown = cause
-  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    if (current.message.trim() !== "") message = current.message
-    current = current.cause
-  }
-  return message
-}
-
-const isDirectory = (candidate: string): boolean => {
-  try {
-    return fs.statSync(candidate).isDirectory()
-  } catch {
-    return false
-  }
-}
+export const classifyOpenFailure: (filename: string, cause: unknown) => ConnectError = OpenFailure.classifyOpenFailure
 
 /**
  * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with
@@ -248,45 +184,20 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       (db) => Effect.sync(() => db.close())
     )
     const identity = DatabaseFile.isFile(filename) ? DatabaseFile.identity(filename) : undefined
-    const setUp = (sql: string) =>
-      Effect.try({
-        try: () => {
-          const statement = db.prepare(sql)
-          return statement.reader ? statement.get() : statement.run()
-        },
-        catch: (cause) => classifyOpenFailure(filename, cause)
-      })
-    yield* setUp(`PRAGMA busy_timeout = ${Math.round(Duration.toMillis(options.busyTimeout))}`)
-    yield* setUp(`PRAGMA cache_size = -${options.pageCacheKiB}`)
-    yield* setUp("PRAGMA foreign_keys = ON")
-    if (DatabaseFile.isFile(filename) && !options.readOnly && !DatabaseFile.isWritable(filename)) {
-      return yield* Effect.fail(
-        DatabaseFile.readOnlyFallback(filename, "the database file is not writable, so SQLite would open it read-only")
-      )
-    }
-    if (DatabaseFile.isFile(filename)) {
-      // The first connection to a file switches it to WAL (persistent); later ones find it set. This can meet BUSY
-      // from another process, which the pool's retry policy handles like any transient connect failure.
-      const mode = (yield* setUp("PRAGMA journal_mode")) as { journal_mode?: string } | undefined
-      if (mode?.journal_mode !== "wal" && !options.readOnly) yield* setUp("PRAGMA journal_mode = WAL")
-    }
-    if (options.readOnly) yield* setUp("PRAGMA query_only = ON")
-    for (const extension of options.extensions ?? []) {
-      yield* Effect.try({
-        try: () => db.loadExtension(extension),
-        catch: (cause) =>
-          connectAttemptFailed({
-            filename,
-            code: SqliteCode.codeOf(cause) ?? "UNKNOWN",
-            transient: false,
-            reason: `cannot load the extension ${extension}: ${driverMessage(cause)}`,
-            cause
-          })
-      })
-    }
-    const probe = db.prepare("SELECT 1")
-    yield* Effect.try({ try: () => probe.get(), catch: (cause) => classifyOpenFailure(filename, cause) })
-
+    // The worker threads run the same set-up (readerWorker.mjs).
+    const probe = yield* Effect.try({
+      try: () => {
+        SqliteSetup.setUp(db, {
+          filename,
+          readOnly: options.readOnly,
+          busyTimeoutMs: Math.round(Duration.toMillis(options.busyTimeout)),
+          pageCacheKiB: options.pageCacheKiB,
+          extensions: options.extensions
+        })
+        return db.prepare("SELECT 1")
+      },
+      catch: (cause) => OpenFailure.classifySetUpFailure(filename, cause)
+    })
     const check = () => db.open ? undefined : "the connection was closed"
     const checkFile = () => DatabaseFile.replacedSince(filename, identity)
     const validate: Effect.Effect<void, InvalidConnection> = Effect.suspend(() => {

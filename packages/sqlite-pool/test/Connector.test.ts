@@ -169,6 +169,12 @@ describe("Connector.classifyOpenFailure", () => {
     expect(Connector.classifyOpenFailure("a.db", perm)).toMatchObject({ code: "SQLITE_PERM", transient: false })
   })
 
+  it("is decided by the code and the file system, not by the message's text", () => {
+    // The directory (the working directory) exists: a message that says otherwise does not make the error transient.
+    const misleading = Object.assign(new Error("directory does not exist"), { code: "SQLITE_PERM" })
+    expect(Connector.classifyOpenFailure("a.db", misleading)).toMatchObject({ code: "SQLITE_PERM", transient: false })
+  })
+
   it("anything without a SQLite code is UNKNOWN and not retried", () => {
     const error = Connector.classifyOpenFailure("a.db", "something odd")
     expect(error).toMatchObject({ code: "UNKNOWN", transient: false })

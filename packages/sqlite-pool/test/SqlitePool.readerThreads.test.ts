@@ -132,8 +132,9 @@ describe("SqlitePool with readerThreads", () => {
   it.scopedLive("a worker that dies in the middle of a statement fails it with a SqlError", () =>
     Effect.gen(function*() {
       const { reader, scope } = yield* openPool({ readConnections: 1 })
+      // The worker is open (a worker that dies while opening is a failed connect, retried), then runs the statement.
+      yield* count(reader)
       const running = yield* Effect.fork(reader.unsafe(endless))
-      // The statement is in flight once its worker is; then the worker goes.
       yield* Effect.sleep("100 millis")
       yield* Effect.promise(() => Promise.all(ThreadConnector.liveWorkers().map((worker) => worker.terminate())))
       const exit = yield* Fiber.await(running)

@@ -1,6 +1,6 @@
 /**
  * classifyOpenFailure on real open failures: a name longer than the file system allows is permanent and says so
- * (not "directory does not exist", not retried); running out of file descriptors says "too many open files" and
+ * (not "directory does not exist", not retried); a missing directory is transient; running out of file descriptors says "too many open files" and
  * what to do.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -37,6 +37,15 @@ describe("classifyOpenFailure", () => {
         assert.include(error.reason, "longer than the file system allows")
         assert.notInclude(error.reason, "directory does not exist")
       }
+    }))
+
+  it.scoped("a missing directory (better-sqlite3's TypeError, no code): transient, named as such", () =>
+    Effect.gen(function*() {
+      const filename = path.join(yield* tempDir, "missing", "app.db")
+      const error = Connector.classifyOpenFailure(filename, openError(filename))
+      assert.strictEqual(error.transient, true, error.message)
+      assert.strictEqual(error.code, "SQLITE_CANTOPEN")
+      assert.strictEqual(error.reason, "directory does not exist")
     }))
 
   it("no file descriptor left: 'too many open files' and what to do (in a child with a low descriptor limit)", () => {

@@ -16,7 +16,10 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Interrupt from "../src/internal/interrupt.js"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
+import { type RequestFailure, WorkerConnection } from "../src/internal/workerConnection.js"
+import type { Answer, Request } from "../src/internal/workerProtocol.js"
 import { descriptors, endless, endlessAggregate, threads } from "./threadFixtures.js"
 import { randomBytes, tempDir } from "./utils.js"
 
@@ -364,6 +367,122 @@ describe("threadConnector", () => {
       })
   )
 
+  describe("the worker's lifecycle: every request waiting fails once, whatever ends the worker", () => {
+    /** A WorkerConnection on `filename`, closed with the Scope. */
+    const startWorker = (filename: string, testHooks: { exitOnOpen?: number } = {}, interrupt = true) =>
+      Effect.acquireRelease(
+        Effect.promise(async () =>
+          new WorkerConnection({
+            filename,
+            readOnly: true,
+            busyTimeoutMs: 0,
+            pageCacheKiB: 2000,
+            prepareCacheSize: 10,
+            prepareCacheTTLMillis: 60_000,
+            niceness: 0,
+            extensions: [],
+            testHooks: true,
+            stallOpen: false,
+            exitOnOpen: testHooks.exitOnOpen
+          }, interrupt ? await Interrupt.interrupter() : undefined)
+        ),
+        (worker) => Effect.promise(() => worker.close(2_000))
+      )
+
+    /** Sends a request and records every way it is settled: exactly one entry is expected. */
+    const track = (worker: WorkerConnection, request: Request) => {
+      const settled: Array<Answer | RequestFailure> = []
+      worker.send(request, (answer) => settled.push(answer), (failure) => settled.push(failure))
+      return settled
+    }
+    const select = (sql: string): Request => ({ op: "execute", sql, params: [], safeIntegers: false })
+    const exited = (worker: WorkerConnection) =>
+      Effect.promise(() =>
+        new Promise<void>((resolve) => {
+          if (worker.state._tag === "Exited") resolve()
+          else worker.worker.once("exit", () => setImmediate(resolve))
+        })
+      )
+
+    it.scopedLive("crash while opening: the opening ends as crashed, a transient ConnectError, no thread left", () =>
+      Effect.gen(function*() {
+        const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+        const worker = yield* startWorker(filename, { exitOnOpen: 7 })
+        expect(yield* Effect.promise(() => worker.opened)).toMatchObject({
+          _tag: "Crashed",
+          reason: "the worker thread exited (code 7) before opening"
+        })
+        yield* exited(worker)
+        expect(worker.state).toEqual({ _tag: "Exited", reason: "the worker thread exited (code 7)" })
+
+        const before = threads()
+        const error = yield* Effect.flip(
+          Effect.scoped(ThreadConnector.connect(options(filename, { testHooks: { exitOnOpen: 7 } })))
+        )
+        expect(error).toMatchObject({ _tag: "ConnectError", code: "UNKNOWN", transient: true, attempts: 1 })
+        expect(error.reason).toMatch(/exited \(code 7\) before opening/)
+        expect(threads()).toBe(before)
+      }))
+
+    it.scopedLive("crash while busy: the running request fails as lost, the queued ones as never run, each once", () =>
+      Effect.gen(function*() {
+        const worker = yield* startWorker(makeDatabase(yield* tempDir, "CREATE TABLE unused (x)"))
+        expect(yield* Effect.promise(() => worker.opened)).toEqual({ _tag: "Opened" })
+        const running = track(worker, select(endless))
+        const queued = [track(worker, select("SELECT 1")), track(worker, select("SELECT 2"))]
+        yield* Effect.sleep("50 millis")
+        yield* Effect.promise(() => worker.worker.terminate())
+        yield* exited(worker)
+        expect(running).toEqual([
+          { _tag: "Lost", reason: "the worker thread exited (code 1) while running the statement", cause: undefined }
+        ])
+        for (const settled of queued) {
+          expect(settled).toEqual([
+            { _tag: "NeverRan", reason: "the worker thread exited (code 1) while running the statement" }
+          ])
+        }
+        expect(worker.state).toEqual({ _tag: "Exited", reason: "the worker thread exited (code 1)" })
+        expect(track(worker, select("SELECT 1"))).toEqual([
+          { _tag: "NotSent", reason: "the worker thread exited (code 1)" }
+        ])
+      }))
+
+    it.scopedLive("crash while stopping: the requests failed at the stop are not failed again; the stop's reason stays", () =>
+      Effect.gen(function*() {
+        // Without sqlite3_interrupt the stop is a terminate(), so the thread dies while stopping. (Terminating a
+        // thread that sqlite3_interrupt is stopping would abort the process inside better-sqlite3: the code never
+        // does both.)
+        const worker = yield* startWorker(makeDatabase(yield* tempDir, "CREATE TABLE unused (x)"), {}, false)
+        yield* Effect.promise(() => worker.opened)
+        const running = track(worker, select(endless))
+        const queued = track(worker, select("SELECT 1"))
+        yield* Effect.sleep("50 millis")
+        worker.stop("given up")
+        expect(worker.state).toEqual({ _tag: "Stopping", reason: "given up" })
+        yield* exited(worker)
+        expect(running).toEqual([{ _tag: "Lost", reason: "given up", cause: undefined }])
+        expect(queued).toEqual([{ _tag: "NeverRan", reason: "given up" }])
+        expect(worker.state).toEqual({ _tag: "Exited", reason: "given up" })
+        expect(worker.closedReason()).toBe("given up")
+      }))
+
+    it.scopedLive("a probe with no answer: validate fails, the worker is stopped and its statement fails typed", () =>
+      Effect.gen(function*() {
+        const filename = makeDatabase(yield* tempDir, "CREATE TABLE unused (x)")
+        const { sql, thread } = yield* openThread(filename, { probeTimeout: "200 millis" })
+        const running = yield* Effect.fork(sql.unsafe(endless))
+        yield* Effect.sleep("50 millis")
+        const invalid = yield* Effect.flip(thread.validate)
+        expect(invalid.reason).toBe("the worker thread did not answer a probe within 200ms")
+        expect(thread.check()).toBe(invalid.reason)
+        const error = yield* Effect.flip(Fiber.join(running))
+        expect(error).toBeInstanceOf(SqlError)
+        // It was running: not "never ran", so not run again elsewhere.
+        expect(Connector.isClosedConnection(error)).toBe(false)
+        yield* Effect.timeoutFail(exitOf(thread), { duration: "5 seconds", onTimeout: () => "the thread runs on" })
+      }))
+  })
+
   describe("open failures are classified ConnectErrors", () => {
     const openFailure = (filename: string, overrides: Partial<ThreadConnector.ThreadConnectOptions> = {}) =>
       Effect.flip(Effect.scoped(ThreadConnector.connect(options(filename, overrides))))
@@ -396,6 +515,21 @@ describe("threadConnector", () => {
         expect(error).toMatchObject({ code: "UNKNOWN", transient: true })
         expect(error.reason).toMatch(/did not answer within 200ms/)
         expect(threads()).toBe(before)
+      }))
+
+    it.scopedLive("an extension that does not load is permanent, in a worker as on the main thread (by tag)", () =>
+      Effect.gen(function*() {
+        const directory = yield* tempDir
+        const filename = makeDatabase(directory, "CREATE TABLE unused (x)")
+        const extensions = [path.join(directory, "missing-extension.so")]
+        const inWorker = yield* openFailure(filename, { extensions })
+        const here = yield* Effect.flip(Effect.scoped(Connector.connect(options(filename, { extensions }))))
+        expect(inWorker).toMatchObject({
+          transient: false,
+          reason: expect.stringMatching(/^cannot load the extension/)
+        })
+        expect(inWorker.reason).toBe(here.reason)
+        expect(inWorker.transient).toBe(here.transient)
       }))
   })
 })

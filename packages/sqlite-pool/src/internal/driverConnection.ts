@@ -1,6 +1,6 @@
 /**
  * An `@effect/sql` connection over one better-sqlite3 handle, owned by the live connector: statements prepared once
- * and kept in a small cache, `executeStream` through `iterate()`, and a closed handle reported as a typed
+ * and kept in a small cache (the worker threads' own, `sqliteSetup.mjs`), `executeStream` through `iterate()`, and a closed handle reported as a typed
  * `ClosedConnection` cause before anything runs (instead of the driver's TypeError text).
  *
  * @internal
@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import { StatementCache, type StatementCacheOptions } from "./sqliteSetup.mjs"
 
 /**
  * The cause of a `SqlError` from a connection whose handle is closed: the statement never ran.
@@ -26,13 +27,6 @@ export class ClosedConnection extends Error {
 
 export const isClosedConnection = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { cause?: unknown }).cause instanceof ClosedConnection
-
-export interface StatementCache {
-  /** statements kept at most (0: none) */
-  readonly size: number
-  /** a statement unused for this long is dropped at its next lookup */
-  readonly timeToLiveMillis: number
-}
 
 /** What a driver connection offers beside `@effect/sql`'s: SqliteClient's `export`, `backup` and `loadExtension`. */
 export interface DriverExtras {
@@ -57,32 +51,52 @@ const eventLoopTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** A statement's rows as arrays of values; the cached statement is left returning objects. */
+const values = (params: ReadonlyArray<unknown>) => (statement: Database.Statement) => {
+  if (!statement.reader) {
+    statement.run(...params)
+    return []
+  }
+  statement.raw(true)
+  try {
+    return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
+  } finally {
+    statement.raw(false)
+  }
+}
+
+/** The rows of an open iterator, pulled `STREAM_CHUNK` at a time with a turn of the event loop before each. */
+const chunksOf = (
+  iterator: Iterator<unknown>,
+  transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+): Stream.Stream<any, SqlError> =>
+  Stream.repeatEffectChunkOption(Effect.zipRight(
+    eventLoopTurn,
+    Effect.suspend(() => {
+      const chunk: Array<any> = []
+      try {
+        while (chunk.length < STREAM_CHUNK) {
+          const next = iterator.next()
+          if (next.done === true) break
+          chunk.push(next.value)
+        }
+      } catch (cause) {
+        return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
+      }
+      if (chunk.length === 0) return Effect.fail(Option.none())
+      return Effect.succeed(
+        Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk as Array<object>))
+      )
+    })
+  ))
+
 export const make = (
   db: Database.Database,
-  cache: StatementCache
+  cache: StatementCacheOptions
 ): SqlConnection.Connection & DriverExtras => {
-  // Insertion order is recency order: a hit is moved to the end, the first key is the least recently used.
-  const prepared = new Map<string, { statement: Database.Statement; usedAt: number }>()
+  const prepared = new StatementCache(db, cache)
 
   const closed = () => failure(new ClosedConnection("the database connection is closed"), "the connection is closed")
-
-  const prepare = (sql: string): Database.Statement => {
-    if (cache.size === 0) return db.prepare(sql)
-    const now = Date.now()
-    const hit = prepared.get(sql)
-    if (hit !== undefined) {
-      prepared.delete(sql)
-      if (now - hit.usedAt < cache.timeToLiveMillis) {
-        hit.usedAt = now
-        prepared.set(sql, hit)
-        return hit.statement
-      }
-    }
-    const statement = db.prepare(sql)
-    prepared.set(sql, { statement, usedAt: now })
-    if (prepared.size > cache.size) prepared.delete(prepared.keys().next().value!)
-    return statement
-  }
 
   // One synchronous step: a statement runs to completion inside the driver, so two never overlap.
   const run = <A>(
@@ -94,7 +108,7 @@ export const make = (
       if (!db.open) return Effect.fail(closed())
       let statement: Database.Statement
       try {
-        statement = cached ? prepare(sql) : db.prepare(sql)
+        statement = cached ? prepared.prepare(sql) : db.prepare(sql)
       } catch (cause) {
         return Effect.fail(failure(cause, "Failed to prepare statement"))
       }
@@ -120,19 +134,7 @@ export const make = (
     execute: (sql, params, transformRows) => transformed(run(sql, true, rows(params)), transformRows),
     executeRaw: (sql, params) =>
       run(sql, true, (statement) => statement.reader ? statement.all(...params) : statement.run(...params)),
-    executeValues: (sql, params) =>
-      run(sql, true, (statement) => {
-        if (!statement.reader) {
-          statement.run(...params)
-          return []
-        }
-        statement.raw(true)
-        try {
-          return statement.all(...params) as ReadonlyArray<ReadonlyArray<unknown>>
-        } finally {
-          statement.raw(false)
-        }
-      }),
+    executeValues: (sql, params) => run(sql, true, values(params)),
     executeUnprepared: (sql, params, transformRows) => transformed(run(sql, false, rows(params ?? [])), transformRows),
     // Rows are pulled lazily, a chunk at a time; the iterator is closed when the stream ends or is interrupted.
     // A statement of its own (not the cached one): an open iterator keeps its statement busy.
@@ -146,24 +148,7 @@ export const make = (
           }),
           (iterator) => Effect.sync(() => iterator.return?.())
         ),
-        (iterator) =>
-          Stream.repeatEffectChunkOption(Effect.zipRight(
-            eventLoopTurn,
-            Effect.suspend(() => {
-              const chunk: Array<any> = []
-              try {
-                while (chunk.length < STREAM_CHUNK) {
-                  const next = iterator.next()
-                  if (next.done === true) break
-                  chunk.push(next.value)
-                }
-              } catch (cause) {
-                return Effect.fail(Option.some(failure(cause, "Failed to execute statement")))
-              }
-              if (chunk.length === 0) return Effect.fail(Option.none())
-              return Effect.succeed(Chunk.unsafeFromArray(transformRows === undefined ? chunk : transformRows(chunk)))
-            })
-          ))
+        (iterator) => chunksOf(iterator, transformRows)
       )),
     database: db,
     export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),

@@ -10,9 +10,14 @@
  *
  * Requests are pipelined: they are sent as they come and the server answers each stream's requests in order.
  *
+ * The socket is a state machine after hrana-client-ts's `ws/client.ts`: `HranaSocket`'s private fields each hold one
+ * fact, each socket event has one handler, and one failure path (`#setClosed`) fails every pending request once,
+ * stops the timers and closes the socket. Needs nothing from Effect.
+ *
  * @internal
  */
 import WebSocket from "ws"
+import { RequestTable } from "./requestTable.js"
 
 /** A value on the wire, as Hrana encodes it. */
 export type WireValue =
@@ -104,11 +109,6 @@ export const decodeValue = (value: WireValue): null | string | number | bigint |
 const optionalBigInt = (value: unknown): bigint | undefined =>
   typeof value === "string" || typeof value === "number" ? BigInt(value) : undefined
 
-interface Pending {
-  readonly resolve: (response: any) => void
-  readonly reject: (error: Error) => void
-}
-
 /** How often an idle connection is pinged; a connection that misses a pong for this long is treated as lost. */
 const keepAliveMs = 15_000
 
@@ -134,159 +134,194 @@ export const open = (
   jwt: string | undefined,
   timeoutMs: number,
   signal?: AbortSignal
-): Promise<HranaConnection> =>
-  new Promise<HranaConnection>((resolveOpen, rejectOpen) => {
-    const socket = new WebSocket(url, ["hrana2"], { perMessageDeflate: false })
-    const pending = new Map<number, Pending>()
-    let nextRequestId = 1
-    let closedReason: string | undefined
-    let failure: Error | undefined
-    let opened = false
-    let openedAtIndex: bigint | undefined
-    let awaitingPong = false
+): Promise<HranaConnection> => new HranaSocket(url, jwt, timeoutMs, signal).opened
 
-    const fail = (error: Error) => {
-      if (failure === undefined) failure = error
-      closedReason ??= error.message
-      for (const waiter of pending.values()) waiter.reject(failure)
-      pending.clear()
-      clearInterval(keepAlive)
-      clearTimeout(handshakeTimer)
-      if (!opened) rejectOpen(failure)
-    }
+/** The socket's state machine; `open` is its only constructor. */
+export class HranaSocket implements HranaConnection {
+  /** resolves with this connection once the handshake's `SELECT 1` is answered; rejects with its first failure */
+  readonly opened: Promise<HranaConnection>
+  readonly #socket: WebSocket
+  readonly #jwt: string | undefined
+  /** requests sent and not answered (the hello has none: the server answers it with hello_ok or hello_error) */
+  readonly #requests = new RequestTable<any, Error>()
+  /** the first failure: set once, and from then on every request fails with it at once */
+  #closed: Error | undefined
+  /** why the connection can no longer be used: the failure's message, or the caller's `close` */
+  #closedReason: string | undefined
+  /** the handshake is over: failures are now the requests', no longer `opened`'s */
+  #handshakeDone = false
+  /** the server accepted the WebSocket upgrade (so a failure after it may be a refused hello) */
+  #upgraded = false
+  /**
+   * A socket failure during the handshake, kept until the close: a server that refuses the hello answers
+   * hello_error and closes, and the reset that follows the requests sent behind the hello can discard that answer
+   * before it is read. The close reports the hello_error if one was read, else this.
+   */
+  #handshakeSocketError: HranaTransportError | undefined
+  /** a ping is unanswered */
+  #awaitingPong = false
+  /** the replication index of the handshake's `SELECT 1` */
+  #openedAtIndex: bigint | undefined
+  readonly #keepAlive: ReturnType<typeof setInterval>
+  readonly #handshakeTimer: ReturnType<typeof setTimeout>
+  #resolveOpen: (connection: HranaConnection) => void = () => {}
+  #rejectOpen: (error: Error) => void = () => {}
 
-    const keepAlive = setInterval(() => {
-      if (awaitingPong) {
-        fail(new HranaTransportError("the server stopped answering pings", { code: "ETIMEDOUT" }))
-        socket.terminate()
-        return
-      }
-      awaitingPong = true
-      socket.ping()
-    }, keepAliveMs)
-    keepAlive.unref()
-    const handshakeTimer = setTimeout(() => {
-      fail(new HranaTransportError(`no answer within ${timeoutMs} ms`, { code: "ETIMEDOUT" }))
-      socket.terminate()
-    }, timeoutMs)
-    socket.on("pong", () => {
-      awaitingPong = false
+  constructor(url: string, jwt: string | undefined, timeoutMs: number, signal: AbortSignal | undefined) {
+    this.#jwt = jwt
+    this.opened = new Promise((resolve, reject) => {
+      this.#resolveOpen = resolve
+      this.#rejectOpen = reject
     })
-
+    this.#socket = new WebSocket(url, ["hrana2"], { perMessageDeflate: false })
+    this.#keepAlive = setInterval(() => this.#onKeepAlive(), keepAliveMs)
+    this.#keepAlive.unref()
+    this.#handshakeTimer = setTimeout(
+      () => this.#setClosed(new HranaTransportError(`no answer within ${timeoutMs} ms`, { code: "ETIMEDOUT" })),
+      timeoutMs
+    )
+    this.#socket.on("open", () => this.#onSocketOpen())
+    this.#socket.on("message", (data, isBinary) => this.#onSocketMessage(data, isBinary))
+    this.#socket.on("error", (error) => this.#onSocketError(error))
+    this.#socket.on("close", (code, reason) => this.#onSocketClose(code, reason))
+    this.#socket.on("unexpected-response", (_request, response) => this.#onUnexpectedResponse(response.statusCode))
+    this.#socket.on("pong", () => (this.#awaitingPong = false))
     // Abandoned by the caller (an interrupted connect): close the socket, whatever stage the handshake is at.
-    const abandon = () => {
-      if (opened) return
-      fail(new HranaTransportError("the connect was abandoned", { code: "ECANCELED" }))
-      socket.terminate()
-    }
-    if (signal?.aborted) abandon()
-    signal?.addEventListener("abort", abandon, { once: true })
+    if (signal?.aborted === true) this.#onAbort()
+    signal?.addEventListener("abort", () => this.#onAbort(), { once: true })
+  }
 
-    socket.on("unexpected-response", (_request, response) => {
-      const status = response.statusCode ?? 0
-      fail(new HranaTransportError(`the server refused the WebSocket upgrade: HTTP ${status}`, { status }))
-      socket.terminate()
-    })
-    // A server that refuses the hello answers hello_error and closes; the requests sent behind the hello then meet a
-    // closed socket, and the reset that follows can discard the answer before it is read. So a socket failure during
-    // the handshake is kept until the close, which reports a hello_error if one was read, else the first failure,
-    // marked `afterUpgrade` when the server had accepted the WebSocket (the caller can then ask it why).
-    let upgraded = false
-    let socketError: HranaTransportError | undefined
-    const socketFailed = (error: Error & { code?: string | undefined }) => {
-      const failed = new HranaTransportError(error.message, { code: error.code, afterUpgrade: upgraded, cause: error })
-      if (opened) fail(failed)
-      else socketError ??= failed
-    }
-    socket.on("error", socketFailed)
-    socket.on("close", (code, reason) => {
-      const why = reason.length > 0 ? `: ${reason.toString("utf8")}` : ""
-      fail(
-        socketError ??
-          new HranaTransportError(`the server closed the connection (WebSocket ${code}${why})`, {
-            code: "ECONNRESET",
-            afterUpgrade: upgraded
-          })
-      )
-    })
-    socket.on("message", (data, isBinary) => {
-      if (isBinary) return fail(new HranaTransportError("unexpected binary message", {}))
-      let message: any
-      try {
-        message = JSON.parse(data.toString())
-      } catch (cause) {
-        return fail(new HranaTransportError("the server sent a message that is not JSON", { cause }))
-      }
-      switch (message?.type) {
-        case "hello_ok":
-          return
-        case "hello_error":
-          socket.close()
-          return fail(new HranaServerError(message.error?.message ?? "hello refused", message.error?.code))
-        case "response_ok":
-        case "response_error": {
-          const waiter = pending.get(message.request_id)
-          if (waiter === undefined) return
-          pending.delete(message.request_id)
-          if (message.type === "response_ok") waiter.resolve(message.response)
-          else waiter.reject(new HranaServerError(message.error?.message ?? "request failed", message.error?.code))
-          return
-        }
-        default:
-          return fail(new HranaTransportError(`unexpected message ${String(message?.type)}`, {}))
-      }
-    })
+  closedReason(): string | undefined {
+    return this.#closedReason
+  }
 
-    const request = (body: Record<string, unknown>): Promise<any> => {
-      if (failure !== undefined) return Promise.reject(failure)
-      const requestId = nextRequestId++
-      return new Promise((resolve, reject) => {
-        pending.set(requestId, { resolve, reject })
-        socket.send(JSON.stringify({ type: "request", request_id: requestId, request: body }), (error) => {
-          if (error) socketFailed(error)
-        })
+  openedAtIndex(): bigint | undefined {
+    return this.#openedAtIndex
+  }
+
+  close(): void {
+    this.#closedReason ??= "the connection was closed"
+    this.#setClosed(new HranaTransportError("the connection was closed", { code: "ECONNRESET" }))
+  }
+
+  async execute(sql: string, args: ReadonlyArray<WireValue>): Promise<StatementResult> {
+    const stmt = { sql, args, named_args: [], want_rows: true }
+    const response = await this.#request({ type: "execute", stream_id: 1, stmt })
+    const result = response.result
+    return {
+      columns: (result.cols as Array<{ name?: string | null }>).map((column) => column.name ?? null),
+      rows: result.rows,
+      affectedRowCount: result.affected_row_count,
+      lastInsertRowid: optionalBigInt(result.last_insert_rowid),
+      replicationIndex: optionalBigInt(result.replication_index)
+    }
+  }
+
+  #request(body: Record<string, unknown>): Promise<any> {
+    if (this.#closed !== undefined) return Promise.reject(this.#closed)
+    return new Promise((resolve, reject) => {
+      const requestId = this.#requests.add({ resolve, reject })
+      this.#socket.send(JSON.stringify({ type: "request", request_id: requestId, request: body }), (error) => {
+        if (error) this.#onSocketError(error)
       })
-    }
-
-    const execute = async (sql: string, args: ReadonlyArray<WireValue>) => {
-      const stmt = { sql, args, named_args: [], want_rows: true }
-      const response = await request({ type: "execute", stream_id: 1, stmt })
-      const result = response.result
-      return {
-        columns: (result.cols as Array<{ name?: string | null }>).map((column) => column.name ?? null),
-        rows: result.rows,
-        affectedRowCount: result.affected_row_count,
-        lastInsertRowid: optionalBigInt(result.last_insert_rowid),
-        replicationIndex: optionalBigInt(result.replication_index)
-      } satisfies StatementResult
-    }
-
-    const connection: HranaConnection = {
-      closedReason: () => closedReason,
-      execute,
-      openedAtIndex: () => openedAtIndex,
-      close: () => {
-        closedReason ??= "the connection was closed"
-        clearInterval(keepAlive)
-        socket.terminate()
-      }
-    }
-
-    socket.on("open", () => {
-      upgraded = true
-      socket.send(JSON.stringify({ type: "hello", jwt: jwt ?? null }))
-      request({ type: "open_stream", stream_id: 1 }).catch(() => undefined)
-      execute("SELECT 1", []).then(
-        (result) => {
-          opened = true
-          openedAtIndex = result.replicationIndex
-          clearTimeout(handshakeTimer)
-          resolveOpen(connection)
-        },
-        (error) => {
-          socket.terminate()
-          fail(error)
-        }
-      )
     })
-  })
+  }
+
+  #onSocketOpen(): void {
+    this.#upgraded = true
+    this.#socket.send(JSON.stringify({ type: "hello", jwt: this.#jwt ?? null }))
+    // Pipelined: a refused hello fails these too, and `#setClosed` reports the refusal.
+    this.#request({ type: "open_stream", stream_id: 1 }).catch(() => undefined)
+    this.execute("SELECT 1", []).then(
+      (result) => {
+        this.#handshakeDone = true
+        this.#openedAtIndex = result.replicationIndex
+        clearTimeout(this.#handshakeTimer)
+        this.#resolveOpen(this)
+      },
+      (error) => this.#setClosed(error)
+    )
+  }
+
+  #onSocketMessage(data: WebSocket.RawData, isBinary: boolean): void {
+    if (isBinary) return this.#setClosed(new HranaTransportError("unexpected binary message", {}))
+    let message: any
+    try {
+      message = JSON.parse(data.toString())
+    } catch (cause) {
+      return this.#setClosed(new HranaTransportError("the server sent a message that is not JSON", { cause }))
+    }
+    switch (message?.type) {
+      case "hello_ok":
+        return
+      case "hello_error":
+        return this.#setClosed(new HranaServerError(message.error?.message ?? "hello refused", message.error?.code))
+      case "response_ok":
+        this.#requests.resolve(message.request_id, message.response)
+        return
+      case "response_error":
+        this.#requests.reject(
+          message.request_id,
+          new HranaServerError(message.error?.message ?? "request failed", message.error?.code)
+        )
+        return
+      default:
+        return this.#setClosed(new HranaTransportError(`unexpected message ${String(message?.type)}`, {}))
+    }
+  }
+
+  #onSocketError(error: Error & { code?: string | undefined }): void {
+    const failed = new HranaTransportError(error.message, {
+      code: error.code,
+      afterUpgrade: this.#upgraded,
+      cause: error
+    })
+    if (this.#handshakeDone) this.#setClosed(failed)
+    else this.#handshakeSocketError ??= failed
+  }
+
+  #onSocketClose(code: number, reason: Buffer): void {
+    const why = reason.length > 0 ? `: ${reason.toString("utf8")}` : ""
+    this.#setClosed(
+      this.#handshakeSocketError ??
+        new HranaTransportError(`the server closed the connection (WebSocket ${code}${why})`, {
+          code: "ECONNRESET",
+          afterUpgrade: this.#upgraded
+        })
+    )
+  }
+
+  #onUnexpectedResponse(statusCode: number | undefined): void {
+    const status = statusCode ?? 0
+    this.#setClosed(new HranaTransportError(`the server refused the WebSocket upgrade: HTTP ${status}`, { status }))
+  }
+
+  #onKeepAlive(): void {
+    if (this.#awaitingPong) {
+      return this.#setClosed(new HranaTransportError("the server stopped answering pings", { code: "ETIMEDOUT" }))
+    }
+    this.#awaitingPong = true
+    this.#socket.ping()
+  }
+
+  #onAbort(): void {
+    if (!this.#handshakeDone) {
+      this.#setClosed(new HranaTransportError("the connect was abandoned", { code: "ECANCELED" }))
+    }
+  }
+
+  /**
+   * The one failure path, taken once: the first error becomes the connection's, every pending request fails with
+   * it, the timers stop, an unfinished handshake rejects, and the socket is closed.
+   */
+  #setClosed(error: Error): void {
+    if (this.#closed !== undefined) return
+    this.#closed = error
+    this.#closedReason ??= error.message
+    this.#requests.failAll(() => error)
+    clearInterval(this.#keepAlive)
+    clearTimeout(this.#handshakeTimer)
+    if (!this.#handshakeDone) this.#rejectOpen(error)
+    this.#socket.terminate()
+  }
+}

@@ -2,10 +2,11 @@
  * One SQLite connection in a worker thread: the other half of `threadConnector.ts`.
  *
  * Plain JavaScript on purpose: the same file runs from the sources (tsx, vitest) and from `dist` without a build step
- * of its own. It opens one better-sqlite3 handle with the pragmas of the main-thread connector, answers "open" once,
- * then answers each request `{ id, op, sql, params, safeIntegers }` with `{ id, ok, result }` or `{ id, ok: false,
- * error }`. Requests are handled one at a time in arrival order (better-sqlite3 is synchronous), so the main thread
- * matches answers by id.
+ * of its own. It opens one better-sqlite3 handle, sets it up and caches its statements with the main-thread
+ * connector's own code (`sqliteSetup.mjs`), answers "open" once, then answers each request `{ id, op, sql, params,
+ * safeIntegers }` with `{ id, ok, result }` or `{ id, ok: false, error }` (the wire format: `workerProtocol.ts`).
+ * Requests are handled one at a time in arrival order (better-sqlite3 is synchronous), so the main thread matches
+ * answers by id.
  *
  * Rows are collected with `iterate()` rather than `all()`: `worker.terminate()` cannot stop SQLite's native code, it
  * only takes effect when the thread runs JavaScript again, and with `iterate()` that happens after every row. A
@@ -21,24 +22,27 @@ import { setInterval } from "node:timers"
 import { parentPort, workerData } from "node:worker_threads"
 // The driver of the main-thread connector (this package's own dependency): one SQLite build for both.
 import Database from "better-sqlite3"
+import { setUp, StatementCache } from "./sqliteSetup.mjs"
 
 const options = workerData
 const port = parentPort
 
-/** Errors cross as plain data: structured clone would keep the message and drop `code`, which the pool decides by. */
+/**
+ * Errors cross as plain data: structured clone would keep the message and drop `code`, which the pool decides by,
+ * and `_tag`, which the set-up's own errors are recognised by.
+ */
 const describe = (error) => {
   if (error instanceof Error) {
     return {
       name: error.name,
       message: error.message,
       code: typeof error.code === "string" ? error.code : undefined,
+      _tag: typeof error._tag === "string" ? error._tag : undefined,
       stack: error.stack
     }
   }
-  return { name: "Error", message: String(error), code: undefined, stack: undefined }
+  return { name: "Error", message: String(error), code: undefined, _tag: undefined, stack: undefined }
 }
-
-const isFile = (filename) => filename !== ":memory:" && filename !== ""
 
 /** This connection's id for sqlite3_interrupt() from the main thread, when the extension loaded. */
 let interruptId
@@ -46,27 +50,7 @@ let interruptId
 const open = () => {
   const db = new Database(options.filename)
   try {
-    if (!options.readOnly && db.readonly) return db
-    // The same set-up as the main-thread connector (Connector.ts), in the same order.
-    db.exec(`PRAGMA busy_timeout = ${options.busyTimeoutMs}`)
-    db.exec(`PRAGMA cache_size = -${options.pageCacheKiB}`)
-    db.exec("PRAGMA foreign_keys = ON")
-    if (isFile(options.filename)) {
-      const mode = db.prepare("PRAGMA journal_mode").get()?.journal_mode
-      if (mode !== "wal" && !options.readOnly) db.exec("PRAGMA journal_mode = WAL")
-    }
-    if (options.readOnly) db.exec("PRAGMA query_only = ON")
-    for (const extension of options.extensions ?? []) {
-      try {
-        db.loadExtension(extension)
-      } catch (error) {
-        throw Object.assign(new Error(`cannot load the extension ${extension}: ${error.message}`), {
-          code: error.code,
-          extension: true
-        })
-      }
-    }
-    db.prepare("SELECT 1").get()
+    setUp(db, options)
     if (options.interruptExtension !== undefined) {
       // sqlite3_interrupt() from the main thread (interrupt.ts): without it, a cancelled statement runs on to its
       // next row. A failure here only costs that.
@@ -86,29 +70,6 @@ const open = () => {
     db.close()
     throw error
   }
-}
-
-/**
- * Prepared statements by SQL, least recently used first, with the size and time to live of the main-thread
- * connection's cache (`prepareCacheSize`, `prepareCacheTTL`).
- */
-const cache = new Map()
-const prepared = (db, sql) => {
-  if (options.prepareCacheSize === 0) return db.prepare(sql)
-  const now = Date.now()
-  const hit = cache.get(sql)
-  if (hit !== undefined) {
-    cache.delete(sql)
-    if (now - hit.usedAt < options.prepareCacheTTLMillis) {
-      hit.usedAt = now
-      cache.set(sql, hit)
-      return hit.statement
-    }
-  }
-  const statement = db.prepare(sql)
-  cache.set(sql, { statement, usedAt: now })
-  if (cache.size > options.prepareCacheSize) cache.delete(cache.keys().next().value)
-  return statement
 }
 
 /**
@@ -145,7 +106,7 @@ const run = (db, message) => {
   const unprepared = message.op === "executeUnprepared"
   let statement
   try {
-    statement = unprepared ? db.prepare(message.sql) : prepared(db, message.sql)
+    statement = unprepared ? db.prepare(message.sql) : cache.prepare(message.sql)
   } catch (error) {
     return { ok: false, phase: "prepare", error: describe(error) }
   }
@@ -237,14 +198,19 @@ const lowerPriority = (niceness) => {
 if (options.niceness !== undefined && options.niceness !== 0) lowerPriority(options.niceness)
 
 let db
+/** Prepared statements, with the limits of the main-thread connection's cache. */
+let cache
 if (options.testHooks === true && options.stallOpen === true) {
   // Never answers "open": the main thread's deadline must end the wait. The interval keeps the thread alive.
   setInterval(() => {}, 1000)
+} else if (options.testHooks === true && options.exitOnOpen !== undefined) {
+  // A worker that crashes while opening.
+  process.exit(options.exitOnOpen)
 } else {
   try {
     db = open()
-    // `readonly`: SQLite fell back to a read-only open (the file or its directory is not writable).
-    port.postMessage({ type: "open", ok: true, readonly: db.readonly, interruptId })
+    cache = new StatementCache(db, { size: options.prepareCacheSize, timeToLiveMillis: options.prepareCacheTTLMillis })
+    port.postMessage({ type: "open", ok: true, interruptId })
   } catch (error) {
     port.postMessage({ type: "open", ok: false, error: describe(error) })
   }
@@ -290,6 +256,8 @@ port.on("message", (message) => {
     case "loadExtension":
       answer = attempt(() => {
         db.loadExtension(message.path)
+        // Statements prepared before may have been compiled without the extension's functions.
+        cache.clear()
       })
       break
     case "export":
