@@ -12,7 +12,7 @@ import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { minimumReplicationIndex } from "../src/internal/libsqlConnector.js"
+import { minimumReplicationIndex } from "../src/internal/libsql/readYourWrites.js"
 
 /** SqlitePool built on the connector, in the test's Scope. */
 const pool = (input: Parameters<typeof SqlitePool.layer>[0], options: LibsqlConnector.Options) =>
