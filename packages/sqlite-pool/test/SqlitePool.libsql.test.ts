@@ -44,6 +44,9 @@ describe("LibsqlConnector options", () => {
       expect(yield* fieldOf({})).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "ftp://x" })).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "http://u:p@x" })).toBe("primaryUrl")
+      // no host: "libsql://" used to throw inside the check (a defect), "libsql:///db" to name the host "db"
+      expect(yield* fieldOf({ primaryUrl: "libsql://" })).toBe("primaryUrl")
+      expect(yield* fieldOf({ primaryUrl: "libsql:///db" })).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: ["http://y", "nope"] })).toBe("replicaUrls[1]")
       expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: "http://y" })).toBe("replicaUrls")
       expect(yield* fieldOf({ primaryUrl: "http://x", connectTimeout: -5 })).toBe("connectTimeout")

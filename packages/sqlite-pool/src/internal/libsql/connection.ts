@@ -197,13 +197,13 @@ class Connection implements LibsqlConnection {
    * (outside a transaction). Everything else carries a `LibsqlStatementError` with the SQLite code where one applies.
    */
   #statementFailed(cause: unknown): SqlError {
-    const lostBefore = cause instanceof ClosedConnection
-    if (lostBefore || (this.#options.readOnly && cause instanceof Hrana.HranaTransportError)) {
-      const reason = (cause as Error).message
-      return new SqlError({
-        message: `the connection to the libSQL server was lost: ${reason}`,
-        cause: lostBefore ? cause : new ClosedConnection(reason)
-      })
+    const lost = cause instanceof ClosedConnection
+      ? cause
+      : this.#options.readOnly && cause instanceof Hrana.HranaTransportError
+      ? new ClosedConnection(cause.message)
+      : undefined
+    if (lost !== undefined) {
+      return new SqlError({ message: `the connection to the libSQL server was lost: ${lost.message}`, cause: lost })
     }
     const failure = statementFailure(cause)
     return new SqlError({ message: `Failed to execute statement: ${failure.message}`, cause: failure })
@@ -269,8 +269,7 @@ class Connection implements LibsqlConnection {
           )
         )
       }
-      return Effect.try(() => params.map(Hrana.encodeValue)).pipe(
-        Effect.mapError((error) => error.error),
+      return Effect.try({ try: () => params.map(Hrana.encodeValue), catch: (cause) => cause }).pipe(
         Effect.tap(() => this.#awaitReplication(waitFor)),
         Effect.flatMap((args) =>
           readAtLeast(this.#send(() => this.#hrana.execute(sql, args)), waitFor, this.#replicationWait)
