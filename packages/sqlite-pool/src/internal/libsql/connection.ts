@@ -211,7 +211,11 @@ class Connection implements LibsqlConnection {
 
   // --- statements ---
 
-  /** A request on the stream, as an Effect whose interruption (once the request is out) makes the connection untrusted. */
+  /**
+   * A request of a statement (on the stream, or the replication wait before it) as an Effect. Interrupted once the
+   * request is out, it leaves the connection untrusted: what the server did with it is unknown. A request on a
+   * connection already lost fails at once with `ClosedConnection`: it never reached the server.
+   */
   #send<A>(run: () => Promise<A>): Effect.Effect<A, unknown> {
     return Effect.async<A, unknown>((resume) => {
       const closed = this.#hrana.closedReason()
