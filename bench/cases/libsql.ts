@@ -13,7 +13,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as Libsql from "../../packages/sqlite-pool/src/internal/libsqlConnector.js"
+import * as Libsql from "../../packages/sqlite-pool/src/internal/libsql/connection.js"
+import { minimumReplicationIndex } from "../../packages/sqlite-pool/src/internal/libsql/readYourWrites.js"
 import { median } from "../harness.js"
 import type { Verdict } from "../targets.js"
 
@@ -69,7 +70,7 @@ export const run = (quick: boolean, runs: number): Effect.Effect<LibsqlResult, u
     const primaryReader = Context.get(primaryOnly, SqlitePool.Reader)
     // Reads by a fiber that has not written: no read-your-writes wait.
     const noWait = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.locally(effect, Libsql.minimumReplicationIndex, undefined)
+      Effect.locally(effect, minimumReplicationIndex, undefined)
 
     yield* sql`CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)`
     for (let i = 0; i < 100; i++) yield* sql`INSERT INTO t (v) VALUES (${`row ${i}`})`

@@ -32,18 +32,16 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as Scope from "effect/Scope"
 import * as Connector from "./Connector.js"
-import * as Libsql from "./internal/libsqlConnector.js"
+import { ReplicaSet } from "./internal/libsql/replicaSet.js"
+import { webSocketUrl } from "./internal/libsql/url.js"
 import * as PoolConfig from "./PoolConfig.js"
-import type { ConnectError, PoolConfigError } from "./PoolError.js"
+import type { PoolConfigError } from "./PoolError.js"
 
 /**
  * @since 0.1.0
@@ -82,7 +80,7 @@ const urlRule = "must be a URL (http://, https://, ws://, wss://, libsql://)"
 const Url = Schema.String.annotations({ message: () => urlRule }).pipe(
   Schema.filter((value) => {
     if (value.trim() === "") return urlRule
-    const target = Libsql.webSocketUrl(value)
+    const target = webSocketUrl(value)
     return "error" in target ? target.error : true
   })
 )
@@ -181,140 +179,15 @@ export const replicaLagFrames = Metric.gauge("sqlsim_libsql_replica_lag_frames",
  * @category constructors
  */
 export const makeWithOptions = (options: ResolvedOptions): Service => {
-  // The primary's numbering: its generation (restarts noticed) and the newest index in it.
-  let generation = 0
-  let primaryIndex: bigint | undefined
-  let fallbacks = 0
-  let next = 0
-  const replicas = options.replicaUrls.map((url) => ({
-    url,
-    connects: 0,
-    failures: 0,
-    index: undefined as bigint | undefined,
-    generation: 0,
-    /** the first index it reported in a generation it is not yet known to follow */
-    firstSeen: undefined as { readonly generation: number; readonly index: bigint } | undefined,
-    lagFrames: undefined as number | undefined
-  }))
-  type Replica = (typeof replicas)[number]
-  const common = {
-    authToken: options.authToken,
-    connectTimeout: options.connectTimeout,
-    replicationWaitTimeout: options.replicationWaitTimeout,
-    generation: () => generation
-  }
-
-  // An index the server reported at a connect, compared with the newest seen before that connect began: every
-  // statement answered before it was answered at or below the index the server had then, so a lower one means the
-  // numbering started again. (Results of concurrent statements arrive in any order, so they are not compared.)
-  const openPrimary = (readOnly: boolean) =>
-    Effect.suspend(() => {
-      const before = { generation, index: primaryIndex }
-      return Libsql.connect({
-        ...common,
-        url: options.primaryUrl,
-        readOnly,
-        raiseFiberIndex: !readOnly,
-        // The primary has every write, from every generation.
-        indexToAwait: () => undefined,
-        onReplicationIndex: (index, opening) => {
-          if (opening && before.generation === generation && before.index !== undefined && index < before.index) {
-            generation++
-            primaryIndex = index
-          } else if (primaryIndex === undefined || index > primaryIndex) {
-            primaryIndex = index
-          }
-        }
-      })
-    })
-
-  const follows = (replica: Replica) => replica.generation === generation
-  const noteReplicaIndex = (replica: Replica, index: bigint) => {
-    if (!follows(replica)) {
-      if (replica.firstSeen === undefined || replica.firstSeen.generation !== generation) {
-        replica.firstSeen = { generation, index }
-      } else if (replica.firstSeen.index !== index) {
-        replica.generation = generation
-      }
-    }
-    replica.index = index
-    if (primaryIndex !== undefined && follows(replica)) {
-      const lag = primaryIndex > index ? Number(primaryIndex - index) : 0
-      replica.lagFrames = lag
-      replicaLagFrames.unsafeUpdate(lag, [MetricLabel.make("replica", replica.url)])
-    } else {
-      replica.lagFrames = undefined
-    }
-  }
-  const notFollowing = "the primary restarted and this replica has not followed it yet"
-  const openReplica = (replica: Replica): Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> =>
-    Libsql.connect({
-      ...common,
-      url: replica.url,
-      readOnly: true,
-      indexToAwait: (position) =>
-        position.generation < replica.generation
-          ? undefined // written before a restart the replica has followed: the new numbering starts with it
-          : position.generation === replica.generation
-          ? position.index
-          : "unknown",
-      onReplicationIndex: (index) => noteReplicaIndex(replica, index)
-    }).pipe(
-      Effect.map((connection) => ({
-        ...connection,
-        check: () => connection.check() ?? (follows(replica) ? undefined : notFollowing)
-      })),
-      Effect.tap(() => Effect.sync(() => replica.connects++)),
-      Effect.tapError(() => Effect.sync(() => replica.failures++))
-    )
-
-  const fallbackMs = Duration.toMillis(options.fallbackLifetime)
-  // Replicas in turn, starting after the last one used; a replica that cannot be reached (a transient failure) is
-  // passed over; a permanent failure (a rejected token) fails the connect, as it would on the primary.
-  // A replica that answers but has not followed a restarted primary is passed over too (its connection closed at
-  // once): its connect told whether it follows now.
-  const connectReader: Effect.Effect<Connector.Connection, ConnectError, Scope.Scope> = Effect.gen(
-    function*() {
-      for (let tried = 0; tried < replicas.length; tried++) {
-        const replica = replicas[next % replicas.length]!
-        next = (next + 1) % replicas.length
-        const scope = yield* Effect.flatMap(Effect.scope, (parent) => Scope.fork(parent, ExecutionStrategy.sequential))
-        const opened = yield* Effect.either(Scope.extend(openReplica(replica), scope))
-        if (opened._tag === "Right" && follows(replica)) return opened.right
-        yield* Scope.close(scope, Exit.void)
-        if (opened._tag === "Left" && !opened.left.transient) return yield* opened.left
-      }
-      const connection = yield* openPrimary(true)
-      if (replicas.length === 0) return connection
-      fallbacks++
-      const retireAt = Date.now() + fallbackMs
-      return {
-        ...connection,
-        check: () =>
-          connection.check() ??
-            (Date.now() >= retireAt ? "a replica is preferred: this fallback connection retires" : undefined)
-      }
-    }
-  )
-
-  const status = Effect.sync((): Status => ({
-    primaryIndex,
-    generation,
-    replicas: replicas.map(({ connects, failures, generation, index, lagFrames, url }) => ({
-      url,
-      connects,
-      failures,
-      index,
-      generation,
-      lagFrames
-    })),
-    fallbacks
-  }))
+  const replicaSet = new ReplicaSet({
+    ...options,
+    onLag: (url, frames) => replicaLagFrames.unsafeUpdate(frames, [MetricLabel.make("replica", url)])
+  })
   return {
     options,
-    connect: (connectOptions) => connectOptions.readOnly ? connectReader : openPrimary(false),
-    status,
-    replication: status
+    connect: (connectOptions) => connectOptions.readOnly ? replicaSet.connectReader : replicaSet.connectWriter,
+    status: replicaSet.status,
+    replication: replicaSet.status
   }
 }
 

@@ -12,7 +12,7 @@ import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { minimumReplicationIndex } from "../src/internal/libsqlConnector.js"
+import { minimumReplicationIndex } from "../src/internal/libsql/readYourWrites.js"
 
 /** SqlitePool built on the connector, in the test's Scope. */
 const pool = (input: Parameters<typeof SqlitePool.layer>[0], options: LibsqlConnector.Options) =>
@@ -44,6 +44,9 @@ describe("LibsqlConnector options", () => {
       expect(yield* fieldOf({})).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "ftp://x" })).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "http://u:p@x" })).toBe("primaryUrl")
+      // no host: "libsql://" used to throw inside the check (a defect), "libsql:///db" to name the host "db"
+      expect(yield* fieldOf({ primaryUrl: "libsql://" })).toBe("primaryUrl")
+      expect(yield* fieldOf({ primaryUrl: "libsql:///db" })).toBe("primaryUrl")
       expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: ["http://y", "nope"] })).toBe("replicaUrls[1]")
       expect(yield* fieldOf({ primaryUrl: "http://x", replicaUrls: "http://y" })).toBe("replicaUrls")
       expect(yield* fieldOf({ primaryUrl: "http://x", connectTimeout: -5 })).toBe("connectTimeout")

@@ -18,16 +18,8 @@ import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as net from "node:net"
-import { HranaServerError, HranaTransportError } from "../src/internal/hranaSocket.js"
-import {
-  classifyConnectFailure,
-  connect,
-  isReadOnlyStatement,
-  minimumReplicationIndex,
-  sqliteCodeOf,
-  webSocketUrl
-} from "../src/internal/libsqlConnector.js"
-import type { LibsqlConnectOptions } from "../src/internal/libsqlConnector.js"
+import { connect, type LibsqlConnectOptions } from "../src/internal/libsql/connection.js"
+import { minimumReplicationIndex } from "../src/internal/libsql/readYourWrites.js"
 import * as SqliteCode from "../src/SqliteCode.js"
 
 /** An `sql` client over one bare connection, as the pool's lanes use it. */
@@ -83,105 +75,7 @@ const silentServer = Effect.acquireRelease(
 const count = (sql: SqlClient.SqlClient, table = "t") =>
   Effect.map(sql<{ n: number }>`SELECT count(*) AS n FROM ${sql(table)}`, (rows) => rows[0]!.n)
 
-describe("libSQL connector: URLs and error codes (no server)", () => {
-  it("maps configured URLs to the server's WebSocket endpoint, and refuses what cannot be one", () => {
-    expect(webSocketUrl("http://127.0.0.1:8080")).toEqual({ url: "ws://127.0.0.1:8080/" })
-    expect(webSocketUrl("https://db.example.com")).toEqual({ url: "wss://db.example.com/" })
-    expect(webSocketUrl("libsql://db.example.com")).toEqual({ url: "wss://db.example.com/" })
-    expect(webSocketUrl("libsql://127.0.0.1:8080?tls=0")).toEqual({ url: "ws://127.0.0.1:8080/" })
-    expect(webSocketUrl("ws://127.0.0.1:8080")).toEqual({ url: "ws://127.0.0.1:8080/" })
-    expect(webSocketUrl("not a url")).toEqual({ error: "not a valid URL" })
-    expect(webSocketUrl("ftp://127.0.0.1")).toMatchObject({ error: expect.stringMatching(/unsupported scheme ftp:/) })
-    expect(webSocketUrl("http://user:secret@127.0.0.1")).toMatchObject({ error: expect.stringMatching(/authToken/) })
-    expect(webSocketUrl("libsql://db?authToken=secret")).toMatchObject({ error: expect.stringMatching(/authToken/) })
-  })
-
-  it("names sqld's error codes as SQLite codes the pool classifies", () => {
-    expect(sqliteCodeOf("SQLITE_CONSTRAINT", "SQLite error: UNIQUE constraint failed: t.v"))
-      .toBe("SQLITE_CONSTRAINT_UNIQUE")
-    expect(sqliteCodeOf("SQLITE_CONSTRAINT", "SQLite error: FOREIGN KEY constraint failed"))
-      .toBe("SQLITE_CONSTRAINT_FOREIGNKEY")
-    expect(sqliteCodeOf("SQLITE_CONSTRAINT", "something new")).toBe("SQLITE_CONSTRAINT")
-    expect(sqliteCodeOf("SQLITE_UNKNOWN", "no such table: x")).toBe("SQLITE_ERROR")
-    expect(sqliteCodeOf("SQL_PARSE_ERROR", "syntax error")).toBe("SQLITE_ERROR")
-    expect(sqliteCodeOf("TRANSACTION_BUSY", "")).toBe("SQLITE_BUSY")
-    expect(sqliteCodeOf("TRANSACTION_TIMEOUT", "")).toBe("SQLITE_ABORT_ROLLBACK")
-    expect(sqliteCodeOf("SQLITE_IOERR", "")).toBe("SQLITE_IOERR")
-    expect(sqliteCodeOf(undefined, "")).toBeUndefined()
-    expect(SqliteCode.isBusy({ code: sqliteCodeOf("TRANSACTION_BUSY", "") })).toBe(true)
-    expect(SqliteCode.classify(sqliteCodeOf("TRANSACTION_TIMEOUT", "")!)).toBe("caller")
-  })
-
-  it("tells reads from writes by the statement's text, as a Reader connection must", () => {
-    for (
-      const read of [
-        "SELECT * FROM t",
-        "  -- a comment\n/* another */ select 1",
-        "VALUES (1)",
-        "EXPLAIN QUERY PLAN SELECT 1",
-        "WITH x AS (SELECT 'insert into t' AS s) SELECT s, updated_at FROM x",
-        "BEGIN",
-        "BEGIN DEFERRED TRANSACTION",
-        "COMMIT",
-        "END",
-        "ROLLBACK TO SAVEPOINT a",
-        "SAVEPOINT a",
-        "RELEASE a",
-        "PRAGMA journal_mode"
-      ]
-    ) expect([read, isReadOnlyStatement(read)]).toEqual([read, true])
-    for (
-      const write of [
-        "INSERT INTO t VALUES (1)",
-        "update t set v = 1",
-        "DELETE FROM t",
-        "REPLACE INTO t VALUES (1)",
-        "CREATE TABLE u (x)",
-        "DROP TABLE t",
-        "ALTER TABLE t ADD c",
-        "WITH x AS (SELECT 1) DELETE FROM t",
-        "BEGIN IMMEDIATE",
-        "begin exclusive",
-        "PRAGMA journal_mode = DELETE",
-        "PRAGMA user_version(3)",
-        "ATTACH 'x.db' AS x",
-        "VACUUM",
-        "ANALYZE",
-        "/* SELECT */ INSERT INTO t VALUES (1)"
-      ]
-    ) expect([write, isReadOnlyStatement(write)]).toEqual([write, false])
-  })
-
-  it("classifies network failures as transient and rejections as permanent", () => {
-    const transport = (message: string, options: { code?: string; status?: number } = {}) =>
-      new HranaTransportError(message, options)
-    const refused = classifyConnectFailure(
-      "ws://h/",
-      transport("connect ECONNREFUSED", { code: "ECONNREFUSED" }),
-      undefined
-    )
-    expect(refused).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true, attempts: 1 })
-    const closed = transport("the server closed the connection (WebSocket 1006)", { code: "ECONNRESET" })
-    expect(classifyConnectFailure("ws://h/", closed, undefined).transient).toBe(true)
-    expect(classifyConnectFailure("ws://h/", closed, 401)).toMatchObject({ code: "SQLITE_AUTH", transient: false })
-    const upgrade = classifyConnectFailure("ws://h/", transport("refused", { status: 403 }), undefined)
-    expect(upgrade).toMatchObject({ code: "SQLITE_AUTH", transient: false })
-    const hello = classifyConnectFailure(
-      "ws://h/",
-      new HranaServerError("no token", "AUTH_HEADER_NOT_FOUND"),
-      undefined
-    )
-    expect(hello).toMatchObject({ code: "SQLITE_AUTH", transient: false })
-    const notSqld = classifyConnectFailure("ws://h/", transport("refused", { status: 404 }), undefined)
-    expect(notSqld).toMatchObject({ code: "SQLITE_CANTOPEN", transient: false })
-    const restarting = classifyConnectFailure("ws://h/", transport("refused", { status: 503 }), undefined)
-    expect(restarting).toMatchObject({ code: "SQLITE_CANTOPEN", transient: true })
-    const timedOut = classifyConnectFailure("ws://h/", transport("no answer", { code: "ETIMEDOUT" }), undefined)
-    expect(timedOut.transient).toBe(true)
-    const strange = classifyConnectFailure("ws://h/", new Error("something else entirely"), undefined)
-    expect(strange).toMatchObject({ code: "UNKNOWN", transient: false })
-  })
-
+describe("libSQL connector: connects that fail before a server answers", () => {
   it.effect("a bad URL fails the connect at once, permanently, without a network attempt", () =>
     Effect.gen(function*() {
       for (const url of ["not a url", "ftp://127.0.0.1:1", "http://user:pw@127.0.0.1:1"]) {
@@ -381,7 +275,11 @@ describe("libSQL connector on a primary", () => {
     }))
 })
 
-/** A primary and a replica of it, a connection on the primary and a Reader connection on the replica, table t. */
+/**
+ * A primary and a replica of it, a connection on the primary and a Reader connection on the replica, table t. The
+ * tests on replicas run on the real clock: a read that meets a replica a moment behind runs again after a delay of
+ * the Effect clock, which a TestClock would never advance.
+ */
 const writerAndReplicaReader = Effect.gen(function*() {
   const { primary, replicas } = yield* Sqld.startCluster(1)
   const writer = yield* open(primary.wsUrl)
@@ -391,7 +289,7 @@ const writerAndReplicaReader = Effect.gen(function*() {
 })
 
 describe("libSQL connector on replicas", () => {
-  it.scoped("a write through the primary is read on a replica; the lag is measured", () =>
+  it.scopedLive("a write through the primary is read on a replica; the lag is measured", () =>
     Effect.gen(function*() {
       const { reader, writer } = yield* writerAndReplicaReader
       yield* eventually(Effect.as(reader.sql`SELECT 1 FROM t LIMIT 1`, true), "table on the replica", 10_000)
@@ -414,7 +312,7 @@ describe("libSQL connector on replicas", () => {
       )
     }))
 
-  it.scoped("read-your-writes: with the primary's replication index, a replica answers only once it has the write", () =>
+  it.scopedLive("read-your-writes: with the primary's replication index, a replica answers only once it has the write", () =>
     Effect.gen(function*() {
       const { reader, writer } = yield* writerAndReplicaReader
       let missedWithoutIndex = 0
@@ -437,7 +335,7 @@ describe("libSQL connector on replicas", () => {
       )
     }))
 
-  it.scoped("a replica that does not reach the index in time fails the statement typed (REPLICA_BEHIND)", () =>
+  it.scopedLive("a replica that does not reach the index in time fails the statement typed (REPLICA_BEHIND)", () =>
     Effect.gen(function*() {
       const primary = yield* Sqld.startPrimary()
       const reader = yield* open(primary.wsUrl, { readOnly: true, replicationWaitTimeout: "100 millis" })
@@ -451,7 +349,7 @@ describe("libSQL connector on replicas", () => {
       expect(reader.check()).toBeUndefined()
     }))
 
-  it.scoped("a Reader connection refuses writes with SQLITE_READONLY, on a replica and on the primary", () =>
+  it.scopedLive("a Reader connection refuses writes with SQLITE_READONLY, on a replica and on the primary", () =>
     Effect.gen(function*() {
       const { primary, replicas } = yield* Sqld.startCluster(1)
       const writer = yield* open(primary.wsUrl)
@@ -473,7 +371,7 @@ describe("libSQL connector on replicas", () => {
       expect(yield* writer.sql`SELECT v FROM t`).toEqual([{ v: "seed" }])
     }))
 
-  it.scoped("a replica killed: its connection reports the loss, connects fail transient, and work after restart", () =>
+  it.scopedLive("a replica killed: its connection reports the loss, connects fail transient, and work after restart", () =>
     Effect.gen(function*() {
       const { primary, replicas } = yield* Sqld.startCluster(1)
       const replica = replicas[0]!
