@@ -37,6 +37,18 @@ export default tseslint.config(
     }
   },
   {
+    // A function longer than a screen does more than one thing: split it into named steps.
+    files: [
+      "packages/simulator/src/**",
+      "packages/cli/src/**"
+      // The lead enables this for the library when its pool core, lanes and transports are restructured:
+      // "packages/sqlite-pool/src/**"
+    ],
+    rules: {
+      "max-lines-per-function": ["error", { max: 80 }]
+    }
+  },
+  {
     // Plain Node scripts (child processes of tests and of the simulator)
     files: ["**/*.mjs"],
     languageOptions: {
