@@ -33,7 +33,22 @@ export default tseslint.config(
       "@typescript-eslint/no-explicit-any": "off",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/no-empty-object-type": "off",
-      "@typescript-eslint/no-namespace": "off"
+      "@typescript-eslint/no-namespace": "off",
+      // `import { type A } from "./a.js"` still loads a.js at run time (verbatimModuleSyntax keeps `import {}`):
+      // written `import type`, it is erased, as scripts/circular.mjs assumes.
+      "@typescript-eslint/no-import-type-side-effects": "error"
+    }
+  },
+  {
+    // A function longer than a screen does more than one thing: split it into named steps.
+    files: [
+      "packages/simulator/src/**",
+      "packages/cli/src/**"
+      // The lead enables this for the library when its pool core, lanes and transports are restructured:
+      // "packages/sqlite-pool/src/**"
+    ],
+    rules: {
+      "max-lines-per-function": ["error", { max: 80 }]
     }
   },
   {

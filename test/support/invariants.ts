@@ -1,6 +1,6 @@
 /**
- * The statistics invariants API.md states for every instant, as readable violations rather than one boolean, so a
- * failing step says which rule broke and with which numbers.
+ * The statistics invariants the README ("Statistics, metrics, spans") states for every instant, as readable
+ * violations rather than one boolean, so a failing step says which rule broke and with which numbers.
  */
 import type { PoolStats } from "@sqlsim/sqlite-pool"
 

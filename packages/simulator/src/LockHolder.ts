@@ -6,7 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { spawn } from "node:child_process"
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import type { Readable } from "node:stream"
 import { fileURLToPath } from "node:url"
 import type { LockHolderPlan } from "./FaultPlan.js"
 import { LockHolderError } from "./SimulationError.js"
@@ -35,6 +36,34 @@ export interface LockHolder {
   readonly whenHolding: Effect.Effect<void>
 }
 
+/** Calls `onLine` with each complete line `stream` writes. */
+const readLines = (stream: Readable, onLine: (line: string) => void): void => {
+  let buffered = ""
+  stream.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString()
+    const lines = buffered.split("\n")
+    buffered = lines.pop() ?? ""
+    for (const line of lines) onLine(line)
+  })
+}
+
+/**
+ * Asks the process to stop (SIGTERM, and its stdin closed) and waits until it has exited, killing it after
+ * `stopTimeoutMs`. A bounded wait built from a timer: a finalizer is uninterruptible, so an Effect timeout would never
+ * fire.
+ */
+const stopProcess = (child: ChildProcessWithoutNullStreams, exited: Promise<void>): Effect.Effect<void> =>
+  Effect.async<void>((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done(Effect.void)
+    const killTimer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs)
+    void exited.then(() => {
+      clearTimeout(killTimer)
+      done(Effect.void)
+    })
+    child.kill("SIGTERM")
+    child.stdin.end()
+  })
+
 /**
  * Starts the lock holder on `filename` and waits until it has opened the database; stops it (and waits for it) when
  * the Scope closes. The process also stops by itself if this one dies, since its stdin then closes.
@@ -56,7 +85,6 @@ export const start = (
       let ready = false
       let stderr = ""
       const holdingWaiters = new Set<() => void>()
-      let buffered = ""
       const exited = new Promise<void>((done) => child.once("exit", () => done()))
       const fail = (reason: string, cause?: unknown) => {
         if (ready) return
@@ -72,23 +100,18 @@ export const start = (
       child.stderr.on("data", (chunk: Buffer) => {
         stderr = (stderr + chunk.toString()).slice(-2000)
       })
-      child.stdout.on("data", (chunk: Buffer) => {
-        buffered += chunk.toString()
-        const lines = buffered.split("\n")
-        buffered = lines.pop() ?? ""
-        for (const line of lines) {
-          if (line.startsWith("locked ")) {
-            bursts++
-            holding = true
-            for (const wake of holdingWaiters) wake()
-            holdingWaiters.clear()
-          } else if (line.startsWith("released ")) {
-            holding = false
-          } else if (line === "ready" && !ready) {
-            ready = true
-            clearTimeout(startTimer)
-            resume(Effect.succeed({ holder, stop }))
-          }
+      readLines(child.stdout, (line) => {
+        if (line.startsWith("locked ")) {
+          bursts++
+          holding = true
+          for (const wake of holdingWaiters) wake()
+          holdingWaiters.clear()
+        } else if (line.startsWith("released ")) {
+          holding = false
+        } else if (line === "ready" && !ready) {
+          ready = true
+          clearTimeout(startTimer)
+          resume(Effect.succeed({ holder, stop: stopProcess(child, exited) }))
         }
       })
       child.once("error", (error) => fail(`cannot start ${process.execPath}: ${error.message}`, error))
@@ -107,17 +130,6 @@ export const start = (
           return Effect.sync(() => holdingWaiters.delete(waiter))
         })
       }
-      // A bounded wait built from a timer: a finalizer is uninterruptible, so an Effect timeout would never fire.
-      const stop = Effect.async<void>((done) => {
-        if (child.exitCode !== null || child.signalCode !== null) return done(Effect.void)
-        const killTimer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs)
-        void exited.then(() => {
-          clearTimeout(killTimer)
-          done(Effect.void)
-        })
-        child.kill("SIGTERM")
-        child.stdin.end()
-      })
       return Effect.sync(() => {
         clearTimeout(startTimer)
         child.kill("SIGKILL")

@@ -12,7 +12,7 @@ import { Connector, LibsqlConnector, PoolConfig, type PoolError } from "@sqlsim/
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Either from "effect/Either"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
@@ -21,10 +21,11 @@ import * as path from "node:path"
 import * as FaultInjector from "./FaultInjector.js"
 import * as FaultPlan from "./FaultPlan.js"
 import { Recorder } from "./internal/recorder.js"
+import * as internal from "./internal/resolve.js"
 import * as LockHolder from "./LockHolder.js"
 import * as Report from "./Report.js"
 import * as ServerFaults from "./ServerFaults.js"
-import { type LockHolderError, SetupError, SimulationConfigError } from "./SimulationError.js"
+import { type LockHolderError, SetupError, type SimulationConfigError } from "./SimulationError.js"
 import * as SqldServers from "./SqldServers.js"
 import * as Target from "./Target.js"
 import * as VirtualClock from "./VirtualClock.js"
@@ -127,27 +128,7 @@ export interface Servers {
  * @since 0.1.0
  * @category constants
  */
-export const limits = {
-  workers: 512,
-  operations: Workload.maxOperations,
-  durationMs: 3_600_000,
-  holdMs: 10_000,
-  readers: 64,
-  replicas: 8
-} as const
-
-type Name = (field: string) => string
-
-const configError = (field: keyof Input, describe: (name: Name) => string) =>
-  Either.left(new SimulationConfigError({ field, describe }))
-
-const integerIn = (field: keyof Input, value: number, min: number, max: number) =>
-  Number.isInteger(value) && value >= min && value <= max
-    ? Either.right(value)
-    : configError(
-      field,
-      (name) => `${name(field)} must be a whole number from ${min} to ${max.toLocaleString("en-US")}, got ${value}`
-    )
+export const limits: typeof internal.limits = internal.limits
 
 /**
  * Validates the input and fills in the defaults.
@@ -155,154 +136,7 @@ const integerIn = (field: keyof Input, value: number, min: number, max: number) 
  * @since 0.1.0
  * @category constructors
  */
-export const resolve = (input: Input): Either.Either<Options, SimulationConfigError> =>
-  Either.gen(function*() {
-    const seed = yield* integerIn("seed", input.seed, 0, 2 ** 31 - 1)
-    const workers = yield* integerIn("workers", input.workers ?? 8, 1, limits.workers)
-    if (input.operations !== undefined && input.duration !== undefined) {
-      return yield* configError("operations", (name) => `give ${name("operations")} or ${name("duration")}, not both`)
-    }
-    let stop: Workload.Stop
-    if (input.operations !== undefined) {
-      stop = { _tag: "Operations", count: yield* integerIn("operations", input.operations, 1, limits.operations) }
-    } else {
-      const decoded = Duration.decodeUnknown(input.duration ?? "5 seconds")
-      const millis = decoded._tag === "Some" ? Duration.toMillis(decoded.value) : Number.NaN
-      if (!(millis > 0 && millis <= limits.durationMs)) {
-        return yield* configError(
-          "duration",
-          (name) =>
-            `${name("duration")} must be more than 0 and at most 1 hour, such as "10 seconds" or "2 minutes", got ${
-              String(input.duration)
-            }`
-        )
-      }
-      stop = { _tag: "Duration", millis }
-    }
-    const mix = typeof input.mix === "string" ? yield* Workload.parseMix(input.mix) : input.mix ?? Workload.defaultMix
-    const faults = typeof input.faults === "string"
-      ? yield* FaultPlan.parse(input.faults)
-      : input.faults ?? FaultPlan.none
-    const holdMs = input.holdMs ?? 0
-    if (!(Number.isFinite(holdMs) && holdMs >= 0 && holdMs <= limits.holdMs)) {
-      return yield* configError(
-        "holdMs",
-        (name) => `${name("holdMs")} must be from 0 to ${limits.holdMs} milliseconds, got ${holdMs}`
-      )
-    }
-    const readers = yield* integerIn("readers", input.readers ?? 4, 0, limits.readers)
-    const clock = input.clock ?? "real"
-    if (clock === "virtual" && faults.lockHolder !== undefined) {
-      return yield* configError(
-        "clock",
-        (name) =>
-          `${name("clock")} cannot be combined with ${name("faults")} busy=lock-holder: the lock holder is a real ` +
-          "process on real time"
-      )
-    }
-    if (clock === "virtual" && input.readerThreads === true) {
-      return yield* configError(
-        "clock",
-        (name) =>
-          `${name("clock")} cannot be combined with ${name("readerThreads")}: a worker thread answers on real time`
-      )
-    }
-    if (clock === "virtual" && stop._tag === "Duration") {
-      return yield* configError(
-        "clock",
-        (name) =>
-          `${name("clock")} needs ${name("operations")}: on virtual time an operation costs only its modelled delays`
-      )
-    }
-    if (input.database !== undefined && (input.database.trim() === "" || input.database === ":memory:")) {
-      return yield* configError(
-        "database",
-        (name) =>
-          `${name("database")} must be a database file (connect-per-operation and the lock holder need a file); ` +
-          "leave it out for a temporary one"
-      )
-    }
-    let servers: Servers | undefined
-    if (input.servers !== undefined) {
-      const sqld = input.servers.sqld
-      if (typeof sqld !== "string" || sqld.trim() === "") {
-        return yield* configError("servers", (name) => `${name("servers")} needs the path of a sqld binary`)
-      }
-      const replicas = yield* integerIn("servers", input.servers.replicas ?? 1, 0, limits.replicas)
-      // Kills given as values are checked by the same rules as their text form.
-      const given = input.servers.kills ?? ""
-      const kills = yield* ServerFaults.parse(typeof given === "string" ? given : ServerFaults.format(given))
-      const unknown = kills.find((kill) =>
-        kill.server !== "primary" && Number(kill.server.slice("replica-".length)) > replicas
-      )
-      if (unknown !== undefined) {
-        return yield* configError("servers", (name) =>
-          `${name("kills")} names ${unknown.server}, but the run starts ${replicas} replica${
-            replicas === 1 ? "" : "s"
-          } (replica-1 .. replica-${replicas})`)
-      }
-      const runMs = stop._tag === "Duration" ? stop.millis : Number.POSITIVE_INFINITY
-      const late = kills.find((kill) =>
-        kill.atMs >= runMs
-      )
-      if (late !== undefined) {
-        return yield* configError("servers", (name) =>
-          `${name("kills")} ${late.server}@${late.atMs}ms comes after the run ends (${name("duration")} ${runMs}ms): ` +
-          "kill it earlier, or run longer")
-      }
-      servers = { sqld, replicas, kills }
-    }
-    if (input.libsql !== undefined || servers !== undefined) {
-      // The field the user gave, named in the messages: a server they run, or servers the simulator starts.
-      const server = input.libsql !== undefined ? "libsql" : "servers"
-      const refused = input.libsql !== undefined && servers !== undefined
-        ? configError("servers", (name) =>
-          `give ${name("libsql")} or ${name("servers")}, not both`)
-        : input.database !== undefined
-        ? configError(server, (name) =>
-          `give ${name("database")} or ${name(server)}, not both`)
-        : clock === "virtual"
-        ? configError("clock", (name) =>
-          `${name("clock")} cannot be combined with ${name(server)}: a server answers on real time`)
-        : input.readerThreads === true
-        ? configError(
-          "readerThreads",
-          (name) =>
-            `${name("readerThreads")} are for a database file; with ${name(server)} the Reader is on the replicas`
-        )
-        : faults.openTransient > 0 || faults.openPermanent > 0 || faults.lockHolder !== undefined
-        ? configError(
-          "faults",
-          (name) =>
-            `${name("faults")} open, open-permanent and busy=lock-holder need a database file; with ${name(server)} ` +
-            `use slow, die and ping (and ${name("kills")} to crash a server)`
-        )
-        : undefined
-      if (refused !== undefined) {
-        return yield* refused
-      }
-    }
-    const sampleEveryMs = yield* integerIn("sampleEveryMs", input.sampleEveryMs ?? 50, 1, 60_000)
-    const rows = yield* integerIn("rows", input.rows ?? 1000, 1, 1_000_000)
-    return {
-      seed,
-      workers,
-      stop,
-      mix,
-      holdMs,
-      faults,
-      compare: input.compare ?? false,
-      database: input.database,
-      libsql: input.libsql,
-      servers,
-      readers,
-      readerThreads: input.readerThreads ?? false,
-      clock,
-      pool: input.pool ?? {},
-      sampleEveryMs,
-      rows
-    } satisfies Options
-  })
+export const resolve: (input: Input) => Either.Either<Options, SimulationConfigError> = internal.resolve
 
 /**
  * Where a run stands.
@@ -464,6 +298,164 @@ export const setup = (
     })).pipe(Effect.mapError((error) => new SetupError({ filename: database, reason: error.message, cause: error })))
   }))
 
+/** What a session has done so far: its runs, in order, and the database they ran on once it is known. */
+interface SessionState {
+  readonly startedAt: Date
+  readonly runs: Array<RunState>
+  database: string
+}
+
+const workloadOptions = (options: Options): Workload.Options => ({
+  seed: options.seed,
+  workers: options.workers,
+  stop: options.stop,
+  mix: options.mix,
+  holdMs: options.holdMs,
+  rows: options.rows,
+  operationTimeoutMs: 60_000,
+  sampleEveryMs: options.sampleEveryMs,
+  // On virtual time a turn is a sleep of 0 on the virtual clock: its driver is an event-loop task that runs when
+  // every fiber waits, and wakes the sleepers due now without moving time, so the run still repeats exactly.
+  turn: options.clock === "virtual"
+    ? { everyOperations: Workload.defaultTurn.everyOperations, everyMillis: Infinity, wait: Effect.sleep(0) }
+    : Workload.defaultTurn
+})
+
+/** The target of one mode (the pool, or a connection per operation), through a fresh fault injector. */
+const makeTarget = (options: Options, state: RunState, filename: string, cluster: Cluster | undefined) =>
+  Effect.gen(function*() {
+    const libsqlOptions = cluster?.libsql ?? options.libsql
+    // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
+    const libsql = libsqlOptions === undefined ? undefined : yield* LibsqlConnector.make(libsqlOptions)
+    const injector = yield* FaultInjector.make(options.faults, { seed: options.seed, connector: libsql })
+    state.injector = injector
+    const poolInput: PoolConfig.SqliteInput = {
+      ...options.pool,
+      filename,
+      readConnections: options.readers,
+      readerThreads: options.readerThreads
+    }
+    const target = state.mode === "pooled"
+      ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
+      : Target.perOperation(yield* PoolConfig.makeSqlite(poolInput), {
+        connector: injector.connector,
+        holdMs: options.holdMs,
+        workers: options.workers
+      })
+    const replication = libsql === undefined ? undefined : trackReplication(libsql)
+    state.replication = replication
+    state.target = replication === undefined
+      ? target
+      : { ...target, gauges: Effect.zipLeft(target.gauges, replication.observe) }
+    return { target: state.target, injector }
+  })
+
+/** Runs the workload in one mode, its state added to the session's runs first so that a snapshot sees it. */
+const runOne = (
+  options: Options,
+  session: SessionState,
+  mode: Target.Mode,
+  filename: string,
+  cluster: Cluster | undefined
+) =>
+  Effect.gen(function*() {
+    const state: RunState = {
+      mode,
+      recorder: new Recorder(),
+      clock: yield* Effect.clock,
+      target: undefined,
+      injector: undefined,
+      lockHolder: undefined,
+      replication: undefined,
+      serverEvents: [],
+      finished: false
+    }
+    session.runs.push(state)
+    const { injector, target } = yield* makeTarget(options, state, filename, cluster)
+    if (options.faults.lockHolder !== undefined) {
+      state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
+    }
+    yield* injector.arm
+    // The kills are timed from the start of the workload; ending the run ends them, a server down restarted.
+    if (cluster !== undefined && cluster.kills.length > 0) {
+      yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
+    }
+    yield* Workload.run(target, workloadOptions(options), state.recorder)
+    state.finished = true
+  }).pipe(Effect.scoped)
+
+/** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
+const runAll = (options: Options, session: SessionState) =>
+  Effect.gen(function*() {
+    const cluster = options.servers === undefined ? undefined : yield* startServers(options.servers)
+    const libsql = cluster?.libsql ?? options.libsql
+    const filename = libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
+    session.database = filename
+    yield* setup(filename, options.rows, libsql === undefined ? undefined : yield* LibsqlConnector.make(libsql))
+    for (const mode of modes(options)) yield* runOne(options, session, mode, filename, cluster)
+  }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
+
+const settings = (options: Options, database: string): Report.Settings => ({
+  seed: options.seed,
+  workers: options.workers,
+  operations: options.stop._tag === "Operations" ? options.stop.count : null,
+  durationMs: options.stop._tag === "Duration" ? options.stop.millis : null,
+  mix: options.mix,
+  holdMs: options.holdMs,
+  faults: FaultPlan.format(options.faults),
+  servers: options.servers === undefined ? null : {
+    replicas: options.servers.replicas,
+    kills: ServerFaults.format(options.servers.kills)
+  },
+  readers: options.readers,
+  readerThreads: options.readerThreads,
+  database,
+  clock: options.clock
+})
+
+const runReport = (options: Options, state: RunState) =>
+  Effect.gen(function*() {
+    const counts = state.target === undefined ? emptyCounts : yield* state.target.counts
+    return Report.runReport({
+      mode: state.mode,
+      recorder: state.recorder,
+      counts,
+      pool: state.target === undefined ? undefined : yield* state.target.poolStats,
+      faults: state.injector === undefined ? FaultInjector.noFaults : yield* state.injector.counts,
+      faultEvents: state.injector === undefined ? [] : yield* state.injector.events,
+      lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
+        ? undefined
+        : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
+      replication: state.replication === undefined ? undefined : yield* state.replication.report,
+      servers: state.serverEvents,
+      interrupted: !state.finished,
+      nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
+    })
+  })
+
+/** Where the latest run stands, or undefined before the first one starts. */
+const progressOf = (options: Options, session: SessionState): Progress | undefined => {
+  const state = session.runs[session.runs.length - 1]
+  if (state === undefined || state.clock === undefined) return undefined
+  const { recorder } = state
+  const now = Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
+  const elapsedMs = recorder.startMs === 0 && recorder.started === 0
+    ? 0
+    : (recorder.endMs ?? now) - recorder.startMs
+  const fraction = options.stop._tag === "Operations"
+    ? recorder.finished / options.stop.count
+    : Math.min(1, elapsedMs / options.stop.millis)
+  return {
+    run: session.runs.length,
+    runs: modes(options).length,
+    mode: state.mode,
+    elapsedMs,
+    completed: recorder.completed,
+    failed: recorder.failed,
+    fraction: Math.max(0, Math.min(1, fraction))
+  }
+}
+
 /**
  * Prepares a simulation.
  *
@@ -472,154 +464,21 @@ export const setup = (
  */
 export const make = (options: Options): Effect.Effect<Session> =>
   Effect.sync(() => {
-    const startedAt = new Date()
-    const runs: Array<RunState> = []
-    let database = options.database ?? "(a temporary file)"
-
-    const workloadOptions: Workload.Options = {
-      seed: options.seed,
-      workers: options.workers,
-      stop: options.stop,
-      mix: options.mix,
-      holdMs: options.holdMs,
-      rows: options.rows,
-      operationTimeoutMs: 60_000,
-      sampleEveryMs: options.sampleEveryMs,
-      // On virtual time a turn is a sleep of 0 on the virtual clock: its driver is an event-loop task that runs when
-      // every fiber waits, and wakes the sleepers due now without moving time, so the run still repeats exactly.
-      turn: options.clock === "virtual"
-        ? { everyOperations: Workload.defaultTurn.everyOperations, everyMillis: Infinity, wait: Effect.sleep(0) }
-        : Workload.defaultTurn
+    const session: SessionState = {
+      startedAt: new Date(),
+      runs: [],
+      database: options.database ?? "(a temporary file)"
     }
-
-    const runOne = (mode: Target.Mode, filename: string, cluster: Cluster | undefined) =>
-      Effect.gen(function*() {
-        const state: RunState = {
-          mode,
-          recorder: new Recorder(),
-          clock: yield* Effect.clock,
-          target: undefined,
-          injector: undefined,
-          lockHolder: undefined,
-          replication: undefined,
-          serverEvents: [],
-          finished: false
-        }
-        runs.push(state)
-        const libsqlOptions = cluster?.libsql ?? options.libsql
-        // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
-        const libsql = libsqlOptions === undefined ? undefined : yield* LibsqlConnector.make(libsqlOptions)
-        const injector = yield* FaultInjector.make(options.faults, { seed: options.seed, connector: libsql })
-        state.injector = injector
-        const poolInput: PoolConfig.SqliteInput = {
-          ...options.pool,
-          filename,
-          readConnections: options.readers,
-          readerThreads: options.readerThreads
-        }
-        const target = mode === "pooled"
-          ? yield* Target.pooled(poolInput, { connector: injector.connector, holdMs: options.holdMs })
-          : Target.perOperation(yield* PoolConfig.makeSqlite(poolInput), {
-            connector: injector.connector,
-            holdMs: options.holdMs,
-            workers: options.workers
-          })
-        const replication = libsql === undefined ? undefined : trackReplication(libsql)
-        state.replication = replication
-        state.target = replication === undefined
-          ? target
-          : { ...target, gauges: Effect.zipLeft(target.gauges, replication.observe) }
-        if (options.faults.lockHolder !== undefined) {
-          state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
-        }
-        yield* injector.arm
-        // The kills are timed from the start of the workload; ending the run ends them, a server down restarted.
-        if (cluster !== undefined && cluster.kills.length > 0) {
-          yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
-        }
-        yield* Workload.run(state.target, workloadOptions, state.recorder)
-        state.finished = true
-      }).pipe(Effect.scoped)
-
-    const program = Effect.gen(function*() {
-      const cluster = options.servers === undefined ? undefined : yield* startServers(options.servers)
-      const libsql = cluster?.libsql ?? options.libsql
-      const filename = libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
-      database = filename
-      yield* setup(filename, options.rows, libsql === undefined ? undefined : yield* LibsqlConnector.make(libsql))
-      for (const mode of modes(options)) yield* runOne(mode, filename, cluster)
-    }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
-
-    const settings = (): Report.Settings => ({
-      seed: options.seed,
-      workers: options.workers,
-      operations: options.stop._tag === "Operations" ? options.stop.count : null,
-      durationMs: options.stop._tag === "Duration" ? options.stop.millis : null,
-      mix: options.mix,
-      holdMs: options.holdMs,
-      faults: FaultPlan.format(options.faults),
-      servers: options.servers === undefined ? null : {
-        replicas: options.servers.replicas,
-        kills: ServerFaults.format(options.servers.kills)
-      },
-      readers: options.readers,
-      readerThreads: options.readerThreads,
-      database,
-      clock: options.clock
-    })
-
-    const runReport = (state: RunState) =>
-      Effect.gen(function*() {
-        const counts = state.target === undefined ? emptyCounts : yield* state.target.counts
-        return Report.runReport({
-          mode: state.mode,
-          recorder: state.recorder,
-          counts,
-          pool: state.target === undefined ? undefined : yield* state.target.poolStats,
-          faults: state.injector === undefined ? FaultInjector.noFaults : yield* state.injector.counts,
-          faultEvents: state.injector === undefined ? [] : yield* state.injector.events,
-          lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
-            ? undefined
-            : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
-          replication: state.replication === undefined ? undefined : yield* state.replication.report,
-          servers: state.serverEvents,
-          interrupted: !state.finished,
-          nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
-        })
-      })
-
+    const program = runAll(options, session)
     const snapshot = Effect.map(
-      Effect.forEach(runs, runReport),
-      (reports) => Report.make(settings(), startedAt, reports)
+      Effect.forEach(session.runs, (state) => runReport(options, state)),
+      (reports) => Report.make(settings(options, session.database), session.startedAt, reports)
     )
-
-    const progress = Effect.sync((): Progress | undefined => {
-      const state = runs[runs.length - 1]
-      if (state === undefined || state.clock === undefined) return undefined
-      const { recorder } = state
-      const now = Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
-      const elapsedMs = recorder.startMs === 0 && recorder.started === 0
-        ? 0
-        : (recorder.endMs ?? now) - recorder.startMs
-      const fraction = options.stop._tag === "Operations"
-        ? recorder.finished / options.stop.count
-        : Math.min(1, elapsedMs / options.stop.millis)
-      return {
-        run: runs.length,
-        runs: modes(options).length,
-        mode: state.mode,
-        elapsedMs,
-        completed: recorder.completed,
-        failed: recorder.failed,
-        fraction: Math.max(0, Math.min(1, fraction))
-      }
-    })
-
     return {
       options,
       run: Effect.zipRight(options.clock === "virtual" ? VirtualClock.runVirtual(program) : program, snapshot),
       snapshot,
-      progress
+      progress: Effect.sync(() => progressOf(options, session))
     } satisfies Session
   })
 

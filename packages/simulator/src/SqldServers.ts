@@ -169,6 +169,42 @@ const spawnHint = (error: Error): string => {
     : ""
 }
 
+/**
+ * Waits until a just-spawned sqld answers its health check. Fails with the process's last output if it could not be
+ * started, exits first, or is not ready within `readyDeadlineMs` (then it is killed).
+ */
+const awaitReady = (
+  spawned: childProcess.ChildProcess,
+  name: string,
+  httpUrl: string,
+  output: () => string
+): Effect.Effect<void, SqldError> =>
+  Effect.gen(function*() {
+    let spawnError: Error | undefined
+    spawned.once("error", (error) => {
+      spawnError = error
+    })
+    const deadline = Date.now() + readyDeadlineMs
+    while (true) {
+      if (spawnError !== undefined || exited(spawned)) {
+        live.delete(spawned)
+        const why = spawnError !== undefined
+          ? `could not be started: ${spawnError.message}${spawnHint(spawnError)}`
+          : `exited (${spawned.exitCode ?? spawned.signalCode}) before it was ready`
+        return yield* new SqldError({ name, message: `sqld ${name} ${why}\n${output()}` })
+      }
+      if ((yield* Effect.promise(() => healthStatus(httpUrl))) === 200) return
+      if (Date.now() > deadline) {
+        yield* stopChild(spawned, "SIGKILL")
+        return yield* new SqldError({
+          name,
+          message: `sqld ${name} did not answer ${httpUrl}/health within ${readyDeadlineMs} ms\n${output()}`
+        })
+      }
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+    }
+  })
+
 const start = (
   binary: string,
   name: string,
@@ -209,29 +245,7 @@ const start = (
       }
       spawned.stdout?.on("data", keep)
       spawned.stderr?.on("data", keep)
-      let spawnError: Error | undefined
-      spawned.once("error", (error) => {
-        spawnError = error
-      })
-      const deadline = Date.now() + readyDeadlineMs
-      while (true) {
-        if (spawnError !== undefined || exited(spawned)) {
-          live.delete(spawned)
-          const why = spawnError !== undefined
-            ? `could not be started: ${spawnError.message}${spawnHint(spawnError)}`
-            : `exited (${spawned.exitCode ?? spawned.signalCode}) before it was ready`
-          return yield* new SqldError({ name, message: `sqld ${name} ${why}\n${output}` })
-        }
-        if ((yield* Effect.promise(() => healthStatus(httpUrl))) === 200) return
-        if (Date.now() > deadline) {
-          yield* stopChild(spawned, "SIGKILL")
-          return yield* new SqldError({
-            name,
-            message: `sqld ${name} did not answer ${httpUrl}/health within ${readyDeadlineMs} ms\n${output}`
-          })
-        }
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
-      }
+      yield* awaitReady(spawned, name, httpUrl, () => output)
     })
 
     const kill = (signal: NodeJS.Signals = "SIGKILL") => child === undefined ? Effect.void : stopChild(child, signal)

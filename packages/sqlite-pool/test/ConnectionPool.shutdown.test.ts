@@ -108,7 +108,7 @@ describe("ConnectionPool: shutdown", () => {
       const closing = yield* Effect.fork(close)
       yield* waitUntil(isDone(acquiring), "the acquire ends without the clock moving")
       const exit = yield* Fiber.await(acquiring)
-      // PoolClosedError or an interruption, as API.md allows; never a connection.
+      // PoolClosedError or an interruption; never a connection.
       expect(Exit.isFailure(exit)).toBe(true)
       if (Exit.isFailure(exit)) {
         const failure = Cause.failureOption(exit.cause)

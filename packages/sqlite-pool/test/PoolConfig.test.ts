@@ -15,7 +15,7 @@ const millis = (duration: Duration.Duration | null) => duration === null ? null 
 const rejection = (input: unknown) => Effect.flip(PoolConfig.make(input as PoolConfig.Input))
 
 describe("PoolConfig.make", () => {
-  it.effect("fills in every default of API.md", () =>
+  it.effect("fills in every default of the README's Configuration table", () =>
     Effect.gen(function*() {
       const config = yield* PoolConfig.make({})
       expect(config.filename).toBe(":memory:")

@@ -12,7 +12,7 @@ import * as Pool from "../src/internal/pool.js"
 export { randomBytes, tempDir } from "@sqlsim/test-kit/TempDir"
 export { advanceUntil, eventually, waitUntil, yieldEventLoop } from "@sqlsim/test-kit/Wait"
 
-/** The three invariants API.md states for every instant. */
+/** The three invariants the README ("Statistics, metrics, spans") states for every instant. */
 export const invariantsHold = (stats: PoolStats.PoolStats): boolean =>
   stats.inUse + stats.idle === stats.open &&
   stats.created - stats.closed === stats.open &&

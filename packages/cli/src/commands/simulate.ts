@@ -258,84 +258,120 @@ export const showProgress = (session: Simulation.Session, isTTY: boolean) => {
   return { loop, clear }
 }
 
+const simulateFlags = {
+  seed,
+  workers,
+  duration,
+  operations,
+  faults,
+  mix,
+  hold,
+  readers,
+  readerThreads,
+  compare,
+  db,
+  report,
+  json,
+  primary,
+  replica,
+  sqld,
+  sqldReplicas,
+  kill,
+  virtualTime
+}
+type SimulateFlags = Command.Command.ParseConfig<typeof simulateFlags>
+
+/** A combination of flags that does not go together: a usage error, printed as one line. */
+const usageError = (message: string) => Effect.zipRight(Console.error(message), Effect.fail(invalid(message)))
+
+/** The libSQL servers of --primary and --replica (with the token from the environment), checked by the library. */
+const libsqlTarget = (flags: SimulateFlags) => {
+  if (Option.isNone(flags.primary)) return Effect.succeed(undefined)
+  const authToken = process.env.SQLSIM_LIBSQL_AUTH_TOKEN
+  const input = {
+    primaryUrl: flags.primary.value,
+    replicaUrls: flags.replica,
+    ...(authToken === undefined || authToken === "" ? {} : { authToken })
+  }
+  return LibsqlConnector.resolve(input).pipe(
+    Effect.as(input),
+    // The library names fields; the command names its flags.
+    Effect.catchTag(
+      "PoolConfigError",
+      (error) =>
+        usageError(error.message.replace(/^primaryUrl/, "--primary").replace(/^replicaUrls\[\d+\]/, "--replica"))
+    )
+  )
+}
+
+/** The simulation the flags describe, every rule checked before anything starts. */
+const simulationOptions = (flags: SimulateFlags, chosenSeed: number) =>
+  Effect.gen(function*() {
+    if (Option.isNone(flags.primary) && flags.replica.length > 0) {
+      return yield* usageError("--replica needs --primary: replicas follow a primary")
+    }
+    if (Option.isNone(flags.sqld) && (flags.kill.length > 0 || Option.isSome(flags.sqldReplicas))) {
+      return yield* usageError(
+        `${flags.kill.length > 0 ? "--kill" : "--sqld-replicas"} needs --sqld: only servers the ` +
+          "simulator starts can be crashed and counted"
+      )
+    }
+    const libsql = yield* libsqlTarget(flags)
+    return yield* Simulation.resolve({
+      seed: chosenSeed,
+      workers: Option.getOrUndefined(flags.workers),
+      operations: Option.getOrUndefined(flags.operations),
+      duration: Option.getOrUndefined(flags.duration),
+      mix: Option.getOrUndefined(flags.mix),
+      holdMs: Option.getOrUndefined(flags.hold),
+      faults: Option.getOrUndefined(flags.faults),
+      compare: flags.compare,
+      database: Option.getOrUndefined(flags.db),
+      readers: Option.getOrUndefined(flags.readers),
+      readerThreads: flags.readerThreads,
+      libsql,
+      servers: Option.isNone(flags.sqld) ? undefined : {
+        sqld: flags.sqld.value,
+        replicas: Option.getOrUndefined(flags.sqldReplicas),
+        kills: flags.kill.join(",")
+      },
+      clock: flags.virtualTime ? "virtual" : "real"
+    }).pipe(Effect.catchTag("SimulationConfigError", (error) => usageError(inFlags(error))))
+  })
+
+/** Runs the session with its progress line and emits the report; on Ctrl-C, emits what completed. */
+const runSession = (session: Simulation.Session, output: Output) =>
+  Effect.gen(function*() {
+    const progress = showProgress(session, process.stderr.isTTY === true)
+    const progressFiber = yield* Effect.fork(progress.loop)
+    const stopProgress = Effect.zipRight(Fiber.interrupt(progressFiber), progress.clear)
+    const result = yield* session.run.pipe(
+      Effect.onInterrupt(() =>
+        Effect.gen(function*() {
+          yield* stopProgress
+          yield* Console.error("interrupted: workers stopped, pool closed; summary of what completed:")
+          yield* Effect.catchAll(
+            Effect.flatMap(session.snapshot, (partial) => emit(partial, output)),
+            (error) => Console.error(error.message)
+          )
+        })
+      )
+    )
+    yield* stopProgress
+    yield* emit(result, output)
+  })
+
 /**
  * @since 0.1.0
  * @category commands
  */
 export const command = Command.make(
   "simulate",
-  {
-    seed,
-    workers,
-    duration,
-    operations,
-    faults,
-    mix,
-    hold,
-    readers,
-    readerThreads,
-    compare,
-    db,
-    report,
-    json,
-    primary,
-    replica,
-    sqld,
-    sqldReplicas,
-    kill,
-    virtualTime
-  },
+  simulateFlags,
   (flags) =>
     Effect.gen(function*() {
       const chosenSeed = Option.getOrElse(flags.seed, () => Math.floor(Math.random() * 2 ** 31))
-      if (Option.isNone(flags.primary) && flags.replica.length > 0) {
-        yield* Console.error("--replica needs --primary: replicas follow a primary")
-        return yield* Effect.fail(invalid("--replica needs --primary: replicas follow a primary"))
-      }
-      if (Option.isNone(flags.sqld) && (flags.kill.length > 0 || Option.isSome(flags.sqldReplicas))) {
-        const message = `${flags.kill.length > 0 ? "--kill" : "--sqld-replicas"} needs --sqld: only servers the ` +
-          "simulator starts can be crashed and counted"
-        yield* Console.error(message)
-        return yield* Effect.fail(invalid(message))
-      }
-      const authToken = process.env.SQLSIM_LIBSQL_AUTH_TOKEN
-      const libsqlInput = Option.isNone(flags.primary) ? undefined : {
-        primaryUrl: flags.primary.value,
-        replicaUrls: flags.replica,
-        ...(authToken === undefined || authToken === "" ? {} : { authToken })
-      }
-      const libsql = libsqlInput === undefined ? undefined : yield* LibsqlConnector.resolve(libsqlInput).pipe(
-        Effect.as(libsqlInput),
-        // The library names fields; the command names its flags.
-        Effect.catchTag("PoolConfigError", (error) => {
-          const message = error.message.replace(/^primaryUrl/, "--primary").replace(/^replicaUrls\[\d+\]/, "--replica")
-          return Effect.zipRight(Console.error(message), Effect.fail(invalid(message)))
-        })
-      )
-      const options = yield* Simulation.resolve({
-        seed: chosenSeed,
-        workers: Option.getOrUndefined(flags.workers),
-        operations: Option.getOrUndefined(flags.operations),
-        duration: Option.getOrUndefined(flags.duration),
-        mix: Option.getOrUndefined(flags.mix),
-        holdMs: Option.getOrUndefined(flags.hold),
-        faults: Option.getOrUndefined(flags.faults),
-        compare: flags.compare,
-        database: Option.getOrUndefined(flags.db),
-        readers: Option.getOrUndefined(flags.readers),
-        readerThreads: flags.readerThreads,
-        libsql,
-        servers: Option.isNone(flags.sqld) ? undefined : {
-          sqld: flags.sqld.value,
-          replicas: Option.getOrUndefined(flags.sqldReplicas),
-          kills: flags.kill.join(",")
-        },
-        clock: flags.virtualTime ? "virtual" : "real"
-      }).pipe(
-        // A combination of flags that does not go together: a usage error, printed as one line.
-        Effect.catchTag("SimulationConfigError", (error) =>
-          Effect.zipRight(Console.error(inFlags(error)), Effect.fail(invalid(inFlags(error)))))
-      )
+      const options = yield* simulationOptions(flags, chosenSeed)
       // An output renamed over the database (or its -wal) would destroy it; two outputs on one file lose one.
       yield* Distinct.checkDistinct([
         { option: "--db", file: Option.getOrUndefined(flags.db), database: true },
@@ -352,26 +388,8 @@ export const command = Command.make(
       if (Option.isNone(flags.seed)) {
         yield* Console.error(`seed ${chosenSeed} (replay with --seed ${chosenSeed})`)
       }
-
       const session = yield* Simulation.make(options)
-      const progress = showProgress(session, process.stderr.isTTY === true)
-      const progressFiber = yield* Effect.fork(progress.loop)
-      const stopProgress = Effect.zipRight(Fiber.interrupt(progressFiber), progress.clear)
-      const result = yield* session.run.pipe(
-        Effect.onInterrupt(() =>
-          Effect.gen(function*() {
-            yield* stopProgress
-            yield* Console.error("interrupted: workers stopped, pool closed; summary of what completed:")
-            yield* Effect.catchAll(
-              Effect.flatMap(session.snapshot, (partial) =>
-                emit(partial, output)),
-              (error) => Console.error(error.message)
-            )
-          })
-        )
-      )
-      yield* stopProgress
-      yield* emit(result, output)
+      yield* runSession(session, output)
     }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription(
