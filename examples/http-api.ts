@@ -88,7 +88,7 @@ export const routes = (options: { readonly writeWait?: Duration.DurationInput } 
         const item = yield* sql.withTransaction(Effect.gen(function*() {
           const [inserted] = yield* sql<Item>`INSERT INTO items (name, value) VALUES (${name}, ${value})
             RETURNING id, name, value`
-          if (Duration.isZero(writeWait) === false) yield* Effect.sleep(writeWait)
+          if (!Duration.isZero(writeWait)) yield* Effect.sleep(writeWait)
           yield* sql`UPDATE totals SET items = items + 1, value = value + ${value} WHERE id = 1`
           return inserted!
         }))
@@ -129,12 +129,6 @@ export const health = HttpRouter.empty.pipe(
   )
 )
 
-/** 0 to 65535 (Config.port refuses 0, which asks the system for a free port). */
-const port = Config.integer("PORT").pipe(
-  Config.validate({ message: "PORT must be an integer from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
-  Config.withDefault(3000)
-)
-
 /**
  * Serves an app. When the layer closes (SIGTERM), the handlers are removed and the server stops listening, then waits
  * for its connections to end; responses sent from then on say `Connection: close`, so that a client's kept-alive
@@ -150,23 +144,26 @@ export const serve = <E, R>(app: HttpApp.Default<E, R>) =>
     return HttpServer.serve(Effect.zipRight(closeWhenClosing, app))
   }))
 
-/** The whole app on `SqlitePool.layer`, configured from the environment. */
-export const main = Layer.unwrapEffect(Effect.map(
-  Config.duration("WRITE_WAIT").pipe(Config.withDefault(Duration.zero)),
-  (writeWait) => serve(HttpRouter.concat(routes({ writeWait }), health))
-)).pipe(
-  HttpServer.withLogAddress,
-  Layer.provide(NodeHttpServer.layerConfig(createServer, { port })),
-  Layer.provide(
-    Layer.effectDiscard(migrate).pipe(
-      Layer.provideMerge(SqlitePool.layerConfig({
-        filename: Config.string("DATABASE_FILE").pipe(
-          Config.withDefault(path.join(os.tmpdir(), "sqlsim-http-api.db"))
-        )
-      }))
-    )
+/**
+ * The whole app on `SqlitePool.layer`, configured from the environment. The configuration is read first, so a bad
+ * value stops the app before it opens the database.
+ */
+export const main = Layer.unwrapEffect(Effect.gen(function*() {
+  // Config.port refuses 0, which asks the system for a free port.
+  const port = yield* Config.integer("PORT").pipe(
+    Config.validate({ message: "PORT must be an integer from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.withDefault(3000)
   )
-)
+  const filename = yield* Config.string("DATABASE_FILE").pipe(
+    Config.withDefault(path.join(os.tmpdir(), "sqlsim-http-api.db"))
+  )
+  const writeWait = yield* Config.duration("WRITE_WAIT").pipe(Config.withDefault(Duration.zero))
+  return serve(HttpRouter.concat(routes({ writeWait }), health)).pipe(
+    HttpServer.withLogAddress,
+    Layer.provide(NodeHttpServer.layer(createServer, { port })),
+    Layer.provide(Layer.effectDiscard(migrate).pipe(Layer.provideMerge(SqlitePool.layer({ filename }))))
+  )
+}))
 
 // Served only when run as a script; the bench imports the routes.
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -37,6 +37,30 @@ const runExample = (file: string) =>
     })
   })
 
+/**
+ * examples/http-api.ts as its own node process, killed when the Scope closes (through the `// Run with` line, pnpm
+ * and tsx would report their own end by a signal instead of the app's exit code).
+ */
+const startHttpApi = (env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, ["--import", "tsx", "examples/http-api.ts"], {
+        cwd: root,
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const app = {
+        child,
+        output: "",
+        exited: new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+      }
+      child.stdout.setEncoding("utf8").on("data", (text: string) => (app.output += text))
+      child.stderr.setEncoding("utf8").on("data", (text: string) => (app.output += text))
+      return app
+    }),
+    ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
+  )
+
 describe("examples", () => {
   it("every example in the folder is listed in examples/README.md with its command", () => {
     const readme = fs.readFileSync(path.join(examples, "README.md"), "utf8")
@@ -98,27 +122,10 @@ describe("examples", () => {
     () =>
       Effect.gen(function*() {
         const filename = path.join(yield* tempDir, "http-api.db")
-        // The app's own node process (the `// Run with` line's pnpm and tsx would report their own end by the signal).
-        const child = yield* Effect.acquireRelease(
-          Effect.sync(() =>
-            spawn(process.execPath, ["--import", "tsx", "examples/http-api.ts"], {
-              cwd: root,
-              env: { ...process.env, PORT: "0", DATABASE_FILE: filename, WRITE_WAIT: "300 millis" },
-              stdio: ["ignore", "pipe", "pipe"]
-            })
-          ),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
-        let output = ""
-        child.stdout.setEncoding("utf8").on("data", (text: string) => (output += text))
-        child.stderr.setEncoding("utf8").on("data", (text: string) => (output += text))
-        const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
-        yield* eventually(
-          Effect.sync(() => /Listening on http:\/\/[^:]+:\d+/.test(output)),
-          "the server listens",
-          30_000
-        )
-        const base = `http://127.0.0.1:${/Listening on http:\/\/[^:]+:(\d+)/.exec(output)![1]}`
+        const app = yield* startHttpApi({ PORT: "0", DATABASE_FILE: filename, WRITE_WAIT: "300 millis" })
+        const listening = /Listening on http:\/\/[^:]+:(\d+)/
+        yield* eventually(Effect.sync(() => listening.test(app.output)), "the server listens", 30_000)
+        const base = `http://127.0.0.1:${listening.exec(app.output)![1]}`
         const request = (path: string, init?: RequestInit) =>
           Effect.promise(async () => {
             const response = await fetch(base + path, init)
@@ -163,12 +170,12 @@ describe("examples", () => {
           "the write transaction is open"
         )
         probe.close()
-        child.kill("SIGTERM")
+        app.child.kill("SIGTERM")
         assert.deepStrictEqual(yield* Effect.promise(() => inFlight), {
           status: 201,
           body: { id: 2, name: "plum", value: 7 }
         })
-        assert.strictEqual(yield* Effect.promise(() => exited), 0, output)
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output)
 
         // Closed cleanly: the last connection checkpointed and removed the WAL; the totals match the items.
         assert.isFalse(fs.existsSync(filename + "-wal"))
@@ -183,6 +190,19 @@ describe("examples", () => {
         } finally {
           db.close()
         }
+      }),
+    60_000
+  )
+
+  it.scoped(
+    "http-api.ts: a bad PORT stops it with the reason before the database is opened",
+    () =>
+      Effect.gen(function*() {
+        const filename = path.join(yield* tempDir, "http-api.db")
+        const app = yield* startHttpApi({ PORT: "70000", DATABASE_FILE: filename })
+        assert.strictEqual(yield* Effect.promise(() => app.exited), 1, app.output)
+        assert.include(app.output, "PORT must be an integer from 0 to 65535")
+        assert.isFalse(fs.existsSync(filename))
       }),
     60_000
   )
