@@ -49,6 +49,10 @@ export const migrate = Effect.gen(function*() {
   yield* Effect.forEach(SCHEMA, (statement) => sql.unsafe(statement), { discard: true })
 })
 
+/** The report: count, sum and average of the items' values in ten buckets; it reads every item. */
+export const REPORT = "SELECT value % 10 AS bucket, count(*) AS items, sum(value) AS total, avg(value) AS average " +
+  "FROM items GROUP BY bucket ORDER BY bucket"
+
 const ItemId = Schema.Struct({ id: Schema.NumberFromString.pipe(Schema.int(), Schema.positive()) })
 const NewItem = Schema.Struct({ name: Schema.NonEmptyTrimmedString, value: Schema.Int })
 
@@ -105,8 +109,7 @@ export const routes = (options: { readonly writeWait?: Duration.DurationInput } 
       "/report",
       Effect.gen(function*() {
         const reader = yield* SqlitePool.Reader
-        const buckets = yield* reader`SELECT value % 10 AS bucket, count(*) AS items, sum(value) AS total,
-          avg(value) AS average FROM items GROUP BY bucket ORDER BY bucket`
+        const buckets = yield* reader.unsafe(REPORT)
         return HttpServerResponse.unsafeJson({ buckets })
       })
     )

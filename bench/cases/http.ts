@@ -31,7 +31,7 @@ import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { SCHEMA } from "../../examples/http-api.js"
+import { REPORT, SCHEMA } from "../../examples/http-api.js"
 import { median } from "../harness.js"
 import type { Contender, Options as ServerOptions } from "../http-server.js"
 import type { Verdict } from "../targets.js"
@@ -161,9 +161,6 @@ export const quickHttpSettings: HttpSettings = { runMs: 1_000, rounds: 1, warmup
 
 const serverScript = fileURLToPath(new URL("../http-server.ts", import.meta.url))
 const repositoryRoot = fileURLToPath(new URL("../../", import.meta.url))
-
-const REPORT = "SELECT value % 10 AS bucket, count(*) AS items, sum(value) AS total, avg(value) AS average " +
-  "FROM items GROUP BY bucket ORDER BY bucket"
 
 /** The scenarios' database: the example's schema, SEED_ROWS items, totals that match them; WAL, checkpointed. */
 const seed = (directory: string): { filename: string; reportMs: number } => {
