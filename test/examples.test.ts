@@ -38,14 +38,18 @@ const runExample = (file: string) =>
   })
 
 /**
- * examples/http-api.ts as its own node process, killed when the Scope closes (through the `// Run with` line, pnpm
- * and tsx would report their own end by a signal instead of the app's exit code).
+ * examples/http-api.ts started by its own command, in its own process group (killed when the Scope closes). The shell
+ * execs the command, so the child is pnpm: a signal for the app goes to it alone, pnpm passes it on to tsx, tsx to
+ * the app, and the app's exit code comes back up the same way (signalled as a group, each of them would end by the
+ * signal itself).
  */
 const startHttpApi = (env: Record<string, string>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, ["--import", "tsx", "examples/http-api.ts"], {
+      const child = spawn(`exec ${runLine("http-api.ts")}`, {
         cwd: root,
+        shell: true,
+        detached: true,
         env: { ...process.env, ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -58,7 +62,24 @@ const startHttpApi = (env: Record<string, string>) =>
       child.stderr.setEncoding("utf8").on("data", (text: string) => (app.output += text))
       return app
     }),
-    ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
+    ({ child }) =>
+      Effect.sync(() => {
+        try {
+          process.kill(-child.pid!, "SIGKILL")
+        } catch {
+          // the whole group has ended
+        }
+      })
+  )
+
+/** The app's exit code, within a generous bound. */
+const exitCode = (app: { readonly exited: Promise<number | null>; readonly output: string }) =>
+  Effect.promise(() => app.exited).pipe(
+    Effect.timeoutFail({
+      duration: "20 seconds",
+      onTimeout: () => new Error(`the app did not exit within 20 s; its output:\n${app.output}`)
+    }),
+    Effect.orDie
   )
 
 describe("examples", () => {
@@ -175,7 +196,7 @@ describe("examples", () => {
           status: 201,
           body: { id: 2, name: "plum", value: 7 }
         })
-        assert.strictEqual(yield* Effect.promise(() => app.exited), 0, app.output)
+        assert.strictEqual(yield* exitCode(app), 0, app.output)
 
         // Closed cleanly: the last connection checkpointed and removed the WAL; the totals match the items.
         assert.isFalse(fs.existsSync(filename + "-wal"))
@@ -200,7 +221,7 @@ describe("examples", () => {
       Effect.gen(function*() {
         const filename = path.join(yield* tempDir, "http-api.db")
         const app = yield* startHttpApi({ PORT: "70000", DATABASE_FILE: filename })
-        assert.strictEqual(yield* Effect.promise(() => app.exited), 1, app.output)
+        assert.strictEqual(yield* exitCode(app), 1, app.output)
         assert.include(app.output, "PORT must be an integer from 0 to 65535")
         assert.isFalse(fs.existsSync(filename))
       }),
