@@ -401,10 +401,19 @@ export const verdicts = (r: HttpSuiteResult): Array<Verdict> => {
     })
   }
   const reports = (contender: Contender) => find(r, "report", contender)?.reportsPerSecond ?? Number.NaN
-  const mainThread = "with the Reader on the main thread, both serve point reads on the server's one event loop at " +
-    "about the same cost per statement (the Reader's and the writer lane's own costs are targets 2 and 3): the " +
-    "pool wins what it does not wait for, an open write transaction, and with short transactions there is little " +
-    "of that, so this ratio sits near 1 and run-to-run noise decides its verdict"
+  const waiting = "the single connection serves nothing while a write transaction is open; the pool's point reads " +
+    "wait only for the event loop, so what is left is the cost of a request in the server process"
+  const closing: Record<Scenario["id"], string> = {
+    short: "with the Reader on the main thread, both serve point reads on the server's one event loop at about the " +
+      "same cost per statement (the Reader's and the writer lane's own costs are targets 2 and 3): the pool wins " +
+      "what it does not wait for, an open write transaction, and short transactions leave little of that, so this " +
+      "ratio sits near 1 and run-to-run noise decides its verdict",
+    waiting,
+    report: `each report holds the server's one event loop for its whole run (about ${fixed(r.reportMs)} ms here), ` +
+      `and the pool answers more reports (${fixed(reports("pool"))}/s against ${fixed(reports("single"))}/s on the ` +
+      "single connection, where they also wait behind the write transactions), so the point reads get less of the " +
+      "loop; readerThreads moves the report off it (target H3)"
+  }
   for (const scenario of SCENARIOS) {
     compare(
       `H1 (${scenario.id})`,
@@ -412,15 +421,7 @@ export const verdicts = (r: HttpSuiteResult): Array<Verdict> => {
       scenario.id,
       "pool",
       1,
-      scenario.reports
-        ? [
-          mainThread,
-          `each report holds that event loop for its whole run (about ${fixed(r.reportMs)} ms here), and the pool ` +
-          `answers more reports (${fixed(reports("pool"))}/s against ${fixed(reports("single"))}/s on the single ` +
-          "connection, where they also wait behind the write transactions), so the point reads get less of the " +
-          "loop; readerThreads moves the report off it (target H3)"
-        ]
-        : [mainThread]
+      [closing[scenario.id]]
     )
   }
   compare(
@@ -429,10 +430,7 @@ export const verdicts = (r: HttpSuiteResult): Array<Verdict> => {
     "waiting",
     "pool",
     3,
-    [
-      "the single connection serves nothing while a transaction is open; the pool's point reads wait only for the " +
-      "event loop, so what is left is the cost of a request in the server process"
-    ]
+    [waiting]
   )
   compare(
     "H3",
