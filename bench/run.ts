@@ -3,8 +3,8 @@
  * (PASS/MISS with the measured ratio), profiles the contender of every missed target, and writes
  * bench/results/latest.json.
  *
- * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,threads,libsql,memory]
- * [-- --no-profile]
+ * Run with: pnpm bench [-- --quick] [-- --only=queries,acquire,connect,blocks,mixed,contention,threads,libsql,memory,http]
+ * [-- --no-profile] [-- --http-seconds=N]
  *
  * @since 0.1.0
  */
@@ -19,6 +19,7 @@ import * as Acquire from "./cases/acquire.js"
 import * as Blocks from "./cases/blocks.js"
 import * as Connect from "./cases/connect.js"
 import * as Contention from "./cases/contention.js"
+import * as Http from "./cases/http.js"
 import * as Libsql from "./cases/libsql.js"
 import * as Memory from "./cases/memory.js"
 import * as Mixed from "./cases/mixed.js"
@@ -42,7 +43,8 @@ const SUITES = [
   "contention",
   "threads",
   "libsql",
-  "memory"
+  "memory",
+  "http"
 ] as const
 type Suite = typeof SUITES[number]
 
@@ -50,19 +52,26 @@ interface Options {
   readonly quick: boolean
   readonly suites: ReadonlySet<Suite>
   readonly profileMisses: boolean
+  /** the http suite's run length per contender and scenario, overriding the mode's */
+  readonly httpSeconds: number | undefined
 }
 
-const usage = "usage: pnpm bench [-- --quick] [-- --only=" + SUITES.join(",") + "] [-- --no-profile]"
+const usage = "usage: pnpm bench [-- --quick] [-- --only=" + SUITES.join(",") +
+  "] [-- --no-profile] [-- --http-seconds=N]"
 
 const parseOptions = (argv: ReadonlyArray<string>): Options | string => {
   let quick = false
   let profileMisses = true
   let suites = new Set<Suite>(SUITES)
+  let httpSeconds: number | undefined = undefined
   for (const arg of argv) {
     if (arg === "--") continue
     if (arg === "--quick") quick = true
     else if (arg === "--no-profile") profileMisses = false
-    else if (arg.startsWith("--only=")) {
+    else if (arg.startsWith("--http-seconds=")) {
+      httpSeconds = Number(arg.slice("--http-seconds=".length))
+      if (!(httpSeconds > 0 && httpSeconds <= 600)) return `${arg}: the seconds must be a number above 0, at most 600`
+    } else if (arg.startsWith("--only=")) {
       const names = arg.slice("--only=".length).split(",").filter((name) => name !== "")
       const unknown = names.filter((name) => !(SUITES as ReadonlyArray<string>).includes(name))
       if (unknown.length > 0 || names.length === 0) {
@@ -72,7 +81,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options | string => {
     } else if (arg === "--help" || arg === "-h") return usage
     else return `unknown option "${arg}"\n${usage}`
   }
-  return { quick, suites, profileMisses }
+  return { quick, suites, profileMisses, httpSeconds }
 }
 
 /** Each note once, with the missed targets it explains. */
@@ -158,11 +167,28 @@ const program = (options: Options) =>
           `${Report.memoryTable(memory)}\n`
       )
     }
+    const httpSettings = options.quick ? Http.quickHttpSettings : Http.fullHttpSettings
+    const http = options.suites.has("http")
+      ? yield* Http.run(directory, {
+        ...httpSettings,
+        runMs: options.httpSeconds === undefined ? httpSettings.runMs : options.httpSeconds * 1000
+      })
+      : undefined
+    if (http !== undefined) {
+      yield* Console.log(
+        `HTTP API (examples/http-api.ts), each contender's server in a process of its own, autocannon in this one: ` +
+          `${Http.READ_CONNECTIONS} connections of GET /item/:id (requests/s and latency are theirs) + 1 connection ` +
+          `of POST /item back to back (+ 1 of GET /report, ${Http.SEED_ROWS.toLocaleString("en-US")} items, ` +
+          `${http.reportMs.toFixed(0)} ms a report here); medians of ${http.rounds} run(s) of ${http.runMs} ms\n` +
+          `${Http.table(http)}\n`
+      )
+    }
 
     const judged = [
       ...verdicts({ throughput, mixed, contention, memory }),
       ...(threads === undefined ? [] : ReaderThreads.verdicts(threads)),
-      ...(libsql === undefined ? [] : Libsql.verdicts(libsql))
+      ...(libsql === undefined ? [] : Libsql.verdicts(libsql)),
+      ...(http === undefined ? [] : Http.verdicts(http))
     ]
     const profiles: Array<ProfileSummary> = []
     const misses = judged.filter((v) => !v.pass)
@@ -208,6 +234,7 @@ const program = (options: Options) =>
       memory,
       readerThreads: threads,
       libsql,
+      http,
       targets: judged,
       profiles,
       sink: sinkSummary()

@@ -2,6 +2,9 @@
  * Every example runs with the command on its first line (`// Run with: ...`) and prints what it promises.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { tempDir } from "@sqlsim/test-kit/TempDir"
+import { eventually } from "@sqlsim/test-kit/Wait"
+import Database from "better-sqlite3"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -34,11 +37,56 @@ const runExample = (file: string) =>
     })
   })
 
+/**
+ * examples/http-api.ts started by its own command, in its own process group (killed when the Scope closes). The shell
+ * execs the command, so the child is pnpm: a signal for the app goes to it alone, pnpm passes it on to tsx, tsx to
+ * the app, and the app's exit code comes back up the same way (signalled as a group, each of them would end by the
+ * signal itself).
+ */
+const startHttpApi = (env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(`exec ${runLine("http-api.ts")}`, {
+        cwd: root,
+        shell: true,
+        detached: true,
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      const app = {
+        child,
+        output: "",
+        exited: new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+      }
+      child.stdout.setEncoding("utf8").on("data", (text: string) => (app.output += text))
+      child.stderr.setEncoding("utf8").on("data", (text: string) => (app.output += text))
+      return app
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        try {
+          process.kill(-child.pid!, "SIGKILL")
+        } catch {
+          // the whole group has ended
+        }
+      })
+  )
+
+/** The app's exit code, within a generous bound. */
+const exitCode = (app: { readonly exited: Promise<number | null>; readonly output: string }) =>
+  Effect.promise(() => app.exited).pipe(
+    Effect.timeoutFail({
+      duration: "20 seconds",
+      onTimeout: () => new Error(`the app did not exit within 20 s; its output:\n${app.output}`)
+    }),
+    Effect.orDie
+  )
+
 describe("examples", () => {
   it("every example in the folder is listed in examples/README.md with its command", () => {
     const readme = fs.readFileSync(path.join(examples, "README.md"), "utf8")
     const files = fs.readdirSync(examples).filter((file) => file.endsWith(".ts"))
-    assert.deepStrictEqual(files.sort(), ["compose-layer.ts", "demo.ts", "retry.ts"])
+    assert.deepStrictEqual(files.sort(), ["compose-layer.ts", "demo.ts", "http-api.ts", "retry.ts"])
     for (const file of files) {
       assert.strictEqual(runLine(file), `pnpm tsx examples/${file}`)
       assert.include(readme, `\`${runLine(file)}\``)
@@ -89,4 +137,94 @@ describe("examples", () => {
       assert.isNotNull(stats)
       assert.deepStrictEqual(stats!.slice(1).map(Number), [attempts.length, failures.length, failures.length])
     }))
+
+  it.scoped(
+    "http-api.ts: every endpoint over real HTTP; SIGTERM lets the write in flight commit, closes the pool, exits 0",
+    () =>
+      Effect.gen(function*() {
+        const filename = path.join(yield* tempDir, "http-api.db")
+        const app = yield* startHttpApi({ PORT: "0", DATABASE_FILE: filename, WRITE_WAIT: "300 millis" })
+        const listening = /Listening on http:\/\/[^:]+:(\d+)/
+        yield* eventually(Effect.sync(() => listening.test(app.output)), "the server listens", 30_000)
+        const base = `http://127.0.0.1:${listening.exec(app.output)![1]}`
+        const request = (path: string, init?: RequestInit) =>
+          Effect.promise(async () => {
+            const response = await fetch(base + path, init)
+            return { status: response.status, body: await response.json() }
+          })
+        const post = (body: string) => request("/item", { method: "POST", body })
+
+        assert.deepStrictEqual(yield* post(JSON.stringify({ name: "apple", value: 13 })), {
+          status: 201,
+          body: { id: 1, name: "apple", value: 13 }
+        })
+        assert.deepStrictEqual(yield* request("/item/1"), { status: 200, body: { id: 1, name: "apple", value: 13 } })
+        assert.deepStrictEqual(yield* request("/item/2"), { status: 404, body: { error: "no item 2" } })
+        assert.deepStrictEqual(yield* request("/item/one"), {
+          status: 400,
+          body: { error: "the id must be a positive integer" }
+        })
+        assert.deepStrictEqual((yield* post("{ not json")).status, 400)
+        assert.deepStrictEqual((yield* post(JSON.stringify({ name: " ", value: 1 }))).status, 400)
+        assert.deepStrictEqual((yield* post(JSON.stringify({ name: "pear", value: 1.5 }))).status, 400)
+        assert.deepStrictEqual(yield* request("/report"), {
+          status: 200,
+          body: { buckets: [{ bucket: 3, items: 1, total: 13, average: 13 }] }
+        })
+        const health = yield* request("/health")
+        assert.strictEqual(health.status, 200)
+        assert.strictEqual(health.body.ok, true)
+        assert.strictEqual(health.body.writer.journalMode, "wal")
+
+        // A write whose transaction is open (its lock seen from another connection) when SIGTERM arrives.
+        const inFlight = Effect.runPromise(post(JSON.stringify({ name: "plum", value: 7 })))
+        const probe = new Database(filename, { timeout: 0 })
+        yield* eventually(
+          Effect.sync(() => {
+            try {
+              probe.exec("BEGIN IMMEDIATE; ROLLBACK")
+              return false
+            } catch (error) {
+              return (error as { code?: string }).code === "SQLITE_BUSY"
+            }
+          }),
+          "the write transaction is open"
+        )
+        probe.close()
+        app.child.kill("SIGTERM")
+        assert.deepStrictEqual(yield* Effect.promise(() => inFlight), {
+          status: 201,
+          body: { id: 2, name: "plum", value: 7 }
+        })
+        assert.strictEqual(yield* exitCode(app), 0, app.output)
+
+        // Closed cleanly: the last connection checkpointed and removed the WAL; the totals match the items.
+        assert.isFalse(fs.existsSync(filename + "-wal"))
+        const db = new Database(filename, { readonly: true })
+        try {
+          assert.strictEqual(db.pragma("integrity_check", { simple: true }), "ok")
+          assert.deepStrictEqual(db.prepare("SELECT items, value FROM totals").get(), { items: 2, value: 20 })
+          assert.deepStrictEqual(db.prepare("SELECT id, name, value FROM items ORDER BY id").all(), [
+            { id: 1, name: "apple", value: 13 },
+            { id: 2, name: "plum", value: 7 }
+          ])
+        } finally {
+          db.close()
+        }
+      }),
+    60_000
+  )
+
+  it.scoped(
+    "http-api.ts: a bad PORT stops it with the reason before the database is opened",
+    () =>
+      Effect.gen(function*() {
+        const filename = path.join(yield* tempDir, "http-api.db")
+        const app = yield* startHttpApi({ PORT: "70000", DATABASE_FILE: filename })
+        assert.strictEqual(yield* exitCode(app), 1, app.output)
+        assert.include(app.output, "PORT must be an integer from 0 to 65535")
+        assert.isFalse(fs.existsSync(filename))
+      }),
+    60_000
+  )
 })
