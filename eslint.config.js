@@ -43,9 +43,8 @@ export default tseslint.config(
     // A function longer than a screen does more than one thing: split it into named steps.
     files: [
       "packages/simulator/src/**",
-      "packages/cli/src/**"
-      // The lead enables this for the library when its pool core, lanes and transports are restructured:
-      // "packages/sqlite-pool/src/**"
+      "packages/cli/src/**",
+      "packages/sqlite-pool/src/**"
     ],
     rules: {
       "max-lines-per-function": ["error", { max: 80 }]
