@@ -13,11 +13,11 @@
 export interface PoolStats {
   /** physical connections opened */
   readonly created: number
-  /** acquisitions served by a connection that had been leased before */
+  /** times a connection that had been handed out before was handed out again */
   readonly reused: number
-  /** leases handed out */
+  /** times a connection was handed out (statements sharing a connection at once count once) */
   readonly acquired: number
-  /** leases ended, invalidated ones included */
+  /** times a connection was given back (its last lease ended), invalidated ones included */
   readonly released: number
   /** connections closed because they were invalidated (explicitly, by a fatal error or by failed validation) */
   readonly invalidated: number
@@ -33,7 +33,7 @@ export interface PoolStats {
   readonly open: number
   /** open connections not leased */
   readonly idle: number
-  /** open connections leased (or being validated for a lease) */
+  /** open connections leased (one being probed for a waiter is not handed out yet: it counts as idle) */
   readonly inUse: number
   /** fibers waiting for a connection */
   readonly waiting: number

@@ -114,11 +114,19 @@ export const makeLane = (options: {
           ))
       )
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
-    // A statement that found its connection's handle closed never ran: it runs once more, on another connection
-    // (the pool closed that one as the statement's lease ended).
+    // A statement that found its connection closed never ran (or, on a libSQL Reader, was a read that changed
+    // nothing): it runs again on another connection, the pool having closed that one as the statement's lease
+    // ended. Other idle connections may be closed too (a server gone takes all of its sockets, and a socket's close
+    // can arrive after the next statement took it): each attempt retires one, so after one attempt per connection of
+    // the pool the next one is on a new connection.
     // The client's acquirer is free: a statement finds its connection when it runs.
     const once = <A>(f: Statement<A>) => statement((connection) => options.retryBusy(f(connection)))
-    const run = <A>(f: Statement<A>) => Effect.catchIf(once(f), Connector.isClosedConnection, () => once(f))
+    const run = <A>(f: Statement<A>, attemptsLeft = core.config.maxConnections): Effect.Effect<A, SqlError> =>
+      Effect.catchIf(
+        once(f),
+        (error) => attemptsLeft > 0 && Connector.isClosedConnection(error),
+        () => run(f, attemptsLeft - 1)
+      )
     const acquirer = Effect.succeed<SqlConnection.Connection>({
       execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
       executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),

@@ -95,8 +95,11 @@ export const make = (
           Effect.provideService(Reactivity.Reactivity, shared)
         ),
       // A read-write connection that meets SQLITE_READONLY has lost write access (SQLite reopened its file
-      // read-only): only a new connection gets it back.
-      isFatal: (error) => !readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY",
+      // read-only): only a new connection gets it back. A statement that found its connection closed proves it
+      // closed, even before the connection's own check knows (a socket's close event can come later).
+      isFatal: (error) =>
+        Connector.isClosedConnection(error) ||
+        (!readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY"),
       label: options.label ?? config.filename
     })
     yield* core.fill

@@ -22,9 +22,9 @@ type Gauge = "open" | "idle" | "inUse" | "waiting"
 
 const counters: Record<Counter, Metric.Metric.Counter<number>> = {
   created: Metric.counter("sqlsim_pool_connections_created_total", { description: "physical connections opened" }),
-  reused: Metric.counter("sqlsim_pool_reused_total", { description: "acquisitions served by a reused connection" }),
-  acquired: Metric.counter("sqlsim_pool_acquired_total", { description: "leases handed out" }),
-  released: Metric.counter("sqlsim_pool_released_total", { description: "leases ended" }),
+  reused: Metric.counter("sqlsim_pool_reused_total", { description: "connections handed out again" }),
+  acquired: Metric.counter("sqlsim_pool_acquired_total", { description: "connections handed out" }),
+  released: Metric.counter("sqlsim_pool_released_total", { description: "connections given back" }),
   invalidated: Metric.counter("sqlsim_pool_invalidated_total", { description: "connections invalidated" }),
   closed: Metric.counter("sqlsim_pool_connections_closed_total", { description: "physical connections closed" }),
   connectFailures: Metric.counter("sqlsim_pool_connect_failures_total", { description: "failed connect attempts" }),
@@ -75,10 +75,6 @@ export class StatsRecorder {
   setWaiting(waiting: number): void {
     this.waiting = waiting
     gauges.waiting.unsafeUpdate(waiting, this.labels)
-  }
-
-  get leased(): number {
-    return this.inUse
   }
 
   get idle(): number {
