@@ -10,26 +10,20 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Client from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as ConnectionPool from "./ConnectionPool.js"
 import * as Connector from "./Connector.js"
-import * as PooledClient from "./internal/client.js"
-import * as Lane from "./internal/lane.js"
-import * as MemoryDatabase from "./internal/memoryDatabase.js"
+import * as Lanes from "./internal/lanes.js"
 import * as Pool from "./internal/pool.js"
-import * as Transaction from "./internal/transaction.js"
 import * as PoolConfig from "./PoolConfig.js"
 import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
 import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import * as PoolStats from "./PoolStats.js"
-import * as RetryPolicy from "./RetryPolicy.js"
 
 /**
  * @since 0.1.0
@@ -108,19 +102,8 @@ export const makeWithConfig = (
   config: PoolConfig.SqliteConfig
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const databaseFile = yield* MemoryDatabase.resolve(config.filename)
     const connector = yield* Connector.current
-    const busy: RetryPolicy.BusyCounter = { retries: 0 }
-    // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
-    const extensions: Array<string> = []
-    const writer = yield* makeWriter(config, {
-      databaseFile,
-      extensions,
-      retryBusy: RetryPolicy.retryWhileBusy(config, busy)
-    })
-    const reader = config.readConnections === 0 ? undefined : yield* makeReader(config, { databaseFile, extensions })
-    const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
-    const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
+    const { busy, reader, writer, writerClient } = yield* Lanes.make(config)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {
@@ -146,86 +129,6 @@ export const makeWithConfig = (
     }
     return { writer: writerClient, reader: reader?.client ?? writerClient, service }
   })
-
-interface LaneOptions {
-  readonly databaseFile: string
-  readonly extensions: ReadonlyArray<string>
-}
-
-/** The writer lane: a pool of one connection, opened (and the file switched to WAL) before the layer is ready. */
-const makeWriter = (
-  config: PoolConfig.SqliteConfig,
-  options: LaneOptions & { readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError> }
-) =>
-  Effect.flatMap(
-    Pool.make(PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }), {
-      databaseFile: options.databaseFile,
-      label: `${config.filename} (writer)`,
-      role: "writer",
-      extensions: options.extensions
-    }),
-    (core) =>
-      Lane.makeLane({
-        core,
-        kind: "writer",
-        retryBusy: options.retryBusy,
-        withTransaction: (lane) =>
-          Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy: options.retryBusy }),
-        client: { ...config, filename: options.databaseFile }
-      })
-  )
-
-/** The Reader's lane: a pool of `readConnections` read-only connections (in worker threads with `readerThreads`). */
-const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
-  Effect.flatMap(
-    Pool.make(
-      PoolConfig.forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
-      {
-        databaseFile: options.databaseFile,
-        readOnly: true,
-        label: `${config.filename} (readers)`,
-        role: "reader",
-        extensions: options.extensions,
-        inWorkers: config.readerThreads
-      }
-    ),
-    (core) =>
-      Lane.makeLane({
-        core,
-        kind: "reader",
-        retryBusy: identity,
-        withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: identity }),
-        client: { ...config, filename: options.databaseFile },
-        inWorkers: config.readerThreads
-      })
-  )
-
-/**
- * The writer lane as SqliteClient: `export` and `backup` hold the lane for their duration (as a transaction would);
- * an extension is loaded into every open connection of both pools and every later one.
- */
-const sqliteClient = (
-  writer: Lane.Lane,
-  options: PooledClient.Options,
-  cores: ReadonlyArray<Pool.Core>,
-  extensions: Array<string>
-): SqliteClient.SqliteClient => {
-  const onWriter = <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) =>
-    Effect.scoped(Effect.flatMap(writer.lease, ([, entry]) => f(entry.client)))
-  const loadExtension = (path: string) =>
-    Effect.suspend(() => {
-      extensions.push(path)
-      const open = cores.flatMap((core) => core.openEntries())
-      return Effect.forEach(open, (entry) => entry.client.loadExtension(path), { discard: true }).pipe(
-        Effect.tapError(() => Effect.sync(() => extensions.splice(extensions.indexOf(path), 1)))
-      )
-    })
-  return PooledClient.asSqliteClient(writer.client, options, {
-    export: onWriter((sql) => sql.export),
-    backup: (destination) => onWriter((sql) => sql.backup(destination)),
-    loadExtension
-  })
-}
 
 /** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */
 const laneHealth = (

@@ -16,7 +16,7 @@ import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
 import * as Pool from "../src/internal/pool.js"
 import * as PoolCore from "../src/internal/poolCore.js"
-import { makeTestPool, tempDir, waitUntil } from "./utils.js"
+import { makeTestPool, tempDir, waitUntil, yieldEventLoop } from "./utils.js"
 
 const waiting = (pool: ConnectionPool.Service, count: number) =>
   waitUntil(Effect.map(pool.stats, (s) => s.waiting === count), `${count} waiting`)
@@ -255,6 +255,7 @@ describe("pool core: shared and exclusive leases", () => {
       const joined = yield* take(core, "shared")
       expect(joined.entry.id).toBe(shared.entry.id)
       expect(core.violations()).toEqual([])
+      for (const lease of [shared, alone, joined]) lease.release(Exit.void)
     }))
 
   it.scoped("in a pool of one, an exclusive lease waits for the shared ones before it, and later shared ones wait for it", () =>
@@ -351,8 +352,9 @@ describe("pool core: shared and exclusive leases", () => {
       const a = yield* take(core, "shared")
       const b = yield* take(core, "shared")
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* waitUntil(Effect.sync(() => Option.isNone(Option.none())), "a turn")
+      yield* yieldEventLoop
       a.release(Exit.void)
+      yield* yieldEventLoop
       expect(Option.isNone(yield* Fiber.poll(closing))).toBe(true)
       b.release(Exit.void)
       yield* joinSoon(closing, "closing ends once both leases have")
@@ -404,7 +406,13 @@ describe("pool core: the invariant checks of the model-based test", () => {
       const inside = core as unknown as Inside
       inside.idle.splice(inside.idle.indexOf(entry!), 1)
       entry!.state = "leased"
-      expect(core.violations()).toEqual(["inUse (0) != leased (1)"])
+      expect(core.violations()).toEqual([
+        "inUse (0) != leased (1)",
+        "a leased connection has no lease, or an exclusive one several"
+      ])
+      entry!.holders = 2
+      expect(core.violations()).toContain("leases on connections (2) != leases (0)")
+      entry!.holders = 0
       entry!.state = "idle"
       inside.idle.push(entry!)
     }))

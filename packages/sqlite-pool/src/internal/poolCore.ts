@@ -213,6 +213,8 @@ export class PoolCore<Client> {
   private drained: (() => void) | undefined
   private dispatching = false
   private dispatchAgain = false
+  /** a dispatch is scheduled for a later turn (`dispatchLater`): no connect starts before it */
+  private dispatchPending = false
 
   constructor(
     private readonly options: Options<Client>,
@@ -251,6 +253,7 @@ export class PoolCore<Client> {
         if (joined !== undefined) return Effect.succeed(joined)
       }
       const grant = this.takeIdle(mode, options)
+      if (grant === retired) return this.wait(mode, options, restore)
       if (grant?._tag === "Leased") return Effect.succeed(grant.lease)
       if (grant !== undefined) {
         return Effect.flatMap(
@@ -379,14 +382,37 @@ export class PoolCore<Client> {
       const grant = joined !== undefined
         ? { _tag: "Leased" as const, lease: joined }
         : this.takeIdle(waiter.mode, waiter.options)
+      if (grant === retired) {
+        // The waiter keeps its place and its deadline, which ends it even if connection after connection fails its
+        // check (no timer needs to fire for that); its next connection is opened on a later turn of the scheduler,
+        // so that such connections never make a synchronous loop.
+        if (this.clock.unsafeCurrentTimeMillis() < waiter.deadline) return this.dispatchLater()
+        this.settle(waiter, Exit.fail(this.timedOut()))
+        continue
+      }
       if (grant !== undefined) {
         this.settle(waiter, Exit.succeed(grant))
-      } else if (this.opening < this.connectionsWanted() && this.entries.size + this.opening < maxConnections) {
+      } else if (
+        !this.dispatchPending && this.opening < this.connectionsWanted() &&
+        this.entries.size + this.opening < maxConnections
+      ) {
         this.connect()
       } else {
         return
       }
     }
+  }
+
+  private dispatchLater(): void {
+    if (this.dispatchPending) return
+    this.dispatchPending = true
+    this.run(Effect.zipRight(
+      Effect.yieldNow(),
+      Effect.sync(() => {
+        this.dispatchPending = false
+        this.dispatch()
+      })
+    ))
   }
 
   /** Connections the waiters need: one each for exclusive leases, one for all the shared ones (they share it). */
@@ -414,12 +440,14 @@ export class PoolCore<Client> {
 
   /**
    * An idle connection for a lease: leased at once when it needs no probe, handed over to be probed when it does;
-   * one with a problem is retired and the next one tried. Undefined when none is idle.
+   * one with a problem is retired and the next one tried. Undefined when none is idle, `retired` when every idle one
+   * was retired.
    */
-  private takeIdle(mode: Mode, options: LeaseOptions): Grant<Client> | undefined {
+  private takeIdle(mode: Mode, options: LeaseOptions): Grant<Client> | typeof retired | undefined {
+    let retiredAny = false
     while (true) {
       const entry = this.idle.pop()
-      if (entry === undefined) return undefined
+      if (entry === undefined) return retiredAny ? retired : undefined
       const problem = this.problemOf(entry, options)
       if (problem === undefined) return { _tag: "Leased", lease: this.occupy(entry, mode) }
       if (problem === "probe") {
@@ -428,6 +456,7 @@ export class PoolCore<Client> {
       }
       entry.state = "validating"
       this.retire(entry, problem !== lifetimeReached, problem)
+      retiredAny = true
     }
   }
 
@@ -436,8 +465,9 @@ export class PoolCore<Client> {
     return Effect.map(Effect.either(entry.connection.validate), (result) => {
       // A probe that goes elsewhere (a worker, a server) takes time: the pool may have closed it meanwhile.
       if (entry.state !== "validating") return undefined
-      if (result._tag === "Right" && entry.doomed === undefined) return this.occupy(entry, mode)
-      this.retire(entry, true, result._tag === "Left" ? result.left.reason : entry.doomed!.reason)
+      // Invalidated while its probe ran: it still serves this lease, and is closed when the lease ends.
+      if (result._tag === "Right") return this.occupy(entry, mode)
+      this.retire(entry, true, result.left.reason)
       return undefined
     })
   }
@@ -461,7 +491,7 @@ export class PoolCore<Client> {
     entry.holders = 1
     entry.fresh = false
     this.stats.lease(entry.checkouts++ > 0)
-    if (mode === "shared") this.shared = entry
+    if (mode === "shared" && entry.doomed === undefined) this.shared = entry
     return this.record(entry)
   }
 
@@ -830,3 +860,5 @@ export class PoolCore<Client> {
 }
 
 const lifetimeReached = "it reached maxLifetime"
+/** what `takeIdle` says when every idle connection failed its check */
+const retired = "retired"

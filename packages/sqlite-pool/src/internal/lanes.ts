@@ -1,0 +1,131 @@
+/**
+ * SqlitePool's two lanes over their pools: the writer (a pool of one) and the Reader (read-only connections, in worker
+ * threads with `readerThreads`), and the writer lane as `SqliteClient`. `SqlitePool` builds its service on them; the
+ * model-based test drives them directly.
+ *
+ * @internal
+ */
+import type * as Reactivity from "@effect/experimental/Reactivity"
+import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
+import type * as Scope from "effect/Scope"
+import * as PoolConfig from "../PoolConfig.js"
+import type { ConnectError } from "../PoolError.js"
+import * as RetryPolicy from "../RetryPolicy.js"
+import * as PooledClient from "./client.js"
+import * as Lane from "./lane.js"
+import * as MemoryDatabase from "./memoryDatabase.js"
+import * as Pool from "./pool.js"
+import * as Transaction from "./transaction.js"
+
+export interface Lanes {
+  readonly writer: Lane.Lane
+  /** undefined with `readConnections: 0` (Reader statements run on the writer lane) */
+  readonly reader: Lane.Lane | undefined
+  /** the writer lane as `SqliteClient` */
+  readonly writerClient: SqliteClient.SqliteClient
+  /** statements, BEGINs and COMMITs retried because another connection held the lock */
+  readonly busy: RetryPolicy.BusyCounter
+}
+
+/** Both lanes in the current Scope; the writer connection is opened (and the file switched to WAL) first. */
+export const make = (
+  config: PoolConfig.SqliteConfig
+): Effect.Effect<Lanes, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function*() {
+    const databaseFile = yield* MemoryDatabase.resolve(config.filename)
+    const busy: RetryPolicy.BusyCounter = { retries: 0 }
+    // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
+    const extensions: Array<string> = []
+    const writer = yield* makeWriter(config, {
+      databaseFile,
+      extensions,
+      retryBusy: RetryPolicy.retryWhileBusy(config, busy)
+    })
+    const reader = config.readConnections === 0 ? undefined : yield* makeReader(config, { databaseFile, extensions })
+    const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
+    const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
+    return { writer, reader, writerClient, busy }
+  })
+
+interface LaneOptions {
+  readonly databaseFile: string
+  readonly extensions: ReadonlyArray<string>
+}
+
+/** The writer lane: a pool of one connection, opened (and the file switched to WAL) before the layer is ready. */
+const makeWriter = (
+  config: PoolConfig.SqliteConfig,
+  options: LaneOptions & { readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError> }
+) =>
+  Effect.flatMap(
+    Pool.make(PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }), {
+      databaseFile: options.databaseFile,
+      label: `${config.filename} (writer)`,
+      role: "writer",
+      extensions: options.extensions
+    }),
+    (core) =>
+      Lane.makeLane({
+        core,
+        kind: "writer",
+        retryBusy: options.retryBusy,
+        withTransaction: (lane) =>
+          Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy: options.retryBusy }),
+        client: { ...config, filename: options.databaseFile }
+      })
+  )
+
+/** The Reader's lane: a pool of `readConnections` read-only connections (in worker threads with `readerThreads`). */
+const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
+  Effect.flatMap(
+    Pool.make(
+      PoolConfig.forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
+      {
+        databaseFile: options.databaseFile,
+        readOnly: true,
+        label: `${config.filename} (readers)`,
+        role: "reader",
+        extensions: options.extensions,
+        inWorkers: config.readerThreads
+      }
+    ),
+    (core) =>
+      Lane.makeLane({
+        core,
+        kind: "reader",
+        retryBusy: identity,
+        withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: identity }),
+        client: { ...config, filename: options.databaseFile },
+        inWorkers: config.readerThreads
+      })
+  )
+
+/**
+ * The writer lane as SqliteClient: `export` and `backup` hold the lane for their duration (as a transaction would);
+ * an extension is loaded into every open connection of both pools and every later one.
+ */
+const sqliteClient = (
+  writer: Lane.Lane,
+  options: PooledClient.Options,
+  cores: ReadonlyArray<Pool.Core>,
+  extensions: Array<string>
+): SqliteClient.SqliteClient => {
+  const onWriter = <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) =>
+    Effect.scoped(Effect.flatMap(writer.lease, ([, entry]) => f(entry.client)))
+  const loadExtension = (path: string) =>
+    Effect.suspend(() => {
+      extensions.push(path)
+      const open = cores.flatMap((core) => core.openEntries())
+      return Effect.forEach(open, (entry) => entry.client.loadExtension(path), { discard: true }).pipe(
+        Effect.tapError(() => Effect.sync(() => extensions.splice(extensions.indexOf(path), 1)))
+      )
+    })
+  return PooledClient.asSqliteClient(writer.client, options, {
+    export: onWriter((sql) => sql.export),
+    backup: (destination) => onWriter((sql) => sql.backup(destination)),
+    loadExtension
+  })
+}
