@@ -16,20 +16,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import type * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import type { Replication } from "../../Connector.js"
+import type * as LibsqlConnector from "../../LibsqlConnector.js"
 import type { ConnectError } from "../../PoolError.js"
 import { connect, type LibsqlConnection } from "./connection.js"
 import { ReplicationState } from "./replication.js"
 
-export interface ReplicaSetOptions {
-  readonly primaryUrl: string
-  readonly replicaUrls: ReadonlyArray<string>
-  readonly authToken: Redacted.Redacted<string> | undefined
-  readonly connectTimeout: Duration.Duration
-  readonly replicationWaitTimeout: Duration.Duration
-  readonly fallbackLifetime: Duration.Duration
+export interface ReplicaSetOptions extends LibsqlConnector.ResolvedOptions {
   /** a replica answered this many frames behind the primary (for a metric) */
   readonly onLag?: ((replicaUrl: string, frames: number) => void) | undefined
 }
