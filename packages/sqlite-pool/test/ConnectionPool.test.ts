@@ -1,14 +1,17 @@
+import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
 import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -620,5 +623,53 @@ describe("ConnectionPool: layers", () => {
       const { pool } = yield* makeTestPool({ maxConnections: 2 })
       yield* Effect.scoped(Effect.all([pool.acquire, pool.acquire]))
       expect(invariantsHold(yield* pool.stats)).toBe(true)
+    }))
+})
+
+describe("ConnectionPool: the sealed surface", () => {
+  it.scopedLive("a connection's client shares the Reactivity of the context: an invalidation there re-runs its queries", () =>
+    Effect.gen(function*() {
+      const reactivity = yield* Reactivity.Reactivity
+      const directory = yield* tempDir
+      const pool = yield* ConnectionPool.make({ filename: path.join(directory, "reactive.db") })
+      const connection = yield* pool.acquire
+      yield* connection.sql`CREATE TABLE items (x INTEGER)`
+      const ranOnce = yield* Deferred.make<void>()
+      const query = connection.sql<{ n: number }>`SELECT count(*) AS n FROM items`
+      const counts = yield* connection.sql.reactive(["items"], query).pipe(
+        Stream.map(([row]) => row!.n),
+        Stream.tap(() => Deferred.succeed(ranOnce, undefined)),
+        Stream.take(2),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* Deferred.await(ranOnce)
+      yield* connection.sql`INSERT INTO items VALUES (1)`
+      yield* reactivity.invalidate(["items"])
+      const seen = yield* Effect.timeout(Fiber.join(counts), "10 seconds")
+      expect([...seen]).toEqual([0, 1])
+    }).pipe(Effect.provide(Reactivity.layer)))
+
+  it.scoped("a connection of another pool is unknown: invalidate does nothing to it, check says so", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const one = yield* ConnectionPool.make({ filename: path.join(directory, "one.db") })
+      const other = yield* ConnectionPool.make({ filename: path.join(directory, "other.db") })
+      const foreign = yield* other.acquire
+      expect(one.check(foreign)).toBe("it is not a connection of this pool")
+      yield* one.invalidate(foreign)
+      // A look-alike object is unknown too (no cast reaches the pool's entries).
+      yield* one.invalidate({ id: foreign.id, sql: foreign.sql })
+      expect(yield* other.stats).toMatchObject({ invalidated: 0, inUse: 1 })
+      expect(yield* one.stats).toMatchObject({ invalidated: 0, created: 0 })
+      expect(Object.keys(one).sort()).toEqual([
+        "acquire",
+        "check",
+        "config",
+        "healthCheck",
+        "invalidate",
+        "stats",
+        "use"
+      ])
     }))
 })
