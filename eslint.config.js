@@ -40,6 +40,21 @@ export default tseslint.config(
     }
   },
   {
+    // Effect's rule, for the library: internal modules import the public ones for their types only (a public module
+    // is a facade over internal code, never the other way round).
+    files: ["packages/sqlite-pool/src/internal/**"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": ["error", {
+        patterns: [{
+          regex: "^(\\.\\./)+[A-Z][A-Za-z]*\\.js$",
+          caseSensitive: true,
+          allowTypeImports: true,
+          message: "an internal module imports a public one for its types only: move the value under internal/"
+        }]
+      }]
+    }
+  },
+  {
     // A function longer than a screen does more than one thing: split it into named steps.
     files: [
       "packages/simulator/src/**",

@@ -16,7 +16,8 @@ const testFiles = [
   "packages/sqlite-pool/test/poolCore.test.ts",
   "packages/sqlite-pool/test/ConnectionPool.test.ts",
   "packages/sqlite-pool/test/ConnectionPool.*.test.ts",
-  "test/pool-model.test.ts"
+  "test/pool-model.test.ts",
+  "test/lane-model.test.ts"
 ]
 
 const rank = (file: string): number => {

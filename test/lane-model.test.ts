@@ -12,7 +12,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlError } from "@effect/sql/SqlError"
 import { describe, expect, it } from "@effect/vitest"
-import { PoolConfig } from "@sqlsim/sqlite-pool"
+import { Connector, PoolConfig } from "@sqlsim/sqlite-pool"
 import { tempDir } from "@sqlsim/test-kit/TempDir"
 import { settle, yieldEventLoop } from "@sqlsim/test-kit/Wait"
 import Database from "better-sqlite3"
@@ -320,7 +320,10 @@ describe("SqlitePool's lanes against a reference model", () => {
         const file = path.join(yield* tempDir, "lanes.db")
         const config = yield* PoolConfig.makeSqlite({ filename: file, readConnections, acquireTimeout: "1 hours" })
         const lanesScope = yield* Scope.make()
-        const lanes = yield* Lanes.make(config).pipe(Scope.extend(lanesScope), Effect.provide(Reactivity.layer))
+        const lanes = yield* Lanes.make(config, yield* Connector.makeLive).pipe(
+          Scope.extend(lanesScope),
+          Effect.provide(Reactivity.layer)
+        )
         yield* lanes.writer.client`CREATE TABLE t (label INTEGER PRIMARY KEY)`
         // Operation fibers live in their own scope, closed before the lanes' (interrupting any left over).
         const fiberScope = yield* Scope.make()

@@ -236,10 +236,7 @@ describe("ConnectionPool against a reference model", () => {
           idleTimeToLive: "1 days",
           shutdownTimeout: 0
         })
-        const core = yield* Pool.make(config).pipe(
-          Scope.extend(poolScope),
-          Effect.provideService(Connector.Connector, connector.service)
-        )
+        const core = yield* Pool.make(config, { connector: connector.service }).pipe(Scope.extend(poolScope))
         const pool = Pool.service(core)
         // Lease fibers live in their own scope, closed before the pool's (interrupting any left over on a failure).
         const fiberScope = yield* Scope.make()

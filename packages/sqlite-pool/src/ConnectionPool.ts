@@ -17,6 +17,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as Connector from "./Connector.js"
 import * as Pool from "./internal/pool.js"
 import * as PoolConfig from "./PoolConfig.js"
 import type { AcquireError, ConnectError, HealthCheckError, PoolConfigError } from "./PoolError.js"
@@ -118,7 +119,11 @@ export interface MakeOptions {
 export const makeWithConfig = (
   config: PoolConfig.PoolConfig,
   options: MakeOptions = {}
-): Effect.Effect<Service, ConnectError, Scope.Scope> => Effect.map(Pool.make(config, options), Pool.service)
+): Effect.Effect<Service, ConnectError, Scope.Scope> =>
+  Effect.flatMap(
+    Connector.current,
+    (connector) => Effect.map(Pool.make(config, { ...options, connector }), Pool.service)
+  )
 
 /**
  * Validates the input and makes a pool in the current Scope.

@@ -445,16 +445,3 @@ export const makeSqlite: (input?: SqliteInput) => Effect.Effect<SqliteConfig, Po
   })
   return (input: SqliteInput = {}) => decode(input)
 })()
-
-/**
- * The configuration of one of `SqlitePool`'s pools (its writer or its readers): the shared fields, and the size.
- *
- * @internal
- */
-export const forLane = (
-  config: SqliteConfig,
-  size: { readonly maxConnections: number; readonly minConnections: number }
-): PoolConfig => {
-  const { readConnections: _readConnections, readerThreads: _readerThreads, ...common } = config
-  return { ...common, ...size }
-}

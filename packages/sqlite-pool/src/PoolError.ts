@@ -3,8 +3,7 @@
  *
  * @since 0.1.0
  */
-import * as Data from "effect/Data"
-import type { PoolStats } from "./PoolStats.js"
+import * as internal from "./internal/errors.js"
 
 /**
  * Invalid configuration: `field` names the offending field (or the unknown key), `message` the rule it broke.
@@ -12,10 +11,9 @@ import type { PoolStats } from "./PoolStats.js"
  * @since 0.1.0
  * @category errors
  */
-export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
-  readonly field: string
-  readonly message: string
-}> {}
+export const PoolConfigError: typeof internal.PoolConfigError = internal.PoolConfigError
+/** @since 0.1.0 */
+export type PoolConfigError = internal.PoolConfigError
 
 /**
  * Opening a connection failed. `attempts` counts every try (the first one plus retries); `transient` says whether
@@ -24,23 +22,9 @@ export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
  * @since 0.1.0
  * @category errors
  */
-export class ConnectError extends Data.TaggedError("ConnectError")<{
-  readonly filename: string
-  readonly attempts: number
-  readonly code: string
-  readonly transient: boolean
-  readonly reason: string
-  readonly elapsedMs: number
-  readonly cause: unknown
-}> {
-  override get message(): string {
-    const tries = this.attempts === 1
-      ? "after 1 attempt"
-      : `gave up after ${this.attempts} attempts over ${Math.round(this.elapsedMs)} ms`
-    const advice = this.transient ? "" : " (not retried: the error is permanent)"
-    return `cannot open ${this.filename}: ${this.reason} (${this.code}), ${tries}${advice}`
-  }
-}
+export const ConnectError: typeof internal.ConnectError = internal.ConnectError
+/** @since 0.1.0 */
+export type ConnectError = internal.ConnectError
 
 /**
  * What one failed connect attempt says: the retry policy adds the attempts and the time spent.
@@ -48,13 +32,7 @@ export class ConnectError extends Data.TaggedError("ConnectError")<{
  * @since 0.2.0
  * @category errors
  */
-export interface AttemptFailure {
-  readonly filename: string
-  readonly code: string
-  readonly transient: boolean
-  readonly reason: string
-  readonly cause?: unknown
-}
+export type AttemptFailure = internal.AttemptFailure
 
 /**
  * The `ConnectError` of one failed attempt (`attempts: 1`, no time spent yet): what connectors and set-up steps fail
@@ -66,8 +44,7 @@ export interface AttemptFailure {
  * @since 0.2.0
  * @category errors
  */
-export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
-  new ConnectError({ ...failure, attempts: 1, elapsedMs: 0, cause: failure.cause })
+export const connectAttemptFailed: typeof internal.connectAttemptFailed = internal.connectAttemptFailed
 
 /**
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
@@ -76,19 +53,9 @@ export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
  * @since 0.1.0
  * @category errors
  */
-export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
-  readonly waitedMs: number
-  readonly stats: PoolStats
-  readonly lastError: ConnectError | undefined
-}> {
-  override get message(): string {
-    const s = this.stats
-    const last = this.lastError ? `; last connect error: ${this.lastError.message}` : ""
-    return `no connection available after ${Math.round(this.waitedMs)} ms ` +
-      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting}); ` +
-      `raise acquireTimeout or maxConnections, or hold connections for less time${last}`
-  }
-}
+export const AcquireTimeoutError: typeof internal.AcquireTimeoutError = internal.AcquireTimeoutError
+/** @since 0.1.0 */
+export type AcquireTimeoutError = internal.AcquireTimeoutError
 
 /**
  * The pool is closed (or closing): no more connections are handed out.
@@ -96,13 +63,9 @@ export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")
  * @since 0.1.0
  * @category errors
  */
-export class PoolClosedError extends Data.TaggedError("PoolClosedError")<{
-  readonly filename: string
-}> {
-  override get message(): string {
-    return `the connection pool for ${this.filename} is closed; acquire connections only while its scope is open`
-  }
-}
+export const PoolClosedError: typeof internal.PoolClosedError = internal.PoolClosedError
+/** @since 0.1.0 */
+export type PoolClosedError = internal.PoolClosedError
 
 /**
  * A health check reached a connection but the database did not answer as expected.
@@ -110,15 +73,9 @@ export class PoolClosedError extends Data.TaggedError("PoolClosedError")<{
  * @since 0.1.0
  * @category errors
  */
-export class HealthCheckError extends Data.TaggedError("HealthCheckError")<{
-  readonly filename: string
-  readonly reason: string
-  readonly cause: unknown
-}> {
-  override get message(): string {
-    return `health check of ${this.filename} failed: ${this.reason}`
-  }
-}
+export const HealthCheckError: typeof internal.HealthCheckError = internal.HealthCheckError
+/** @since 0.1.0 */
+export type HealthCheckError = internal.HealthCheckError
 
 /**
  * What an acquire can fail with.
@@ -126,4 +83,4 @@ export class HealthCheckError extends Data.TaggedError("HealthCheckError")<{
  * @since 0.1.0
  * @category errors
  */
-export type AcquireError = ConnectError | AcquireTimeoutError | PoolClosedError
+export type AcquireError = internal.AcquireError

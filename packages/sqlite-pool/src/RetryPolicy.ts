@@ -4,24 +4,13 @@
  *
  * @since 0.1.0
  */
-import { SqlError } from "@effect/sql/SqlError"
-import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
-import { ConnectError } from "./PoolError.js"
-import * as SqliteCode from "./SqliteCode.js"
+import * as internal from "./internal/retryPolicy.js"
 
 /**
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  readonly retries: number
-  readonly retryBaseDelay: Duration.Duration
-  readonly retryMaxDelay: Duration.Duration
-  readonly retryJitter: boolean
-}
+export type Options = internal.Options
 
 /**
  * The delay before retry number `retry` (0-based) without jitter: base * 2^retry, capped.
@@ -32,8 +21,7 @@ export interface Options {
  * @since 0.1.0
  * @category utils
  */
-export const delay = (options: Pick<Options, "retryBaseDelay" | "retryMaxDelay">, retry: number): Duration.Duration =>
-  Duration.min(Duration.times(options.retryBaseDelay, 2 ** retry), options.retryMaxDelay)
+export const delay: typeof internal.delay = internal.delay
 
 /**
  * Every delay of the policy without jitter, in order: 10, 20, 40 ms for the defaults.
@@ -41,8 +29,7 @@ export const delay = (options: Pick<Options, "retryBaseDelay" | "retryMaxDelay">
  * @since 0.1.0
  * @category utils
  */
-export const delays = (options: Omit<Options, "retryJitter">): ReadonlyArray<Duration.Duration> =>
-  Array.from({ length: options.retries }, (_, retry) => delay(options, retry))
+export const delays: typeof internal.delays = internal.delays
 
 /**
  * The backoff alone, without a limit: `Schedule.exponential(retryBaseDelay)`, jittered within +-20 % when asked, each
@@ -51,13 +38,7 @@ export const delays = (options: Omit<Options, "retryJitter">): ReadonlyArray<Dur
  * @since 0.1.0
  * @category constructors
  */
-export const backoff = (options: Omit<Options, "retries">): Schedule.Schedule<Duration.Duration> => {
-  const exponential = Schedule.exponential(options.retryBaseDelay, 2)
-  const paced = options.retryJitter ? Schedule.jitteredWith(exponential, { min: 0.8, max: 1.2 }) : exponential
-  // modifyDelay passes (output, delay): the output of `exponential` is the nominal delay, so the cap must read the
-  // second argument or it would discard the jitter.
-  return paced.pipe(Schedule.modifyDelay((_, delay) => Duration.min(delay, options.retryMaxDelay)))
-}
+export const backoff: typeof internal.backoff = internal.backoff
 
 /**
  * The connect retry schedule: `backoff`, stopping after `retries` recurrences. Its output is the number of the retry
@@ -66,8 +47,7 @@ export const backoff = (options: Omit<Options, "retries">): Schedule.Schedule<Du
  * @since 0.1.0
  * @category constructors
  */
-export const schedule = (options: Options): Schedule.Schedule<number> =>
-  Schedule.intersect(backoff(options), Schedule.recurs(options.retries)).pipe(Schedule.map(([, retry]) => retry))
+export const schedule: typeof internal.schedule = internal.schedule
 
 /**
  * Connect with retries: runs `attempt` (one connect) and retries it on `schedule` while it fails with a transient
@@ -78,24 +58,7 @@ export const schedule = (options: Options): Schedule.Schedule<number> =>
  * @since 0.1.0
  * @category constructors
  */
-export const retryConnect = <A, R>(
-  attempt: Effect.Effect<A, ConnectError, R>,
-  options: Options,
-  observe: { readonly failed?: (error: ConnectError) => void; readonly retrying?: () => void } = {}
-): Effect.Effect<A, ConnectError, R> =>
-  Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
-    let attempts = 0
-    const counted = Effect.suspend(() => {
-      if (attempts++ > 0) observe.retrying?.()
-      return attempt
-    }).pipe(Effect.tapError((error) => Effect.sync(() => observe.failed?.(error))))
-    return Effect.retry(counted, { schedule: schedule(options), while: (error) => error.transient }).pipe(
-      Effect.catchAll((error) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.fail(new ConnectError({ ...error, cause: error.cause, attempts, elapsedMs: now - startedAt })))
-      )
-    )
-  })
+export const retryConnect: typeof internal.retryConnect = internal.retryConnect
 
 /**
  * Counts the retries `retryWhileBusy` makes.
@@ -103,9 +66,7 @@ export const retryConnect = <A, R>(
  * @since 0.1.0
  * @category models
  */
-export interface BusyCounter {
-  retries: number
-}
+export type BusyCounter = internal.BusyCounter
 
 /**
  * Retries a statement while it fails with SQLITE_BUSY or SQLITE_LOCKED (another connection holds the lock): on
@@ -116,37 +77,4 @@ export interface BusyCounter {
  * @since 0.1.0
  * @category constructors
  */
-export const retryWhileBusy = (
-  options: Omit<Options, "retries"> & { readonly acquireTimeout: Duration.Duration },
-  counter: BusyCounter
-) => {
-  const busySchedule = backoff(options).pipe(
-    Schedule.upTo(options.acquireTimeout),
-    Schedule.tapOutput(() => Effect.sync(() => counter.retries++))
-  )
-  return <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-    Effect.catchIf(effect, SqliteCode.isBusy, (first) =>
-      Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
-        // The first attempt has failed already: it is replayed as the schedule's first failure, so that the first
-        // retry, too, comes after the first delay.
-        let replay = true
-        const attempt = Effect.suspend(() => {
-          if (!replay) return effect
-          replay = false
-          return Effect.fail(first)
-        })
-        return attempt.pipe(
-          Effect.retry({ schedule: busySchedule, while: SqliteCode.isBusy }),
-          Effect.catchIf(SqliteCode.isBusy, (error) =>
-            Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              Effect.fail(
-                new SqlError({
-                  cause: error.cause,
-                  message: `the database is locked by another connection (${SqliteCode.codeOf(error)}); ` +
-                    `still locked after ${now - startedAt} ms of retries: retry later, or find the long ` +
-                    `transaction holding the write lock`
-                })
-              )))
-        )
-      }))
-}
+export const retryWhileBusy: typeof internal.retryWhileBusy = internal.retryWhileBusy

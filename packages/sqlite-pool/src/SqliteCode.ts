@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as internal from "./internal/sqliteCode.js"
 
 /**
  * - `transient`: retry with backoff (BUSY, LOCKED, PROTOCOL, CANTOPEN while opening)
@@ -13,10 +14,7 @@
  * @since 0.1.0
  * @category models
  */
-export type Classification = "transient" | "fatal" | "caller"
-
-const fatalPrimary = new Set(["SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR"])
-const transientPrimary = new Set(["SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PROTOCOL", "SQLITE_CANTOPEN"])
+export type Classification = internal.Classification
 
 /**
  * The primary code name of an extended one: "SQLITE_IOERR_SHORT_READ" -> "SQLITE_IOERR".
@@ -24,10 +22,7 @@ const transientPrimary = new Set(["SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PROTOC
  * @since 0.1.0
  * @category utils
  */
-export const primary = (code: string): string => {
-  const parts = code.split("_")
-  return parts.length > 2 ? `${parts[0]}_${parts[1]}` : code
-}
+export const primary: typeof internal.primary = internal.primary
 
 /**
  * Classifies a SQLite result code name such as "SQLITE_BUSY_SNAPSHOT".
@@ -35,13 +30,7 @@ export const primary = (code: string): string => {
  * @since 0.1.0
  * @category utils
  */
-export const classify = (code: string): Classification => {
-  if (code === "SQLITE_READONLY_DBMOVED") return "fatal"
-  const base = primary(code)
-  if (fatalPrimary.has(base)) return "fatal"
-  if (transientPrimary.has(base)) return "transient"
-  return "caller"
-}
+export const classify: typeof internal.classify = internal.classify
 
 /**
  * The SQLite code carried by an error or one of its causes (better-sqlite3's `SqliteError.code`, possibly wrapped
@@ -50,15 +39,7 @@ export const classify = (code: string): Classification => {
  * @since 0.1.0
  * @category utils
  */
-export const codeOf = (error: unknown): string | undefined => {
-  let current: unknown = error
-  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code
-    if (typeof code === "string" && code.startsWith("SQLITE_")) return code
-    current = (current as { cause?: unknown }).cause
-  }
-  return undefined
-}
+export const codeOf: typeof internal.codeOf = internal.codeOf
 
 /**
  * True when an error (or its cause) carries a SQLite code that makes the connection unusable.
@@ -66,10 +47,7 @@ export const codeOf = (error: unknown): string | undefined => {
  * @since 0.1.0
  * @category utils
  */
-export const isFatal = (error: unknown): boolean => {
-  const code = codeOf(error)
-  return code !== undefined && classify(code) === "fatal"
-}
+export const isFatal: typeof internal.isFatal = internal.isFatal
 
 /**
  * True when an error (or its cause) is SQLITE_BUSY or SQLITE_LOCKED: worth retrying after a delay.
@@ -77,7 +55,4 @@ export const isFatal = (error: unknown): boolean => {
  * @since 0.1.0
  * @category utils
  */
-export const isBusy = (error: unknown): boolean => {
-  const code = codeOf(error)
-  return code !== undefined && (primary(code) === "SQLITE_BUSY" || primary(code) === "SQLITE_LOCKED")
-}
+export const isBusy: typeof internal.isBusy = internal.isBusy

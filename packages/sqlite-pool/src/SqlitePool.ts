@@ -103,7 +103,7 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const connector = yield* Connector.current
-    const { busy, reader, writer, writerClient } = yield* Lanes.make(config)
+    const { busy, reader, writer, writerClient } = yield* Lanes.make(config, connector)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {

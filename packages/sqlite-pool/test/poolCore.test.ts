@@ -58,8 +58,7 @@ const poolWithSlowProbes = (input: PoolConfig.Input = {}) =>
     })
     const poolScope = yield* Scope.make()
     const config = yield* PoolConfig.make({ filename: path.join(directory, "test.db"), ...input })
-    const core = yield* Pool.make(config).pipe(
-      Effect.provideService(Connector.Connector, service),
+    const core = yield* Pool.make(config, { connector: service }).pipe(
       Scope.extend(poolScope)
     )
     const pool = Pool.service(core)

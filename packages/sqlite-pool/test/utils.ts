@@ -2,7 +2,7 @@
  * Fixtures of the pool's tests: a pool on a fresh file behind the fault connector, and the invariants of its stats.
  * Temporary directories, the connector and the waits come from the test kit.
  */
-import { Connector, PoolConfig, type PoolStats } from "@sqlsim/sqlite-pool"
+import { PoolConfig, type PoolStats } from "@sqlsim/sqlite-pool"
 import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
 import { tempDir } from "@sqlsim/test-kit/TempDir"
 import * as Effect from "effect/Effect"
@@ -29,6 +29,6 @@ export const makeTestPool = (
     const filename = input.filename ?? path.join(directory, "test.db")
     const connector = yield* FaultConnector.make(directory, faultFor)
     const config = yield* PoolConfig.make({ ...input, filename })
-    const core = yield* Pool.make(config).pipe(Effect.provideService(Connector.Connector, connector.service))
+    const core = yield* Pool.make(config, { connector: connector.service })
     return { pool: Pool.service(core), core, connector, directory, filename }
   })

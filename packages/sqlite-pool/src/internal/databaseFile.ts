@@ -5,7 +5,7 @@
  * @internal
  */
 import * as fs from "node:fs"
-import { connectAttemptFailed, type ConnectError } from "../PoolError.js"
+import { connectAttemptFailed, type ConnectError } from "./errors.js"
 
 export const isFile = (filename: string): boolean => filename !== ":memory:" && filename !== ""
 

@@ -16,12 +16,12 @@ import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Connector from "../Connector.js"
-import type { AcquireError } from "../PoolError.js"
-import * as SqliteCode from "../SqliteCode.js"
 import * as PooledClient from "./client.js"
+import { isClosedConnection } from "./driverConnection.js"
+import type { AcquireError } from "./errors.js"
 import type * as Pool from "./pool.js"
 import type * as PoolCore from "./poolCore.js"
+import * as SqliteCode from "./sqliteCode.js"
 
 type Entry = Pool.Entry
 type Statement<A> = (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
@@ -124,7 +124,7 @@ export const makeLane = (options: {
     const run = <A>(f: Statement<A>, attemptsLeft = core.config.maxConnections): Effect.Effect<A, SqlError> =>
       Effect.catchIf(
         once(f),
-        (error) => attemptsLeft > 0 && Connector.isClosedConnection(error),
+        (error) => attemptsLeft > 0 && isClosedConnection(error),
         () => run(f, attemptsLeft - 1)
       )
     const acquirer = Effect.succeed<SqlConnection.Connection>({

@@ -11,13 +11,14 @@ import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
-import * as PoolConfig from "../PoolConfig.js"
-import type { ConnectError } from "../PoolError.js"
-import * as RetryPolicy from "../RetryPolicy.js"
+import type * as Connector from "../Connector.js"
+import type * as PoolConfig from "../PoolConfig.js"
 import * as PooledClient from "./client.js"
+import type { ConnectError } from "./errors.js"
 import * as Lane from "./lane.js"
 import * as MemoryDatabase from "./memoryDatabase.js"
 import * as Pool from "./pool.js"
+import * as RetryPolicy from "./retryPolicy.js"
 import * as Transaction from "./transaction.js"
 
 export interface Lanes {
@@ -30,9 +31,19 @@ export interface Lanes {
   readonly busy: RetryPolicy.BusyCounter
 }
 
+/** The configuration of one of the two pools: the shared fields, and the size. */
+const forLane = (
+  config: PoolConfig.SqliteConfig,
+  size: { readonly maxConnections: number; readonly minConnections: number }
+): PoolConfig.PoolConfig => {
+  const { readConnections: _readConnections, readerThreads: _readerThreads, ...common } = config
+  return { ...common, ...size }
+}
+
 /** Both lanes in the current Scope; the writer connection is opened (and the file switched to WAL) first. */
 export const make = (
-  config: PoolConfig.SqliteConfig
+  config: PoolConfig.SqliteConfig,
+  connector: Connector.Service
 ): Effect.Effect<Lanes, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const databaseFile = yield* MemoryDatabase.resolve(config.filename)
@@ -40,17 +51,21 @@ export const make = (
     // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
     const extensions: Array<string> = []
     const writer = yield* makeWriter(config, {
+      connector,
       databaseFile,
       extensions,
       retryBusy: RetryPolicy.retryWhileBusy(config, busy)
     })
-    const reader = config.readConnections === 0 ? undefined : yield* makeReader(config, { databaseFile, extensions })
+    const reader = config.readConnections === 0
+      ? undefined
+      : yield* makeReader(config, { connector, databaseFile, extensions })
     const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
     return { writer, reader, writerClient, busy }
   })
 
 interface LaneOptions {
+  readonly connector: Connector.Service
   readonly databaseFile: string
   readonly extensions: ReadonlyArray<string>
 }
@@ -61,7 +76,8 @@ const makeWriter = (
   options: LaneOptions & { readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError> }
 ) =>
   Effect.flatMap(
-    Pool.make(PoolConfig.forLane(config, { maxConnections: 1, minConnections: 1 }), {
+    Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
+      connector: options.connector,
       databaseFile: options.databaseFile,
       label: `${config.filename} (writer)`,
       role: "writer",
@@ -82,8 +98,9 @@ const makeWriter = (
 const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
   Effect.flatMap(
     Pool.make(
-      PoolConfig.forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
+      forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
       {
+        connector: options.connector,
         databaseFile: options.databaseFile,
         readOnly: true,
         label: `${config.filename} (readers)`,

@@ -11,7 +11,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { connectAttemptFailed, type ConnectError } from "../PoolError.js"
+import { connectAttemptFailed, type ConnectError } from "./errors.js"
 
 export const isMemory = (filename: string): boolean => filename === ":memory:"
 

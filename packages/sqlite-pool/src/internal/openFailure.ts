@@ -7,9 +7,9 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { connectAttemptFailed, type ConnectError } from "../PoolError.js"
-import * as SqliteCode from "../SqliteCode.js"
 import * as DatabaseFile from "./databaseFile.js"
+import { connectAttemptFailed, type ConnectError } from "./errors.js"
+import * as SqliteCode from "./sqliteCode.js"
 
 /** See `Connector.classifyOpenFailure`. */
 export const classifyOpenFailure = (filename: string, cause: unknown): ConnectError => {

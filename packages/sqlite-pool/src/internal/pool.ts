@@ -14,14 +14,15 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as ConnectionPool from "../ConnectionPool.js"
-import * as Connector from "../Connector.js"
+import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
-import { connectAttemptFailed, type ConnectError, HealthCheckError } from "../PoolError.js"
-import * as RetryPolicy from "../RetryPolicy.js"
-import * as SqliteCode from "../SqliteCode.js"
 import * as PooledClient from "./client.js"
+import { isClosedConnection } from "./driverConnection.js"
+import { connectAttemptFailed, type ConnectError, HealthCheckError } from "./errors.js"
 import * as MemoryDatabase from "./memoryDatabase.js"
 import * as PoolCore from "./poolCore.js"
+import * as RetryPolicy from "./retryPolicy.js"
+import * as SqliteCode from "./sqliteCode.js"
 
 /** The core of a pool of SQLite connections, as the lanes and the tests hold it. */
 export type Core = PoolCore.PoolCore<SqliteClient.SqliteClient>
@@ -56,16 +57,15 @@ const onConnect = (
     )
 
 /**
- * Makes the core of a pool from a validated configuration. Connections come from the `Connector` in the context
- * when there is one (tests and the simulator inject faults that way), from the live connector otherwise. Every
- * connection lives in a Scope of its own inside the pool's, so closing the pool closes them all.
+ * Makes the core of a pool from a validated configuration, its connections from `connector`. Every connection lives
+ * in a Scope of its own inside the pool's, so closing the pool closes them all.
  */
 export const make = (
   config: PoolConfig.PoolConfig,
-  options: ConnectionPool.MakeOptions = {}
+  options: ConnectionPool.MakeOptions & { readonly connector: Connector.Service }
 ): Effect.Effect<Core, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
-    const connector = yield* Connector.current
+    const { connector } = options
     // Registered first, so the temporary directory of ":memory:" is removed after the pool has closed.
     const filename = options.databaseFile ?? (yield* MemoryDatabase.resolve(config.filename))
     const readOnly = options.readOnly ?? false
@@ -98,7 +98,7 @@ export const make = (
       // read-only): only a new connection gets it back. A statement that found its connection closed proves it
       // closed, even before the connection's own check knows (a socket's close event can come later).
       isFatal: (error) =>
-        Connector.isClosedConnection(error) ||
+        isClosedConnection(error) ||
         (!readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY"),
       label: options.label ?? config.filename
     })

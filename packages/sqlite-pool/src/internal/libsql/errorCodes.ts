@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { AttemptFailure } from "../../PoolError.js"
+import type { AttemptFailure } from "../errors.js"
 import * as Hrana from "../hranaSocket.js"
 
 /**

@@ -19,7 +19,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import type { Replication } from "../../Connector.js"
 import type * as LibsqlConnector from "../../LibsqlConnector.js"
-import type { ConnectError } from "../../PoolError.js"
+import type { ConnectError } from "../errors.js"
 import { connect, type LibsqlConnection } from "./connection.js"
 import { ReplicationState } from "./replication.js"
 

@@ -1,0 +1,107 @@
+/**
+ * Typed errors of the pool. Every error is a value with a `_tag` and a message that says what to do.
+ *
+ * The implementation behind the public module of the same name, which documents each export.
+ *
+ * @internal
+ */
+import * as Data from "effect/Data"
+import type { PoolStats } from "../PoolStats.js"
+
+/**
+ * Invalid configuration: `field` names the offending field (or the unknown key), `message` the rule it broke.
+ */
+export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
+  readonly field: string
+  readonly message: string
+}> {}
+
+/**
+ * Opening a connection failed. `attempts` counts every try (the first one plus retries); `transient` says whether
+ * a retry could help; `code` is the SQLite result code name such as "SQLITE_CANTOPEN", or "UNKNOWN".
+ */
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly filename: string
+  readonly attempts: number
+  readonly code: string
+  readonly transient: boolean
+  readonly reason: string
+  readonly elapsedMs: number
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const tries = this.attempts === 1
+      ? "after 1 attempt"
+      : `gave up after ${this.attempts} attempts over ${Math.round(this.elapsedMs)} ms`
+    const advice = this.transient ? "" : " (not retried: the error is permanent)"
+    return `cannot open ${this.filename}: ${this.reason} (${this.code}), ${tries}${advice}`
+  }
+}
+
+/**
+ * What one failed connect attempt says: the retry policy adds the attempts and the time spent.
+ */
+export interface AttemptFailure {
+  readonly filename: string
+  readonly code: string
+  readonly transient: boolean
+  readonly reason: string
+  readonly cause?: unknown
+}
+
+/**
+ * The `ConnectError` of one failed attempt (`attempts: 1`, no time spent yet): what connectors and set-up steps fail
+ * with; `RetryPolicy.retryConnect` reports the whole run of attempts.
+ *
+ * @example
+ * connectAttemptFailed({ filename: "app.db", code: "SQLITE_CANTOPEN", transient: true, reason: "no such directory" })
+ */
+export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
+  new ConnectError({ ...failure, attempts: 1, elapsedMs: 0, cause: failure.cause })
+
+/**
+ * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
+ * took so long) and a snapshot of the pool's statistics at the moment of the timeout.
+ */
+export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
+  readonly waitedMs: number
+  readonly stats: PoolStats
+  readonly lastError: ConnectError | undefined
+}> {
+  override get message(): string {
+    const s = this.stats
+    const last = this.lastError ? `; last connect error: ${this.lastError.message}` : ""
+    return `no connection available after ${Math.round(this.waitedMs)} ms ` +
+      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting}); ` +
+      `raise acquireTimeout or maxConnections, or hold connections for less time${last}`
+  }
+}
+
+/**
+ * The pool is closed (or closing): no more connections are handed out.
+ */
+export class PoolClosedError extends Data.TaggedError("PoolClosedError")<{
+  readonly filename: string
+}> {
+  override get message(): string {
+    return `the connection pool for ${this.filename} is closed; acquire connections only while its scope is open`
+  }
+}
+
+/**
+ * A health check reached a connection but the database did not answer as expected.
+ */
+export class HealthCheckError extends Data.TaggedError("HealthCheckError")<{
+  readonly filename: string
+  readonly reason: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `health check of ${this.filename} failed: ${this.reason}`
+  }
+}
+
+/**
+ * What an acquire can fail with.
+ */
+export type AcquireError = ConnectError | AcquireTimeoutError | PoolClosedError
