@@ -403,6 +403,7 @@ export class PoolCore<Client> {
     }
   }
 
+  /** Runs the dispatch again on a later turn of the scheduler (once, however often it is asked meanwhile). */
   private dispatchLater(): void {
     if (this.dispatchPending) return
     this.dispatchPending = true
