@@ -80,6 +80,12 @@ export interface Connection {
    * or in its worker thread); the handle itself (`database`) only when it lives on this thread
    */
   readonly driver?: DriverConnection.DriverExtras | undefined
+  /**
+   * The same connection refusing every statement that would write (with SQLITE_READONLY): what the Reader runs on
+   * when it has no connections of its own (`readConnections: 0`). Without it, the Reader refuses what it cannot tell
+   * is a read from the statement's text.
+   */
+  readonly readOnly?: SqlConnection.Connection | undefined
 }
 
 /**
@@ -213,7 +219,7 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       size: options.prepareCacheSize ?? 200,
       timeToLiveMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10))
     })
-    return { connection, validate, check, checkFile, driver: connection }
+    return { connection, validate, check, checkFile, driver: connection, readOnly: connection.readOnly }
   }).pipe(
     Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
   )

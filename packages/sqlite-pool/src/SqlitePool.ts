@@ -103,7 +103,7 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const connector = yield* Connector.current
-    const { busy, reader, writer, writerClient } = yield* Lanes.make(config, connector)
+    const { busy, reader, readerClient, writer, writerClient } = yield* Lanes.make(config, connector)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {
@@ -127,7 +127,7 @@ export const makeWithConfig = (
         }
       }).pipe(Effect.withSpan("sqlsim.healthCheck", { captureStackTrace: false }))
     }
-    return { writer: writerClient, reader: reader?.client ?? writerClient, service }
+    return { writer: writerClient, reader: readerClient, service }
   })
 
 /** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */

@@ -1,9 +1,9 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import * as Migrator from "@effect/sql/Migrator"
 import { assert, describe, it } from "@effect/vitest"
-import { PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
+import { Connector, PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
-import { Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Layer, Ref, Schedule, Schema, type Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
@@ -142,6 +142,76 @@ describe.each([false, true])("the Reader contract (readerThreads: %s)", (readerT
         yield* Deferred.succeed(finish, undefined)
         assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
       })))
+})
+
+/** The live connector without its connections' read-only views: the Reader then decides from a statement's text. */
+const withoutReadOnlyViews = Layer.effect(
+  Connector.Connector,
+  Effect.map(Connector.makeLive, (live) =>
+    Connector.Connector.of({
+      ...live,
+      connect: (options) => Effect.map(live.connect(options), ({ readOnly: _readOnly, ...connection }) => connection)
+    }))
+)
+
+// With no connections of its own the Reader runs on the writer's connection, and still refuses every write.
+describe.each(
+  [
+    ["its read-only view", Layer.empty],
+    ["the statement's text", withoutReadOnlyViews]
+  ] as const
+)("the Reader with readConnections: 0, deciding by %s", (_, connector) => {
+  const withReaderOnWriter = <A, E>(
+    body: (sql: SqlClient.SqlClient, reader: SqlClient.SqlClient) => Effect.Effect<A, E>
+  ) =>
+    Effect.scoped(Effect.flatMap(tempDatabase, (filename) =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        return yield* body(sql, yield* SqlitePool.Reader)
+      }).pipe(
+        Effect.provide(SqlitePool.layer({ filename, readConnections: 0 }).pipe(Layer.provide(connector)))
+      )))
+
+  it.live("refuses writes, telling where they go, and stores nothing", () =>
+    withReaderOnWriter((sql, reader) =>
+      Effect.gen(function*() {
+        const writes = [
+          reader`INSERT INTO t VALUES (2)`,
+          reader`UPDATE t SET x = 3`,
+          reader`DELETE FROM t`,
+          reader`CREATE TABLE u (y)`,
+          reader`PRAGMA user_version = 7`,
+          reader.unsafe("INSERT INTO t VALUES (4)").raw,
+          reader.unsafe("INSERT INTO t VALUES (5)").values,
+          reader.unsafe("INSERT INTO t VALUES (6)").unprepared,
+          reader.withTransaction(reader`INSERT INTO t VALUES (7)`)
+        ]
+        for (const write of writes) {
+          const error = yield* Effect.flip(write)
+          assert.strictEqual(error._tag, "SqlError")
+          assert.include(error.message, "SqlitePool.Reader is read-only")
+        }
+        const streamed = yield* Effect.flip(Stream.runCollect(reader`INSERT INTO t VALUES (8)`.stream))
+        assert.include(streamed.message, "read-only")
+        assert.deepStrictEqual(yield* sql`SELECT x FROM t`, [{ x: 1 }])
+        assert.deepStrictEqual(yield* sql`PRAGMA user_version`, [{ user_version: 0 }])
+      })
+    ))
+
+  it.live("reads, in and out of a transaction, and the writer goes on writing", () =>
+    withReaderOnWriter((sql, reader) =>
+      Effect.gen(function*() {
+        assert.deepStrictEqual(yield* reader`SELECT x FROM t`, [{ x: 1 }])
+        assert.deepStrictEqual(yield* reader.withTransaction(reader`SELECT count(*) AS n FROM t`), [{ n: 1 }])
+        assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Stream.runCollect(reader`SELECT x FROM t`.stream)), [{
+          x: 1
+        }])
+        yield* sql`INSERT INTO t VALUES (2)`
+        assert.deepStrictEqual(yield* reader`SELECT count(*) AS n FROM t`, [{ n: 2 }])
+      })
+    ))
 })
 
 describe("SqlitePool", () => {
@@ -300,9 +370,10 @@ describe("SqlitePool", () => {
     withPool({ readConnections: 0 }, () =>
       Effect.gen(function*() {
         const reader = yield* SqlitePool.Reader
-        yield* reader`CREATE TABLE t (x INTEGER)`
-        yield* reader`INSERT INTO t VALUES (1)`
-        assert.deepStrictEqual(yield* (yield* SqlClient.SqlClient)`SELECT x FROM t`, [{ x: 1 }])
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`CREATE TABLE t (x INTEGER)`
+        yield* sql`INSERT INTO t VALUES (1)`
+        assert.deepStrictEqual(yield* reader`SELECT x FROM t`, [{ x: 1 }])
         const stats = yield* (yield* SqlitePool.SqlitePool).stats
         assert.strictEqual(stats.readers.created, 0)
         assert.strictEqual(stats.writer.created, 1)

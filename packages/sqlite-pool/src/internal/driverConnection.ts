@@ -8,7 +8,7 @@
 import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import type Database from "better-sqlite3"
+import Database from "better-sqlite3"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -90,12 +90,51 @@ const chunksOf = (
     })
   ))
 
+/**
+ * The connection over `db`, with `readOnly`: the same connection refusing every statement that would write
+ * (SQLite's own verdict, `sqlite3_stmt_readonly`, known once the statement is prepared and before it runs). The
+ * Reader runs on that view when it has no connections of its own (`readConnections: 0`).
+ */
 export const make = (
   db: Database.Database,
   cache: StatementCacheOptions
-): SqlConnection.Connection & DriverExtras => {
+): SqlConnection.Connection & DriverExtras & { readonly readOnly: SqlConnection.Connection } => {
   const prepared = new StatementCache(db, cache)
+  return {
+    ...statements(db, prepared, false),
+    readOnly: statements(db, prepared, true),
+    database: db,
+    export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),
+    backup: (destination) =>
+      Effect.tryPromise({
+        try: () => db.backup(destination),
+        catch: (cause) => failure(cause, "Failed to backup database")
+      }),
+    loadExtension: (path) =>
+      Effect.try({
+        try: () => {
+          db.loadExtension(path)
+          // Statements prepared before may have been compiled without the extension's functions.
+          prepared.clear()
+        },
+        catch: (cause) => failure(cause, "Failed to load extension")
+      })
+  }
+}
 
+/** What a read-only connection says of a write: SQLite's own code and words, so it is told apart as they are. */
+const refusedWrite = () =>
+  failure(
+    new Database.SqliteError("attempt to write a readonly database", "SQLITE_READONLY"),
+    "Failed to execute statement"
+  )
+
+/** `@effect/sql`'s statements on `db`, through its statement cache; with `readOnly`, writes refused before they run. */
+const statements = (
+  db: Database.Database,
+  prepared: StatementCache,
+  readOnly: boolean
+): SqlConnection.Connection => {
   const closed = () => failure(new ClosedConnection("the database connection is closed"), "the connection is closed")
 
   // One synchronous step: a statement runs to completion inside the driver, so two never overlap.
@@ -112,6 +151,7 @@ export const make = (
       } catch (cause) {
         return Effect.fail(failure(cause, "Failed to prepare statement"))
       }
+      if (readOnly && !statement.readonly) return Effect.fail(refusedWrite())
       try {
         if (statement.reader) statement.safeIntegers(Context.get(fiber.currentContext, Client.SafeIntegers))
         return Effect.succeed(body(statement))
@@ -149,22 +189,6 @@ export const make = (
           (iterator) => Effect.sync(() => iterator.return?.())
         ),
         (iterator) => chunksOf(iterator, transformRows)
-      )),
-    database: db,
-    export: Effect.try({ try: () => db.serialize(), catch: (cause) => failure(cause, "Failed to export database") }),
-    backup: (destination) =>
-      Effect.tryPromise({
-        try: () => db.backup(destination),
-        catch: (cause) => failure(cause, "Failed to backup database")
-      }),
-    loadExtension: (path) =>
-      Effect.try({
-        try: () => {
-          db.loadExtension(path)
-          // Statements prepared before may have been compiled without the extension's functions.
-          prepared.clear()
-        },
-        catch: (cause) => failure(cause, "Failed to load extension")
-      })
+      ))
   }
 }

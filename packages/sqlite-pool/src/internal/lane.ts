@@ -16,11 +16,13 @@ import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as Connector from "../Connector.js"
 import * as PooledClient from "./client.js"
 import { isClosedConnection } from "./driverConnection.js"
 import type { AcquireError } from "./errors.js"
 import type * as Pool from "./pool.js"
 import type * as PoolCore from "./poolCore.js"
+import { isReadOnlyStatement } from "./readOnlyStatement.js"
 import * as SqliteCode from "./sqliteCode.js"
 
 type Entry = Pool.Entry
@@ -29,42 +31,71 @@ type Statement<A> = (connection: SqlConnection.Connection) => Effect.Effect<A, S
 /** A pool failure as the `SqlError` an `@effect/sql` client fails with; the pool's error stays its cause. */
 export const acquireError = (error: AcquireError) => new SqlError({ cause: error, message: error.message })
 
-const mapConnection = (
+const mapErrors = (
   connection: SqlConnection.Connection,
-  wrap: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+  f: (error: SqlError) => SqlError
 ): SqlConnection.Connection => ({
-  execute: (sql, params, transformRows) => wrap(connection.execute(sql, params, transformRows)),
-  executeRaw: (sql, params) => wrap(connection.executeRaw(sql, params)),
-  executeStream: (sql, params, transformRows) => connection.executeStream(sql, params, transformRows),
-  executeValues: (sql, params) => wrap(connection.executeValues(sql, params)),
-  executeUnprepared: (sql, params, transformRows) => wrap(connection.executeUnprepared(sql, params, transformRows))
+  execute: (sql, params, transformRows) => Effect.mapError(connection.execute(sql, params, transformRows), f),
+  executeRaw: (sql, params) => Effect.mapError(connection.executeRaw(sql, params), f),
+  executeStream: (sql, params, transformRows) =>
+    Stream.mapError(connection.executeStream(sql, params, transformRows), f),
+  executeValues: (sql, params) => Effect.mapError(connection.executeValues(sql, params), f),
+  executeUnprepared: (sql, params, transformRows) =>
+    Effect.mapError(connection.executeUnprepared(sql, params, transformRows), f)
 })
 
-/** Wraps each raw connection once (not once per statement): the wrapper lives as long as the connection. */
-const wrapper = (wrap: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>) => {
-  const wrapped = new WeakMap<SqlConnection.Connection, SqlConnection.Connection>()
-  return (connection: SqlConnection.Connection): SqlConnection.Connection => {
-    let found = wrapped.get(connection)
+/** Makes each connection's view once (not once per statement): the view lives as long as the connection. */
+const cached = <K extends object, V>(make: (key: K) => V) => {
+  const made = new WeakMap<K, V>()
+  return (key: K): V => {
+    let found = made.get(key)
     if (found === undefined) {
-      found = mapConnection(connection, wrap)
-      wrapped.set(connection, found)
+      found = make(key)
+      made.set(key, found)
     }
     return found
   }
 }
 
-const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-  Effect.catchIf(
-    effect,
-    (error) => SqliteCode.codeOf(error)?.startsWith("SQLITE_READONLY") === true,
-    (error) =>
-      Effect.fail(
-        new SqlError({
-          cause: error.cause,
-          message: "SqlitePool.Reader is read-only: run writes through SqlClient.SqlClient (the writer lane)"
-        })
-      )
-  )
+const refusedWrite = (sql: string) =>
+  new SqlError({
+    cause: Object.assign(new Error(`attempt to write a readonly database: ${sql.trim().slice(0, 60)}`), {
+      code: "SQLITE_READONLY"
+    }),
+    message: "Failed to execute statement"
+  })
+
+/** A connection that runs only what `isReadOnlyStatement` recognises as a read (a connector with no view of its own). */
+const refusingWritesByText = (connection: SqlConnection.Connection): SqlConnection.Connection => {
+  const guarded = <A>(sql: string, run: () => Effect.Effect<A, SqlError>) =>
+    isReadOnlyStatement(sql) ? run() : Effect.fail(refusedWrite(sql))
+  return {
+    execute: (sql, params, rows) => guarded(sql, () => connection.execute(sql, params, rows)),
+    executeRaw: (sql, params) => guarded(sql, () => connection.executeRaw(sql, params)),
+    executeValues: (sql, params) => guarded(sql, () => connection.executeValues(sql, params)),
+    executeUnprepared: (sql, params, rows) => guarded(sql, () => connection.executeUnprepared(sql, params, rows)),
+    executeStream: (sql, params, rows) =>
+      isReadOnlyStatement(sql) ? connection.executeStream(sql, params, rows) : Stream.fail(refusedWrite(sql))
+  }
+}
+
+/** The Reader's view of a writer connection (`readConnections: 0`): the same connection, refusing writes. */
+const readOnlyView = cached((connection: Connector.Connection) =>
+  connection.readOnly ?? refusingWritesByText(connection.connection)
+)
+
+const writable = (connection: Connector.Connection) => connection.connection
+
+const readOnlyMessage = (error: SqlError): SqlError =>
+  SqliteCode.codeOf(error)?.startsWith("SQLITE_READONLY") === true
+    ? new SqlError({
+      cause: error.cause,
+      message: "SqlitePool.Reader is read-only: run writes through SqlClient.SqlClient (the writer lane)"
+    })
+    : error
+
+/** A Reader connection: its SQLITE_READONLY failures say where writes go. */
+const readerConnection = cached((connection: SqlConnection.Connection) => mapErrors(connection, readOnlyMessage))
 
 export interface Lane {
   readonly client: Client.SqlClient
@@ -86,10 +117,14 @@ export const makeLane = (options: {
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
   readonly inWorkers?: boolean | undefined
+  /** a reader lane on the writer's pool (`readConnections: 0`): statements run on each connection's read-only view */
+  readonly onWriterPool?: boolean | undefined
 }): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const { core, kind } = options
-    const wrap = kind === "reader" ? wrapper(readOnlyMessage) : identity<SqlConnection.Connection>
+    const wrapReader = kind === "reader" ? readerConnection : identity<SqlConnection.Connection>
+    const view = options.onWriterPool === true ? readOnlyView : writable
+    const wrap = (entry: Entry) => wrapReader(view(entry.connection))
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
@@ -102,14 +137,14 @@ export const makeLane = (options: {
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
         Effect.as(
           Effect.addFinalizer((exit) => Effect.sync(() => release(exit))),
-          [wrap(entry.connection.connection), entry] as const
+          [wrap(entry), entry] as const
         ))
     )
     const statement = <A>(f: Statement<A>): Effect.Effect<A, SqlError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(acquire(restore, statementMode), ({ entry, release }) =>
           Effect.onExit(
-            restore(f(wrap(entry.connection.connection))),
+            restore(f(wrap(entry))),
             (exit) => Effect.sync(() => release(exit))
           ))
       )

@@ -7,6 +7,7 @@
  */
 import type * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as Client from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
@@ -23,8 +24,10 @@ import * as Transaction from "./transaction.js"
 
 export interface Lanes {
   readonly writer: Lane.Lane
-  /** undefined with `readConnections: 0` (Reader statements run on the writer lane) */
+  /** the Reader's own pool; undefined with `readConnections: 0` */
   readonly reader: Lane.Lane | undefined
+  /** `SqlitePool.Reader`: the reader lane, or with `readConnections: 0` a read-only lane on the writer's pool */
+  readonly readerClient: Client.SqlClient
   /** the writer lane as `SqliteClient` */
   readonly writerClient: SqliteClient.SqliteClient
   /** statements, BEGINs and COMMITs retried because another connection held the lock */
@@ -59,9 +62,10 @@ export const make = (
     const reader = config.readConnections === 0
       ? undefined
       : yield* makeReader(config, { connector, databaseFile, extensions })
+    const readerClient = reader?.client ?? (yield* readerOnWriter(config, writer.core, databaseFile))
     const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
-    return { writer, reader, writerClient, busy }
+    return { writer, reader, readerClient, writerClient, busy }
   })
 
 interface LaneOptions {
@@ -118,6 +122,24 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         client: { ...config, filename: options.databaseFile },
         inWorkers: config.readerThreads
       })
+  )
+
+/**
+ * The Reader with no connections of its own: its statements and transactions wait for the writer's connection in
+ * the same queue as the writer's, and run on its read-only view (a write is refused before it runs, as on a Reader
+ * connection, so code tested with 0 readers behaves as it will with some).
+ */
+const readerOnWriter = (config: PoolConfig.SqliteConfig, core: Pool.Core, databaseFile: string) =>
+  Effect.map(
+    Lane.makeLane({
+      core,
+      kind: "reader",
+      retryBusy: identity,
+      withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: identity }),
+      client: { ...config, filename: databaseFile },
+      onWriterPool: true
+    }),
+    (lane) => lane.client
   )
 
 /**

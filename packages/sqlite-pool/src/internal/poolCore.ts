@@ -50,6 +50,7 @@ import type * as PoolConfig from "../PoolConfig.js"
 import type { PoolStats } from "../PoolStats.js"
 import { AcquireTimeoutError, connectAttemptFailed, type ConnectError, PoolClosedError } from "./errors.js"
 import type { AcquireError } from "./errors.js"
+import { EventLoopTurns } from "./eventLoop.js"
 import * as RetryPolicy from "./retryPolicy.js"
 import * as SqliteCode from "./sqliteCode.js"
 import { StatsRecorder } from "./stats.js"
@@ -215,6 +216,8 @@ export class PoolCore<Client> {
   private dispatchAgain = false
   /** a dispatch is scheduled for a later turn (`dispatchLater`): no connect starts before it */
   private dispatchPending = false
+  /** leases handed out since the event loop last turned: a burst of them gives the loop a turn every so often */
+  private readonly turns = new EventLoopTurns()
 
   constructor(
     private readonly options: Options<Client>,
@@ -247,7 +250,8 @@ export class PoolCore<Client> {
   acquire(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
     if (this.closing) return Effect.fail(this.closedError)
     // Fast path: nobody waits, so nobody is passed over. Most leases are decided here without another Effect step.
-    if (this.waiting === 0) {
+    // When the event loop is owed a turn, the lease waits in the queue, which is served after the turn.
+    if (this.waiting === 0 && !this.turns.owed()) {
       if (mode === "shared") {
         const joined = this.join()
         if (joined !== undefined) return Effect.succeed(joined)
@@ -378,6 +382,7 @@ export class PoolCore<Client> {
     while (true) {
       const waiter = this.oldest()
       if (waiter === undefined) return
+      if (this.turns.owed()) return this.dispatchLater("eventLoop")
       const joined = waiter.mode === "shared" ? this.join() : undefined
       const grant = joined !== undefined
         ? { _tag: "Leased" as const, lease: joined }
@@ -386,7 +391,7 @@ export class PoolCore<Client> {
         // The waiter keeps its place and its deadline, which ends it even if connection after connection fails its
         // check (no timer needs to fire for that); its next connection is opened on a later turn of the scheduler,
         // so that such connections never make a synchronous loop.
-        if (this.clock.unsafeCurrentTimeMillis() < waiter.deadline) return this.dispatchLater()
+        if (this.clock.unsafeCurrentTimeMillis() < waiter.deadline) return this.dispatchLater("scheduler")
         this.settle(waiter, Exit.fail(this.timedOut()))
         continue
       }
@@ -403,17 +408,19 @@ export class PoolCore<Client> {
     }
   }
 
-  /** Runs the dispatch again on a later turn of the scheduler (once, however often it is asked meanwhile). */
-  private dispatchLater(): void {
+  /**
+   * Runs the dispatch again (once, however often it is asked meanwhile) on a later turn of Effect's scheduler, or
+   * after a turn of the event loop, which runs timers, I/O and signal handlers (and so `Effect.timeout`s) first.
+   */
+  private dispatchLater(after: "scheduler" | "eventLoop"): void {
     if (this.dispatchPending) return
     this.dispatchPending = true
-    this.run(Effect.zipRight(
-      Effect.yieldNow(),
-      Effect.sync(() => {
-        this.dispatchPending = false
-        this.dispatch()
-      })
-    ))
+    const dispatch = () => {
+      this.dispatchPending = false
+      this.dispatch()
+    }
+    if (after === "eventLoop") setImmediate(dispatch)
+    else this.run(Effect.zipRight(Effect.yieldNow(), Effect.sync(dispatch)))
   }
 
   /** Connections the waiters need: one each for exclusive leases, one for all the shared ones (they share it). */
@@ -497,6 +504,7 @@ export class PoolCore<Client> {
   }
 
   private record(entry: Entry<Client>): Lease<Client> {
+    this.turns.count()
     const active: ActiveLease<Client> = { entry, ended: false }
     this.active.add(active)
     return { entry, release: (exit) => this.release(active, exit) }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
-import { isReadOnlyStatement } from "../src/internal/libsql/readOnly.js"
+import { isReadOnlyStatement } from "../src/internal/readOnlyStatement.js"
 
 const classified = (statements: ReadonlyArray<string>) =>
   statements.map((sql) => [sql, isReadOnlyStatement(sql)] as const)

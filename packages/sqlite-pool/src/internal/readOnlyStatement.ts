@@ -1,8 +1,9 @@
 /**
  * Whether a statement only reads, decided from its text: what a Reader connection on a libSQL server runs, and what
- * it refuses. A pure function, no Effect.
+ * it refuses, and what the Reader refuses on a writer connection whose connector has no read-only view of its own
+ * (`readConnections: 0` on libSQL). A pure function, no Effect.
  *
- * Why the connector decides itself: sqld has no `PRAGMA query_only`, a replica forwards writes to its primary, and
+ * Why a libSQL connection decides itself: sqld has no `PRAGMA query_only`, a replica forwards writes to its primary, and
  * sqld's `describe` on a replica can answer from a stale schema ("no such table" for a table the replica has). The
  * rule errs on the side of refusing: a read it does not recognise is refused, a write is never let through.
  *
