@@ -111,6 +111,25 @@ export interface Service {
 }
 
 /**
+ * Why a replica is out of the Reader's rotation: `unreachable` (the network failed: refused, reset, unreachable),
+ * `stalled` (no answer within `connectTimeout` or `statementTimeout`), `refused` (it answered, but not as a libSQL
+ * server of this database would: an HTTP server, a gRPC port, a server error), `rejected` (the token) or `behind`
+ * (a fiber's position not reached within `replicationWaitTimeout`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReplicaOut {
+  readonly cause: "unreachable" | "stalled" | "refused" | "rejected" | "behind"
+  /** what failed, as a person reads it */
+  readonly reason: string
+  /** when a Reader connect tries it again (the Clock's epoch milliseconds) */
+  readonly retryAt: number
+  /** failures in a row: each doubles the wait, from `fallbackLifetime` up to 8 times it */
+  readonly strikes: number
+}
+
+/**
  * Where the Reader's connections are, and how far each replica is behind its primary.
  *
  * @since 0.1.0
@@ -136,6 +155,8 @@ export interface Replication {
      * while it does not follow the current generation
      */
     readonly lagFrames: number | undefined
+    /** why the Reader passes it over, until when; undefined while it serves (or has not failed since it last did) */
+    readonly out: ReplicaOut | undefined
   }>
   /** Reader connections opened on the primary because no replica could be reached */
   readonly fallbacks: number

@@ -18,10 +18,18 @@
  * indexes in the new generation has followed it; until then its connections report themselves unusable and the
  * Reader reads on the primary. A write from before the restart is in every replica that follows the new numbering.
  *
- * Faults: a replica that cannot be reached makes the Reader's new connections go to the next replica, or to the
- * primary; a connection that fell back to the primary retires after `fallbackLifetime`, so reads return to the
- * replicas once they are back. A primary that cannot be reached fails connects as transient (the pool retries them
- * with its backoff); a rejected token is permanent.
+ * Faults: a replica that cannot serve (unreachable, stalled, not a libSQL server, a rejected token, too far behind)
+ * is out: the Reader's new connections go to the next replica, or to the primary, and it is tried again after
+ * `fallbackLifetime`, doubled with each failure in a row up to 8 times (`status` and the gauge
+ * `sqlsim_libsql_replica_out` say why); a connection that fell back to the primary retires after `fallbackLifetime`,
+ * so reads return to the replicas once they are back. A primary that cannot be reached fails connects as transient
+ * (the pool retries them with its backoff); a rejected token, or a server there that is not a libSQL server, is
+ * permanent.
+ *
+ * Every statement ends: a server silent for `statementTimeout` while a statement waits loses its connection (the
+ * pool replaces it); a Reader read outside a transaction then runs once more elsewhere, a write fails with
+ * `STATEMENT_TIMEOUT` (whether it ran is unknown). An idle connection is pinged every 5 seconds, so a stalled server
+ * is noticed within 10 seconds.
  *
  * @example
  * const SqlLive = SqlitePool.layer({ readConnections: 4 }).pipe(
@@ -56,6 +64,11 @@ export interface Options {
   readonly authToken?: string | Redacted.Redacted<string> | undefined
   /** bound on one connect: TCP, WebSocket, authentication and a first `SELECT 1` (default 5 seconds) */
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /**
+   * how long a server may stay silent while a statement waits for its answer before the connection is given up
+   * (default 30 seconds): longer than the slowest statement you run
+   */
+  readonly statementTimeout?: Duration.DurationInput | undefined
   /** longest wait for a replica to catch up with a fiber's own writes (default 2 seconds) */
   readonly replicationWaitTimeout?: Duration.DurationInput | undefined
   /** how long a Reader connection that fell back to the primary is kept before replicas are tried again (default 5 seconds) */
@@ -71,6 +84,7 @@ export interface ResolvedOptions {
   readonly replicaUrls: ReadonlyArray<string>
   readonly authToken: Redacted.Redacted<string> | undefined
   readonly connectTimeout: Duration.Duration
+  readonly statementTimeout: Duration.Duration
   readonly replicationWaitTimeout: Duration.Duration
   readonly fallbackLifetime: Duration.Duration
 }
@@ -106,6 +120,7 @@ const OptionsSchema: Schema.Schema<ResolvedOptions, Options> = Schema.Struct({
   ),
   authToken: Schema.optional(Token),
   connectTimeout: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(5) }),
+  statementTimeout: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(30) }),
   replicationWaitTimeout: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(2) }),
   fallbackLifetime: Schema.optionalWith(PositiveDuration, { default: () => Duration.seconds(5) })
 }).pipe(Schema.transform(
@@ -114,6 +129,7 @@ const OptionsSchema: Schema.Schema<ResolvedOptions, Options> = Schema.Struct({
     replicaUrls: Schema.Array(Schema.String),
     authToken: Schema.UndefinedOr(Schema.RedactedFromSelf(Schema.String)),
     connectTimeout: Schema.DurationFromSelf,
+    statementTimeout: Schema.DurationFromSelf,
     replicationWaitTimeout: Schema.DurationFromSelf,
     fallbackLifetime: Schema.DurationFromSelf
   }),
@@ -131,7 +147,15 @@ const OptionsSchema: Schema.Schema<ResolvedOptions, Options> = Schema.Struct({
 
 const decodeOptions = PoolConfig.decoder(OptionsSchema, {
   what: "the libSQL options",
-  fields: ["primaryUrl", "replicaUrls", "authToken", "connectTimeout", "replicationWaitTimeout", "fallbackLifetime"]
+  fields: [
+    "primaryUrl",
+    "replicaUrls",
+    "authToken",
+    "connectTimeout",
+    "statementTimeout",
+    "replicationWaitTimeout",
+    "fallbackLifetime"
+  ]
 })
 
 /**
@@ -173,6 +197,17 @@ export const replicaLagFrames = Metric.gauge("sqlsim_libsql_replica_lag_frames",
 })
 
 /**
+ * 1 while a replica is out of the Reader's rotation for `cause` (`Connector.ReplicaOut`), 0 once it serves again.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const replicaOut = Metric.gauge("sqlsim_libsql_replica_out", {
+  description: "1 while a libSQL replica is out of the Reader's rotation, by cause (unreachable, stalled, refused, " +
+    "rejected, behind); 0 once it serves again"
+})
+
+/**
  * Makes the connector from validated options.
  *
  * @since 0.1.0
@@ -181,7 +216,9 @@ export const replicaLagFrames = Metric.gauge("sqlsim_libsql_replica_lag_frames",
 export const makeWithOptions = (options: ResolvedOptions): Service => {
   const replicaSet = new ReplicaSet({
     ...options,
-    onLag: (url, frames) => replicaLagFrames.unsafeUpdate(frames, [MetricLabel.make("replica", url)])
+    onLag: (url, frames) => replicaLagFrames.unsafeUpdate(frames, [MetricLabel.make("replica", url)]),
+    onOut: (url, cause, out) =>
+      replicaOut.unsafeUpdate(out ? 1 : 0, [MetricLabel.make("replica", url), MetricLabel.make("cause", cause)])
   })
   return {
     options,

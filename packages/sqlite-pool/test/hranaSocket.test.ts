@@ -12,6 +12,9 @@ import { WebSocketServer } from "ws"
 import type WebSocket from "ws"
 import * as Hrana from "../src/internal/hranaSocket.js"
 
+/** Generous bounds: these tests are about the protocol, not about a slow server. */
+const timeouts = { connectMs: 10_000, statementMs: 10_000 }
+
 /** Every promise's outcome, without failing on the rejected ones. */
 const outcomes = (promises: ReadonlyArray<Promise<unknown>>) => Promise.allSettled(promises)
 
@@ -53,7 +56,7 @@ describe("hranaSocket", () => {
   it.scopedLive("against sqld: statements answer; close fails the pending requests once and every later one at once", () =>
     Effect.gen(function*() {
       const primary = yield* Sqld.startPrimary()
-      const connection = yield* Effect.promise(() => Hrana.open(primary.wsUrl, undefined, 10_000))
+      const connection = yield* Effect.promise(() => Hrana.open(primary.wsUrl, undefined, timeouts))
       expect(connection.closedReason()).toBeUndefined()
       const result = yield* Effect.promise(() =>
         connection.execute("SELECT ? AS n, ? AS t", [Hrana.encodeValue(42n), Hrana.encodeValue("x")])
@@ -85,7 +88,7 @@ describe("hranaSocket", () => {
     Effect.gen(function*() {
       const url = yield* fakeServer((socket) => socket.close(1011, "going away"))
       const started = performance.now()
-      const error = yield* Effect.promise(() => outcomes([Hrana.open(url, undefined, 10_000)])).pipe(
+      const error = yield* Effect.promise(() => outcomes([Hrana.open(url, undefined, timeouts)])).pipe(
         Effect.map(([outcome]) => (outcome as PromiseRejectedResult).reason)
       )
       expect(error).toBeInstanceOf(Hrana.HranaTransportError)
@@ -103,7 +106,7 @@ describe("hranaSocket", () => {
             JSON.stringify({ type: "hello_error", error: { message: "bad token", code: "AUTH_JWT_INVALID" } })
           ))
       )
-      const [outcome] = yield* Effect.promise(() => outcomes([Hrana.open(url, "token", 10_000)]))
+      const [outcome] = yield* Effect.promise(() => outcomes([Hrana.open(url, "token", timeouts)]))
       const error = (outcome as PromiseRejectedResult).reason
       expect(error).toBeInstanceOf(Hrana.HranaServerError)
       expect(error).toMatchObject({ code: "AUTH_JWT_INVALID", message: "bad token" })
@@ -116,7 +119,7 @@ describe("hranaSocket", () => {
         // Three requests arrive; the server answers none and goes away.
         if (++received === 3) socket.close(1011, "crashed")
       }))
-      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, 10_000))
+      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, timeouts))
       const pending = [1, 2, 3].map((n) => connection.execute(`SELECT ${n}`, []))
       const settled = yield* Effect.promise(() => outcomes(pending))
       expect(settled.map((outcome) => outcome.status)).toEqual(["rejected", "rejected", "rejected"])
@@ -142,7 +145,7 @@ describe("hranaSocket", () => {
           })
         )
       }))
-      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, 10_000))
+      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, timeouts))
       const [outcome] = yield* Effect.promise(() => outcomes([connection.execute("SELECT * FROM t", [])]))
       expect((outcome as PromiseRejectedResult).reason).toMatchObject({ code: "SQLITE_ERROR" })
       expect(connection.closedReason()).toBeUndefined()

@@ -23,6 +23,7 @@ const replicaSet = (options: Partial<ReplicaSetOptions> & Pick<ReplicaSetOptions
     replicaUrls: [],
     authToken: undefined,
     connectTimeout: Duration.seconds(3),
+    statementTimeout: Duration.seconds(30),
     replicationWaitTimeout: Duration.seconds(2),
     fallbackLifetime: Duration.seconds(5),
     ...options

@@ -10,6 +10,11 @@
  *
  * Requests are pipelined: they are sent as they come and the server answers each stream's requests in order.
  *
+ * Every wait ends: the handshake within `connectMs`; a request within `statementMs` of the server's last answer (the
+ * server answers in order, so that is how long the oldest request has been the one it works on); an idle socket is
+ * pinged every `keepAliveMs` and lost when a ping is still unanswered at the next one (a stalled server is found
+ * within twice that). Each ends the connection with an `ETIMEDOUT` transport error.
+ *
  * The socket is a state machine after hrana-client-ts's `ws/client.ts`: `HranaSocket`'s private fields each hold one
  * fact, each socket event has one handler, and one failure path (`#setClosed`) fails every pending request once,
  * stops the timers and closes the socket. Needs nothing from Effect.
@@ -109,8 +114,19 @@ export const decodeValue = (value: WireValue): null | string | number | bigint |
 const optionalBigInt = (value: unknown): bigint | undefined =>
   typeof value === "string" || typeof value === "number" ? BigInt(value) : undefined
 
-/** How often an idle connection is pinged; a connection that misses a pong for this long is treated as lost. */
-const keepAliveMs = 15_000
+/**
+ * How often a connection is pinged; one whose ping is unanswered at the next is lost, so a stalled server is found
+ * within twice this.
+ */
+export const keepAliveMs = 5_000
+
+/** How long a handshake and a request may take. */
+export interface Timeouts {
+  /** the handshake: TCP, WebSocket upgrade, hello and a first `SELECT 1` */
+  readonly connectMs: number
+  /** the server's silence while a request waits for its answer */
+  readonly statementMs: number
+}
 
 /** One Hrana connection: one WebSocket, one stream on it. */
 export interface HranaConnection {
@@ -126,15 +142,15 @@ export interface HranaConnection {
 /**
  * Opens a WebSocket to `url`, says hello (with `jwt`), opens stream 1 and resolves once the server has answered a
  * first statement (`SELECT 1`), so that a resolved connection has proved the network, the token and the database.
- * Rejects with `HranaTransportError` (network, upgrade refused, no answer within `timeoutMs`: the socket is then
- * closed) or `HranaServerError` (hello or statement refused).
+ * Rejects with `HranaTransportError` (network, upgrade refused, no answer within `timeouts.connectMs`: the socket
+ * is then closed) or `HranaServerError` (hello or statement refused).
  */
 export const open = (
   url: string,
   jwt: string | undefined,
-  timeoutMs: number,
+  timeouts: Timeouts,
   signal?: AbortSignal
-): Promise<HranaConnection> => new HranaSocket(url, jwt, timeoutMs, signal).opened
+): Promise<HranaConnection> => new HranaSocket(url, jwt, timeouts, signal).opened
 
 /** The socket's state machine; `open` is its only constructor. */
 export class HranaSocket implements HranaConnection {
@@ -142,6 +158,8 @@ export class HranaSocket implements HranaConnection {
   readonly opened: Promise<HranaConnection>
   readonly #socket: WebSocket
   readonly #jwt: string | undefined
+  /** how long the server may stay silent while a request waits (`Timeouts.statementMs`) */
+  readonly #statementMs: number
   /** requests sent and not answered (the hello has none: the server answers it with hello_ok or hello_error) */
   readonly #requests = new RequestTable<any, Error>()
   /** the first failure: set once, and from then on every request fails with it at once */
@@ -164,11 +182,14 @@ export class HranaSocket implements HranaConnection {
   #openedAtIndex: bigint | undefined
   readonly #keepAlive: ReturnType<typeof setInterval>
   readonly #handshakeTimer: ReturnType<typeof setTimeout>
+  /** after the handshake, while requests wait: ends the connection when no answer comes within `#statementMs` */
+  #answerTimer: ReturnType<typeof setTimeout> | undefined
   #resolveOpen: (connection: HranaConnection) => void = () => {}
   #rejectOpen: (error: Error) => void = () => {}
 
-  constructor(url: string, jwt: string | undefined, timeoutMs: number, signal: AbortSignal | undefined) {
+  constructor(url: string, jwt: string | undefined, timeouts: Timeouts, signal: AbortSignal | undefined) {
     this.#jwt = jwt
+    this.#statementMs = timeouts.statementMs
     this.opened = new Promise((resolve, reject) => {
       this.#resolveOpen = resolve
       this.#rejectOpen = reject
@@ -177,8 +198,9 @@ export class HranaSocket implements HranaConnection {
     this.#keepAlive = setInterval(() => this.#onKeepAlive(), keepAliveMs)
     this.#keepAlive.unref()
     this.#handshakeTimer = setTimeout(
-      () => this.#setClosed(new HranaTransportError(`no answer within ${timeoutMs} ms`, { code: "ETIMEDOUT" })),
-      timeoutMs
+      () =>
+        this.#setClosed(new HranaTransportError(`no answer within ${timeouts.connectMs} ms`, { code: "ETIMEDOUT" })),
+      timeouts.connectMs
     )
     this.#socket.on("open", () => this.#onSocketOpen())
     this.#socket.on("message", (data, isBinary) => this.#onSocketMessage(data, isBinary))
@@ -221,6 +243,7 @@ export class HranaSocket implements HranaConnection {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     return new Promise((resolve, reject) => {
       const requestId = this.#requests.add({ resolve, reject })
+      if (this.#answerTimer === undefined) this.#awaitAnswer()
       this.#socket.send(JSON.stringify({ type: "request", request_id: requestId, request: body }), (error) => {
         if (error) this.#onSocketError(error)
       })
@@ -258,13 +281,13 @@ export class HranaSocket implements HranaConnection {
         return this.#setClosed(new HranaServerError(message.error?.message ?? "hello refused", message.error?.code))
       case "response_ok":
         this.#requests.resolve(message.request_id, message.response)
-        return
+        return this.#awaitAnswer()
       case "response_error":
         this.#requests.reject(
           message.request_id,
           new HranaServerError(message.error?.message ?? "request failed", message.error?.code)
         )
-        return
+        return this.#awaitAnswer()
       default:
         return this.#setClosed(new HranaTransportError(`unexpected message ${String(message?.type)}`, {}))
     }
@@ -304,6 +327,21 @@ export class HranaSocket implements HranaConnection {
     this.#socket.ping()
   }
 
+  /**
+   * (Re)starts the wait for the next answer while requests are pending after the handshake (the handshake has its
+   * own timer): the server answers in order, so each answer starts the next request's `#statementMs`.
+   */
+  #awaitAnswer(): void {
+    clearTimeout(this.#answerTimer)
+    this.#answerTimer = undefined
+    if (!this.#handshakeDone || this.#requests.size === 0 || this.#closed !== undefined) return
+    this.#answerTimer = setTimeout(() => {
+      const error = `the server sent no answer within ${this.#statementMs} ms (statementTimeout): it is stalled`
+      this.#setClosed(new HranaTransportError(error, { code: "ETIMEDOUT" }))
+    }, this.#statementMs)
+    this.#answerTimer.unref()
+  }
+
   #onAbort(): void {
     if (!this.#handshakeDone) {
       this.#setClosed(new HranaTransportError("the connect was abandoned", { code: "ECANCELED" }))
@@ -321,6 +359,7 @@ export class HranaSocket implements HranaConnection {
     this.#requests.failAll(() => error)
     clearInterval(this.#keepAlive)
     clearTimeout(this.#handshakeTimer)
+    clearTimeout(this.#answerTimer)
     if (!this.#handshakeDone) this.#rejectOpen(error)
     this.#socket.terminate()
   }

@@ -57,6 +57,11 @@ export interface LibsqlConnectOptions {
   readonly readOnly: boolean
   /** how long the handshake (TCP, WebSocket upgrade, authentication, a first `SELECT 1`) and a `validate` may take */
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /**
+   * how long the server may stay silent while a statement waits for its answer (default 30 seconds): then the
+   * connection is lost (a Reader's read runs once more elsewhere; a write fails with `STATEMENT_TIMEOUT`)
+   */
+  readonly statementTimeout?: Duration.DurationInput | undefined
   /** how long a statement waits for the server to reach `minimumReplicationIndex` (default 2 seconds) */
   readonly replicationWaitTimeout?: Duration.DurationInput | undefined
   /**
@@ -74,6 +79,11 @@ export interface LibsqlConnectOptions {
   readonly indexToAwait?: ((position: ReplicationPosition) => bigint | undefined | "unknown") | undefined
   /** called with the index reported by the handshake (`opening`) and by every result (lag tracking) */
   readonly onReplicationIndex?: ((index: bigint, opening: boolean) => void) | undefined
+  /**
+   * A Reader connection: a statement showed that the server cannot serve (it stopped answering, or stayed behind a
+   * fiber's position past `replicationWaitTimeout`); the read runs once more on another connection.
+   */
+  readonly onCannotServe?: ((why: CannotServe) => void) | undefined
   /** why the connector no longer wants this connection although it works (the pool then replaces it), or undefined */
   readonly retired?: (() => string | undefined) | undefined
 }
@@ -91,7 +101,14 @@ export interface LibsqlConnection {
   readonly replicationIndex: () => bigint | undefined
 }
 
+/** Why a statement showed that its server cannot serve: it stopped answering, or it stayed too far behind. */
+export interface CannotServe {
+  readonly cause: "stalled" | "behind"
+  readonly reason: string
+}
+
 const defaultConnectTimeout = Duration.seconds(5)
+const defaultStatementTimeout = Duration.seconds(30)
 const defaultReplicationWaitTimeout = Duration.seconds(2)
 
 const tokenOf = (token: LibsqlConnectOptions["authToken"]): string | undefined =>
@@ -194,13 +211,17 @@ class Connection implements LibsqlConnection {
    * Every statement failure as the `SqlError` the pool sees. A statement on a connection already lost never reached
    * the server; one whose connection is lost while it runs did, or did not, run. Either way a read on a Reader
    * connection changed nothing: both say `ClosedConnection`, which lets the Reader run it once more elsewhere
-   * (outside a transaction). Everything else carries a `LibsqlStatementError` with the SQLite code where one applies.
+   * (outside a transaction), as does a read on a replica that stayed too far behind (the replica set then routes
+   * reads elsewhere). Everything else carries a `LibsqlStatementError` with the SQLite code where one applies.
    */
   #statementFailed(cause: unknown): SqlError {
+    const cannotServe = cannotServeBecause(cause)
+    if (cannotServe !== undefined) this.#options.onCannotServe?.(cannotServe)
     const lost = cause instanceof ClosedConnection
       ? cause
-      : this.#options.readOnly && cause instanceof Hrana.HranaTransportError
-      ? new ClosedConnection(cause.message)
+      : this.#options.readOnly && (cause instanceof Hrana.HranaTransportError ||
+          (cannotServe !== undefined && this.#options.onCannotServe !== undefined))
+      ? new ClosedConnection(messageChain(cause))
       : undefined
     if (lost !== undefined) {
       return new SqlError({ message: `the connection to the libSQL server was lost: ${lost.message}`, cause: lost })
@@ -316,18 +337,29 @@ class Connection implements LibsqlConnection {
   }
 }
 
+/** A failure that shows the server cannot serve: no answer within a bound, or a replication wait that ran out. */
+const cannotServeBecause = (cause: unknown): CannotServe | undefined => {
+  if (cause instanceof Hrana.HranaTransportError && cause.code === "ETIMEDOUT") {
+    return { cause: "stalled", reason: cause.message }
+  }
+  if (cause instanceof LibsqlStatementError && cause.libsqlCode === "REPLICA_BEHIND") {
+    return { cause: "behind", reason: cause.message }
+  }
+  return undefined
+}
+
 /**
  * Opens the socket and the stream, verified with `SELECT 1`, within `connectTimeout`. The handshake is
  * interruptible (acquireRelease alone would make it wait out the timeout): an interrupt aborts it and closes the
  * socket, and a connection that did open has its finalizer registered at once.
  */
-const openStream = (url: string, token: string | undefined, timeout: Duration.Duration) => {
-  const timeoutMs = Duration.toMillis(timeout)
+const openStream = (url: string, token: string | undefined, timeouts: Hrana.Timeouts) => {
+  const timeoutMs = timeouts.connectMs
   return Effect.acquireRelease(
     Effect.tryPromise({
       try: async (signal) => {
         try {
-          return await Hrana.open(url, token, timeoutMs, signal)
+          return await Hrana.open(url, token, timeouts, signal)
         } catch (cause) {
           const refusedAfterUpgrade = cause instanceof Hrana.HranaTransportError && cause.afterUpgrade
           throw new OpenFailure(
@@ -367,7 +399,11 @@ export const connect = (options: LibsqlConnectOptions): Effect.Effect<LibsqlConn
       })
     }
     const timeout = Duration.decode(options.connectTimeout ?? defaultConnectTimeout)
-    const hrana = yield* openStream(target.url, tokenOf(options.authToken), timeout)
+    const statementTimeout = Duration.decode(options.statementTimeout ?? defaultStatementTimeout)
+    const hrana = yield* openStream(target.url, tokenOf(options.authToken), {
+      connectMs: Duration.toMillis(timeout),
+      statementMs: Duration.toMillis(statementTimeout)
+    })
     return new Connection(hrana, target.url, options, timeout)
   }).pipe(
     Effect.withSpan("sqlsim.connect", {

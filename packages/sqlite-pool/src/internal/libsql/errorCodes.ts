@@ -11,8 +11,8 @@ import * as Hrana from "../hranaSocket.js"
 /**
  * A statement failure from the server, with the SQLite code where one applies (`SqliteCode.codeOf` finds it):
  * `code` is the SQLite name ("SQLITE_CONSTRAINT_UNIQUE"), `libsqlCode` what sqld said ("SQLITE_CONSTRAINT",
- * "SQL_PARSE_ERROR", "TRANSACTION_TIMEOUT") or the connector's own "REPLICA_BEHIND", undefined when the transport
- * failed rather than the statement.
+ * "SQL_PARSE_ERROR", "TRANSACTION_TIMEOUT") or the connector's own "REPLICA_BEHIND" and "STATEMENT_TIMEOUT" (the
+ * server sent no answer within `statementTimeout`), undefined when the transport failed rather than the statement.
  */
 export class LibsqlStatementError extends Error {
   readonly _tag = "LibsqlStatementError"
@@ -74,6 +74,10 @@ export const statementFailure = (cause: unknown): LibsqlStatementError => {
   if (cause instanceof LibsqlStatementError) return cause
   if (cause instanceof Hrana.HranaServerError) {
     return new LibsqlStatementError(cause.message, sqliteCodeOf(cause.code, cause.message), cause.code, cause)
+  }
+  if (cause instanceof Hrana.HranaTransportError && cause.code === "ETIMEDOUT") {
+    const message = `${cause.message}; whether the statement ran is unknown, and the connection is replaced`
+    return new LibsqlStatementError(message, undefined, "STATEMENT_TIMEOUT", cause)
   }
   return new LibsqlStatementError(cause instanceof Error ? cause.message : String(cause), undefined, undefined, cause)
 }

@@ -3,12 +3,15 @@
  * connection open, and what their results tell about replication (kept in a `ReplicationState`).
  *
  * - The writer's connections open on the primary; a primary connection reports the generation of its numbering.
- * - A Reader connection opens on the replicas in turn, starting after the last one used. A replica that cannot be
- *   reached (a transient failure) is passed over; a permanent failure (a rejected token) fails the connect, as it
- *   would on the primary. A replica that answers but has not followed a restarted primary is passed over too (its
+ * - A Reader connection opens on the replicas in turn, starting after the last one used. A replica that cannot
+ *   serve is out: its connect failed (unreachable, stalled, refused: an HTTP server or a gRPC port answering, a
+ *   rejected token), or a statement on it found it stalled (`statementTimeout`) or too far behind. The Reader passes
+ *   it over, without a connect, for `fallbackLifetime`, doubled with each failure in a row up to 8 times; its open
+ *   connections retire. A replica that answers but has not followed a restarted primary is passed over too (its
  *   connection closed at once): its connect told whether it follows now.
  * - When no replica will do, the Reader connection opens on the primary (a fallback) and retires after
- *   `fallbackLifetime`, so reads return to the replicas once they are back.
+ *   `fallbackLifetime`, so reads return to the replicas once they are back. Only the primary's failures fail a
+ *   connect (a misconfigured primary stays a permanent `ConnectError`).
  *
  * @internal
  */
@@ -17,16 +20,30 @@ import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import type { Replication } from "../../Connector.js"
+import * as Clock from "effect/Clock"
+import type { ReplicaOut, Replication } from "../../Connector.js"
 import type * as LibsqlConnector from "../../LibsqlConnector.js"
 import type { ConnectError } from "../errors.js"
+import { HranaTransportError } from "../hranaSocket.js"
 import { connect, type LibsqlConnection } from "./connection.js"
 import { ReplicationState } from "./replication.js"
 
 export interface ReplicaSetOptions extends LibsqlConnector.ResolvedOptions {
   /** a replica answered this many frames behind the primary (for a metric) */
   readonly onLag?: ((replicaUrl: string, frames: number) => void) | undefined
+  /** a replica went out of the Reader's rotation (`out`), or came back from it (for a metric) */
+  readonly onOut?: ((replicaUrl: string, cause: ReplicaOut["cause"], out: boolean) => void) | undefined
 }
+
+/** Why a failed connect puts a replica out. */
+const outCause = (error: ConnectError): ReplicaOut["cause"] =>
+  error.code === "SQLITE_AUTH"
+    ? "rejected"
+    : error.cause instanceof HranaTransportError && error.cause.code === "ETIMEDOUT"
+    ? "stalled"
+    : error.transient
+    ? "unreachable"
+    : "refused"
 
 const notFollowing = "the primary restarted and this replica has not followed it yet"
 const fallbackRetired = "a replica is preferred: this fallback connection retires"
@@ -58,15 +75,16 @@ export class ReplicaSet {
 
   #connectReader(): Effect.Effect<LibsqlConnection, ConnectError, Scope.Scope> {
     return Effect.gen(this, function*() {
+      const clock = yield* Effect.clock
       const replicas = this.#state.replicaCount
       for (let tried = 0; tried < replicas; tried++) {
         const replica = this.#next
         this.#next = (this.#next + 1) % replicas
+        if (this.#state.isOut(replica, clock.unsafeCurrentTimeMillis())) continue
         const scope = yield* Effect.flatMap(Effect.scope, (parent) => Scope.fork(parent, ExecutionStrategy.sequential))
-        const opened = yield* Effect.either(Scope.extend(this.#openReplica(replica), scope))
+        const opened = yield* Effect.either(Scope.extend(this.#openReplica(replica, clock), scope))
         if (opened._tag === "Right" && this.#state.follows(replica)) return opened.right
         yield* Scope.close(scope, Exit.void)
-        if (opened._tag === "Left" && !opened.left.transient) return yield* opened.left
       }
       return yield* replicas === 0 ? this.#openPrimary(true) : this.#openFallback()
     })
@@ -107,7 +125,14 @@ export class ReplicaSet {
     })
   }
 
-  #openReplica(replica: number): Effect.Effect<LibsqlConnection, ConnectError, Scope.Scope> {
+  /** Puts the replica out of the Reader's rotation (see `ReplicationState.putOut`), and tells the metric. */
+  #putOut(replica: number, why: Pick<ReplicaOut, "cause" | "reason">, clock: Clock.Clock): void {
+    const lifetimeMs = Duration.toMillis(this.#options.fallbackLifetime)
+    const out = this.#state.putOut(replica, why, clock.unsafeCurrentTimeMillis(), lifetimeMs)
+    this.#options.onOut?.(this.#state.urlOf(replica), out.cause, true)
+  }
+
+  #openReplica(replica: number, clock: Clock.Clock): Effect.Effect<LibsqlConnection, ConnectError, Scope.Scope> {
     const url = this.#state.urlOf(replica)
     return connect({
       ...this.#common(),
@@ -118,10 +143,21 @@ export class ReplicaSet {
         const lag = this.#state.onReplicaAnswered(replica, index)
         if (lag !== undefined) this.#options.onLag?.(url, lag)
       },
-      retired: () => this.#state.follows(replica) ? undefined : notFollowing
+      onCannotServe: (why) => this.#putOut(replica, why, clock),
+      retired: () => this.#state.outReason(replica) ?? (this.#state.follows(replica) ? undefined : notFollowing)
     }).pipe(
-      Effect.tap(() => Effect.sync(() => this.#state.onReplicaConnected(replica))),
-      Effect.tapError(() => Effect.sync(() => this.#state.onReplicaConnectFailed(replica)))
+      Effect.tap(() =>
+        Effect.sync(() => {
+          const wasOut = this.#state.onReplicaConnected(replica)
+          if (wasOut !== undefined) this.#options.onOut?.(url, wasOut.cause, false)
+        })
+      ),
+      Effect.tapError((error) =>
+        Effect.sync(() => {
+          this.#state.onReplicaConnectFailed(replica)
+          this.#putOut(replica, { cause: outCause(error), reason: error.reason }, clock)
+        })
+      )
     )
   }
 
@@ -129,6 +165,7 @@ export class ReplicaSet {
     return {
       authToken: this.#options.authToken,
       connectTimeout: this.#options.connectTimeout,
+      statementTimeout: this.#options.statementTimeout,
       replicationWaitTimeout: this.#options.replicationWaitTimeout
     }
   }

@@ -11,7 +11,7 @@
  *
  * @internal
  */
-import type { Replication } from "../../Connector.js"
+import type { ReplicaOut, Replication } from "../../Connector.js"
 
 /**
  * A point in the primary's replication log: an index and the generation of the numbering it is in.
@@ -52,7 +52,12 @@ interface ReplicaProgress {
   firstSeen: ReplicationPosition | undefined
   /** frames it was behind the primary when it last answered; undefined while it does not follow */
   lagFrames: number | undefined
+  /** why and until when the Reader passes it over; cleared by its next connect that succeeds */
+  out: ReplicaOut | undefined
 }
+
+/** A replica out for the `strikes`-th time in a row waits `fallbackLifetime` doubled each time, up to 8 times it. */
+const outFor = (strikes: number, lifetimeMs: number): number => lifetimeMs * Math.min(2 ** (strikes - 1), 8)
 
 export class ReplicationState {
   /** primary restarts noticed: the generation of the numbering the primary's indexes are in now */
@@ -72,7 +77,8 @@ export class ReplicationState {
       index: undefined,
       generation: 0,
       firstSeen: undefined,
-      lagFrames: undefined
+      lagFrames: undefined,
+      out: undefined
     }))
   }
 
@@ -129,8 +135,37 @@ export class ReplicationState {
     return progress.lagFrames
   }
 
-  onReplicaConnected(replica: number): void {
-    this.#replica(replica).connects++
+  /** A connect to the replica succeeded: it is back in the rotation. Returns the out it was in, if any. */
+  onReplicaConnected(replica: number): ReplicaOut | undefined {
+    const progress = this.#replica(replica)
+    const wasOut = progress.out
+    progress.connects++
+    progress.out = undefined
+    return wasOut
+  }
+
+  /**
+   * The replica cannot serve: the Reader passes it over until `retryAt`, `fallbackLifetime` after the first failure
+   * in a row, doubling with each next one. Failures while it is out already (its other connections) change nothing.
+   */
+  putOut(replica: number, why: Pick<ReplicaOut, "cause" | "reason">, now: number, lifetimeMs: number): ReplicaOut {
+    const progress = this.#replica(replica)
+    if (progress.out !== undefined && now < progress.out.retryAt) return progress.out
+    const strikes = (progress.out?.strikes ?? 0) + 1
+    progress.out = { ...why, retryAt: now + outFor(strikes, lifetimeMs), strikes }
+    return progress.out
+  }
+
+  /** Whether the Reader passes the replica over at `now`. */
+  isOut(replica: number, now: number): boolean {
+    const out = this.#replica(replica).out
+    return out !== undefined && now < out.retryAt
+  }
+
+  /** Why the replica is out (its connections retire), or undefined. */
+  outReason(replica: number): string | undefined {
+    const out = this.#replica(replica).out
+    return out === undefined ? undefined : `the replica is out (${out.cause}): ${out.reason}`
   }
 
   onReplicaConnectFailed(replica: number): void {
@@ -161,13 +196,14 @@ export class ReplicationState {
     return {
       primaryIndex: this.#primaryIndex,
       generation: this.#generation,
-      replicas: this.#replicas.map(({ connects, failures, generation, index, lagFrames, url }) => ({
+      replicas: this.#replicas.map(({ connects, failures, generation, index, lagFrames, out, url }) => ({
         url,
         connects,
         failures,
         index,
         generation,
-        lagFrames
+        lagFrames,
+        out
       })),
       fallbacks: this.#fallbacks
     }
