@@ -1,7 +1,9 @@
 /**
  * SqlitePool on real sqld processes through LibsqlConnector: the writer lane on the primary, the Reader on a replica,
  * a fiber reading its own writes, reads falling back to the primary while the replica is down and returning to it,
- * writes failing typed while the primary is down and succeeding after its restart, and the options' validation.
+ * writes failing typed while the primary is down and succeeding after its restart, replicas that cannot serve (an
+ * HTTP server, the primary's gRPC port, a SIGSTOPped replica) passed over, statements on a SIGSTOPped server ending
+ * after `statementTimeout`, and the options' validation.
  * The tests run on the real clock (`scopedLive`): the pool's connect backoff and the servers both take real time.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -12,6 +14,9 @@ import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import { minimumReplicationIndex } from "../src/internal/libsql/readYourWrites.js"
 
 /** SqlitePool built on the connector, in the test's Scope. */
@@ -31,6 +36,30 @@ const pool = (input: Parameters<typeof SqlitePool.layer>[0], options: LibsqlConn
 
 const count = (sql: SqlClient.SqlClient) =>
   Effect.map(sql<{ n: number }>`SELECT count(*) AS n FROM t`, (rows) => rows[0]!.n)
+
+/** A plain HTTP server on loopback answering every request 200: a URL that answers but is no libSQL server. */
+const answering200 = Effect.acquireRelease(
+  Effect.async<http.Server>((resume) => {
+    const server = http.createServer((_request, response) => response.end("ok"))
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) =>
+    Effect.async<void>((resume) => {
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
+
+/** Stops the server's process (SIGSTOP: it keeps its sockets and answers nothing) until the Scope closes. */
+const stopped = (server: Sqld.SqldProcess) =>
+  Effect.acquireRelease(
+    Effect.sync(() => process.kill(server.pid()!, "SIGSTOP")),
+    () => Effect.sync(() => process.kill(server.pid()!, "SIGCONT"))
+  )
+
+/** Fails the test instead of waiting for ever. */
+const within = <A, E, R>(effect: Effect.Effect<A, E, R>, what: string) =>
+  Effect.timeoutFail(effect, { duration: "30 seconds", onTimeout: () => new Error(`${what} did not end`) })
 
 describe("LibsqlConnector options", () => {
   const fieldOf = (options: unknown) =>
@@ -236,6 +265,94 @@ describe("SqlitePool on libSQL (real sqld)", () => {
         { primaryUrl: primary.httpUrl, authToken: key.token() }
       )
       expect(yield* sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+    }))
+})
+
+describe("SqlitePool on libSQL: replicas that cannot serve, statements that must end (real sqld)", () => {
+  it.scopedLive("an HTTP server and the primary's gRPC port as replicas: reads go to the primary, both are out and say why", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      const httpServer = yield* answering200
+      const grpcPort = primary.grpcUrl!
+      const { connector, pool: service, reader, sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 1 },
+        { primaryUrl: primary.httpUrl, replicaUrls: [httpServer, grpcPort], fallbackLifetime: "30 seconds" }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      yield* sql`INSERT INTO t VALUES ('one')`
+      for (let i = 0; i < 20; i++) expect(yield* count(reader)).toBe(1)
+
+      const status = yield* connector.status
+      expect(status.fallbacks).toBe(1)
+      const [http200, grpc] = status.replicas
+      expect(http200).toMatchObject({ connects: 0, failures: 1 })
+      expect(http200!.out).toMatchObject({ cause: "refused", strikes: 1 })
+      expect(http200!.out!.reason).toMatch(/HTTP 200: is it a libSQL server/)
+      expect(grpc).toMatchObject({ connects: 0, failures: 1 })
+      // sqld's gRPC server answers a WebSocket upgrade with HTTP 200 too.
+      expect(grpc!.out).toMatchObject({ cause: "refused", strikes: 1 })
+      // Where an app already looks: the pool's statistics, and the gauge.
+      const { replication } = yield* service.stats
+      expect(replication!.replicas[0]!.out!.cause).toBe("refused")
+      const gauge = LibsqlConnector.replicaOut.pipe(Metric.tagged("replica", httpServer), Metric.tagged("cause", "refused"))
+      expect((yield* Metric.value(gauge)).value).toBe(1)
+
+      // The same server as the primary is a typed, permanent ConnectError.
+      const misconfigured = yield* Effect.flip(pool({ filename: httpServer, readConnections: 0 }, { primaryUrl: httpServer }))
+      expect(misconfigured).toMatchObject({ _tag: "ConnectError", code: "SQLITE_CANTOPEN", transient: false })
+    }))
+
+  it.scopedLive("a SIGSTOPped replica: a read on it ends after statementTimeout and runs again on the primary; the replica is out", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const replica = replicas[0]!
+      const { connector, reader, sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 1 },
+        {
+          primaryUrl: primary.httpUrl,
+          replicaUrls: [replica.httpUrl],
+          statementTimeout: "1 second",
+          fallbackLifetime: "30 seconds"
+        }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      yield* sql`INSERT INTO t VALUES ('one')`
+      expect(yield* count(reader)).toBe(1)
+      expect((yield* connector.status).replicas[0]).toMatchObject({ connects: 1, out: undefined })
+
+      yield* stopped(replica)
+      // A fiber that has not written: its read goes straight to the replica's open connection.
+      const read = count(reader).pipe(Effect.locally(minimumReplicationIndex, undefined))
+      const started = performance.now()
+      expect(yield* within(read, "a read on the stopped replica")).toBe(1)
+      const tookMs = performance.now() - started
+      console.log(`a read on a SIGSTOPped replica (statementTimeout 1 s) ended after ${Math.round(tookMs)} ms`)
+      expect(tookMs).toBeLessThan(10_000)
+      const status = yield* connector.status
+      expect(status.replicas[0]!.out).toMatchObject({ cause: "stalled", strikes: 1 })
+      expect(status.replicas[0]!.out!.reason).toMatch(/statementTimeout/)
+      expect(status.fallbacks).toBe(1)
+      // The next reads stay on the primary, at once: the stalled replica is not tried until its retry time.
+      for (let i = 0; i < 5; i++) expect(yield* within(count(reader), "a read on the primary")).toBe(1)
+      expect(performance.now() - started).toBeLessThan(10_000)
+    }))
+
+  it.scopedLive("a SIGSTOPped primary: a write ends after statementTimeout, failed typed (STATEMENT_TIMEOUT)", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      const { sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 0 },
+        { primaryUrl: primary.httpUrl, statementTimeout: "1 second" }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      yield* stopped(primary)
+      const started = performance.now()
+      const failed = yield* within(Effect.flip(sql`INSERT INTO t VALUES ('x')`), "a write on the stopped primary")
+      const tookMs = performance.now() - started
+      console.log(`a write on a SIGSTOPped primary (statementTimeout 1 s) failed after ${Math.round(tookMs)} ms`)
+      expect(tookMs).toBeLessThan(10_000)
+      expect(failed.cause).toMatchObject({ _tag: "LibsqlStatementError", libsqlCode: "STATEMENT_TIMEOUT" })
+      expect(failed.message).toMatch(/no answer within 1000 ms \(statementTimeout\)/)
     }))
 })
 
