@@ -1,11 +1,12 @@
 /**
  * The Hrana socket's lifecycle: against a real sqld (open, statements, close with requests pending, requests after
  * close), and against WebSocket servers of the test's own that misbehave on purpose (closing before the hello,
- * refusing it, closing in the middle of requests). Whatever ends the connection, every pending request fails once,
- * with the connection's one error.
+ * refusing it, closing in the middle of requests, answering late or not at all). Whatever ends the connection, every
+ * pending request fails once, with the connection's one error; a silent server ends it within the stated bounds.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Sqld from "@sqlsim/test-kit/Sqld"
+import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Effect from "effect/Effect"
 import type * as net from "node:net"
 import { WebSocketServer } from "ws"
@@ -131,6 +132,50 @@ describe("hranaSocket", () => {
       // A later close changes nothing.
       connection.close()
       expect(connection.closedReason()).toMatch(/WebSocket 1011/)
+    }))
+
+  it.scopedLive("each answer starts the next request's statementMs; a server silent that long ends the connection", () =>
+    Effect.gen(function*() {
+      let received = 0
+      const url = yield* fakeServer(handshaking((socket, request) => {
+        const sql = (request as { request?: { stmt?: { sql?: string } } }).request?.stmt?.sql
+        if (sql === "SELECT 'never'") return
+        // Answered in order, 400 ms apart: 1.6 s for the four, never more than 400 ms without an answer.
+        const response = { type: "execute", result: { cols: [], rows: [], affected_row_count: 0 } }
+        setTimeout(
+          () => socket.send(JSON.stringify({ type: "response_ok", request_id: request.request_id, response })),
+          400 * ++received
+        )
+      }))
+      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, { connectMs: 10_000, statementMs: 1_000 }))
+      const answered = yield* Effect.promise(() => outcomes([1, 2, 3, 4].map((n) => connection.execute(`SELECT ${n}`, []))))
+      expect(answered.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"])
+      expect(connection.closedReason()).toBeUndefined()
+
+      const started = performance.now()
+      const [silence] = yield* Effect.promise(() => outcomes([connection.execute("SELECT 'never'", [])]))
+      expect((silence as PromiseRejectedResult).reason).toMatchObject({ name: "HranaTransportError", code: "ETIMEDOUT" })
+      expect(connection.closedReason()).toMatch(/no answer within 1000 ms \(statementTimeout\)/)
+      expect(performance.now() - started).toBeLessThan(5_000)
+    }))
+
+  it.scopedLive("an idle connection to a SIGSTOPped sqld is lost within 2 keep-alive intervals", () =>
+    Effect.gen(function*() {
+      const primary = yield* Sqld.startPrimary()
+      const connection = yield* Effect.promise(() => Hrana.open(primary.wsUrl, undefined, timeouts))
+      const pid = primary.pid()!
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.kill(pid, "SIGSTOP")),
+        () => Effect.sync(() => process.kill(pid, "SIGCONT"))
+      )
+      const started = performance.now()
+      yield* eventually(
+        Effect.sync(() => connection.closedReason() !== undefined),
+        "the connection lost",
+        2 * Hrana.keepAliveMs + 5_000
+      )
+      console.log(`an idle connection to a SIGSTOPped sqld was lost after ${Math.round(performance.now() - started)} ms`)
+      expect(connection.closedReason()).toMatch(/stopped answering pings/)
     }))
 
   it.scopedLive("an answer to an unknown request is ignored; an error answer fails its request only", () =>

@@ -75,11 +75,42 @@ describe("libSQL replication bookkeeping", () => {
     expect(state.status()).toEqual({
       primaryIndex: undefined,
       generation: 0,
-      replicas: [{ url: "ws://a/", connects: 1, failures: 2, index: undefined, generation: 0, lagFrames: undefined }],
+      replicas: [{
+        url: "ws://a/",
+        connects: 1,
+        failures: 2,
+        index: undefined,
+        generation: 0,
+        lagFrames: undefined,
+        out: undefined
+      }],
       fallbacks: 1
     })
     expect(() => state.onReplicaAnswered(1, 1n)).toThrow(RangeError)
     expect(() => state.follows(-1)).toThrow(RangeError)
+  })
+
+  it("a replica out waits fallbackLifetime, doubled with each failure in a row up to 8 times; a connect brings it back", () => {
+    const state = new ReplicationState(["ws://a/"])
+    const stalled = { cause: "stalled", reason: "no answer" } as const
+    expect(state.putOut(0, stalled, 1_000, 100)).toEqual({ ...stalled, retryAt: 1_100, strikes: 1 })
+    expect(state.isOut(0, 1_099)).toBe(true)
+    expect(state.outReason(0)).toBe("the replica is out (stalled): no answer")
+    // Its other connections failing while it is out change nothing.
+    expect(state.putOut(0, { cause: "behind", reason: "late" }, 1_050, 100)).toMatchObject({ retryAt: 1_100 })
+    expect(state.isOut(0, 1_100)).toBe(false)
+    // Tried again and failed again: the waits double, up to 8 times fallbackLifetime.
+    const waits = [2, 3, 4, 5, 6].map((strikes) => {
+      const now = 10_000 * strikes
+      return state.putOut(0, stalled, now, 100).retryAt - now
+    })
+    expect(waits).toEqual([200, 400, 800, 800, 800])
+    expect(state.status().replicas[0]!.out).toMatchObject({ strikes: 6 })
+    // A connect that succeeds ends it, and the next failure starts again at fallbackLifetime.
+    expect(state.onReplicaConnected(0)).toMatchObject({ cause: "stalled", strikes: 6 })
+    expect(state.outReason(0)).toBeUndefined()
+    expect(state.status().replicas[0]!.out).toBeUndefined()
+    expect(state.putOut(0, stalled, 100_000, 100)).toMatchObject({ retryAt: 100_100, strikes: 1 })
   })
 
   it("a fiber's position only moves forward, and a later generation's replaces an earlier one's", () => {
