@@ -12,6 +12,7 @@ import { Connector, LibsqlConnector, PoolError, SqliteCode, SqlitePool } from "@
 import * as Sqld from "@sqlsim/test-kit/Sqld"
 import { eventually } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -83,10 +84,14 @@ describe("LibsqlConnector options", () => {
         "replicationWaitTimeout"
       )
       expect(yield* fieldOf({ primaryUrl: "http://x", fallbackLifetime: "soon" })).toBe("fallbackLifetime")
+      for (const statementTimeout of [0, "0 millis", "-1 second", Infinity, "forever", "soon"]) {
+        expect(yield* fieldOf({ primaryUrl: "http://x", statementTimeout })).toBe("statementTimeout")
+      }
       expect(yield* fieldOf({ primaryUrl: "http://x", authToken: "" })).toBe("authToken")
       expect(yield* fieldOf({ primaryUrl: "http://x", replicas: [] })).toBe("replicas")
       const resolved = yield* LibsqlConnector.resolve({ primaryUrl: "libsql://db.example.com", authToken: "t" })
       expect(resolved.replicaUrls).toEqual([])
+      expect(Duration.toSeconds(resolved.statementTimeout)).toBe(30)
       expect(String(resolved.authToken)).not.toContain("t.")
     }))
 })
@@ -294,11 +299,16 @@ describe("SqlitePool on libSQL: replicas that cannot serve, statements that must
       // Where an app already looks: the pool's statistics, and the gauge.
       const { replication } = yield* service.stats
       expect(replication!.replicas[0]!.out!.cause).toBe("refused")
-      const gauge = LibsqlConnector.replicaOut.pipe(Metric.tagged("replica", httpServer), Metric.tagged("cause", "refused"))
+      const gauge = LibsqlConnector.replicaOut.pipe(
+        Metric.tagged("replica", httpServer),
+        Metric.tagged("cause", "refused")
+      )
       expect((yield* Metric.value(gauge)).value).toBe(1)
 
       // The same server as the primary is a typed, permanent ConnectError.
-      const misconfigured = yield* Effect.flip(pool({ filename: httpServer, readConnections: 0 }, { primaryUrl: httpServer }))
+      const misconfigured = yield* Effect.flip(
+        pool({ filename: httpServer, readConnections: 0 }, { primaryUrl: httpServer })
+      )
       expect(misconfigured).toMatchObject({ _tag: "ConnectError", code: "SQLITE_CANTOPEN", transient: false })
     }))
 
@@ -335,6 +345,33 @@ describe("SqlitePool on libSQL: replicas that cannot serve, statements that must
       // The next reads stay on the primary, at once: the stalled replica is not tried until its retry time.
       for (let i = 0; i < 5; i++) expect(yield* within(count(reader), "a read on the primary")).toBe(1)
       expect(performance.now() - started).toBeLessThan(10_000)
+    }))
+
+  it.scopedLive("a replica that does not reach a fiber's write within replicationWaitTimeout is out (behind): the read runs on the primary", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const replica = replicas[0]!
+      const { connector, reader, sql } = yield* pool(
+        { filename: primary.httpUrl, readConnections: 1 },
+        {
+          primaryUrl: primary.httpUrl,
+          replicaUrls: [replica.httpUrl],
+          replicationWaitTimeout: "500 millis",
+          fallbackLifetime: "30 seconds"
+        }
+      )
+      yield* sql`CREATE TABLE t (v TEXT)`
+      yield* sql`INSERT INTO t VALUES ('one')`
+      expect(yield* count(reader)).toBe(1)
+
+      // Stopped, the replica cannot apply the next write: the fiber's read waits for it 500 ms, then moves.
+      yield* stopped(replica)
+      yield* sql`INSERT INTO t VALUES ('two')`
+      expect(yield* within(count(reader), "a read-your-writes read")).toBe(2)
+      const status = yield* connector.status
+      expect(status.replicas[0]!.out).toMatchObject({ cause: "behind", strikes: 1 })
+      expect(status.replicas[0]!.out!.reason).toMatch(/the replica is behind/)
+      expect(status.fallbacks).toBe(1)
     }))
 
   it.scopedLive("a SIGSTOPped primary: a write ends after statementTimeout, failed typed (STATEMENT_TIMEOUT)", () =>

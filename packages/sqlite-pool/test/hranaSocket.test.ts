@@ -147,14 +147,21 @@ describe("hranaSocket", () => {
           400 * ++received
         )
       }))
-      const connection = yield* Effect.promise(() => Hrana.open(url, undefined, { connectMs: 10_000, statementMs: 1_000 }))
-      const answered = yield* Effect.promise(() => outcomes([1, 2, 3, 4].map((n) => connection.execute(`SELECT ${n}`, []))))
+      const connection = yield* Effect.promise(() =>
+        Hrana.open(url, undefined, { connectMs: 10_000, statementMs: 1_000 })
+      )
+      const answered = yield* Effect.promise(() =>
+        outcomes([1, 2, 3, 4].map((n) => connection.execute(`SELECT ${n}`, [])))
+      )
       expect(answered.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"])
       expect(connection.closedReason()).toBeUndefined()
 
       const started = performance.now()
       const [silence] = yield* Effect.promise(() => outcomes([connection.execute("SELECT 'never'", [])]))
-      expect((silence as PromiseRejectedResult).reason).toMatchObject({ name: "HranaTransportError", code: "ETIMEDOUT" })
+      expect((silence as PromiseRejectedResult).reason).toMatchObject({
+        name: "HranaTransportError",
+        code: "ETIMEDOUT"
+      })
       expect(connection.closedReason()).toMatch(/no answer within 1000 ms \(statementTimeout\)/)
       expect(performance.now() - started).toBeLessThan(5_000)
     }))
@@ -174,7 +181,9 @@ describe("hranaSocket", () => {
         "the connection lost",
         2 * Hrana.keepAliveMs + 5_000
       )
-      console.log(`an idle connection to a SIGSTOPped sqld was lost after ${Math.round(performance.now() - started)} ms`)
+      console.log(
+        `an idle connection to a SIGSTOPped sqld was lost after ${Math.round(performance.now() - started)} ms`
+      )
       expect(connection.closedReason()).toMatch(/stopped answering pings/)
     }))
 

@@ -224,7 +224,10 @@ class Connection implements LibsqlConnection {
       ? new ClosedConnection(messageChain(cause))
       : undefined
     if (lost !== undefined) {
-      return new SqlError({ message: `the connection to the libSQL server was lost: ${lost.message}`, cause: lost })
+      const what = cannotServe?.cause === "behind"
+        ? "the replica cannot serve this read"
+        : "the connection to the libSQL server was lost"
+      return new SqlError({ message: `${what}: ${lost.message}`, cause: lost })
     }
     const failure = statementFailure(cause)
     return new SqlError({ message: `Failed to execute statement: ${failure.message}`, cause: failure })

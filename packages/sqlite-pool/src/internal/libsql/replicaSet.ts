@@ -15,12 +15,12 @@
  *
  * @internal
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import * as Clock from "effect/Clock"
 import type { ReplicaOut, Replication } from "../../Connector.js"
 import type * as LibsqlConnector from "../../LibsqlConnector.js"
 import type { ConnectError } from "../errors.js"
