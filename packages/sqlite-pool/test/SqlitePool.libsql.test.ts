@@ -328,7 +328,7 @@ describe("SqlitePool on libSQL: replicas that cannot serve, statements that must
       yield* sql`CREATE TABLE t (v TEXT)`
       yield* sql`INSERT INTO t VALUES ('one')`
       expect(yield* count(reader)).toBe(1)
-      expect((yield* connector.status).replicas[0]).toMatchObject({ connects: 1, out: undefined })
+      expect(yield* connector.status).toMatchObject({ fallbacks: 0, replicas: [{ connects: 1, out: undefined }] })
 
       yield* stopped(replica)
       // A fiber that has not written: its read goes straight to the replica's open connection.
