@@ -86,9 +86,12 @@ export const makeLane = (options: {
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
   readonly inWorkers?: boolean | undefined
+  /** called after each of the lane's leases ends (the writer's WAL watch) */
+  readonly afterLease?: (() => void) | undefined
 }): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const { core, kind } = options
+    const afterLease = options.afterLease ?? (() => {})
     const wrap = kind === "reader" ? wrapper(readOnlyMessage) : identity<SqlConnection.Connection>
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
@@ -101,7 +104,12 @@ export const makeLane = (options: {
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
         Effect.as(
-          Effect.addFinalizer((exit) => Effect.sync(() => release(exit))),
+          Effect.addFinalizer((exit) =>
+            Effect.sync(() => {
+              release(exit)
+              afterLease()
+            })
+          ),
           [wrap(entry.connection.connection), entry] as const
         ))
     )
@@ -110,7 +118,11 @@ export const makeLane = (options: {
         Effect.flatMap(acquire(restore, statementMode), ({ entry, release }) =>
           Effect.onExit(
             restore(f(wrap(entry.connection.connection))),
-            (exit) => Effect.sync(() => release(exit))
+            (exit) =>
+              Effect.sync(() => {
+                release(exit)
+                afterLease()
+              })
           ))
       )
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).
