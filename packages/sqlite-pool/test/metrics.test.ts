@@ -79,7 +79,12 @@ describe("pool metrics (OpenTelemetry's database-client conventions)", () => {
         const waiter = yield* Effect.fork(sql`INSERT INTO t VALUES (6)`)
         yield* waitUntil(Effect.map(pool.stats, (s) => s.writerWaiting === 1), "the statement waits")
         expect(find(yield* seriesOf(filename), "db.client.connection.pending_requests", writer).value).toBe(1)
-        expect(find(yield* seriesOf(filename), "db.client.connection.count", { ...writer, "db.client.connection.state": "used" }).value).toBe(1)
+        expect(
+          find(yield* seriesOf(filename), "db.client.connection.count", {
+            ...writer,
+            "db.client.connection.state": "used"
+          }).value
+        ).toBe(1)
         yield* TestClock.adjust("250 millis")
         yield* Fiber.join(holder)
         yield* Fiber.join(waiter)
@@ -98,6 +103,7 @@ describe("pool metrics (OpenTelemetry's database-client conventions)", () => {
           "db.client.connection.idle.max",
           "db.client.connection.idle.min",
           "db.client.connection.pending_requests",
+          "db.client.connection.timeouts",
           "db.client.connection.create_time",
           "db.client.connection.wait_time",
           "db.client.connection.use_time"
@@ -107,7 +113,14 @@ describe("pool metrics (OpenTelemetry's database-client conventions)", () => {
         const expected = ["db.client.connection.pool.name", "sqlsim.lane", "unit"]
         if (s.name === "db.client.connection.count") expected.push("db.client.connection.state")
         expect(Object.keys(s.attributes).sort(), s.name).toEqual(expected.sort())
-        expect(s.attributes.unit, s.name).toBe(s.name.endsWith("_time") ? "s" : s.name.endsWith("requests") ? "{request}" : "{connection}")
+        const unit = s.name.endsWith("_time")
+          ? "s"
+          : s.name.endsWith("requests")
+          ? "{request}"
+          : s.name.endsWith("timeouts")
+          ? "{timeout}"
+          : "{connection}"
+        expect(s.attributes.unit, s.name).toBe(unit)
       }
       // The limits: the writer is a pool of one, opened with the layer; the Reader pool has 2, none kept open.
       expect(find(series, "db.client.connection.max", writer).value).toBe(1)
@@ -122,6 +135,8 @@ describe("pool metrics (OpenTelemetry's database-client conventions)", () => {
             .toBe(0)
         }
         expect(find(series, "db.client.connection.pending_requests", lane).value).toBe(0)
+        // Every wait ended with a connection.
+        expect(find(series, "db.client.connection.timeouts", lane).count).toBe(0)
       }
       // Histograms: one creation per connection, one wait and one use per lease.
       expect(find(series, "db.client.connection.create_time", writer).count).toBe(1)

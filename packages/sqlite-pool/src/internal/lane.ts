@@ -13,6 +13,7 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -66,6 +67,17 @@ const readOnlyMessage = <A>(effect: Effect.Effect<A, SqlError>): Effect.Effect<A
       )
   )
 
+/** Ends a lease: gives its connection back to the core, then tells `afterLease` (the writer's WAL watch). */
+const endLease = (
+  release: PoolCore.Lease<unknown>["release"],
+  exit: Exit.Exit<unknown, unknown>,
+  afterLease: (() => void) | undefined
+) =>
+  Effect.sync(() => {
+    release(exit)
+    afterLease?.()
+  })
+
 export interface Lane {
   readonly client: Client.SqlClient
   /** an exclusive lease in the current Scope: the connection, and the pool's entry behind it */
@@ -90,8 +102,7 @@ export const makeLane = (options: {
   readonly afterLease?: (() => void) | undefined
 }): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const { core, kind } = options
-    const afterLease = options.afterLease ?? (() => {})
+    const { afterLease, core, kind } = options
     const wrap = kind === "reader" ? wrapper(readOnlyMessage) : identity<SqlConnection.Connection>
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
@@ -104,12 +115,7 @@ export const makeLane = (options: {
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
         Effect.as(
-          Effect.addFinalizer((exit) =>
-            Effect.sync(() => {
-              release(exit)
-              afterLease()
-            })
-          ),
+          Effect.addFinalizer((exit) => endLease(release, exit, afterLease)),
           [wrap(entry.connection.connection), entry] as const
         ))
     )
@@ -118,11 +124,7 @@ export const makeLane = (options: {
         Effect.flatMap(acquire(restore, statementMode), ({ entry, release }) =>
           Effect.onExit(
             restore(f(wrap(entry.connection.connection))),
-            (exit) =>
-              Effect.sync(() => {
-                release(exit)
-                afterLease()
-              })
+            (exit) => endLease(release, exit, afterLease)
           ))
       )
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).

@@ -146,6 +146,9 @@ export class StatsRecorder {
     this.requests = withUnit(this.labels, "{request}")
     this.timeouts = withUnit(this.labels, "{timeout}")
     this.seconds = withUnit(this.labels, "s")
+    // Every series exists from the start (a counter at 0 until it counts), so that a scrape shows all of them.
+    for (const metric of Object.values(ownCounters)) metric.unsafeUpdate(0, this.labels)
+    connectionMetrics.timeouts.unsafeUpdate(0, this.timeouts)
     // Every connection may be idle: the pool closes idle ones only above minConnections, after idleTimeToLive.
     connectionMetrics.max.unsafeUpdate(identity.maxConnections, this.connections)
     connectionMetrics.idleMax.unsafeUpdate(identity.maxConnections, this.connections)

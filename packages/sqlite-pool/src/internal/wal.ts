@@ -63,7 +63,9 @@ export interface Options {
   /** the writer connection's busy_timeout, in milliseconds, restored after the TRUNCATE */
   readonly busyTimeoutMillis: number
   /** runs statements on the writer lane, holding it as a transaction would */
-  readonly onWriter: <A>(f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+  readonly onWriter: <A>(
+    f: (sql: SqliteClient.SqliteClient) => Effect.Effect<A, SqlError>
+  ) => Effect.Effect<A, SqlError>
   /** the Reader lane's oldest lease not ended, and the Reader pool's name */
   readonly oldestReader: () => ReaderLease | undefined
   readonly readerPoolName: string | undefined
@@ -85,6 +87,8 @@ export class WalWatch {
   constructor(private readonly options: Options) {
     this.labels = [MetricLabel.make("db.namespace", options.filename)]
     this.bytes = [...this.labels, MetricLabel.make("unit", "By")]
+    walMetrics.checkpointsBlocked.unsafeUpdate(0, this.labels)
+    walMetrics.truncations.unsafeUpdate(0, this.labels)
     this.publishSize()
   }
 
