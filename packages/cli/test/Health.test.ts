@@ -54,7 +54,9 @@ describe("Health", () => {
       assert.strictEqual(report.wal_frames_not_checkpointed, frames)
       assert.deepStrictEqual(files(), before)
       // A checkpoint copies every frame; the -wal keeps its size until the log restarts.
-      const [checkpoint] = writer.pragma("wal_checkpoint(PASSIVE)") as Array<{ log: number; checkpointed: number }>
+      const [checkpoint] = writer.pragma("wal_checkpoint(PASSIVE)") as Array<
+        { busy: number; log: number; checkpointed: number }
+      >
       assert.deepStrictEqual(checkpoint, { busy: 0, log: frames, checkpointed: frames })
       const after = yield* Health.check({ filename: db })
       assert.isTrue(after.ok)
