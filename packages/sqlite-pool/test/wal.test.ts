@@ -4,7 +4,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { PoolConfig, SqlitePool } from "@sqlsim/sqlite-pool"
+import { SqlitePool } from "@sqlsim/sqlite-pool"
 import { tempDatabase } from "@sqlsim/test-kit/TempDir"
 import { Deferred, Effect, Fiber, Layer, Logger, LogLevel, Metric, TestClock } from "effect"
 import * as fs from "node:fs"
@@ -100,17 +100,4 @@ describe("the WAL kept in check", () => {
       }),
     { timeout: 60_000 }
   )
-
-  it.effect("walCheckpointBytes: an integer number of bytes, or null", () =>
-    Effect.gen(function*() {
-      expect((yield* PoolConfig.makeSqlite({})).walCheckpointBytes).toBe(64 * MiB)
-      expect((yield* PoolConfig.makeSqlite({ walCheckpointBytes: null })).walCheckpointBytes).toBe(null)
-      for (const bad of [0, -1, 1.5, "64 MiB", Number.POSITIVE_INFINITY]) {
-        const error = yield* Effect.flip(PoolConfig.makeSqlite({ walCheckpointBytes: bad as number }))
-        expect(error.field).toBe("walCheckpointBytes")
-        expect(error.message).toContain("walCheckpointBytes must be an integer number of bytes")
-      }
-      const onConnectionPool = yield* Effect.flip(PoolConfig.make({ walCheckpointBytes: 1 } as PoolConfig.Input))
-      expect(onConnectionPool.message).toContain("only SqlitePool checkpoints the WAL")
-    }))
 })
