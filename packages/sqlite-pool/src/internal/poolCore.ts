@@ -851,10 +851,10 @@ export class PoolCore<Client> {
     return this.stats.snapshot()
   }
 
-  /** The lease held longest of those not ended: its connection and since when (the clock's milliseconds). */
+  /** The lease held longest of those not ended: its connection, and for how long (the clock's milliseconds). */
   oldestLease(): { readonly connectionId: number; readonly heldMillis: number } | undefined {
-    let oldest: ActiveLease<Client> | undefined
-    for (const active of this.active) if (oldest === undefined || active.since < oldest.since) oldest = active
+    // A Set keeps insertion order, and leases are recorded as they are handed out: the first is the oldest.
+    const [oldest] = this.active
     if (oldest === undefined) return undefined
     const heldMillis = Number(this.clock.unsafeCurrentTimeNanos() - oldest.since) / 1e6
     return { connectionId: oldest.entry.id, heldMillis }

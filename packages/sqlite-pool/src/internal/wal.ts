@@ -37,15 +37,11 @@ export const walMetrics = {
 /** The writer lane looks at the -wal's size at most this often: one stat, never on every commit. */
 export const checkIntervalMillis = 1000
 
-/** What `PRAGMA wal_checkpoint` answers. */
-interface CheckpointRow {
-  /** 1 when a TRUNCATE could not get the locks it needs (readers, or another writer) */
-  readonly busy: number
-  /** frames in the WAL */
-  readonly log: number
-  /** frames copied into the database file */
-  readonly checkpointed: number
-}
+/**
+ * What `PRAGMA wal_checkpoint` answers, as values (column names would go through the user's `transformResultNames`):
+ * busy (1 when a TRUNCATE could not get the locks it needs), frames in the WAL, frames copied into the database file.
+ */
+type CheckpointRow = readonly [busy: number, log: number, checkpointed: number]
 
 /** The longest Reader lease, as the pool knows it. */
 export interface ReaderLease {
@@ -123,14 +119,14 @@ export class WalWatch {
     return Effect.flatMap(
       onWriter((sql) =>
         Effect.gen(function*() {
-          const [passive] = yield* sql<CheckpointRow>`PRAGMA wal_checkpoint(PASSIVE)`
-          if (passive === undefined || passive.checkpointed < passive.log) return false
+          const [passive] = (yield* sql`PRAGMA wal_checkpoint(PASSIVE)`.values) as ReadonlyArray<CheckpointRow>
+          if (passive === undefined || passive[2] < passive[1]) return false
           // TRUNCATE waits for readers in SQLite's busy handler, which would block the event loop: none here.
           yield* sql.unsafe("PRAGMA busy_timeout = 0")
-          const [truncate] = yield* sql<CheckpointRow>`PRAGMA wal_checkpoint(TRUNCATE)`.pipe(
+          const [truncate] = (yield* sql`PRAGMA wal_checkpoint(TRUNCATE)`.values.pipe(
             Effect.ensuring(Effect.ignore(sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMillis}`)))
-          )
-          return truncate !== undefined && truncate.busy === 0
+          )) as ReadonlyArray<CheckpointRow>
+          return truncate !== undefined && truncate[0] === 0
         })
       ),
       (finished) => finished ? this.finished() : this.blockedByReader(size, limit)
