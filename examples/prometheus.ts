@@ -10,7 +10,8 @@
  * in seconds), each with `db_client_connection_pool_name` and `sqlsim_lane`; the pool's own `sqlsim_pool_*_total`
  * counters; the WAL's `sqlsim_wal_size`. `PORT` sets the port (default 9464, Prometheus' usual one for exporters),
  * `DATABASE_FILE` the database (default `sqlsim-prometheus.db` in the system's temporary directory). SIGTERM or
- * Ctrl-C stops the workload, the server and the pool, and the process exits with 0.
+ * Ctrl-C stops the workload, the server and the pool, and the process exits with 0; a port in use ends it with one
+ * line and exit code 1.
  */
 import * as Metrics from "@effect/opentelemetry/Metrics"
 import * as Resource from "@effect/opentelemetry/Resource"
@@ -49,9 +50,12 @@ const workload = Effect.gen(function*() {
 const prometheus = (port: number) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const exporter = new PrometheusExporter({ host: "127.0.0.1", port, preventServerStart: true })
+    // The failure is the one line the app ends with (text, not an Error: a port in use is no place for a stack trace).
     yield* Effect.tryPromise({
       try: () => exporter.startServer(),
-      catch: (cause) => new Error(`cannot serve the metrics on 127.0.0.1:${port}: ${String(cause)}`)
+      catch: (cause) =>
+        `cannot serve the metrics on 127.0.0.1:${port}: ${cause instanceof Error ? cause.message : String(cause)}; ` +
+        `set PORT to a free port`
     })
     yield* Console.log(`metrics at http://127.0.0.1:${port}/metrics`)
     // Metrics.layer registers the pool's metrics with the exporter and shuts it down (its server too) at the end.

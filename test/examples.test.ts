@@ -321,4 +321,25 @@ describe("examples", () => {
       }),
     60_000
   )
+  it.scoped(
+    "prometheus.ts: a port in use stops it with one line that says so, and exit code 1",
+    () =>
+      Effect.gen(function*() {
+        const taken = yield* Effect.acquireRelease(
+          Effect.async<net.Server>((resume) => {
+            const server = net.createServer()
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+        )
+        const port = (taken.address() as net.AddressInfo).port
+        const filename = path.join(yield* tempDir, "prometheus.db")
+        const app = yield* startApp("prometheus.ts", { PORT: String(port), DATABASE_FILE: filename })
+        assert.strictEqual(yield* exitCode(app), 1, app.output)
+        assert.include(app.output, `cannot serve the metrics on 127.0.0.1:${port}`)
+        assert.include(app.output, "EADDRINUSE")
+        assert.notMatch(app.output, /^\s+at /m, "no stack trace")
+      }),
+    60_000
+  )
 })
