@@ -330,7 +330,10 @@ describe("examples", () => {
             const server = net.createServer()
             server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
           }),
-          (server) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+          (server) =>
+            Effect.async<void>((resume) => {
+              server.close(() => resume(Effect.void))
+            })
         )
         const port = (taken.address() as net.AddressInfo).port
         const filename = path.join(yield* tempDir, "prometheus.db")
