@@ -45,6 +45,7 @@ describe("the WAL kept in check", () => {
           )
           yield* sql`CREATE TABLE t (x BLOB)`
           yield* sql`INSERT INTO t VALUES (zeroblob(1))`
+          expect(yield* walMetric("sqlsim.wal.size", filename)).toBeLessThan(MiB)
           // A Reader transaction reads, so it holds its snapshot until it ends.
           const reading = yield* Deferred.make<void>()
           const finish = yield* Deferred.make<void>()
