@@ -8,6 +8,7 @@ import Database from "better-sqlite3"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -38,15 +39,15 @@ const runExample = (file: string) =>
   })
 
 /**
- * examples/http-api.ts started by its own command, in its own process group (killed when the Scope closes). The shell
- * execs the command, so the child is pnpm: a signal for the app goes to it alone, pnpm passes it on to tsx, tsx to
- * the app, and the app's exit code comes back up the same way (signalled as a group, each of them would end by the
- * signal itself).
+ * An example that serves (http-api.ts, prometheus.ts) started by its own command, in its own process group (killed
+ * when the Scope closes). The shell execs the command, so the child is pnpm: a signal for the app goes to it alone,
+ * pnpm passes it on to tsx, tsx to the app, and the app's exit code comes back up the same way (signalled as a group,
+ * each of them would end by the signal itself).
  */
-const startHttpApi = (env: Record<string, string>) =>
+const startApp = (file: string, env: Record<string, string>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(`exec ${runLine("http-api.ts")}`, {
+      const child = spawn(`exec ${runLine(file)}`, {
         cwd: root,
         shell: true,
         detached: true,
@@ -72,6 +73,17 @@ const startHttpApi = (env: Record<string, string>) =>
       })
   )
 
+const startHttpApi = (env: Record<string, string>) => startApp("http-api.ts", env)
+
+/** A TCP port free right now on 127.0.0.1 (the system picks it; the listener is closed before it is handed out). */
+const freePort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
 /** The app's exit code, within a generous bound. */
 const exitCode = (app: { readonly exited: Promise<number | null>; readonly output: string }) =>
   Effect.promise(() => app.exited).pipe(
@@ -86,7 +98,7 @@ describe("examples", () => {
   it("every example in the folder is listed in examples/README.md with its command", () => {
     const readme = fs.readFileSync(path.join(examples, "README.md"), "utf8")
     const files = fs.readdirSync(examples).filter((file) => file.endsWith(".ts"))
-    assert.deepStrictEqual(files.sort(), ["compose-layer.ts", "demo.ts", "http-api.ts", "retry.ts"])
+    assert.deepStrictEqual(files.sort(), ["compose-layer.ts", "demo.ts", "http-api.ts", "prometheus.ts", "retry.ts"])
     for (const file of files) {
       assert.strictEqual(runLine(file), `pnpm tsx examples/${file}`)
       assert.include(readme, `\`${runLine(file)}\``)
@@ -224,6 +236,112 @@ describe("examples", () => {
         assert.strictEqual(yield* exitCode(app), 1, app.output)
         assert.include(app.output, "PORT must be an integer from 0 to 65535")
         assert.isFalse(fs.existsSync(filename))
+      }),
+    60_000
+  )
+  it.scoped(
+    "prometheus.ts: a scrape over real HTTP shows the pool's OpenTelemetry-convention series for both lanes",
+    () =>
+      Effect.gen(function*() {
+        const filename = path.join(yield* tempDir, "prometheus.db")
+        const port = yield* freePort
+        const app = yield* startApp("prometheus.ts", { PORT: String(port), DATABASE_FILE: filename })
+        const url = `http://127.0.0.1:${port}/metrics`
+        yield* eventually(Effect.sync(() => app.output.includes(`metrics at ${url}`)), "the exporter serves", 30_000)
+        const scrape = Effect.promise(async () => {
+          const response = await fetch(url)
+          return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+        })
+        /** The value of the one sample of `name` whose labels include every label given. */
+        const sample = (text: string, name: string, labels: Record<string, string>) => {
+          const lines = text.split("\n").filter((line) =>
+            line.startsWith(`${name}{`) &&
+            Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))
+          )
+          assert.lengthOf(lines, 1, `${name} ${JSON.stringify(labels)} in:\n${text}`)
+          return Number(lines[0]!.slice(lines[0]!.lastIndexOf(" ") + 1))
+        }
+        const writer = { db_client_connection_pool_name: `${filename} (writer)`, sqlsim_lane: "writer" }
+        const readers = { db_client_connection_pool_name: `${filename} (readers)`, sqlsim_lane: "reader" }
+        // A few rounds of the workload (each round: 2 writer leases, 2 Reader leases).
+        yield* eventually(
+          Effect.map(scrape, ({ text }) =>
+            text.includes("db_client_connection_use_time_count") &&
+            sample(text, "db_client_connection_use_time_count", readers) >= 10),
+          "ten Reader leases ended",
+          30_000
+        )
+        const { status, text, type } = yield* scrape
+        assert.strictEqual(status, 200)
+        assert.include(type, "text/plain")
+        for (
+          const [name, kind] of [
+            ["db_client_connection_count", "gauge"],
+            ["db_client_connection_max", "gauge"],
+            ["db_client_connection_idle_max", "gauge"],
+            ["db_client_connection_idle_min", "gauge"],
+            ["db_client_connection_pending_requests", "gauge"],
+            ["db_client_connection_timeouts_total", "counter"],
+            ["db_client_connection_create_time", "histogram"],
+            ["db_client_connection_wait_time", "histogram"],
+            ["db_client_connection_use_time", "histogram"],
+            ["sqlsim_pool_connections_created_total", "counter"],
+            ["sqlsim_wal_size", "gauge"]
+          ]
+        ) {
+          assert.include(text, `# TYPE ${name} ${kind}\n`)
+        }
+        for (const name of ["create_time", "wait_time", "use_time"]) {
+          assert.include(text, `# UNIT db_client_connection_${name} s\n`)
+        }
+        assert.strictEqual(sample(text, "db_client_connection_max", writer), 1)
+        assert.strictEqual(sample(text, "db_client_connection_max", readers), 2)
+        assert.strictEqual(sample(text, "db_client_connection_idle_max", readers), 2)
+        assert.strictEqual(sample(text, "db_client_connection_idle_min", writer), 1)
+        assert.strictEqual(sample(text, "db_client_connection_idle_min", readers), 0)
+        for (const lane of [writer, readers]) {
+          const idle = sample(text, "db_client_connection_count", { ...lane, db_client_connection_state: "idle" })
+          const used = sample(text, "db_client_connection_count", { ...lane, db_client_connection_state: "used" })
+          assert.isAtLeast(idle + used, 1)
+          assert.isAtLeast(sample(text, "db_client_connection_pending_requests", lane), 0)
+          assert.strictEqual(sample(text, "db_client_connection_timeouts_total", lane), 0)
+          assert.strictEqual(sample(text, "db_client_connection_create_time_count", lane), 1)
+          for (const name of ["wait_time", "use_time"]) {
+            const count = sample(text, `db_client_connection_${name}_count`, lane)
+            assert.isAtLeast(count, 10)
+            // The histogram's last bucket holds every observation.
+            assert.strictEqual(sample(text, `db_client_connection_${name}_bucket`, { ...lane, le: "+Inf" }), count)
+            assert.isAtLeast(sample(text, `db_client_connection_${name}_sum`, lane), 0)
+          }
+        }
+        assert.isAbove(sample(text, "sqlsim_wal_size", { db_namespace: filename }), 0)
+
+        app.child.kill("SIGTERM")
+        assert.strictEqual(yield* exitCode(app), 0, app.output)
+      }),
+    60_000
+  )
+  it.scoped(
+    "prometheus.ts: a port in use stops it with one line that says so, and exit code 1",
+    () =>
+      Effect.gen(function*() {
+        const taken = yield* Effect.acquireRelease(
+          Effect.async<net.Server>((resume) => {
+            const server = net.createServer()
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) =>
+            Effect.async<void>((resume) => {
+              server.close(() => resume(Effect.void))
+            })
+        )
+        const port = (taken.address() as net.AddressInfo).port
+        const filename = path.join(yield* tempDir, "prometheus.db")
+        const app = yield* startApp("prometheus.ts", { PORT: String(port), DATABASE_FILE: filename })
+        assert.strictEqual(yield* exitCode(app), 1, app.output)
+        assert.include(app.output, `cannot serve the metrics on 127.0.0.1:${port}`)
+        assert.include(app.output, "EADDRINUSE")
+        assert.notMatch(app.output, /^\s+at /m, "no stack trace")
       }),
     60_000
   )

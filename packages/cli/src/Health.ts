@@ -22,6 +22,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 
@@ -68,6 +69,13 @@ export interface Healthy {
   readonly page_check_ms: number
   readonly page_size: number
   readonly pages: number
+  /** size of the -wal file in bytes (0 without one, or in a rollback-journal database) */
+  readonly wal_bytes: number
+  /**
+   * frames of the -wal not yet copied into the main file by a checkpoint, as the -shm's WAL index says; null when the
+   * index cannot be read consistently (a writer was changing it)
+   */
+  readonly wal_frames_not_checkpointed: number | null
 }
 
 /**
@@ -206,7 +214,8 @@ const checkOnce = (given: string, database: string, pageCheck: PageCheck): Repor
       page_check: pageCheck,
       page_check_ms: rounded(checkMs),
       page_size: pageSize,
-      pages
+      pages,
+      ...walState(database, journalMode)
     }
   } finally {
     db.close()
@@ -276,6 +285,49 @@ const planOpen = (given: string, database: string): Plan => {
     )
   }
   return { uri: `${url}?immutable=1`, journalMode: "wal", unlockedState: fileState(database) }
+}
+
+/** The first bytes of the -shm: its WAL-index header, twice, then the checkpoint information. */
+const shmHeaderBytes = 136
+/** The WAL-index format version SQLite writes in the -shm's first field. */
+const walIndexVersion = 3007000
+
+/**
+ * The WAL's size and its frames not yet checkpointed, read from the files alone (`PRAGMA wal_checkpoint` would run a
+ * checkpoint, a write). The -shm begins with the WAL-index header twice (48 bytes each, in the machine's byte order:
+ * `mxFrame`, the frames in the log, at offset 16), then the checkpoint information (`nBackfill`, the frames a
+ * checkpoint copied, at offset 96). A writer updates the two copies one after the other: when they differ, the
+ * count is unknown (null) rather than a guess.
+ */
+const walState = (
+  database: string,
+  journalMode: string
+): { readonly wal_bytes: number; readonly wal_frames_not_checkpointed: number | null } => {
+  const walBytes = journalMode === "wal" ? statOrUndefined(`${database}-wal`)?.size ?? 0 : 0
+  if (walBytes === 0) return { wal_bytes: 0, wal_frames_not_checkpointed: 0 }
+  const shm = readStart(`${database}-shm`, shmHeaderBytes)
+  if (shm === undefined || shm.length < shmHeaderBytes) {
+    return { wal_bytes: walBytes, wal_frames_not_checkpointed: null }
+  }
+  const little = os.endianness() === "LE"
+  const u32 = (offset: number) => little ? shm.readUInt32LE(offset) : shm.readUInt32BE(offset)
+  const consistent = u32(0) === walIndexVersion && shm[12] === 1 && shm.subarray(0, 48).equals(shm.subarray(48, 96))
+  return { wal_bytes: walBytes, wal_frames_not_checkpointed: consistent ? Math.max(0, u32(16) - u32(96)) : null }
+}
+
+/** The first `bytes` bytes of a file, read-only; undefined when it cannot be read. */
+const readStart = (file: string, bytes: number): Buffer | undefined => {
+  try {
+    const handle = fs.openSync(file, "r")
+    try {
+      const buffer = Buffer.alloc(bytes)
+      return buffer.subarray(0, fs.readSync(handle, buffer, 0, bytes, 0))
+    } finally {
+      fs.closeSync(handle)
+    }
+  } catch {
+    return undefined
+  }
 }
 
 /** Size and modification time of the main file, and whether the -wal exists with content. */

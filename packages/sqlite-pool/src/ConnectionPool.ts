@@ -95,7 +95,7 @@ export class ConnectionPool extends Context.Tag("@sqlsim/sqlite-pool/ConnectionP
 export interface MakeOptions {
   /** open read-only connections (`PRAGMA query_only`) */
   readonly readOnly?: boolean | undefined
-  /** the `pool` label of the pool's metrics (default: the filename) */
+  /** the pool's name in its metrics, `db.client.connection.pool.name` (default: the filename) */
   readonly label?: string | undefined
   /** the file to open instead of `config.filename` (SqlitePool resolves ":memory:" once for both of its pools) */
   readonly databaseFile?: string | undefined

@@ -92,6 +92,11 @@ export interface SqliteInput extends CommonInput {
   readonly minConnections?: number | undefined
   /** each Reader connection lives in a worker thread of its own (default false) */
   readonly readerThreads?: boolean | undefined
+  /**
+   * when the `-wal` file passes this many bytes, the writer lane checkpoints it and truncates it to zero (integer
+   * >= 1, default 64 MiB; null: only SQLite's automatic checkpoint, which never shrinks the file)
+   */
+  readonly walCheckpointBytes?: number | null | undefined
 }
 
 /**
@@ -156,6 +161,7 @@ export interface SqliteConfig extends CommonConfig {
   readonly readConnections: number
   readonly minConnections: number
   readonly readerThreads: boolean
+  readonly walCheckpointBytes: number | null
 }
 
 /**
@@ -181,6 +187,7 @@ export const defaults = {
   validationInterval: "0 millis",
   pageCacheKiB: 2000,
   readerThreads: false,
+  walCheckpointBytes: 64 * 2 ** 20,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
 } as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes">>
@@ -242,6 +249,15 @@ const integerBetween = (minimum: number, maximum: number) => {
     })
   )
 }
+
+const walBytesRule = (actual: unknown) =>
+  `must be an integer number of bytes (at least 1, e.g. 67108864 for 64 MiB), or null for no limit, got ${show(actual)}`
+
+const WalCheckpointBytes = Schema.NullOr(
+  Schema.Number.annotations({ message: (issue) => walBytesRule(issue.actual) }).pipe(
+    Schema.filter((n) => Number.isSafeInteger(n) && n >= 1, { message: (issue) => walBytesRule(issue.actual) })
+  )
+).annotations({ message: (issue) => walBytesRule(issue.actual) })
 
 const Flag = Schema.Boolean.annotations({ message: (issue) => `must be true or false, got ${show(issue.actual)}` })
 
@@ -353,7 +369,8 @@ export const SqliteConfigSchema: Schema.Schema<SqliteConfig, SqliteInput> = Sche
   ...commonFields,
   readConnections: withDefault(integerBetween(0, MAX_CONNECTIONS), () => defaults.readConnections),
   minConnections: withDefault(integerBetween(0, MAX_CONNECTIONS), () => defaults.minConnections),
-  readerThreads: withDefault(Flag, () => defaults.readerThreads)
+  readerThreads: withDefault(Flag, () => defaults.readerThreads),
+  walCheckpointBytes: withDefault(WalCheckpointBytes, () => defaults.walCheckpointBytes)
 }).pipe(Schema.filter((config) =>
   firstIssue([
     atMost("minConnections", config.minConnections, "readConnections", config.readConnections),
@@ -420,7 +437,8 @@ export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError>
     fields: [...Object.keys(commonFields), "maxConnections", "minConnections"],
     hints: {
       readConnections: "only SqlitePool has a Reader pool; a ConnectionPool is sized by maxConnections",
-      readerThreads: "only SqlitePool's Reader connections can live in worker threads"
+      readerThreads: "only SqlitePool's Reader connections can live in worker threads",
+      walCheckpointBytes: "only SqlitePool checkpoints the WAL (on its writer lane)"
     }
   })
   return (input: Input = {}) => decode(input)
@@ -438,7 +456,7 @@ export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError>
 export const makeSqlite: (input?: SqliteInput) => Effect.Effect<SqliteConfig, PoolConfigError> = (() => {
   const decode = decoder(SqliteConfigSchema, {
     what: "the pool configuration",
-    fields: [...Object.keys(commonFields), "readConnections", "minConnections", "readerThreads"],
+    fields: [...Object.keys(commonFields), "readConnections", "minConnections", "readerThreads", "walCheckpointBytes"],
     hints: {
       maxConnections: "SqlitePool's writer lane is always one connection; size its Reader pool with readConnections"
     }

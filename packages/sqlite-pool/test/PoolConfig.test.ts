@@ -218,9 +218,17 @@ describe("PoolConfig.makeSqlite", () => {
       expect(config.readConnections).toBe(4)
       expect(config.minConnections).toBe(0)
       expect(config.readerThreads).toBe(false)
+      expect(config.walCheckpointBytes).toBe(64 * 2 ** 20)
+      expect((yield* PoolConfig.makeSqlite({ walCheckpointBytes: null })).walCheckpointBytes).toBe(null)
       expect("maxConnections" in config).toBe(false)
       const { maxConnections: _max, minConnections: _min, ...common } = yield* PoolConfig.make()
-      const { readConnections: _read, minConnections: _readMin, readerThreads: _threads, ...sqliteCommon } = config
+      const {
+        minConnections: _readMin,
+        readConnections: _read,
+        readerThreads: _threads,
+        walCheckpointBytes: _wal,
+        ...sqliteCommon
+      } = config
       expect(sqliteCommon).toEqual(common)
     }))
 
@@ -230,6 +238,10 @@ describe("PoolConfig.makeSqlite", () => {
     ["minConnections above readConnections", { readConnections: 2, minConnections: 3 }, "minConnections", /2.*3/],
     ["minConnections with no Reader pool", { readConnections: 0, minConnections: 1 }, "minConnections", /0.*1/],
     ["readerThreads not a boolean", { readerThreads: "yes" }, "readerThreads", /true or false/],
+    ["walCheckpointBytes 0", { walCheckpointBytes: 0 }, "walCheckpointBytes", /integer number of bytes.*got 0/],
+    ["walCheckpointBytes fractional", { walCheckpointBytes: 1.5 }, "walCheckpointBytes", /at least 1.*got 1.5/],
+    ["walCheckpointBytes as text", { walCheckpointBytes: "64 MiB" }, "walCheckpointBytes", /or null.*"64 MiB"/],
+    ["walCheckpointBytes infinite", { walCheckpointBytes: Infinity }, "walCheckpointBytes", /integer number of bytes/],
     ["a common rule", { retryBaseDelay: "0 millis" }, "retryBaseDelay", /at least 1 millis/]
   ]
 
@@ -244,6 +256,8 @@ describe("PoolConfig.makeSqlite", () => {
     Effect.gen(function*() {
       const error = yield* rejection({ readConnections: 2 })
       expect(error.message).toMatch(/only SqlitePool has a Reader pool/)
+      const wal = yield* rejection({ walCheckpointBytes: 1 })
+      expect(wal.message).toMatch(/only SqlitePool checkpoints the WAL/)
     }))
 })
 

@@ -47,6 +47,6 @@ export const command = Command.make(
   Command.withDescription(
     "Opens the database with SQLite's read-only open (no byte of the file, its -wal or its -shm changes; nothing " +
       "is created), checks its pages (--check) and prints a JSON report: ok, latency_ms, sqlite_version, " +
-      "journal_mode, page_check, pages, or the error and the first problems found. Exits 1 when it is unhealthy."
+      "journal_mode, page_check, pages, wal_bytes, wal_frames_not_checkpointed, or the error and the first problems found. Exits 1 when it is unhealthy."
   )
 )

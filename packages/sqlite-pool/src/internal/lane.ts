@@ -13,6 +13,7 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -97,6 +98,24 @@ const readOnlyMessage = (error: SqlError): SqlError =>
 /** A Reader connection: its SQLITE_READONLY failures say where writes go. */
 const readerConnection = cached((connection: SqlConnection.Connection) => mapErrors(connection, readOnlyMessage))
 
+/** Ends a lease: gives its connection back to the core, then tells `afterLease` (the writer's WAL watch). */
+const endLease = (
+  release: PoolCore.Lease<unknown>["release"],
+  exit: Exit.Exit<unknown, unknown>,
+  afterLease: (() => void) | undefined
+) =>
+  Effect.sync(() => {
+    release(exit)
+    afterLease?.()
+  })
+
+/** What a lane's statements run on: a Reader's connections say where writes go, and on the writer's pool refuse them. */
+const statementConnection = (kind: "writer" | "reader", onWriterPool: boolean) => {
+  const wrapReader = kind === "reader" ? readerConnection : identity<SqlConnection.Connection>
+  const view = onWriterPool ? readOnlyView : writable
+  return (entry: Entry) => wrapReader(view(entry.connection))
+}
+
 export interface Lane {
   readonly client: Client.SqlClient
   /** an exclusive lease in the current Scope: the connection, and the pool's entry behind it */
@@ -119,12 +138,12 @@ export const makeLane = (options: {
   readonly inWorkers?: boolean | undefined
   /** a reader lane on the writer's pool (`readConnections: 0`): statements run on each connection's read-only view */
   readonly onWriterPool?: boolean | undefined
+  /** called after each of the lane's leases ends (the writer's WAL watch) */
+  readonly afterLease?: (() => void) | undefined
 }): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
-    const { core, kind } = options
-    const wrapReader = kind === "reader" ? readerConnection : identity<SqlConnection.Connection>
-    const view = options.onWriterPool === true ? readOnlyView : writable
-    const wrap = (entry: Entry) => wrapReader(view(entry.connection))
+    const { afterLease, core, kind } = options
+    const wrap = statementConnection(kind, options.onWriterPool === true)
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
@@ -136,7 +155,7 @@ export const makeLane = (options: {
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
         Effect.as(
-          Effect.addFinalizer((exit) => Effect.sync(() => release(exit))),
+          Effect.addFinalizer((exit) => endLease(release, exit, afterLease)),
           [wrap(entry), entry] as const
         ))
     )
@@ -145,7 +164,7 @@ export const makeLane = (options: {
         Effect.flatMap(acquire(restore, statementMode), ({ entry, release }) =>
           Effect.onExit(
             restore(f(wrap(entry))),
-            (exit) => Effect.sync(() => release(exit))
+            (exit) => endLease(release, exit, afterLease)
           ))
       )
     // Outside a transaction a statement retries SQLITE_BUSY (inside one, BEGIN IMMEDIATE holds the lock already).

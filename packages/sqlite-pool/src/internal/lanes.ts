@@ -9,7 +9,9 @@ import type * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import type * as Client from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
@@ -21,6 +23,7 @@ import * as MemoryDatabase from "./memoryDatabase.js"
 import * as Pool from "./pool.js"
 import * as RetryPolicy from "./retryPolicy.js"
 import * as Transaction from "./transaction.js"
+import * as Wal from "./wal.js"
 
 export interface Lanes {
   readonly writer: Lane.Lane
@@ -39,7 +42,12 @@ const forLane = (
   config: PoolConfig.SqliteConfig,
   size: { readonly maxConnections: number; readonly minConnections: number }
 ): PoolConfig.PoolConfig => {
-  const { readConnections: _readConnections, readerThreads: _readerThreads, ...common } = config
+  const {
+    readConnections: _readConnections,
+    readerThreads: _readerThreads,
+    walCheckpointBytes: _walCheckpointBytes,
+    ...common
+  } = config
   return { ...common, ...size }
 }
 
@@ -53,11 +61,14 @@ export const make = (
     const busy: RetryPolicy.BusyCounter = { retries: 0 }
     // Extensions loaded through `loadExtension`: every connection of both pools opened later loads them too.
     const extensions: Array<string> = []
+    // The writer's leases tell the WAL watch when they end; the watch runs on the writer lane, so it comes after.
+    let wal: Wal.WalWatch | undefined
     const writer = yield* makeWriter(config, {
       connector,
       databaseFile,
       extensions,
-      retryBusy: RetryPolicy.retryWhileBusy(config, busy)
+      retryBusy: RetryPolicy.retryWhileBusy(config, busy),
+      afterLease: () => wal?.afterWrite()
     })
     const reader = config.readConnections === 0
       ? undefined
@@ -65,6 +76,8 @@ export const make = (
     const readerClient = reader?.client ?? (yield* readerOnWriter(config, writer.core, databaseFile))
     const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
+    // A connector with replicas is a server's: its WAL is the server's own.
+    if (connector.replication === undefined) wal = yield* walWatch(config, databaseFile, writer, reader)
     return { writer, reader, readerClient, writerClient, busy }
   })
 
@@ -77,13 +90,16 @@ interface LaneOptions {
 /** The writer lane: a pool of one connection, opened (and the file switched to WAL) before the layer is ready. */
 const makeWriter = (
   config: PoolConfig.SqliteConfig,
-  options: LaneOptions & { readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError> }
+  options: LaneOptions & {
+    readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
+    readonly afterLease: () => void
+  }
 ) =>
   Effect.flatMap(
     Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
       connector: options.connector,
       databaseFile: options.databaseFile,
-      label: `${config.filename} (writer)`,
+      label: writerPoolName(config),
       role: "writer",
       extensions: options.extensions
     }),
@@ -92,6 +108,7 @@ const makeWriter = (
         core,
         kind: "writer",
         retryBusy: options.retryBusy,
+        afterLease: options.afterLease,
         withTransaction: (lane) =>
           Transaction.makeWithTransaction({ ...lane, begin: "BEGIN IMMEDIATE", retryBusy: options.retryBusy }),
         client: { ...config, filename: options.databaseFile }
@@ -107,7 +124,7 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         connector: options.connector,
         databaseFile: options.databaseFile,
         readOnly: true,
-        label: `${config.filename} (readers)`,
+        label: readerPoolName(config),
         role: "reader",
         extensions: options.extensions,
         inWorkers: config.readerThreads
@@ -123,6 +140,32 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         inWorkers: config.readerThreads
       })
   )
+
+/** The WAL watch of a file database, on the writer lane; its checkpoints run on fibers of the layer's Scope. */
+const walWatch = (
+  config: PoolConfig.SqliteConfig,
+  databaseFile: string,
+  writer: Lane.Lane,
+  reader: Lane.Lane | undefined
+): Effect.Effect<Wal.WalWatch, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const run = yield* FiberSet.makeRuntime<never>()
+    const clock = yield* Effect.clock
+    return new Wal.WalWatch({
+      databaseFile,
+      filename: config.filename,
+      checkpointBytes: config.walCheckpointBytes,
+      busyTimeoutMillis: Duration.toMillis(config.busyTimeout),
+      onWriter: (f) => Effect.scoped(Effect.flatMap(writer.lease, ([, entry]) => f(entry.client))),
+      oldestReader: () => reader?.core.oldestLease(),
+      readerPoolName: reader === undefined ? undefined : readerPoolName(config),
+      run: (effect) => run(effect),
+      now: () => clock.unsafeCurrentTimeMillis()
+    })
+  })
+
+const writerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (writer)`
+const readerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (readers)`
 
 /**
  * The Reader with no connections of its own: its statements and transactions wait for the writer's connection in

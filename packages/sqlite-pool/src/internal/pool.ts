@@ -100,7 +100,8 @@ export const make = (
       isFatal: (error) =>
         isClosedConnection(error) ||
         (!readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY"),
-      label: options.label ?? config.filename
+      label: options.label ?? config.filename,
+      lane: options.role === "writer" || options.role === "reader" ? options.role : undefined
     })
     yield* core.fill
     return core

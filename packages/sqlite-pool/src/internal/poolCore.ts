@@ -146,6 +146,8 @@ interface Waiter<Client> {
 interface ActiveLease<Client> {
   readonly entry: Entry<Client>
   ended: boolean
+  /** when it was handed out (the clock's nanoseconds): its use time ends at its release */
+  readonly since: bigint
 }
 
 export interface Options<Client> {
@@ -159,7 +161,10 @@ export interface Options<Client> {
   ) => Effect.Effect<Client, ConnectError>
   /** a failure that leaves the connection unusable, beside SqliteCode.isFatal */
   readonly isFatal: (error: unknown) => boolean
+  /** `db.client.connection.pool.name` in the pool's metrics */
   readonly label: string
+  /** `sqlsim.lane` in the pool's metrics, for SqlitePool's two pools */
+  readonly lane?: "writer" | "reader" | undefined
 }
 
 export const make = <Client>(options: Options<Client>): Effect.Effect<PoolCore<Client>, never, Scope.Scope> =>
@@ -227,7 +232,12 @@ export class PoolCore<Client> {
   ) {
     const { config } = options
     this.config = config
-    this.stats = new StatsRecorder(options.label)
+    this.stats = new StatsRecorder({
+      name: options.label,
+      lane: options.lane,
+      maxConnections: config.maxConnections,
+      minConnections: config.minConnections
+    })
     this.closedError = new PoolClosedError({ filename: config.filename })
     this.maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
     this.validationInterval = Duration.toMillis(config.validationInterval)
@@ -254,19 +264,31 @@ export class PoolCore<Client> {
     if (this.waiting === 0 && !this.turns.owed()) {
       if (mode === "shared") {
         const joined = this.join()
-        if (joined !== undefined) return Effect.succeed(joined)
+        if (joined !== undefined) return Effect.succeed(this.servedAtOnce(joined))
       }
       const grant = this.takeIdle(mode, options)
-      if (grant === retired) return this.wait(mode, options, restore)
-      if (grant?._tag === "Leased") return Effect.succeed(grant.lease)
+      if (grant === retired) return this.timeWait(this.wait(mode, options, restore))
+      if (grant?._tag === "Leased") return Effect.succeed(this.servedAtOnce(grant.lease))
       if (grant !== undefined) {
-        return Effect.flatMap(
+        return this.timeWait(Effect.flatMap(
           this.probe(grant.entry, mode),
           (lease) => lease !== undefined ? Effect.succeed(lease) : this.wait(mode, options, restore)
-        )
+        ))
       }
     }
-    return this.wait(mode, options, restore)
+    return this.timeWait(this.wait(mode, options, restore))
+  }
+
+  /** A lease handed out without waiting: its wait time is 0. */
+  private servedAtOnce(lease: Lease<Client>): Lease<Client> {
+    this.stats.waited(0n)
+    return lease
+  }
+
+  /** Records the wait time of a lease not handed out at once: from now (the acquire) until it is handed out. */
+  private timeWait(acquire: Effect.Effect<Lease<Client>, AcquireError>): Effect.Effect<Lease<Client>, AcquireError> {
+    const started = this.clock.unsafeCurrentTimeNanos()
+    return Effect.tap(acquire, () => this.stats.waited(this.clock.unsafeCurrentTimeNanos() - started))
   }
 
   private wait(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
@@ -505,7 +527,7 @@ export class PoolCore<Client> {
 
   private record(entry: Entry<Client>): Lease<Client> {
     this.turns.count()
-    const active: ActiveLease<Client> = { entry, ended: false }
+    const active: ActiveLease<Client> = { entry, ended: false, since: this.clock.unsafeCurrentTimeNanos() }
     this.active.add(active)
     return { entry, release: (exit) => this.release(active, exit) }
   }
@@ -514,6 +536,7 @@ export class PoolCore<Client> {
     if (active.ended) return
     active.ended = true
     this.active.delete(active)
+    this.stats.used(this.clock.unsafeCurrentTimeNanos() - active.since)
     const { entry } = active
     if (entry.state !== "leased") return this.afterRelease()
     const broken = this.brokenBy(entry, exit)
@@ -630,6 +653,7 @@ export class PoolCore<Client> {
   /** One physical connection, with retries of transient failures, in a Scope of its own. */
   readonly connectWithRetry: Effect.Effect<Entry<Client>, ConnectError> = Effect.suspend(() => {
     const { config, makeClient } = this.options
+    const started = this.clock.unsafeCurrentTimeNanos()
     const connect = RetryPolicy.retryConnect(this.connectOnce, config, {
       failed: (error) => {
         this.stats.count("connectFailures")
@@ -645,17 +669,16 @@ export class PoolCore<Client> {
             Effect.flatMap((connection) => {
               let entry: Entry<Client> | undefined
               const invalidate = Effect.sync(() => entry !== undefined && this.invalidate(entry))
-              return Effect.map(
-                makeClient(connection, invalidate),
-                (sql) =>
-                  entry = new Entry(
-                    this.nextId++,
-                    connection,
-                    sql,
-                    this.clock.unsafeCurrentTimeMillis(),
-                    connectionScope
-                  )
-              )
+              return Effect.map(makeClient(connection, invalidate), (sql) => {
+                this.stats.created(this.clock.unsafeCurrentTimeNanos() - started)
+                return entry = new Entry(
+                  this.nextId++,
+                  connection,
+                  sql,
+                  this.clock.unsafeCurrentTimeMillis(),
+                  connectionScope
+                )
+              })
             }),
             Effect.tapErrorCause((cause) => Scope.close(connectionScope, Exit.failCause(cause)))
           )
@@ -834,6 +857,15 @@ export class PoolCore<Client> {
 
   snapshot(): PoolStats {
     return this.stats.snapshot()
+  }
+
+  /** The lease held longest of those not ended: its connection, and for how long (the clock's milliseconds). */
+  oldestLease(): { readonly connectionId: number; readonly heldMillis: number } | undefined {
+    // A Set keeps insertion order, and leases are recorded as they are handed out: the first is the oldest.
+    const [oldest] = this.active
+    if (oldest === undefined) return undefined
+    const heldMillis = Number(this.clock.unsafeCurrentTimeNanos() - oldest.since) / 1e6
+    return { connectionId: oldest.entry.id, heldMillis }
   }
 
   /** The invariants this core promises that do not hold right now (empty when all do). */
