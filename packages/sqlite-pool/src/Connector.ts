@@ -130,7 +130,7 @@ export interface ReplicaOut {
 }
 
 /**
- * Where the Reader's connections are, and how far each replica is behind its primary.
+ * Where the Reader's connections are, how far each replica is behind its primary, and which replicas are out.
  *
  * @since 0.1.0
  * @category models
@@ -158,7 +158,7 @@ export interface Replication {
     /** why the Reader passes it over, until when; undefined while it serves (or has not failed since it last did) */
     readonly out: ReplicaOut | undefined
   }>
-  /** Reader connections opened on the primary because no replica could be reached */
+  /** Reader connections opened on the primary because no replica could serve */
   readonly fallbacks: number
 }
 

@@ -64,7 +64,7 @@ export class ReplicationState {
   #generation = 0
   /** the newest index a primary connection reported in the current generation */
   #primaryIndex: bigint | undefined
-  /** Reader connections opened on the primary because no replica could be reached */
+  /** Reader connections opened on the primary because no replica could serve */
   #fallbacks = 0
   /** the replicas, in the order they were configured (callers name them by this position) */
   readonly #replicas: ReadonlyArray<ReplicaProgress>
