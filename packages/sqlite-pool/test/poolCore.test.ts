@@ -88,6 +88,35 @@ describe("pool core: the queue", () => {
       expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0, inUse: 0 })
     }))
 
+  it.scoped("a waiter whose connection fails its probe goes back to the front, ahead of those who came after it", () =>
+    Effect.gen(function*() {
+      const { close, control, pool } = yield* poolWithSlowProbes({ maxConnections: 1 })
+      const served: Array<string> = []
+      const holder = yield* Scope.make()
+      yield* Scope.extend(pool.acquire, holder)
+      // Only the first probe fails.
+      const use = (name: string) =>
+        Effect.fork(pool.use((c) =>
+          Effect.sync(() => {
+            control.fail = false
+            served.push(`${name} on ${c.id}`)
+          })
+        ))
+      const first = yield* use("first")
+      yield* waiting(pool, 1)
+      const second = yield* use("second")
+      yield* waiting(pool, 2)
+      // The connection goes back and is handed to the first waiter, whose probe fails: it is retired, and the first
+      // waiter waits again, first in line, for the connection opened in its place (a fresh one is not probed).
+      control.fail = true
+      yield* Scope.close(holder, Exit.void)
+      yield* joinSoon(first, "the first waiter is served")
+      yield* joinSoon(second, "the second waiter is served")
+      expect(served).toEqual(["first on 2", "second on 2"])
+      expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0, inUse: 0 })
+      yield* close
+    }))
+
   it.scoped("a lone waiter whose connection fails its checkout is queued again and gets a new one", () =>
     Effect.gen(function*() {
       const { connector, pool } = yield* makeTestPool({ maxConnections: 1 })
