@@ -146,103 +146,118 @@ const portAnswers = (port: number) =>
   )
 
 describe("sqlsim as a process", () => {
-  it.live("health: Ctrl-C during a long page check ends the command within a second or so, without ok: true", () =>
-    Effect.gen(function*() {
-      const db = path.join(yield* tempDir, "big.db")
-      makeSlowToCheckDatabase(db)
-      // The check runs for seconds (more than 5 on this machine); the signal comes half a second after a process of
-      // the command opened the file (the checks before the page check take milliseconds).
-      let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
-      const signal = signalWhen("SIGINT", () => child?.pid !== undefined && holdsOpen(child.pid, db), 500)
-      const run = yield* sqlsim(["health", "--db", db, "--check", "full"], {
-        ...signal.options,
-        onSpawn: (spawned) => {
-          child = spawned
-          signal.options.onSpawn(spawned)
-        }
-      })
-      assert.isDefined(signal.state.sentAt)
-      const tookMs = run.endedAt - signal.state.sentAt!
-      assert.isBelow(tookMs, 2_500, `exited ${Math.round(tookMs)} ms after SIGINT (stdout: ${run.stdout})`)
-      assert.notInclude(run.stdout, "\"ok\": true")
-      assert.strictEqual(run.code, 130, run.stderr)
-      // Nothing of the check is left running.
-      assert.deepStrictEqual(processesNaming(db), [])
-    }).pipe(Effect.scoped), 120_000)
+  it.live(
+    "health: Ctrl-C during a long page check ends the command within a second or so, without ok: true",
+    () =>
+      Effect.gen(function*() {
+        const db = path.join(yield* tempDir, "big.db")
+        makeSlowToCheckDatabase(db)
+        // The check runs for seconds (more than 5 on this machine); the signal comes half a second after a process of
+        // the command opened the file (the checks before the page check take milliseconds).
+        let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
+        const signal = signalWhen("SIGINT", () => child?.pid !== undefined && holdsOpen(child.pid, db), 500)
+        const run = yield* sqlsim(["health", "--db", db, "--check", "full"], {
+          ...signal.options,
+          onSpawn: (spawned) => {
+            child = spawned
+            signal.options.onSpawn(spawned)
+          }
+        })
+        assert.isDefined(signal.state.sentAt)
+        const tookMs = run.endedAt - signal.state.sentAt!
+        assert.isBelow(tookMs, 2_500, `exited ${Math.round(tookMs)} ms after SIGINT (stdout: ${run.stdout})`)
+        assert.notInclude(run.stdout, "\"ok\": true")
+        assert.strictEqual(run.code, 130, run.stderr)
+        // Nothing of the check is left running.
+        assert.deepStrictEqual(processesNaming(db), [])
+      }).pipe(Effect.scoped),
+    120_000
+  )
 
-  it.live("health on a file another process holds EXCLUSIVE: a clear error after the retries, and Ctrl-C works", () =>
-    Effect.gen(function*() {
-      const db = path.join(yield* tempDir, "locked.db")
-      const setUp = new Database(db)
-      setUp.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
-      setUp.close()
-      yield* lockHolder(db)
+  it.live(
+    "health on a file another process holds EXCLUSIVE: a clear error after the retries, and Ctrl-C works",
+    () =>
+      Effect.gen(function*() {
+        const db = path.join(yield* tempDir, "locked.db")
+        const setUp = new Database(db)
+        setUp.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT)")
+        setUp.close()
+        yield* lockHolder(db)
 
-      const startedAt = performance.now()
-      const run = yield* sqlsim(["health", "--db", db])
-      const tookMs = run.endedAt - startedAt
-      assert.strictEqual(run.code, 1, run.stderr)
-      // Four attempts without SQLite's busy wait (5 s each before): node's start-up and a few short delays.
-      assert.isBelow(tookMs, 4_000)
-      const lines = linesOf(run.stderr)
-      assert.strictEqual(lines.length, 1, run.stderr)
-      assert.match(lines[0]!, /locked by another connection.*\(SQLITE_BUSY\); gave up after 4 attempts over \d+ ms/)
-      assert.include(run.stdout, "\"ok\": false")
+        const startedAt = performance.now()
+        const run = yield* sqlsim(["health", "--db", db])
+        const tookMs = run.endedAt - startedAt
+        assert.strictEqual(run.code, 1, run.stderr)
+        // Four attempts without SQLite's busy wait (5 s each before): node's start-up and a few short delays.
+        assert.isBelow(tookMs, 4_000)
+        const lines = linesOf(run.stderr)
+        assert.strictEqual(lines.length, 1, run.stderr)
+        assert.match(lines[0]!, /locked by another connection.*\(SQLITE_BUSY\); gave up after 4 attempts over \d+ ms/)
+        assert.include(run.stdout, "\"ok\": false")
 
-      // Many retries, up to a second apart: the event loop runs meanwhile, so SIGINT ends the command at once. The
-      // signal comes half a second after the first open (when the driver's native library was loaded).
-      let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
-      const signal = signalWhen("SIGINT", () => child?.pid !== undefined && loadedDriver(child.pid), 500)
-      const interrupted = yield* sqlsim(["health", "--db", db, "--max-retries", "50"], {
-        ...signal.options,
-        onSpawn: (spawned) => {
-          child = spawned
-          signal.options.onSpawn(spawned)
-        }
-      })
-      const afterSignalMs = interrupted.endedAt - signal.state.sentAt!
-      assert.strictEqual(interrupted.code, 130, interrupted.stderr)
-      assert.isBelow(afterSignalMs, 1_500)
-    }).pipe(Effect.scoped), 60_000)
+        // Many retries, up to a second apart: the event loop runs meanwhile, so SIGINT ends the command at once. The
+        // signal comes half a second after the first open (when the driver's native library was loaded).
+        let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
+        const signal = signalWhen("SIGINT", () => child?.pid !== undefined && loadedDriver(child.pid), 500)
+        const interrupted = yield* sqlsim(["health", "--db", db, "--max-retries", "50"], {
+          ...signal.options,
+          onSpawn: (spawned) => {
+            child = spawned
+            signal.options.onSpawn(spawned)
+          }
+        })
+        const afterSignalMs = interrupted.endedAt - signal.state.sentAt!
+        assert.strictEqual(interrupted.code, 130, interrupted.stderr)
+        assert.isBelow(afterSignalMs, 1_500)
+      }).pipe(Effect.scoped),
+    60_000
+  )
 
-  it.live("simulate --sqld SIGKILLed: its sqld servers die, their ports and directories are freed; the next run "
-    + "removes the dead run's temporary report files", () =>
-    Effect.gen(function*() {
-      const directory = yield* tempDir
-      const servers: Array<{ pid: number; port: number; dataDirectory: string }> = []
-      let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
-      const killed = yield* Effect.fork(sqlsim(
-        ["simulate", "--sqld", Sqld.sqldBinary(), "--duration", "60s", "--json", path.join(directory, "run.json")],
-        { onSpawn: (spawned) => (child = spawned) }
-      ))
-      // Both servers (a primary and one replica) are up: their command lines name their port and data directory.
-      const started = yield* eventually(() => {
-        if (child?.pid === undefined) return false
-        servers.length = 0
-        for (const pid of descendantsOf(child.pid)) {
-          const args = liveArguments(pid)
-          if (args === undefined || !path.basename(args[0]!).startsWith("sqld")) continue
-          const port = Number(args[args.indexOf("--http-listen-addr") + 1]!.split(":")[1])
-          servers.push({ pid, port, dataDirectory: path.dirname(args[args.indexOf("--db-path") + 1]!) })
-        }
-        return servers.length === 2
-      }, 30_000)
-      assert.isTrue(started, "sqld servers started")
-      const leftover = filesIn(directory).filter((name) => /^\.sqlsim-.*\.tmp$/.test(name))
-      assert.lengthOf(leftover, 1, "the report's temporary file, created at the start")
-      for (const server of servers) assert.isTrue(yield* portAnswers(server.port))
+  it.live(
+    "simulate --sqld SIGKILLed: its sqld servers die, their ports and directories are freed; the next run "
+      + "removes the dead run's temporary report files",
+    () =>
+      Effect.gen(function*() {
+        const directory = yield* tempDir
+        const servers: Array<{ pid: number; port: number; dataDirectory: string }> = []
+        let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
+        const killed = yield* Effect.fork(sqlsim(
+          ["simulate", "--sqld", Sqld.sqldBinary(), "--duration", "60s", "--json", path.join(directory, "run.json")],
+          { onSpawn: (spawned) => (child = spawned) }
+        ))
+        // Both servers (a primary and one replica) are up: their command lines name their port and data directory.
+        const started = yield* eventually(() => {
+          if (child?.pid === undefined) return false
+          servers.length = 0
+          for (const pid of descendantsOf(child.pid)) {
+            const args = liveArguments(pid)
+            if (args === undefined || !path.basename(args[0]!).startsWith("sqld")) continue
+            const port = Number(args[args.indexOf("--http-listen-addr") + 1]!.split(":")[1])
+            servers.push({ pid, port, dataDirectory: path.dirname(args[args.indexOf("--db-path") + 1]!) })
+          }
+          return servers.length === 2
+        }, 30_000)
+        assert.isTrue(started, "sqld servers started")
+        const leftover = filesIn(directory).filter((name) => /^\.sqlsim-.*\.tmp$/.test(name))
+        assert.lengthOf(leftover, 1, "the report's temporary file, created at the start")
+        for (const server of servers) assert.isTrue(yield* portAnswers(server.port))
 
-      child!.kill("SIGKILL")
-      yield* Effect.fromFiber(killed)
-      const gone = yield* eventually(() => servers.every((server) => liveArguments(server.pid) === undefined), 5_000)
-      assert.isTrue(gone, `no sqld left: ${JSON.stringify(servers.filter((s) => liveArguments(s.pid) !== undefined))}`)
-      for (const server of servers) assert.isFalse(yield* portAnswers(server.port), `port ${server.port} freed`)
-      const removed = yield* eventually(() => servers.every((server) => !fs.existsSync(server.dataDirectory)), 5_000)
-      assert.isTrue(removed, "the data directories are removed")
+        child!.kill("SIGKILL")
+        yield* Effect.fromFiber(killed)
+        const gone = yield* eventually(() => servers.every((server) => liveArguments(server.pid) === undefined), 5_000)
+        assert.isTrue(
+          gone,
+          `no sqld left: ${JSON.stringify(servers.filter((s) => liveArguments(s.pid) !== undefined))}`
+        )
+        for (const server of servers) assert.isFalse(yield* portAnswers(server.port), `port ${server.port} freed`)
+        const removed = yield* eventually(() => servers.every((server) => !fs.existsSync(server.dataDirectory)), 5_000)
+        assert.isTrue(removed, "the data directories are removed")
 
-      // A later run writing into the same directory removes the dead run's temporary file.
-      const next = yield* sqlsim(["simulate", "--ops", "20", "--json", path.join(directory, "next.json")])
-      assert.strictEqual(next.code, 0, next.stderr)
-      assert.deepStrictEqual(filesIn(directory), ["next.json"])
-    }).pipe(Effect.scoped), 120_000)
+        // A later run writing into the same directory removes the dead run's temporary file.
+        const next = yield* sqlsim(["simulate", "--ops", "20", "--json", path.join(directory, "next.json")])
+        assert.strictEqual(next.code, 0, next.stderr)
+        assert.deepStrictEqual(filesIn(directory), ["next.json"])
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })

@@ -155,14 +155,13 @@ rm -rf "$2"`
  */
 const watch = (child: childProcess.ChildProcess, dataDirectory: string): void => {
   if (child.pid === undefined) return
-  const watchdog = childProcess.spawn("/bin/sh", ["-c", watchdogScript, "sqld-watchdog", String(child.pid), dataDirectory], {
-    stdio: ["pipe", "ignore", "ignore"]
-  })
+  const args = ["-c", watchdogScript, "sqld-watchdog", String(child.pid), dataDirectory]
+  const watchdog = childProcess.spawn("/bin/sh", args, { stdio: ["pipe", "ignore", "ignore"] })
   // Neither the pipe nor the watchdog keeps this process alive; the pipe is never written to.
   watchdog.on("error", () => {})
   watchdog.stdin?.on("error", () => {})
   watchdog.unref()
-  ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
+  ;(watchdog.stdin as net.Socket | null)?.unref()
   child.once("exit", () => {
     watchdog.kill("SIGKILL")
     watchdog.stdin?.destroy()

@@ -50,25 +50,33 @@ const runFixture = (env: Record<string, string>, limitMs: number) =>
     }))
 
 describe("the process's exit with Reader threads inside SQLite", () => {
-  it.scopedLive("without a C compiler: one warning at the first worker open, and process.exit ends the process "
-    + "at once although two timed-out aggregates still run", () =>
-    Effect.gen(function*() {
-      const ended = yield* runFixture({ CC: "/no/such/compiler", MODE: "timeout" }, 60_000)
-      assert.include(ended.stdout, "exiting", ended.stderr)
-      // The aggregates would run for minutes: the limit above kills a process that waits for them.
-      assert.isBelow(ended.exitMs!, 5_000)
-      // SIGKILL: Node cannot exit otherwise while a thread is inside SQLite (its exit code is lost).
-      assert.strictEqual(ended.signal, "SIGKILL")
-      assert.strictEqual(ended.stderr.match(/SQLSIM_NO_INTERRUPT/g)?.length, 1, ended.stderr)
-      assert.match(ended.stderr, /stops only at its next row .* install a C compiler/)
-    }), 90_000)
+  it.scopedLive(
+    "without a C compiler: one warning at the first worker open, and process.exit ends the process "
+      + "at once although two timed-out aggregates still run",
+    () =>
+      Effect.gen(function*() {
+        const ended = yield* runFixture({ CC: "/no/such/compiler", MODE: "timeout" }, 60_000)
+        assert.include(ended.stdout, "exiting", ended.stderr)
+        // The aggregates would run for minutes: the limit above kills a process that waits for them.
+        assert.isBelow(ended.exitMs!, 5_000)
+        // SIGKILL: Node cannot exit otherwise while a thread is inside SQLite (its exit code is lost).
+        assert.strictEqual(ended.signal, "SIGKILL")
+        assert.strictEqual(ended.stderr.match(/SQLSIM_NO_INTERRUPT/g)?.length, 1, ended.stderr)
+        assert.match(ended.stderr, /stops only at its next row .* install a C compiler/)
+      }),
+    90_000
+  )
 
-  it.scopedLive("with the interrupt extension: process.exit while both aggregates run exits at once, code 0", () =>
-    Effect.gen(function*() {
-      const ended = yield* runFixture({ MODE: "running", DELAY_MS: "1000" }, 60_000)
-      assert.include(ended.stdout, "exiting", ended.stderr)
-      assert.isBelow(ended.exitMs!, 5_000)
-      assert.strictEqual(ended.code, 0, ended.stderr)
-      assert.notInclude(ended.stderr, "SQLSIM_NO_INTERRUPT")
-    }), 90_000)
+  it.scopedLive(
+    "with the interrupt extension: process.exit while both aggregates run exits at once, code 0",
+    () =>
+      Effect.gen(function*() {
+        const ended = yield* runFixture({ MODE: "running", DELAY_MS: "1000" }, 60_000)
+        assert.include(ended.stdout, "exiting", ended.stderr)
+        assert.isBelow(ended.exitMs!, 5_000)
+        assert.strictEqual(ended.code, 0, ended.stderr)
+        assert.notInclude(ended.stderr, "SQLSIM_NO_INTERRUPT")
+      }),
+    90_000
+  )
 })

@@ -77,7 +77,10 @@ const parse = (stdout: string): Outcome | undefined => {
     }
     const error = answer.error === undefined
       ? undefined
-      : Object.assign(new Error(answer.error.message), answer.error.code === undefined ? {} : { code: answer.error.code })
+      : Object.assign(
+        new Error(answer.error.message),
+        answer.error.code === undefined ? {} : { code: answer.error.code }
+      )
     return { rows: answer.rows, error }
   } catch {
     return undefined
