@@ -11,6 +11,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as net from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { filesIn, linesOf, type RunOptions, signalWhen, sqlsim, tempDir } from "./utils.js"
 
@@ -253,10 +254,24 @@ describe("sqlsim as a process", () => {
         const removed = yield* eventually(() => servers.every((server) => !fs.existsSync(server.dataDirectory)), 5_000)
         assert.isTrue(removed, "the data directories are removed")
 
-        // A later run writing into the same directory removes the dead run's temporary file.
-        const next = yield* sqlsim(["simulate", "--ops", "20", "--json", path.join(directory, "next.json")])
+        // A later run writing into the same directory removes the dead run's temporary file, not a live process's
+        // (this one's); starting its servers, it removes data directories of dead runs that their watchdog did not.
+        const live = `.sqlsim-${process.pid}-abcdefgh.tmp`
+        fs.writeFileSync(path.join(directory, live), "")
+        const orphan = path.join(os.tmpdir(), `sqlsim-sqld-${child!.pid}-leftover`)
+        fs.mkdirSync(orphan)
+        const next = yield* sqlsim([
+          "simulate",
+          "--sqld",
+          Sqld.sqldBinary(),
+          "--ops",
+          "20",
+          "--json",
+          path.join(directory, "next.json")
+        ])
         assert.strictEqual(next.code, 0, next.stderr)
-        assert.deepStrictEqual(filesIn(directory), ["next.json"])
+        assert.deepStrictEqual(filesIn(directory), [live, "next.json"])
+        assert.isFalse(fs.existsSync(orphan))
       }).pipe(Effect.scoped),
     120_000
   )

@@ -16,6 +16,8 @@ import { createRequire } from "node:module"
 /** What the check read: its rows (one row may hold several lines), and the error that stopped it. */
 export interface Outcome {
   readonly rows: ReadonlyArray<string>
+  /** how long the check ran in the child (its process's start not included) */
+  readonly millis: number
   /** the driver's error, with its SQLite code: the rows before it are still the report */
   readonly error: (Error & { readonly code?: string }) | undefined
 }
@@ -25,12 +27,14 @@ const program = `
 const { driver, uri, pragma, limit } = JSON.parse(process.argv[1])
 const Database = require(driver)
 const rows = []
+let startedAt = performance.now()
 const answer = (error) => {
   const described = error === undefined ? undefined : { code: error.code, message: String(error.message ?? error) }
-  process.stdout.write(JSON.stringify({ rows, error: described }) + "\\n")
+  process.stdout.write(JSON.stringify({ rows, millis: performance.now() - startedAt, error: described }) + "\\n")
 }
 try {
   const db = new Database(uri, uri === ":memory:" ? { timeout: 0 } : { readonly: true, fileMustExist: true, timeout: 0 })
+  startedAt = performance.now()
   for (const row of db.prepare("PRAGMA " + pragma + "(" + limit + ")").pluck().iterate()) rows.push(String(row))
   db.close()
   answer(undefined)
@@ -73,6 +77,7 @@ const parse = (stdout: string): Outcome | undefined => {
   try {
     const answer = JSON.parse(stdout) as {
       rows: Array<string>
+      millis: number
       error: { code?: string; message: string } | undefined
     }
     const error = answer.error === undefined
@@ -81,7 +86,7 @@ const parse = (stdout: string): Outcome | undefined => {
         new Error(answer.error.message),
         answer.error.code === undefined ? {} : { code: answer.error.code }
       )
-    return { rows: answer.rows, error }
+    return { rows: answer.rows, millis: answer.millis, error }
   } catch {
     return undefined
   }
