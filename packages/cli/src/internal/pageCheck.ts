@@ -5,7 +5,8 @@
  * compiler (unlike sqlite3_interrupt through an extension), and leaves no thread behind for the exit to wait for.
  *
  * The child opens the file the same way (the same URI, read-only, no busy wait) and writes one JSON line: the rows
- * it read, and the error that stopped it, if any.
+ * it read, how long that took, and the error that stopped it, if any. It dies with the command, even one killed with
+ * SIGKILL (see `program`).
  *
  * @internal
  */
@@ -22,15 +23,16 @@ export interface Outcome {
   readonly error: (Error & { readonly code?: string }) | undefined
 }
 
-/** The child's program: CommonJS, run with `node -e`, its one argument the JSON of what to check. */
-const program = `
-const { driver, uri, pragma, limit } = JSON.parse(process.argv[1])
+/** The check, in a thread of the child (CommonJS, `eval`): its data is the JSON of what to check. */
+const check = `
+const { parentPort, workerData } = require("node:worker_threads")
+const { driver, uri, pragma, limit } = JSON.parse(workerData)
 const Database = require(driver)
 const rows = []
 let startedAt = performance.now()
 const answer = (error) => {
   const described = error === undefined ? undefined : { code: error.code, message: String(error.message ?? error) }
-  process.stdout.write(JSON.stringify({ rows, millis: performance.now() - startedAt, error: described }) + "\\n")
+  parentPort.postMessage(JSON.stringify({ rows, millis: performance.now() - startedAt, error: described }))
 }
 try {
   const db = new Database(uri, uri === ":memory:" ? { timeout: 0 } : { readonly: true, fileMustExist: true, timeout: 0 })
@@ -43,6 +45,21 @@ try {
 }
 `
 
+/**
+ * The child's program (run with `node -e`, its one argument the JSON of what to check): the check runs in a thread,
+ * and the main thread watches its standard input, a pipe from the command. Its end means the command is gone (killed
+ * with SIGKILL too): the child then ends itself at once (SIGKILL: a thread inside SQLite would hold a normal exit).
+ */
+const program = `
+const { Worker } = require("node:worker_threads")
+process.stdin.on("end", () => process.kill(process.pid, "SIGKILL")).resume()
+const thread = new Worker(${JSON.stringify(check)}, { eval: true, workerData: process.argv[1] })
+thread.once("message", (answer) => {
+  process.stdout.write(answer + "\\n")
+  process.exit(0)
+})
+`
+
 const driver = createRequire(import.meta.url).resolve("better-sqlite3")
 
 /**
@@ -52,7 +69,8 @@ const driver = createRequire(import.meta.url).resolve("better-sqlite3")
 export const run = (uri: string, pragma: string, limit: number): Effect.Effect<Outcome, string> =>
   Effect.async<Outcome, string>((resume) => {
     const child = spawn(process.execPath, ["-e", program, JSON.stringify({ driver, uri, pragma, limit })], {
-      stdio: ["ignore", "pipe", "pipe"],
+      // stdin: a pipe never written to, whose end tells the child the command is gone.
+      stdio: ["pipe", "pipe", "pipe"],
       // URI filenames (mode=ro, immutable) need this when the driver loads.
       env: { ...process.env, SQLITE_USE_URI: "1" }
     })
@@ -61,7 +79,9 @@ export const run = (uri: string, pragma: string, limit: number): Effect.Effect<O
     child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
     child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr = (stderr + text).slice(-2000)))
     child.once("error", (error) => resume(Effect.fail(`cannot start the page check: ${error.message}`)))
+    child.stdin.on("error", () => {})
     child.once("close", (code, signal) => {
+      child.stdin.destroy()
       const answer = parse(stdout)
       if (answer !== undefined) return resume(Effect.succeed(answer))
       const how = signal === null ? `exited with code ${code}` : `was killed (${signal})`
@@ -70,6 +90,7 @@ export const run = (uri: string, pragma: string, limit: number): Effect.Effect<O
     })
     return Effect.sync(() => {
       child.kill("SIGKILL")
+      child.stdin.destroy()
     })
   })
 
