@@ -11,12 +11,13 @@
  * The process's exit: Node joins every worker thread before it exits (`process.exit` included), and a thread inside
  * one SQLite step cannot be joined until the step ends, minutes for a long aggregate. So at the exit, each thread
  * that may be running a statement is interrupted, and the exit waits (a second at most) until it is out of SQLite.
- * Without the extension nothing can take it out: the process then ends itself with SIGKILL (its exit code is lost:
- * 137), and `exit` listeners added after the first worker started do not run.
+ * Without the extension nothing can take it out: a statement that does not end within that second makes the process
+ * end itself with SIGKILL (its exit code is lost: 137), and `exit` listeners added after the first worker started do
+ * not run then. (Only a pool on the main thread does this.)
  *
  * @internal
  */
-import { Worker } from "node:worker_threads"
+import { isMainThread, Worker } from "node:worker_threads"
 import type { Interrupter } from "./interrupt.js"
 import { RequestTable } from "./requestTable.js"
 import { type Answer, type OpenAnswer, type Request, revive, type WorkerSettings } from "./workerProtocol.js"
@@ -266,33 +267,35 @@ export class WorkerConnection {
 
   /**
    * At the process's exit (normal or `process.exit`), before Node joins the worker threads: every thread that may be
-   * inside a statement is taken out of it; one that only `terminate()` could stop would hold the exit until its
-   * statement's next row, so the process ends itself instead (pipes and files have their output already: Node
-   * writes them synchronously).
+   * inside a statement runs nothing more, has its statement interrupted where it can be, and gets a second in all to
+   * be out of SQLite. One still inside would hold the exit until its statement ends, so the process ends itself
+   * instead (pipes and files have their output already: Node writes them synchronously).
    */
   static #installExitListener(): void {
-    if (WorkerConnection.#exitListenerInstalled) return
+    // In a worker thread, `exit` is the thread's and SIGKILL would end the whole process.
+    if (WorkerConnection.#exitListenerInstalled || !isMainThread) return
     WorkerConnection.#exitListenerInstalled = true
     process.once("exit", () => {
-      let stuck = false
-      for (const connection of mayBeRunning) {
-        if (!connection.#leaveSqliteForExit()) stuck = true
+      const deadline = performance.now() + 1_000
+      for (const connection of mayBeRunning) connection.#stopForExit()
+      if ([...mayBeRunning].some((connection) => !connection.#outOfSqliteBy(deadline))) {
+        process.kill(process.pid, "SIGKILL")
       }
-      if (stuck) process.kill(process.pid, "SIGKILL")
     })
   }
 
-  /**
-   * Interrupts the statement the thread may be running (unless that was done) and waits, a second at most, until
-   * the thread is out of it. False when the thread may still be inside SQLite: it could not be interrupted.
-   */
-  #leaveSqliteForExit(): boolean {
-    if (!this.#interrupted) {
-      const interruptId = this.#state._tag === "Open" ? this.#state.interruptId : undefined
-      if (this.#interrupter === undefined || interruptId === undefined) return false
+  /** Tells the worker to run nothing more, and interrupts its statement unless it was, where it can be. */
+  #stopForExit(): void {
+    Atomics.store(this.#stopFlag, 0, 1)
+    const interruptId = this.#state._tag === "Open" ? this.#state.interruptId : undefined
+    if (!this.#interrupted && this.#interrupter !== undefined && interruptId !== undefined) {
       this.#interrupt(this.#interrupter, interruptId)
     }
-    return Atomics.wait(this.#stopFlag, 1, 1, 1_000) !== "timed-out"
+  }
+
+  /** Waits until the worker has finished the message it handles, or until `deadline`: false if it has not. */
+  #outOfSqliteBy(deadline: number): boolean {
+    return Atomics.wait(this.#stopFlag, 1, 1, Math.max(0, deadline - performance.now())) !== "timed-out"
   }
 
   /** Tells the worker to run nothing more, and stops its statement at SQLite's next jump. */
