@@ -14,6 +14,10 @@
  * - WAL database whose -wal holds frames but whose -shm is missing: SQLite cannot read it without creating a -shm,
  *   so the check refuses with a line that says what to do.
  *
+ * The header and the schema are read here, without SQLite's busy wait (a locked file is retried on the pool's
+ * schedule); the page check, one long native call, runs in a child process opened the same way
+ * (`internal/pageCheck.ts`), so that Ctrl-C is acted on while it runs.
+ *
  * @since 0.1.0
  */
 import { PoolConfig, type PoolError, RetryPolicy, SqliteCode } from "@sqlsim/sqlite-pool"
@@ -138,11 +142,11 @@ export const check = (
     const pageCheck = options.pageCheck ?? "quick"
     const startedAt = performance.now()
     let attempts = 0
-    const attempt = Effect.suspend(() => {
+    const counted = Effect.suspend(() => {
       attempts++
       return checkOnce(given, database, pageCheck)
     })
-    return yield* attempt.pipe(
+    return yield* counted.pipe(
       Effect.retry({ schedule: RetryPolicy.schedule(config), while: (failure) => failure.transient }),
       Effect.catchAll((failure): Effect.Effect<Report> => {
         const error = failure.transient && attempts > 1
