@@ -1,7 +1,9 @@
 /**
  * Writing a file atomically: the content goes to a temporary file in the same directory, which is flushed to disk
  * and renamed over the target only when everything was written. A failure, an interruption or a crash never leaves
- * a half-written target, and an existing target stays as it was until the rename.
+ * a half-written target, and an existing target stays as it was until the rename. A process killed outright (SIGKILL)
+ * leaves its temporary file: the name holds the writer's process id, and the next `open` in that directory removes
+ * the temporary files of writers that no longer exist.
  *
  * @since 0.1.0
  */
@@ -78,6 +80,7 @@ export const open = (
       return yield* Effect.fail(describe(output, targetInfo.left))
     }
 
+    yield* removeDeadWritersFiles(fs, directory)
     // A short name of its own, not the target's name with a suffix: a target name as long as the file system
     // allows must still be writable.
     const temporaryPath = path.join(directory, temporaryName())
@@ -99,11 +102,36 @@ export const open = (
     return { path: target, temporaryPath, write, commit } satisfies AtomicFile
   })
 
-/** `.sqlsim-`, 8 random characters, `.tmp`: 20 characters, whatever the target's name. */
+/** `.sqlsim-`, the writer's process id, `-`, 8 random characters, `.tmp`: at most 30 characters, whatever the target. */
 const temporaryName = () => {
   let random = ""
   while (random.length < 8) random += Math.random().toString(36).slice(2)
-  return `.sqlsim-${random.slice(0, 8)}.tmp`
+  return `.sqlsim-${process.pid}-${random.slice(0, 8)}.tmp`
+}
+
+const temporaryPattern = /^\.sqlsim-(\d+)-[a-z0-9]{8}\.tmp$/
+
+/**
+ * Removes the temporary files in `directory` whose writer process no longer exists. A live process with the same id
+ * keeps its files (it may be writing them), and so does one of another user (`kill` answers EPERM). Nothing here
+ * fails the write: a file that cannot be removed stays.
+ */
+const removeDeadWritersFiles = (fs: FileSystem.FileSystem, directory: string): Effect.Effect<void> =>
+  Effect.ignore(Effect.flatMap(fs.readDirectory(directory), (names) =>
+    Effect.forEach(names, (name) => {
+      const writer = temporaryPattern.exec(name)?.[1]
+      return writer === undefined || processExists(Number(writer))
+        ? Effect.void
+        : Effect.ignore(fs.remove(path.join(directory, name)))
+    }, { discard: true })))
+
+const processExists = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (cause) {
+    return (cause as { code?: unknown }).code === "EPERM"
+  }
 }
 
 const errorCode = (error: unknown): string | undefined => {

@@ -14,17 +14,21 @@
  * - WAL database whose -wal holds frames but whose -shm is missing: SQLite cannot read it without creating a -shm,
  *   so the check refuses with a line that says what to do.
  *
+ * The header and the schema are read here, without SQLite's busy wait (a locked file is retried on the pool's
+ * schedule); the page check, one long native call, runs in a child process opened the same way
+ * (`internal/pageCheck.ts`), so that Ctrl-C is acted on while it runs.
+ *
  * @since 0.1.0
  */
-import { PoolConfig, type PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
+import { PoolConfig, type PoolError, RetryPolicy, SqliteCode } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
+import * as PageCheckProcess from "./internal/pageCheck.js"
 
 /**
  * How much of the file the check reads:
@@ -65,7 +69,7 @@ export interface Healthy {
   readonly sqlite_version: string
   readonly journal_mode: string
   readonly page_check: PageCheck
-  /** time the page check took */
+  /** time the page check took (SQLite's own, in the process that ran it) */
   readonly page_check_ms: number
   readonly page_size: number
   readonly pages: number
@@ -127,8 +131,10 @@ class CheckFailure extends Data.TaggedError("CheckFailure")<{
 }> {}
 
 /**
- * Checks the database named by `pool.filename` (`retries` retries a busy file). Fails only for an invalid
- * configuration; an unhealthy database is a report with `ok: false`.
+ * Checks the database named by `pool.filename`. A file another connection has locked is tried again on the pool's
+ * retry schedule (`retries`, `retryBaseDelay`, `retryMaxDelay`), never by waiting inside SQLite, so the event loop
+ * (and Ctrl-C) keeps running; the page check runs in a child process, which interrupting the check kills at once.
+ * Fails only for an invalid configuration; an unhealthy database is a report with `ok: false`.
  *
  * @since 0.1.0
  * @category constructors
@@ -142,23 +148,24 @@ export const check = (
     const given = config.filename
     const database = given === ":memory:" ? given : path.resolve(given)
     const pageCheck = options.pageCheck ?? "quick"
-    const busyRetries = Schedule.intersect(
-      Schedule.exponential(config.retryBaseDelay),
-      Schedule.recurs(config.retries)
-    )
-    return yield* Effect.try({
-      try: () => checkOnce(given, database, pageCheck),
-      catch: (cause) =>
-        cause instanceof CheckFailure ? cause : new CheckFailure({ error: String(cause), transient: false })
-    }).pipe(
-      Effect.retry({ schedule: busyRetries, while: (failure) => failure.transient }),
-      Effect.catchAll((failure): Effect.Effect<Report> =>
-        Effect.succeed(
+    const startedAt = performance.now()
+    let attempts = 0
+    const counted = Effect.suspend(() => {
+      attempts++
+      return checkOnce(given, database, pageCheck)
+    })
+    return yield* counted.pipe(
+      Effect.retry({ schedule: RetryPolicy.schedule(config), while: (failure) => failure.transient }),
+      Effect.catchAll((failure): Effect.Effect<Report> => {
+        const error = failure.transient && attempts > 1
+          ? `${failure.error}; gave up after ${attempts} attempts over ${Math.round(performance.now() - startedAt)} ms`
+          : failure.error
+        return Effect.succeed(
           failure.problems === undefined
-            ? { database, ok: false, error: failure.error }
-            : { database, ok: false, error: failure.error, problems: failure.problems }
+            ? { database, ok: false, error }
+            : { database, ok: false, error, problems: failure.problems }
         )
-      )
+      })
     )
   })
 
@@ -170,10 +177,68 @@ interface Plan {
   readonly unlockedState: string | undefined
 }
 
-const checkOnce = (given: string, database: string, pageCheck: PageCheck): Report => {
-  const plan = database === ":memory:" ? { uri: ":memory:", journalMode: undefined, unlockedState: undefined } : (
-    planOpen(given, database)
-  )
+/** What the check reads before the pages (through a connection of this thread: each read is quick). */
+interface Header {
+  readonly version: string
+  readonly latencyMs: number
+  readonly pageSize: number
+  readonly pages: number
+  readonly journalMode: string
+}
+
+const checkOnce = (given: string, database: string, pageCheck: PageCheck): Effect.Effect<Report, CheckFailure> =>
+  Effect.gen(function*() {
+    const plan = yield* attempt(() =>
+      database === ":memory:" ? { uri: ":memory:", journalMode: undefined, unlockedState: undefined } : (
+        planOpen(given, database)
+      )
+    )
+    const header = yield* attempt(() => readHeaderAndSchema(given, database, plan))
+    let checkMs = 0
+    if (pageCheck !== "none") {
+      const pragma = pageCheck === "quick" ? "quick_check" : "integrity_check"
+      const checked = yield* pageProblems(given, plan.uri, pragma)
+      checkMs = checked.millis
+      const problems = checked.problems
+      if (problems.length > 0) {
+        return yield* new CheckFailure({
+          error: `${given} is corrupt: ${pragma} found ${
+            problems.length >= maxProblems ? `at least ${maxProblems}` : problems.length
+          } problem${problems.length === 1 ? "" : "s"}, the first: ${problems[0]}`,
+          transient: false,
+          problems
+        })
+      }
+    }
+    if (plan.unlockedState !== undefined && fileState(database) !== plan.unlockedState) {
+      return yield* new CheckFailure({
+        error: `${given} changed while it was checked (another connection wrote to it); check again`,
+        transient: true
+      })
+    }
+    return {
+      database,
+      ok: true,
+      latency_ms: rounded(header.latencyMs),
+      sqlite_version: header.version,
+      journal_mode: header.journalMode,
+      page_check: pageCheck,
+      page_check_ms: rounded(checkMs),
+      page_size: header.pageSize,
+      pages: header.pages,
+      ...walState(database, header.journalMode)
+    } satisfies Healthy
+  })
+
+/** A step that throws `CheckFailure` (or anything else: a failure that is not retried), as an Effect. */
+const attempt = <A>(f: () => A): Effect.Effect<A, CheckFailure> =>
+  Effect.try({
+    try: f,
+    catch: (cause) =>
+      cause instanceof CheckFailure ? cause : new CheckFailure({ error: String(cause), transient: false })
+  })
+
+const readHeaderAndSchema = (given: string, database: string, plan: Plan): Header => {
   const startedAt = performance.now()
   const db = open(given, database, plan.uri)
   try {
@@ -184,39 +249,7 @@ const checkOnce = (given: string, database: string, pageCheck: PageCheck): Repor
     const pageSize = run(given, () => db.pragma("page_size", { simple: true }) as number)
     const pages = run(given, () => db.pragma("page_count", { simple: true }) as number)
     const journalMode = plan.journalMode ?? run(given, () => db.pragma("journal_mode", { simple: true }) as string)
-    const checkStartedAt = performance.now()
-    if (pageCheck !== "none") {
-      const pragma = pageCheck === "quick" ? "quick_check" : "integrity_check"
-      const problems = pageProblems(given, db, pragma)
-      if (problems.length > 0) {
-        throw new CheckFailure({
-          error: `${given} is corrupt: ${pragma} found ${
-            problems.length >= maxProblems ? `at least ${maxProblems}` : problems.length
-          } problem${problems.length === 1 ? "" : "s"}, the first: ${problems[0]}`,
-          transient: false,
-          problems
-        })
-      }
-    }
-    const checkMs = performance.now() - checkStartedAt
-    if (plan.unlockedState !== undefined && fileState(database) !== plan.unlockedState) {
-      throw new CheckFailure({
-        error: `${given} changed while it was checked (another connection wrote to it); check again`,
-        transient: true
-      })
-    }
-    return {
-      database,
-      ok: true,
-      latency_ms: rounded(latencyMs),
-      sqlite_version: version,
-      journal_mode: journalMode,
-      page_check: pageCheck,
-      page_check_ms: rounded(checkMs),
-      page_size: pageSize,
-      pages,
-      ...walState(database, journalMode)
-    }
+    return { version, latencyMs, pageSize, pages, journalMode }
   } finally {
     db.close()
   }
@@ -226,20 +259,24 @@ const checkOnce = (given: string, database: string, pageCheck: PageCheck): Repor
  * The problems a page check reports. SQLite returns them as rows (one row may hold several lines) and, on some
  * damage, then fails the statement with SQLITE_CORRUPT: the rows already read are the report.
  */
-const pageProblems = (given: string, db: Database.Database, pragma: string): Array<string> => {
-  const problems: Array<string> = []
-  try {
-    for (const row of db.prepare(`PRAGMA ${pragma}(${maxProblems})`).pluck().iterate()) {
-      for (const line of String(row).split("\n")) {
-        if (line !== "ok" && !line.startsWith("*** in database")) problems.push(line)
+const pageProblems = (
+  given: string,
+  uri: string,
+  pragma: string
+): Effect.Effect<{ readonly problems: Array<string>; readonly millis: number }, CheckFailure> =>
+  PageCheckProcess.run(uri, pragma, maxProblems).pipe(
+    Effect.mapError((reason) => new CheckFailure({ error: `cannot check ${given}: ${reason}`, transient: false })),
+    Effect.flatMap(({ error, millis, rows }) => {
+      const problems = rows.flatMap((row) => row.split("\n")).filter((line) =>
+        line !== "ok" && !line.startsWith("*** in database")
+      )
+      if (error !== undefined) {
+        if (problems.length === 0) return Effect.fail(failureOf(given, error, `${pragma} failed on`))
+        problems.push(`${pragma} stopped: ${error.message}`)
       }
-    }
-  } catch (cause) {
-    if (problems.length === 0) throw failureOf(given, cause, `${pragma} failed on`)
-    problems.push(`${pragma} stopped: ${cause instanceof Error ? cause.message : String(cause)}`)
-  }
-  return problems.slice(0, maxProblems)
-}
+      return Effect.succeed({ problems: problems.slice(0, maxProblems), millis })
+    })
+  )
 
 const rounded = (millis: number) => Math.round(millis * 1000) / 1000
 
@@ -366,7 +403,9 @@ const open = (given: string, database: string, uri: string): Database.Database =
   process.env.SQLITE_USE_URI ??= "1"
   if (database === ":memory:") return new Database(database)
   try {
-    return new Database(uri, { readonly: true, fileMustExist: true })
+    // No busy wait inside SQLite (better-sqlite3 waits 5 s by default, with the event loop stopped): a locked file
+    // fails at once and is tried again on the retry schedule.
+    return new Database(uri, { readonly: true, fileMustExist: true, timeout: 0 })
   } catch (cause) {
     // Without URI support SQLite looks for a file literally named "file:///...": the plain name then opens (an
     // open alone reads nothing, so it changes nothing).

@@ -69,7 +69,9 @@ export interface RunOptions {
   /** fed to the child's standard input, then closed; without it stdin is empty */
   readonly stdin?: (child: NodeJS.WritableStream) => void
   /** called once with the running child (to kill it, say) */
-  readonly onSpawn?: (child: { readonly kill: (signal: NodeJS.Signals) => boolean }) => void
+  readonly onSpawn?: (
+    child: { readonly pid?: number | undefined; readonly kill: (signal: NodeJS.Signals) => boolean }
+  ) => void
   /** called with everything written to stderr so far, each time more arrives */
   readonly onStderr?: (stderr: string) => void
 }

@@ -8,6 +8,11 @@
  * bound) and removes its data directory. A process can be killed mid-run and restarted on the same ports with the
  * same data directory, as an operator restarting a crashed server would: that is the simulator's server fault.
  *
+ * The servers also die with this process when it is killed outright (SIGKILL runs no finalizer and no exit hook):
+ * each sqld has a watchdog, a shell that reads a pipe from this process and, at its end of file (this process is
+ * gone, the kernel closed the pipe), kills the sqld and removes its data directory. Directories are named with this
+ * process's id, and those of dead processes (a watchdog that was killed too) are removed at the next start.
+ *
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
@@ -98,8 +103,68 @@ let exitHookInstalled = false
 const installExitHook = () => {
   if (exitHookInstalled) return
   exitHookInstalled = true
+  removeDeadRunsDirectories()
   process.once("exit", () => {
     for (const child of live) child.kill("SIGKILL")
+  })
+}
+
+/** The prefix of this module's temporary directories: `sqlsim-sqld-<pid>-`, so that a later run knows the owner. */
+const directoryPrefix = "sqlsim-sqld-"
+
+/** Removes the temporary directories of processes that no longer exist (killed before they could remove them). */
+const removeDeadRunsDirectories = () => {
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(os.tmpdir())
+  } catch {
+    return
+  }
+  for (const name of names) {
+    const owner = /^sqlsim-sqld-(\d+)-/.exec(name)?.[1]
+    if (owner !== undefined && !processExists(Number(owner))) {
+      fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true })
+    }
+  }
+}
+
+/** Whether a process with this id exists (one owned by another user counts: it may be a run of theirs). */
+const processExists = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (cause) {
+    return (cause as { code?: unknown }).code === "EPERM"
+  }
+}
+
+/**
+ * The watchdog of one sqld run: `sh` waits for the end of its standard input, a pipe only this process writes to,
+ * then kills the sqld and removes its data directory. It ignores the terminal's signals (a Ctrl-C reaches the whole
+ * process group, and this process may then still be stopping its servers), and `cat` inherits that.
+ */
+const watchdogScript = `trap '' INT HUP TERM QUIT
+cat >/dev/null
+kill -KILL "$1" 2>/dev/null
+sleep 0.2
+rm -rf "$2"`
+
+/**
+ * Starts the watchdog of `child`, and ends it (SIGKILL: it kills nothing then) once the child has exited, before
+ * its process id can be reused.
+ */
+const watch = (child: childProcess.ChildProcess, dataDirectory: string): void => {
+  if (child.pid === undefined) return
+  const args = ["-c", watchdogScript, "sqld-watchdog", String(child.pid), dataDirectory]
+  const watchdog = childProcess.spawn("/bin/sh", args, { stdio: ["pipe", "ignore", "ignore"] })
+  // Neither the pipe nor the watchdog keeps this process alive; the pipe is never written to.
+  watchdog.on("error", () => {})
+  watchdog.stdin?.on("error", () => {})
+  watchdog.unref()
+  ;(watchdog.stdin as net.Socket | null)?.unref()
+  child.once("exit", () => {
+    watchdog.kill("SIGKILL")
+    watchdog.stdin?.destroy()
   })
 }
 
@@ -146,7 +211,7 @@ const healthStatus = (httpUrl: string): Promise<number | undefined> =>
 const tempDir = (name: string): Effect.Effect<string, SqldError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.try({
-      try: () => fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-sqld-")),
+      try: () => fs.mkdtempSync(path.join(os.tmpdir(), `${directoryPrefix}${process.pid}-`)),
       catch: (cause) =>
         new SqldError({
           name,
@@ -240,6 +305,7 @@ const start = (
       })
       child = spawned
       live.add(spawned)
+      watch(spawned, dataDirectory)
       const keep = (chunk: Buffer) => {
         output = (output + chunk.toString("utf8")).slice(-outputLimit)
       }

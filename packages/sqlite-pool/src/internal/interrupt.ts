@@ -9,7 +9,8 @@
  * SQLite that better-sqlite3 bundles (its `deps/sqlite3`), with the C compiler of the machine (`$CC`, or `cc`), into a
  * private temporary directory removed at exit. Where that cannot be done (no compiler, a better-sqlite3 without its
  * sources, a compiler that does not finish within 10 seconds) interruption falls back to terminating the worker,
- * which stops the SQLite work at its next row.
+ * which stops the SQLite work at its next row; a process warning (code `SQLSIM_NO_INTERRUPT`) says so, once, at the
+ * first worker open.
  *
  * @internal
  */
@@ -37,10 +38,21 @@ let building: Promise<Interrupter | undefined> | undefined
 export const interrupter = (): Promise<Interrupter | undefined> => building ??= build()
 
 const build = async (): Promise<Interrupter | undefined> => {
+  const unavailable = (reason: string): undefined => {
+    process.emitWarning(
+      `cannot build the extension that interrupts SQLite in Reader worker threads (${reason}): a cancelled or ` +
+        `timed-out Reader statement stops only at its next row (an aggregate or a sort runs on until its first), ` +
+        `and a process exiting meanwhile is killed (SIGKILL); install a C compiler (cc, or set CC) to stop them at once`,
+      { code: "SQLSIM_NO_INTERRUPT" }
+    )
+    return undefined
+  }
   try {
     const require = createRequire(import.meta.url)
     const headers = path.join(path.dirname(require.resolve("better-sqlite3/package.json")), "deps", "sqlite3")
-    if (!fs.existsSync(path.join(headers, "sqlite3ext.h")) || !fs.existsSync(source)) return undefined
+    if (!fs.existsSync(path.join(headers, "sqlite3ext.h")) || !fs.existsSync(source)) {
+      return unavailable("better-sqlite3 was installed without the SQLite headers")
+    }
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-native-"))
     process.once("exit", () => fs.rmSync(directory, { recursive: true, force: true }))
     const extension = path.join(directory, "sqlsim_interrupt.so")
@@ -58,7 +70,7 @@ const build = async (): Promise<Interrupter | undefined> => {
     caller.loadExtension(extension)
     const statement = caller.prepare<[number], { found: number }>("SELECT sqlsim_interrupt(?) AS found")
     return { extension, interrupt: (id) => statement.get(id)?.found === 1 }
-  } catch {
-    return undefined
+  } catch (cause) {
+    return unavailable(cause instanceof Error ? cause.message.split("\n")[0]! : String(cause))
   }
 }

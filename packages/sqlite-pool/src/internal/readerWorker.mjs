@@ -233,7 +233,24 @@ const shutdown = () => {
 const stopFlag = options.stopFlag === undefined ? undefined : new Int32Array(options.stopFlag)
 const stopped = () => stopFlag !== undefined && Atomics.load(stopFlag, 0) === 1
 
+/**
+ * The flag's second Int32 is 1 while this thread handles a message (and may be inside SQLite): the main thread,
+ * exiting, interrupts the statement and waits for the 0 before Node stops this thread, so that SQLITE_INTERRUPT's
+ * error is thrown while the isolate still runs.
+ */
 port.on("message", (message) => {
+  if (stopFlag !== undefined) Atomics.store(stopFlag, 1, 1)
+  try {
+    handle(message)
+  } finally {
+    if (stopFlag !== undefined) {
+      Atomics.store(stopFlag, 1, 0)
+      Atomics.notify(stopFlag, 1)
+    }
+  }
+})
+
+const handle = (message) => {
   if (message.op === "close" || stopped()) {
     shutdown()
     return
@@ -277,7 +294,7 @@ port.on("message", (message) => {
   port.postMessage(answer)
   // Given up while this statement ran (and interrupted): end now rather than wait for another message.
   if (stopped()) shutdown()
-})
+}
 
 /** SqliteClient's own operations (`loadExtension`, `export`) as an answer. */
 const attempt = (f) => {

@@ -8,9 +8,16 @@
  * tells it to run nothing more, sqlite3_interrupt() stops the statement at SQLite's next jump, and the worker closes
  * its database and ends by itself. Without it, `terminate()`, which takes effect at the statement's next row.
  *
+ * The process's exit: Node joins every worker thread before it exits (`process.exit` included), and a thread inside
+ * one SQLite step cannot be joined until the step ends, minutes for a long aggregate. So at the exit, each thread
+ * that may be running a statement is interrupted, and the exit waits (a second at most) until it is out of SQLite.
+ * Without the extension nothing can take it out: a statement that does not end within that second makes the process
+ * end itself with SIGKILL (its exit code is lost: 137), and `exit` listeners added after the first worker started do
+ * not run then. (Only a pool on the main thread does this.)
+ *
  * @internal
  */
-import { Worker } from "node:worker_threads"
+import { isMainThread, Worker } from "node:worker_threads"
 import type { Interrupter } from "./interrupt.js"
 import { RequestTable } from "./requestTable.js"
 import { type Answer, type OpenAnswer, type Request, revive, type WorkerSettings } from "./workerProtocol.js"
@@ -50,6 +57,9 @@ const running = new Set<Worker>()
 /** The workers alive in this process, for tests that stop them from outside the pool. */
 export const liveWorkers = (): ReadonlyArray<Worker> => [...running]
 
+/** the connections whose thread may be inside a statement (sent one, and has neither answered all nor exited) */
+const mayBeRunning = new Set<WorkerConnection>()
+
 export class WorkerConnection {
   /** the thread; its events drive the state below */
   readonly worker: Worker
@@ -61,14 +71,21 @@ export class WorkerConnection {
   #answeredAt = -Infinity
   /** sqlite3_interrupt, where it could be built */
   readonly #interrupter: Interrupter | undefined
-  /** shared with the worker: 1 once this side has given the connection up, so that it runs nothing more */
-  readonly #stopFlag = new Int32Array(new SharedArrayBuffer(4))
+  /**
+   * shared with the worker: [0] is 1 once this side has given the connection up, so that it runs nothing more; [1] is
+   * 1 while the worker handles a message (set by the worker)
+   */
+  readonly #stopFlag = new Int32Array(new SharedArrayBuffer(8))
   /** settles `opened`; does nothing once it has */
   #settleOpen: (outcome: OpenOutcome) => void = () => {}
   /** how the opening ended */
   readonly opened: Promise<OpenOutcome>
   /** resolves when the thread has exited */
   readonly #exited: Promise<void>
+  /** whether sqlite3_interrupt was called on this connection when it was given up (else it was terminated) */
+  #interrupted = false
+  /** whether the process's `exit` listener is installed (once, by the first worker) */
+  static #exitListenerInstalled = false
 
   /** Starts the worker; throws what `new Worker` throws. */
   constructor(settings: Omit<WorkerSettings, "stopFlag" | "interruptExtension">, interrupter: Interrupter | undefined) {
@@ -88,6 +105,7 @@ export class WorkerConnection {
     this.worker.on("messageerror", (error) => this.#onMessageError(error))
     this.worker.on("exit", (code) => this.#onExit(code))
     running.add(this.worker)
+    WorkerConnection.#installExitListener()
     // Like a main-thread handle, an idle connection does not keep the process alive; one running a request does.
     this.worker.unref()
   }
@@ -120,6 +138,7 @@ export class WorkerConnection {
     this.worker.ref()
     try {
       this.worker.postMessage({ ...request, id })
+      mayBeRunning.add(this)
     } catch (cause) {
       // Nothing was sent.
       this.#requests.reject(id, { _tag: "NotSendable", cause })
@@ -171,6 +190,7 @@ export class WorkerConnection {
     const answered = this.#requests.resolve(message.id, message)
     if (!answered) return
     this.#answeredAt = performance.now()
+    if (this.#requests.size === 0) mayBeRunning.delete(this)
     this.#unrefWhenIdle()
   }
 
@@ -201,6 +221,7 @@ export class WorkerConnection {
 
   #onExit(code: number): void {
     running.delete(this.worker)
+    mayBeRunning.delete(this)
     const reason = `the worker thread exited (code ${code})`
     if (this.#state._tag === "Opening") {
       this.#settleOpen({ _tag: "Crashed", reason: `${reason} before opening`, cause: undefined })
@@ -240,9 +261,48 @@ export class WorkerConnection {
       void this.worker.terminate()
       return
     }
-    Atomics.store(this.#stopFlag, 0, 1)
-    this.#interrupter.interrupt(interruptId)
+    this.#interrupt(this.#interrupter, interruptId)
     this.worker.postMessage({ op: "close" })
+  }
+
+  /**
+   * At the process's exit (normal or `process.exit`), before Node joins the worker threads: every thread that may be
+   * inside a statement runs nothing more, has its statement interrupted where it can be, and gets a second in all to
+   * be out of SQLite. One still inside would hold the exit until its statement ends, so the process ends itself
+   * instead (pipes and files have their output already: Node writes them synchronously).
+   */
+  static #installExitListener(): void {
+    // In a worker thread, `exit` is the thread's and SIGKILL would end the whole process.
+    if (WorkerConnection.#exitListenerInstalled || !isMainThread) return
+    WorkerConnection.#exitListenerInstalled = true
+    process.once("exit", () => {
+      const deadline = performance.now() + 1_000
+      for (const connection of mayBeRunning) connection.#stopForExit()
+      if ([...mayBeRunning].some((connection) => !connection.#outOfSqliteBy(deadline))) {
+        process.kill(process.pid, "SIGKILL")
+      }
+    })
+  }
+
+  /** Tells the worker to run nothing more, and interrupts its statement unless it was, where it can be. */
+  #stopForExit(): void {
+    Atomics.store(this.#stopFlag, 0, 1)
+    const interruptId = this.#state._tag === "Open" ? this.#state.interruptId : undefined
+    if (!this.#interrupted && this.#interrupter !== undefined && interruptId !== undefined) {
+      this.#interrupt(this.#interrupter, interruptId)
+    }
+  }
+
+  /** Waits until the worker has finished the message it handles, or until `deadline`: false if it has not. */
+  #outOfSqliteBy(deadline: number): boolean {
+    return Atomics.wait(this.#stopFlag, 1, 1, Math.max(0, deadline - performance.now())) !== "timed-out"
+  }
+
+  /** Tells the worker to run nothing more, and stops its statement at SQLite's next jump. */
+  #interrupt(interrupter: Interrupter, interruptId: number): void {
+    Atomics.store(this.#stopFlag, 0, 1)
+    interrupter.interrupt(interruptId)
+    this.#interrupted = true
   }
 
   #unrefWhenIdle(): void {

@@ -30,7 +30,10 @@ export interface WorkerSettings {
   readonly extensions: ReadonlyArray<string>
   /** the sqlite3_interrupt extension (interrupt.ts), when it could be built */
   readonly interruptExtension: string | undefined
-  /** a SharedArrayBuffer of one Int32: 1 once the main thread has given the connection up */
+  /**
+   * a SharedArrayBuffer of two Int32s: the first 1 once the main thread has given the connection up, the second 1
+   * while the worker handles a message
+   */
   readonly stopFlag: SharedArrayBuffer
   /** test hooks: the SQL function `sqlsim_test_exit(code)` */
   readonly testHooks: boolean
