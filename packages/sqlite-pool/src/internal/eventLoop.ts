@@ -8,8 +8,9 @@
 
 /**
  * Counts the work done since the event loop last turned, and says when the loop is owed a turn: after
- * `everyOperations` operations or `everyMillis` of real time (the event loop's time is real, whatever clock the
- * caller's logic runs on). It notices a turn by itself: the first operation after a turn arms a `setImmediate`, which
+ * `everyOperations` operations or `everyMillis` on the caller's clock (real time in an app; on a `TestClock` or a
+ * simulation's virtual clock, that clock's time, so that a run on virtual time repeats exactly). It notices a turn by
+ * itself: the first operation after a turn arms a `setImmediate`, which
  * calls back only once the loop has polled for I/O and run due timers; so work spread over turns anyway (requests
  * of an HTTP server) is never held back.
  *
@@ -18,7 +19,7 @@
 export class EventLoopTurns {
   /** operations since the loop last turned */
   private operations = 0
-  /** `performance.now()` at the first operation since the loop last turned */
+  /** `now()` at the first operation since the loop last turned */
   private since = 0
   /** an immediate is armed: it resets the count when the loop turns */
   private watching = false
@@ -27,13 +28,17 @@ export class EventLoopTurns {
     this.operations = 0
   }
 
-  constructor(readonly everyOperations = 256, readonly everyMillis = 5) {}
+  constructor(
+    private readonly now: () => number,
+    readonly everyOperations = 256,
+    readonly everyMillis = 5
+  ) {}
 
   /** One operation done. */
   count(): void {
     if (!this.watching) {
       this.watching = true
-      this.since = performance.now()
+      this.since = this.now()
       setImmediate(this.turned)
     }
     this.operations++
@@ -42,6 +47,6 @@ export class EventLoopTurns {
   /** Whether more work should wait for a turn of the loop first. */
   owed(): boolean {
     return this.watching &&
-      (this.operations >= this.everyOperations || performance.now() - this.since >= this.everyMillis)
+      (this.operations >= this.everyOperations || this.now() - this.since >= this.everyMillis)
   }
 }

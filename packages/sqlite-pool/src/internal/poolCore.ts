@@ -222,7 +222,7 @@ export class PoolCore<Client> {
   /** a dispatch is scheduled for a later turn (`dispatchLater`): no connect starts before it */
   private dispatchPending = false
   /** leases handed out since the event loop last turned: a burst of them gives the loop a turn every so often */
-  private readonly turns = new EventLoopTurns()
+  private readonly turns: EventLoopTurns
 
   constructor(
     private readonly options: Options<Client>,
@@ -243,6 +243,7 @@ export class PoolCore<Client> {
     this.validationInterval = Duration.toMillis(config.validationInterval)
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     this.acquireTimeout = Duration.toMillis(config.acquireTimeout)
+    this.turns = new EventLoopTurns(() => this.clock.unsafeCurrentTimeMillis())
     this.callerLease = { probeUnlessUsedWithin: this.validationInterval }
     this.laneLease = { probeUnlessUsedWithin: Math.max(this.validationInterval, laneProbeWindowMillis) }
     this.acquireSpan = {
