@@ -131,6 +131,7 @@ export const makeLane = (options: {
     readonly lease: Lane["lease"]
     readonly invalidate: (entry: Entry) => Effect.Effect<void>
     readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+    readonly captureSite: boolean
   }) => Client.SqlClient["withTransaction"]
   /** SqliteClient's name transforms and span attributes */
   readonly client: PooledClient.Options
@@ -150,7 +151,11 @@ export const makeLane = (options: {
     const acquire = (
       restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
       mode: PoolCore.Mode
-    ) => Effect.mapError(Effect.suspend(() => core.acquire(mode, core.laneLease, restore)), acquireError)
+    ) =>
+      Effect.mapError(
+        core.acquire(mode, core.laneLease, restore),
+        acquireError
+      )
 
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
@@ -198,6 +203,7 @@ export const makeLane = (options: {
     })
     const withTransaction = options.withTransaction({
       lease,
+      captureSite: core.holdWarningMillis !== undefined,
       invalidate: (entry) => Effect.sync(() => core.invalidate(entry)),
       spanAttributes: clientOptions.spanAttributes
     })
