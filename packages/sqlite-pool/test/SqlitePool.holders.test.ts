@@ -6,7 +6,7 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, it } from "@effect/vitest"
-import { PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
 import { tempDatabase } from "@sqlsim/test-kit/TempDir"
 import { settle } from "@sqlsim/test-kit/Wait"
 import { Clock, Deferred, type Duration, Effect, Exit, Fiber, Logger, Metric, TestClock } from "effect"
@@ -43,6 +43,15 @@ const holdTheWriter = Effect.gen(function*() {
   yield* Deferred.await(inside)
   return holder
 })
+
+/** A logger that keeps the warnings' messages. */
+const warningLog = () => {
+  const warnings: Array<string> = []
+  const collect = Logger.make(({ logLevel, message }) => {
+    if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+  })
+  return { collect, warnings }
+}
 
 describe("every wait bounded, the holder named", () => {
   it.scoped("a write waiting for a stalled writer fails typed after acquireTimeout, naming the holder", () =>
@@ -95,12 +104,9 @@ describe("every wait bounded, the holder named", () => {
       }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))
     ))
 
-  it.scoped("holdWarningThreshold: one warning per long hold, naming the holder and where it was acquired", () =>
-    Effect.gen(function*() {
-      const warnings: Array<string> = []
-      const collect = Logger.make(({ logLevel, message }) => {
-        if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
-      })
+  it.scoped("holdWarningThreshold: one warning per long hold, naming the holder and where it was acquired", () => {
+    const { collect, warnings } = warningLog()
+    return Effect.gen(function*() {
       yield* withPool(
         { holdWarningThreshold: "1 second" },
         Effect.gen(function*() {
@@ -126,8 +132,9 @@ describe("every wait bounded, the holder named", () => {
           )
           assert.deepStrictEqual(counted.map(({ metricState }) => (metricState as { count?: number }).count), [1])
         }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))
-      ).pipe(Effect.provide(Logger.add(collect)))
-    }))
+      )
+    }).pipe(Effect.provide(Logger.add(collect)))
+  })
 
   it.scoped("SqlitePool.stats shows the writer's holder while it holds the writer, and none after", () =>
     withPool(
@@ -151,4 +158,33 @@ describe("every wait bounded, the holder named", () => {
         assert.isUndefined((yield* pool.stats).writerHolder)
       }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))
     ))
+
+  it.scoped("a ConnectionPool acquire waits at most acquireTimeout; the error and the warning name the use that holds", () => {
+    const { collect, warnings } = warningLog()
+    return Effect.gen(function*() {
+      const filename = yield* tempDatabase
+      const pool = yield* ConnectionPool.make({
+        filename,
+        maxConnections: 1,
+        acquireTimeout: "500 millis",
+        holdWarningThreshold: "200 millis"
+      })
+      const inside = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(
+        pool.use(() => Effect.zipRight(Deferred.succeed(inside, undefined), Effect.sleep("3 seconds"))).pipe(
+          Effect.withSpan("nightly-export")
+        )
+      )
+      yield* Deferred.await(inside)
+      const waiter = yield* Effect.fork(Effect.scoped(pool.acquire))
+      yield* TestClock.adjust("501 millis")
+      const error = yield* Effect.flip(Fiber.join(waiter))
+      assert.instanceOf(error, PoolError.AcquireTimeoutError)
+      assert.include(error.message, `held longest by span "nightly-export" (fiber #${holder.id().id}), held for 500 ms`)
+      assert.lengthOf(warnings, 1)
+      assert.include(warnings[0], "SqlitePool.holders.test.ts")
+      yield* TestClock.adjust("3 seconds")
+      yield* Fiber.join(holder)
+    }).pipe(Effect.provide(Logger.add(collect)))
+  })
 })

@@ -72,7 +72,10 @@ export interface Holder {
   readonly since: number
   /** how long it had held the connection, in milliseconds */
   readonly heldMs: number
-  /** the stack where it was acquired; only captured with `holdWarningThreshold` set (and only for a transaction or a `ConnectionPool.use`) */
+  /**
+   * the stack where it was acquired: captured only with `holdWarningThreshold` set, and only for a transaction or a
+   * `ConnectionPool.use` (a single statement's lease is taken when `@effect/sql` runs it, far from the caller's code)
+   */
   readonly site: string | undefined
 }
 

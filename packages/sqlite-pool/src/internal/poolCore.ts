@@ -168,7 +168,7 @@ interface Waiter<Client> {
   outcome: Outcome<Client> | undefined
 }
 
-/** Who holds a lease, taken as it is asked for: two field reads, and a FiberRef read with `holdWarningThreshold` set. */
+/** Who holds a lease, taken as it is asked for: two field reads, and a FiberRef read with holdWarningThreshold set. */
 interface Mark {
   readonly fiber: FiberId.Runtime
   readonly span: Tracer.AnySpan | undefined
@@ -190,7 +190,10 @@ interface ActiveLease<Client> {
 const parentOf = (span: Tracer.AnySpan): Tracer.AnySpan | undefined =>
   span._tag === "Span" && span.parent._tag === "Some" ? span.parent.value : undefined
 
-/** The innermost span the application opened: `@effect/sql`'s own spans (`sql.execute`, `sql.transaction`) are passed over. */
+/**
+ * The innermost span the application opened: `@effect/sql`'s own spans (`sql.execute`, `sql.transaction`) are
+ * passed over.
+ */
 const spanName = (span: Tracer.AnySpan | undefined): string | undefined => {
   for (let current = span; current !== undefined; current = parentOf(current)) {
     if (current._tag === "ExternalSpan") return `external span ${current.spanId}`
@@ -314,7 +317,12 @@ export class PoolCore<Client> {
    * so that a lease is never lost between being handed out and being recorded). The fiber that runs it is named as
    * its holder; `site` is where the application asked for it (else `acquireSite`'s value is).
    */
-  acquire(mode: Mode, options: LeaseOptions, restore: Restore, site?: string): Effect.Effect<Lease<Client>, AcquireError> {
+  acquire(
+    mode: Mode,
+    options: LeaseOptions,
+    restore: Restore,
+    site?: string
+  ): Effect.Effect<Lease<Client>, AcquireError> {
     return Effect.withFiberRuntime((asker) => this.acquireFor(asker, mode, options, restore, site))
   }
 

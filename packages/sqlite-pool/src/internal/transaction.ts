@@ -29,7 +29,7 @@ export interface Options<P> {
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
   /** set on the transaction's span, as on every statement's */
   readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
-  /** the pool warns about long holds (`holdWarningThreshold`): each transaction's call site is its lease's acquire site */
+  /** the pool warns about long holds (`holdWarningThreshold`): a transaction's call site is its lease's acquire site */
   readonly captureSite?: boolean | undefined
 }
 
