@@ -158,7 +158,7 @@ type Outcome<Client> = Exit.Exit<Grant<Client>, AcquireError>
 interface Waiter<Client> {
   readonly mode: Mode
   readonly options: LeaseOptions
-  /** who it will be once served */
+  /** who will hold the lease once it is served */
   readonly mark: Mark
   readonly deadline: number
   /** false while in the queue; true once served, failed or withdrawn */
