@@ -27,7 +27,9 @@ const resolved = (variables: Record<string, string>) =>
 describe("the command's environment variables", () => {
   it.effect("name one variable for every field of ConnectionPool's input that text can give", () =>
     Effect.gen(function*() {
-      const textual = Object.keys(yield* PoolConfig.make()).filter((key) => key !== "spanAttributes")
+      // The optional textual field given, so that the resolved config has its key.
+      const config = yield* PoolConfig.make({ holdWarningThreshold: "1 second" })
+      const textual = Object.keys(config).filter((key) => key !== "spanAttributes")
       expect(Object.keys(Flags.environmentVariables).sort()).toEqual(textual.sort())
       for (const name of Object.values(Flags.environmentVariables)) expect(name).toMatch(/^SQLSIM_[A-Z_]+$/)
     }))
@@ -51,6 +53,7 @@ describe("the command's environment variables", () => {
         SQLSIM_IDLE_TIME_TO_LIVE: "10 minutes",
         SQLSIM_MAX_LIFETIME: "30 minutes",
         SQLSIM_SHUTDOWN_TIMEOUT: "1 second",
+        SQLSIM_HOLD_WARNING_THRESHOLD: "2 seconds",
         SQLSIM_PAGE_CACHE_KIB: "4096"
       })
       expect(config).toMatchObject({
@@ -67,6 +70,7 @@ describe("the command's environment variables", () => {
       expect(millis(config.idleTimeToLive)).toBe(600_000)
       expect(millis(config.maxLifetime)).toBe(1_800_000)
       expect(millis(config.shutdownTimeout)).toBe(1000)
+      expect(millis(config.holdWarningThreshold!)).toBe(2000)
     }))
 
   it.effect.each(["none", "null", ""])("SQLSIM_MAX_LIFETIME=%j means no limit", (text) =>

@@ -42,6 +42,11 @@ export interface CommonInput {
   /** how long closing the pool waits for leased connections (default 5 seconds) */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /**
+   * a lease held longer than this logs one warning naming its holder and where it was acquired (default undefined:
+   * off, and the acquire site is not captured)
+   */
+  readonly holdWarningThreshold?: Duration.DurationInput | undefined
+  /**
    * an idle connection used more recently than this is handed out without a `SELECT 1` probe, and a connection's
    * cheap check (closed? its file deleted or replaced?) runs at most once per this interval (default 0: always both)
    */
@@ -130,6 +135,8 @@ export interface CommonConfig {
   readonly idleTimeToLive: Duration.Duration
   readonly maxLifetime: Duration.Duration | null
   readonly shutdownTimeout: Duration.Duration
+  /** undefined: off */
+  readonly holdWarningThreshold?: Duration.Duration | undefined
   readonly validationInterval: Duration.Duration
   readonly pageCacheKiB: number
   readonly prepareCacheSize: number
@@ -190,7 +197,7 @@ export const defaults = {
   walCheckpointBytes: 64 * 2 ** 20,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
-} as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes">>
+} as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes" | "holdWarningThreshold">>
 
 /** Fields whose values are functions: they have no textual default. */
 type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
@@ -290,6 +297,7 @@ const commonFields = {
   idleTimeToLive: duration(defaults.idleTimeToLive),
   maxLifetime: withDefault(Schema.NullOr(NonNegativeDuration), () => defaults.maxLifetime),
   shutdownTimeout: duration(defaults.shutdownTimeout),
+  holdWarningThreshold: Schema.optional(NonNegativeDuration),
   validationInterval: duration(defaults.validationInterval),
   pageCacheKiB: withDefault(integerBetween(0, 2 ** 31 - 1), () => defaults.pageCacheKiB),
   prepareCacheSize: withDefault(integerBetween(0, 100_000), () => defaults.prepareCacheSize),
@@ -334,6 +342,14 @@ const commonRules = (config: CommonConfig): ReadonlyArray<Issue> => [
     undefined,
   Duration.toMillis(config.busyTimeout) > 2 ** 31 - 1 ?
     { path: ["busyTimeout"], message: "busyTimeout must be finite and below 24.8 days" } :
+    undefined,
+  config.holdWarningThreshold !== undefined &&
+    !(Duration.toMillis(config.holdWarningThreshold) >= 1 && Duration.isFinite(config.holdWarningThreshold)) ?
+    {
+      path: ["holdWarningThreshold"],
+      message: `holdWarningThreshold must be a finite duration of at least 1 millis (e.g. "2 seconds"), or left out ` +
+        `for no warnings, got ${Duration.format(config.holdWarningThreshold)}`
+    } :
     undefined
 ]
 

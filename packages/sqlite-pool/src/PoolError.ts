@@ -47,8 +47,20 @@ export type AttemptFailure = internal.AttemptFailure
 export const connectAttemptFailed: typeof internal.connectAttemptFailed = internal.connectAttemptFailed
 
 /**
+ * Who holds a connection: the innermost span the application opened around the acquire (`@effect/sql`'s own `sql.*`
+ * spans are passed over), the fiber's id, since when and for how long, and with `holdWarningThreshold` set the stack
+ * where a transaction or a `ConnectionPool.use` acquired it.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Holder = internal.Holder
+
+/**
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
- * took so long) and a snapshot of the pool's statistics at the moment of the timeout.
+ * took so long), a snapshot of the pool's statistics at the moment of the timeout, and who held the pool's
+ * connections: `holder`, the lease held longest (its span, fiber, since when), and `holders`, how many leases were
+ * held (statements may share a connection). Its message names the holder.
  *
  * @since 0.1.0
  * @category errors

@@ -22,6 +22,7 @@ import * as Lanes from "./internal/lanes.js"
 import * as Pool from "./internal/pool.js"
 import * as PoolConfig from "./PoolConfig.js"
 import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
+import type * as PoolError from "./PoolError.js"
 import type { AcquireError, PoolConfigError } from "./PoolError.js"
 import * as PoolStats from "./PoolStats.js"
 
@@ -36,6 +37,13 @@ export interface Stats {
   readonly busyRetries: number
   /** transactions and statements waiting for the writer lane right now (queued, or waiting for running statements) */
   readonly writerWaiting: number
+  /**
+   * who holds the writer right now (the lease held longest when statements share it: its span, fiber, since when);
+   * undefined when nobody does
+   */
+  readonly writerHolder: PoolError.Holder | undefined
+  /** leases of either lane held longer than `holdWarningThreshold` so far (each warned about once) */
+  readonly holdWarnings: number
   /** on a connector with replicas (`LibsqlConnector`): each replica's lag behind the primary; undefined on a file */
   readonly replication: Connector.Replication | undefined
 }
@@ -113,6 +121,8 @@ export const makeWithConfig = (
           readers: reader === undefined ? PoolStats.empty : reader.core.snapshot(),
           busyRetries: busy.retries,
           writerWaiting: writerStats.waiting,
+          writerHolder: writer.core.oldestHolder(),
+          holdWarnings: writer.core.stats.holdWarnings + (reader?.core.stats.holdWarnings ?? 0),
           replication: connector.replication === undefined ? undefined : yield* connector.replication
         }
       }),

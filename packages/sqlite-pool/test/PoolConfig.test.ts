@@ -393,6 +393,18 @@ describe("PoolConfig's messages and edges", () => {
       expect((yield* rejection({ busyTimeout: 2 ** 31 })).field).toBe("busyTimeout")
     }))
 
+  it.effect("holdWarningThreshold is off unless given, and then a finite duration of at least 1 millis", () =>
+    Effect.gen(function*() {
+      expect((yield* PoolConfig.make({})).holdWarningThreshold).toBeUndefined()
+      expect(millis((yield* PoolConfig.make({ holdWarningThreshold: "2 seconds" })).holdWarningThreshold!)).toBe(2000)
+      for (const holdWarningThreshold of [0, "0 millis", Duration.infinity]) {
+        const error = yield* rejection({ holdWarningThreshold })
+        expect(error.field).toBe("holdWarningThreshold")
+        expect(error.message).toContain("holdWarningThreshold must be a finite duration of at least 1 millis")
+      }
+      expect((yield* rejection({ holdWarningThreshold: "-1 second" })).field).toBe("holdWarningThreshold")
+    }))
+
   it.effect("an input that is not an object, and an unknown field, say what was expected", () =>
     Effect.gen(function*() {
       for (const input of [null, [], "pool.db", 5]) {

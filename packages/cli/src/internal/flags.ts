@@ -28,6 +28,7 @@ export const environmentVariables = {
   idleTimeToLive: "SQLSIM_IDLE_TIME_TO_LIVE",
   maxLifetime: "SQLSIM_MAX_LIFETIME",
   shutdownTimeout: "SQLSIM_SHUTDOWN_TIMEOUT",
+  holdWarningThreshold: "SQLSIM_HOLD_WARNING_THRESHOLD",
   validationInterval: "SQLSIM_VALIDATION_INTERVAL",
   pageCacheKiB: "SQLSIM_PAGE_CACHE_KIB",
   prepareCacheSize: "SQLSIM_PREPARE_CACHE_SIZE",

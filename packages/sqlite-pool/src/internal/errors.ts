@@ -60,19 +60,50 @@ export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
   new ConnectError({ ...failure, attempts: 1, elapsedMs: 0, cause: failure.cause })
 
 /**
+ * Who holds a connection: the innermost span the application opened around the acquire (the client's own `sql.*`
+ * spans are passed over), the fiber, for how long, and, with `holdWarningThreshold` set, where it was acquired.
+ */
+export interface Holder {
+  /** undefined when the holder ran outside any span */
+  readonly span: string | undefined
+  /** the holding fiber's id, as Effect prints it ("#12") */
+  readonly fiber: string
+  /** when it acquired the connection (the clock's epoch milliseconds) */
+  readonly since: number
+  /** how long it had held the connection, in milliseconds */
+  readonly heldMs: number
+  /**
+   * the stack where it was acquired: captured only with `holdWarningThreshold` set, and only for a transaction or a
+   * `ConnectionPool.use` (a single statement's lease is taken when `@effect/sql` runs it, far from the caller's code)
+   */
+  readonly site: string | undefined
+}
+
+/** One line about a holder, for messages. */
+export const describeHolder = (holder: Holder): string =>
+  `${holder.span === undefined ? "a fiber outside any span" : `span "${holder.span}"`} (fiber ${holder.fiber}), ` +
+  `held for ${Math.round(holder.heldMs)} ms`
+
+/**
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
- * took so long) and a snapshot of the pool's statistics at the moment of the timeout.
+ * took so long), a snapshot of the pool's statistics at the moment of the timeout, and who held the pool's
+ * connections: the lease held longest (`holder`) and how many leases were held (`holders`; several statements may
+ * share one connection).
  */
 export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
   readonly waitedMs: number
   readonly stats: PoolStats
   readonly lastError: ConnectError | undefined
+  readonly holder: Holder | undefined
+  readonly holders: number
 }> {
   override get message(): string {
     const s = this.stats
     const last = this.lastError ? `; last connect error: ${this.lastError.message}` : ""
+    const others = this.holders > 1 ? ` and ${this.holders - 1} more lease(s)` : ""
+    const held = this.holder === undefined ? "" : `; held longest by ${describeHolder(this.holder)}${others}`
     return `no connection available after ${Math.round(this.waitedMs)} ms ` +
-      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting}); ` +
+      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting})${held}; ` +
       `raise acquireTimeout or maxConnections, or hold connections for less time${last}`
   }
 }

@@ -28,6 +28,7 @@ import * as SqliteCode from "./sqliteCode.js"
 
 type Entry = Pool.Entry
 type Statement<A> = (connection: SqlConnection.Connection) => Effect.Effect<A, SqlError>
+type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /** A pool failure as the `SqlError` an `@effect/sql` client fails with; the pool's error stays its cause. */
 export const acquireError = (error: AcquireError) => new SqlError({ cause: error, message: error.message })
@@ -131,6 +132,7 @@ export const makeLane = (options: {
     readonly lease: Lane["lease"]
     readonly invalidate: (entry: Entry) => Effect.Effect<void>
     readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+    readonly captureSite: boolean
   }) => Client.SqlClient["withTransaction"]
   /** SqliteClient's name transforms and span attributes */
   readonly client: PooledClient.Options
@@ -147,10 +149,8 @@ export const makeLane = (options: {
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
-    const acquire = (
-      restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-      mode: PoolCore.Mode
-    ) => Effect.mapError(Effect.suspend(() => core.acquire(mode, core.laneLease, restore)), acquireError)
+    const acquire = (restore: Restore, mode: PoolCore.Mode) =>
+      Effect.mapError(core.acquire(mode, core.laneLease, restore), acquireError)
 
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
@@ -198,6 +198,7 @@ export const makeLane = (options: {
     })
     const withTransaction = options.withTransaction({
       lease,
+      captureSite: core.holdWarningMillis !== undefined,
       invalidate: (entry) => Effect.sync(() => core.invalidate(entry)),
       spanAttributes: clientOptions.spanAttributes
     })

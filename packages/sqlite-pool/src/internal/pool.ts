@@ -113,18 +113,20 @@ export const service = (core: Core): ConnectionPool.Service => {
   // A lease in the current Scope; its connection goes back when the Scope closes.
   const acquire = Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(
-      Effect.suspend(() => core.acquire("exclusive", core.callerLease, restore)),
+      core.acquire("exclusive", core.callerLease, restore),
       ({ entry, release }) => Effect.as(Effect.addFinalizer((exit) => Effect.sync(() => release(exit))), entry.handle)
     )
   )
   // On the core's lease directly: the hot path of every caller, without a Scope.
-  const use = <A, E, R>(f: (connection: ConnectionPool.PooledConnection) => Effect.Effect<A, E, R>) =>
-    Effect.uninterruptibleMask((restore) =>
+  const use = <A, E, R>(f: (connection: ConnectionPool.PooledConnection) => Effect.Effect<A, E, R>) => {
+    const site = core.holdWarningMillis === undefined ? undefined : PoolCore.callSite()
+    return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
-        Effect.suspend(() => core.acquire("exclusive", core.callerLease, restore)),
+        core.acquire("exclusive", core.callerLease, restore, site),
         ({ entry, release }) => Effect.onExit(restore(f(entry.handle)), (exit) => Effect.sync(() => release(exit)))
       )
     )
+  }
   const healthCheck = use((connection) => report(connection.sql)).pipe(
     Effect.mapError((cause) =>
       cause._tag === "SqlError"

@@ -43,12 +43,23 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
 import type { PoolStats } from "../PoolStats.js"
-import { AcquireTimeoutError, connectAttemptFailed, type ConnectError, PoolClosedError } from "./errors.js"
+import {
+  AcquireTimeoutError,
+  connectAttemptFailed,
+  type ConnectError,
+  describeHolder,
+  type Holder,
+  PoolClosedError
+} from "./errors.js"
 import type { AcquireError } from "./errors.js"
 import { EventLoopTurns } from "./eventLoop.js"
 import * as RetryPolicy from "./retryPolicy.js"
@@ -75,6 +86,19 @@ export interface LeaseOptions {
  * statement on a connection that died fails typed and retires it, and a closed handle is caught by the O(1) check.
  */
 export const laneProbeWindowMillis = 1000
+
+/**
+ * Where the lease the fiber asks for next was asked for in the application's code (a transaction's
+ * `withTransaction` call, a `ConnectionPool.use` call); set around the acquire only when `holdWarningThreshold` is
+ * set, read by the core only then.
+ */
+export const acquireSite: FiberRef.FiberRef<string | undefined> = FiberRef.unsafeMake<string | undefined>(undefined)
+
+/** The stack of the caller's caller, without the `Error` line: the acquire site `acquireSite` carries. */
+export const callSite = (): string | undefined => new Error().stack?.split("\n").slice(3).join("\n")
+
+/** The fiber asking for a lease, as the core sees it: `currentSpan`, `id`, `getFiberRef` are all it reads. */
+export type Asker = Fiber.RuntimeFiber<any, any>
 
 /** Why a connection must be closed once its last lease ends. */
 interface Doom {
@@ -134,6 +158,8 @@ type Outcome<Client> = Exit.Exit<Grant<Client>, AcquireError>
 interface Waiter<Client> {
   readonly mode: Mode
   readonly options: LeaseOptions
+  /** who will hold the lease once it is served */
+  readonly mark: Mark
   readonly deadline: number
   /** false while in the queue; true once served, failed or withdrawn */
   settled: boolean
@@ -142,12 +168,38 @@ interface Waiter<Client> {
   outcome: Outcome<Client> | undefined
 }
 
+/** Who holds a lease, taken as it is asked for: two field reads, and a FiberRef read with holdWarningThreshold set. */
+interface Mark {
+  readonly fiber: FiberId.Runtime
+  readonly span: Tracer.AnySpan | undefined
+  /** the acquire site (`acquireSite`), with `holdWarningThreshold` set */
+  readonly site: string | undefined
+}
+
 /** A lease not ended yet. */
 interface ActiveLease<Client> {
   readonly entry: Entry<Client>
   ended: boolean
   /** when it was handed out (the clock's nanoseconds): its use time ends at its release */
   readonly since: bigint
+  readonly mark: Mark
+  /** its hold was reported as longer than holdWarningThreshold (once per lease) */
+  warned: boolean
+}
+
+const parentOf = (span: Tracer.AnySpan): Tracer.AnySpan | undefined =>
+  span._tag === "Span" && span.parent._tag === "Some" ? span.parent.value : undefined
+
+/**
+ * The innermost span the application opened: `@effect/sql`'s own spans (`sql.execute`, `sql.transaction`) are
+ * passed over.
+ */
+const spanName = (span: Tracer.AnySpan | undefined): string | undefined => {
+  for (let current = span; current !== undefined; current = parentOf(current)) {
+    if (current._tag === "ExternalSpan") return `external span ${current.spanId}`
+    if (!current.name.startsWith("sql.")) return current.name
+  }
+  return span?._tag === "Span" ? span.name : undefined
 }
 
 export interface Options<Client> {
@@ -176,6 +228,7 @@ export const make = <Client>(options: Options<Client>): Effect.Effect<PoolCore<C
     yield* Effect.addFinalizer(() => core.shutdown)
     yield* Scope.extend(Effect.forkScoped(core.timer), poolScope)
     yield* Scope.extend(Effect.forkScoped(core.reaper), poolScope)
+    if (core.holdWarningMillis !== undefined) yield* Scope.extend(Effect.forkScoped(core.holdWatch), poolScope)
     return core
   })
 
@@ -209,6 +262,9 @@ export class PoolCore<Client> {
   private readonly validationInterval: number
   private readonly idleTimeToLive: number
   private readonly acquireTimeout: number
+  /** holdWarningThreshold in milliseconds; undefined: off (no acquire site captured, no watch) */
+  readonly holdWarningMillis: number | undefined
+  private wakeHoldWatch: (() => void) | undefined
   /** what a caller's lease asks for, and a lane's (see `laneProbeWindowMillis`) */
   readonly callerLease: LeaseOptions
   readonly laneLease: LeaseOptions
@@ -244,6 +300,9 @@ export class PoolCore<Client> {
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
     this.acquireTimeout = Duration.toMillis(config.acquireTimeout)
     this.turns = new EventLoopTurns(() => this.clock.unsafeCurrentTimeMillis())
+    this.holdWarningMillis = config.holdWarningThreshold === undefined
+      ? undefined
+      : Duration.toMillis(config.holdWarningThreshold)
     this.callerLease = { probeUnlessUsedWithin: this.validationInterval }
     this.laneLease = { probeUnlessUsedWithin: Math.max(this.validationInterval, laneProbeWindowMillis) }
     this.acquireSpan = {
@@ -256,28 +315,49 @@ export class PoolCore<Client> {
 
   /**
    * A lease; the caller must `release` it. Interruptible only while it waits (call it where interruption is masked,
-   * so that a lease is never lost between being handed out and being recorded).
+   * so that a lease is never lost between being handed out and being recorded). The fiber that runs it is named as
+   * its holder; `site` is where the application asked for it (else `acquireSite`'s value is).
    */
-  acquire(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
+  acquire(
+    mode: Mode,
+    options: LeaseOptions,
+    restore: Restore,
+    site?: string
+  ): Effect.Effect<Lease<Client>, AcquireError> {
+    return Effect.withFiberRuntime((asker) => this.acquireFor(asker, mode, options, restore, site))
+  }
+
+  private acquireFor(
+    asker: Asker,
+    mode: Mode,
+    options: LeaseOptions,
+    restore: Restore,
+    site: string | undefined
+  ): Effect.Effect<Lease<Client>, AcquireError> {
     if (this.closing) return Effect.fail(this.closedError)
+    const mark: Mark = {
+      fiber: asker.id(),
+      span: asker.currentSpan,
+      site: this.holdWarningMillis === undefined ? undefined : site ?? asker.getFiberRef(acquireSite)
+    }
     // Fast path: nobody waits, so nobody is passed over. Most leases are decided here without another Effect step.
     // When the event loop is owed a turn, the lease waits in the queue, which is served after the turn.
     if (this.waiting === 0 && !this.turns.owed()) {
       if (mode === "shared") {
-        const joined = this.join()
+        const joined = this.join(mark)
         if (joined !== undefined) return Effect.succeed(this.servedAtOnce(joined))
       }
-      const grant = this.takeIdle(mode, options)
-      if (grant === retired) return this.timeWait(this.wait(mode, options, restore))
+      const grant = this.takeIdle(mode, options, mark)
+      if (grant === retired) return this.timeWait(this.wait(mode, options, restore, mark))
       if (grant?._tag === "Leased") return Effect.succeed(this.servedAtOnce(grant.lease))
       if (grant !== undefined) {
         return this.timeWait(Effect.flatMap(
-          this.probe(grant.entry, mode),
-          (lease) => lease !== undefined ? Effect.succeed(lease) : this.wait(mode, options, restore)
+          this.probe(grant.entry, mode, mark),
+          (lease) => lease !== undefined ? Effect.succeed(lease) : this.wait(mode, options, restore, mark)
         ))
       }
     }
-    return this.timeWait(this.wait(mode, options, restore))
+    return this.timeWait(this.wait(mode, options, restore, mark))
   }
 
   /** A lease handed out without waiting: its wait time is 0. */
@@ -292,14 +372,19 @@ export class PoolCore<Client> {
     return Effect.tap(acquire, () => this.stats.waited(this.clock.unsafeCurrentTimeNanos() - started))
   }
 
-  private wait(mode: Mode, options: LeaseOptions, restore: Restore): Effect.Effect<Lease<Client>, AcquireError> {
+  private wait(
+    mode: Mode,
+    options: LeaseOptions,
+    restore: Restore,
+    mark: Mark
+  ): Effect.Effect<Lease<Client>, AcquireError> {
     const deadline = this.clock.unsafeCurrentTimeMillis() + this.acquireTimeout
     // A connection that fails its probe sends the waiter back to the front: it keeps its place and deadline, which
     // ends it even if connection after connection fails (no timer needs to fire for that).
     const attempt = (first: boolean): Effect.Effect<Lease<Client>, AcquireError> =>
-      Effect.flatMap(restore(this.enqueue(mode, options, deadline, first)), (grant) => {
+      Effect.flatMap(restore(this.enqueue({ mode, options, mark }, deadline, first)), (grant) => {
         if (grant._tag === "Leased") return Effect.succeed(grant.lease)
-        return Effect.flatMap(this.probe(grant.entry, mode), (lease) =>
+        return Effect.flatMap(this.probe(grant.entry, mode, mark), (lease) =>
           lease !== undefined
             ? Effect.succeed(lease)
             : this.clock.unsafeCurrentTimeMillis() >= deadline
@@ -310,14 +395,13 @@ export class PoolCore<Client> {
   }
 
   private enqueue(
-    mode: Mode,
-    options: LeaseOptions,
+    ask: Pick<Waiter<Client>, "mode" | "options" | "mark">,
     deadline: number,
     atBack: boolean
   ): Effect.Effect<Grant<Client>, AcquireError> {
     return Effect.async<Grant<Client>, AcquireError>((resume) => {
       if (this.closing) return resume(Effect.fail(this.closedError))
-      const waiter: Waiter<Client> = { mode, options, settled: false, deadline, resume: undefined, outcome: undefined }
+      const waiter: Waiter<Client> = { ...ask, settled: false, deadline, resume: undefined, outcome: undefined }
       if (atBack) {
         this.queue.push(waiter)
       } else if (this.head > 0) {
@@ -406,10 +490,10 @@ export class PoolCore<Client> {
       const waiter = this.oldest()
       if (waiter === undefined) return
       if (this.turns.owed()) return this.dispatchLater("eventLoop")
-      const joined = waiter.mode === "shared" ? this.join() : undefined
+      const joined = waiter.mode === "shared" ? this.join(waiter.mark) : undefined
       const grant = joined !== undefined
         ? { _tag: "Leased" as const, lease: joined }
-        : this.takeIdle(waiter.mode, waiter.options)
+        : this.takeIdle(waiter.mode, waiter.options, waiter.mark)
       if (grant === retired) {
         // The waiter keeps its place and its deadline, which ends it even if connection after connection fails its
         // check (no timer needs to fire for that); its next connection is opened on a later turn of the scheduler,
@@ -455,7 +539,7 @@ export class PoolCore<Client> {
   // --- checkout and lease ----------------------------------------------------------------------------------------
 
   /** A shared lease on the shared connection, if it may still be joined (checked as a checkout would be). */
-  private join(): Lease<Client> | undefined {
+  private join(mark: Mark): Lease<Client> | undefined {
     const entry = this.shared
     if (entry === undefined) return undefined
     const now = this.clock.unsafeCurrentTimeMillis()
@@ -466,7 +550,7 @@ export class PoolCore<Client> {
       return undefined
     }
     entry.holders++
-    return this.record(entry)
+    return this.record(entry, mark)
   }
 
   /**
@@ -474,13 +558,13 @@ export class PoolCore<Client> {
    * one with a problem is retired and the next one tried. Undefined when none is idle, `retired` when every idle one
    * was retired.
    */
-  private takeIdle(mode: Mode, options: LeaseOptions): Grant<Client> | typeof retired | undefined {
+  private takeIdle(mode: Mode, options: LeaseOptions, mark: Mark): Grant<Client> | typeof retired | undefined {
     let retiredAny = false
     while (true) {
       const entry = this.idle.pop()
       if (entry === undefined) return retiredAny ? retired : undefined
       const problem = this.problemOf(entry, options)
-      if (problem === undefined) return { _tag: "Leased", lease: this.occupy(entry, mode) }
+      if (problem === undefined) return { _tag: "Leased", lease: this.occupy(entry, mode, mark) }
       if (problem === "probe") {
         entry.state = "validating"
         return { _tag: "Probe", entry }
@@ -492,12 +576,12 @@ export class PoolCore<Client> {
   }
 
   /** Probes a connection taken for a lease: the lease when it answered; undefined when it was retired instead. */
-  private probe(entry: Entry<Client>, mode: Mode): Effect.Effect<Lease<Client> | undefined> {
+  private probe(entry: Entry<Client>, mode: Mode, mark: Mark): Effect.Effect<Lease<Client> | undefined> {
     return Effect.map(Effect.either(entry.connection.validate), (result) => {
       // A probe that goes elsewhere (a worker, a server) takes time: the pool may have closed it meanwhile.
       if (entry.state !== "validating") return undefined
       // Invalidated while its probe ran: it still serves this lease, and is closed when the lease ends.
-      if (result._tag === "Right") return this.occupy(entry, mode)
+      if (result._tag === "Right") return this.occupy(entry, mode, mark)
       this.retire(entry, true, result.left.reason)
       return undefined
     })
@@ -516,20 +600,22 @@ export class PoolCore<Client> {
   }
 
   /** Hands out a free connection: its first lease. */
-  private occupy(entry: Entry<Client>, mode: Mode): Lease<Client> {
+  private occupy(entry: Entry<Client>, mode: Mode, mark: Mark): Lease<Client> {
     entry.state = "leased"
     entry.mode = mode
     entry.holders = 1
     entry.fresh = false
     this.stats.lease(entry.checkouts++ > 0)
     if (mode === "shared" && entry.doomed === undefined) this.shared = entry
-    return this.record(entry)
+    return this.record(entry, mark)
   }
 
-  private record(entry: Entry<Client>): Lease<Client> {
+  private record(entry: Entry<Client>, mark: Mark): Lease<Client> {
     this.turns.count()
-    const active: ActiveLease<Client> = { entry, ended: false, since: this.clock.unsafeCurrentTimeNanos() }
+    const since = this.clock.unsafeCurrentTimeNanos()
+    const active: ActiveLease<Client> = { entry, ended: false, since, mark, warned: false }
     this.active.add(active)
+    this.wakeHoldWatch?.()
     return { entry, release: (exit) => this.release(active, exit) }
   }
 
@@ -771,7 +857,9 @@ export class PoolCore<Client> {
     return new AcquireTimeoutError({
       waitedMs: this.acquireTimeout,
       stats: this.stats.snapshot(),
-      lastError: this.lastConnectError
+      lastError: this.lastConnectError,
+      holder: this.oldestHolder(),
+      holders: this.active.size
     })
   }
 
@@ -805,6 +893,48 @@ export class PoolCore<Client> {
       return Effect.sync(() => this.wakeReaper = undefined)
     })
   }))
+
+  /**
+   * With holdWarningThreshold: logs one warning (and counts it) for each lease held longer than the threshold, while
+   * it is still held. Leases are recorded in the order they are handed out and share one threshold, so the oldest
+   * lease not yet reported is the next to pass it: one fiber sleeping until then is the whole schedule.
+   */
+  readonly holdWatch: Effect.Effect<never> = Effect.forever(Effect.suspend((): Effect.Effect<void> => {
+    const threshold = this.holdWarningMillis ?? Infinity
+    const now = this.clock.unsafeCurrentTimeNanos()
+    const passed: Array<Holder> = []
+    let wake = Infinity
+    for (const active of this.active) {
+      if (active.warned) continue
+      const heldMillis = Number(now - active.since) / 1e6
+      if (heldMillis < threshold) {
+        wake = threshold - heldMillis
+        break
+      }
+      active.warned = true
+      passed.push(this.holderOf(active, now))
+    }
+    if (passed.length > 0) return Effect.forEach(passed, (holder) => this.warnHeld(holder), { discard: true })
+    if (Number.isFinite(wake)) return Effect.sleep(Math.max(Math.ceil(wake), 1))
+    return Effect.async<void>((resume) => {
+      this.wakeHoldWatch = () => {
+        this.wakeHoldWatch = undefined
+        resume(Effect.void)
+      }
+      return Effect.sync(() => this.wakeHoldWatch = undefined)
+    })
+  }))
+
+  private warnHeld(holder: Holder): Effect.Effect<void> {
+    this.stats.holdWarning()
+    const site = holder.site === undefined
+      ? " (its acquire site is captured for transactions and ConnectionPool.use)"
+      : `; acquired at:\n${holder.site}`
+    return Effect.logWarning(
+      `sqlsim: ${this.options.label}: a connection held longer than holdWarningThreshold ` +
+        `(${this.holdWarningMillis} ms) by ${describeHolder(holder)}${site}`
+    )
+  }
 
   // --- shutdown --------------------------------------------------------------------------------------------------
 
@@ -858,6 +988,23 @@ export class PoolCore<Client> {
 
   snapshot(): PoolStats {
     return this.stats.snapshot()
+  }
+
+  /** Who holds a lease, as errors, warnings and stats name it. */
+  private holderOf(active: ActiveLease<Client>, now: bigint): Holder {
+    return {
+      span: spanName(active.mark.span),
+      fiber: FiberId.threadName(active.mark.fiber),
+      since: Number(active.since / 1_000_000n),
+      heldMs: Number(now - active.since) / 1e6,
+      site: active.mark.site
+    }
+  }
+
+  /** The holder of the lease held longest of those not ended; undefined when no lease is held. */
+  oldestHolder(): Holder | undefined {
+    const [oldest] = this.active
+    return oldest === undefined ? undefined : this.holderOf(oldest, this.clock.unsafeCurrentTimeNanos())
   }
 
   /** The lease held longest of those not ended: its connection, and for how long (the clock's milliseconds). */

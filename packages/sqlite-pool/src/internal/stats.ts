@@ -39,6 +39,9 @@ const ownCounters: Record<OwnCounter, Metric.Metric.Counter<number>> = {
   retries: counter("sqlsim_pool_connect_retries_total", "connect retries made")
 }
 
+/** Leases held longer than `holdWarningThreshold` (each counted once, as its warning is logged). */
+const holdWarnings = counter("sqlsim_pool_hold_warnings_total", "leases held longer than holdWarningThreshold")
+
 /**
  * The histograms' buckets, in seconds: the semantic conventions' advice for database durations, with two below a
  * millisecond, where most of SQLite's waits and uses fall.
@@ -129,6 +132,8 @@ export class StatsRecorder {
   ) as Record<Counter, number>
   private inUse = 0
   private waiting = 0
+  /** leases held longer than holdWarningThreshold so far (not in `PoolStats`, whose fields are fixed) */
+  holdWarnings = 0
   /** the pool's attributes (one array for the life of the pool: Effect caches a metric's hook by it) */
   private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   private readonly connections: ReadonlyArray<MetricLabel.MetricLabel>
@@ -149,6 +154,7 @@ export class StatsRecorder {
     // Every series exists from the start (a counter at 0 until it counts), so that a scrape shows all of them.
     for (const metric of Object.values(ownCounters)) metric.unsafeUpdate(0, this.labels)
     connectionMetrics.timeouts.unsafeUpdate(0, this.timeouts)
+    holdWarnings.unsafeUpdate(0, this.labels)
     // Every connection may be idle: the pool closes idle ones only above minConnections, after idleTimeToLive.
     connectionMetrics.max.unsafeUpdate(identity.maxConnections, this.connections)
     connectionMetrics.idleMax.unsafeUpdate(identity.maxConnections, this.connections)
@@ -184,6 +190,12 @@ export class StatsRecorder {
   setWaiting(waiting: number): void {
     this.waiting = waiting
     connectionMetrics.pendingRequests.unsafeUpdate(waiting, this.requests)
+  }
+
+  /** A lease was held longer than `holdWarningThreshold` (its warning is being logged). */
+  holdWarning(): void {
+    this.holdWarnings++
+    holdWarnings.unsafeUpdate(1, this.labels)
   }
 
   /** A connection opened, `nanos` after its connect began (retries included). */

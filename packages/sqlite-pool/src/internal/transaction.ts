@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
+import { acquireSite, callSite } from "./poolCore.js"
 
 /** `P` is what the lease says about its connection, for `invalidate`. */
 export interface Options<P> {
@@ -28,6 +29,8 @@ export interface Options<P> {
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
   /** set on the transaction's span, as on every statement's */
   readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+  /** the pool warns about long holds (`holdWarningThreshold`): a transaction's call site is its lease's acquire site */
+  readonly captureSite?: boolean | undefined
 }
 
 const run = (connection: SqlConnection.Connection, statement: string) =>
@@ -35,8 +38,10 @@ const run = (connection: SqlConnection.Connection, statement: string) =>
 
 // The span and its events are upstream's: "sql.transaction", with db.transaction.commit, .rollback and .savepoint.
 export const makeWithTransaction =
-  <P>(options: Options<P>) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-    Effect.uninterruptibleMask((restore) =>
+  <P>(options: Options<P>) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> => {
+    const site = options.captureSite === true ? callSite() : undefined
+    const lease = site === undefined ? options.lease : Effect.locally(options.lease, acquireSite, site)
+    return Effect.uninterruptibleMask((restore) =>
       Effect.useSpan(
         "sql.transaction",
         { kind: "client", captureStackTrace: false },
@@ -74,7 +79,7 @@ export const makeWithTransaction =
 
             return Effect.gen(function*() {
               const scope = yield* Scope.make()
-              const leased = yield* Effect.exit(restore(Scope.extend(options.lease, scope)))
+              const leased = yield* Effect.exit(restore(Scope.extend(lease, scope)))
               if (Exit.isFailure(leased)) {
                 yield* Scope.close(scope, leased)
                 return yield* Effect.failCause(leased.cause)
@@ -102,3 +107,4 @@ export const makeWithTransaction =
           })
       )
     )
+  }
