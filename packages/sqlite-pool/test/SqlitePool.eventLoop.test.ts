@@ -17,7 +17,11 @@ const withWriter = <A, E>(body: (sql: SqlClient.SqlClient) => Effect.Effect<A, E
       const sql = yield* SqlClient.SqlClient
       yield* sql`CREATE TABLE t (x INTEGER)`
       return yield* body(sql)
-    }).pipe(Effect.provide(SqlitePool.layer({ filename })))))
+    }).pipe(
+      // The last of 5,000 queued transactions waits for all the others: on a loaded machine longer than the default
+      // acquireTimeout (5 s), which is not what these tests are about.
+      Effect.provide(SqlitePool.layer({ filename, acquireTimeout: "2 minutes" }))
+    )))
 
 /** The times at which a 10 ms interval ticked while `effect` ran, and the times it started and ended. */
 const ticksDuring = <A, E>(effect: Effect.Effect<A, E>) =>

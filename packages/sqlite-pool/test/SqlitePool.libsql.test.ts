@@ -10,12 +10,13 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Connector, LibsqlConnector, PoolError, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
 import * as Sqld from "@sqlsim/test-kit/Sqld"
-import { eventually } from "@sqlsim/test-kit/Wait"
+import { eventually, waitUntil } from "@sqlsim/test-kit/Wait"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { minimumReplicationIndex } from "../src/internal/libsql/readYourWrites.js"
@@ -52,9 +53,18 @@ const answering200 = Effect.acquireRelease(
 ).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
 
 /** Stops the server's process (SIGSTOP: it keeps its sockets and answers nothing) until the Scope closes. */
+/** Whether every thread of a process is stopped (`T` in /proc): a SIGSTOP reaches the threads asynchronously. */
+const allThreadsStopped = (pid: number) =>
+  fs.readdirSync(`/proc/${pid}/task`).every((thread) =>
+    fs.readFileSync(`/proc/${pid}/task/${thread}/stat`, "utf8").replace(/^.*\) /s, "").startsWith("T")
+  )
+
 const stopped = (server: Sqld.SqldProcess) =>
   Effect.acquireRelease(
-    Effect.sync(() => process.kill(server.pid()!, "SIGSTOP")),
+    Effect.zipRight(
+      Effect.sync(() => process.kill(server.pid()!, "SIGSTOP")),
+      waitUntil(Effect.sync(() => allThreadsStopped(server.pid()!)), "every thread of the server stopped")
+    ),
     () => Effect.sync(() => process.kill(server.pid()!, "SIGCONT"))
   )
 

@@ -55,7 +55,9 @@ describe("the process's exit with Reader threads inside SQLite", () => {
       + "at once although two timed-out aggregates still run",
     () =>
       Effect.gen(function*() {
-        const ended = yield* runFixture({ CC: "/no/such/compiler", MODE: "timeout" }, 60_000)
+        // The aggregates are given up after 3 s, so that both have started in their workers even on a loaded machine
+        // (given up before they started, nothing would hold the exit).
+        const ended = yield* runFixture({ CC: "/no/such/compiler", MODE: "timeout", DELAY_MS: "3000" }, 60_000)
         assert.include(ended.stdout, "exiting", ended.stderr)
         // The aggregates would run for minutes: the limit above kills a process that waits for them.
         assert.isBelow(ended.exitMs!, 5_000)
