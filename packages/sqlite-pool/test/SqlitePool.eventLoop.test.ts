@@ -54,8 +54,10 @@ describe("the event loop during a burst", () => {
             })
           )
           assert.isAbove(ticks.length, 0, `no tick in ${(ended - started).toFixed(0)} ms`)
-          // A generous bound: the turns come every 256 leases or 5 ms, whichever is first.
-          assert.isBelow(longestGap([...ticks, ended]), 500)
+          // The loop turns all through the burst, not once at its end. The turns come every 256 leases or 5 ms: the
+          // bound is generous because a loaded machine can leave the process unscheduled for hundreds of ms.
+          assert.isAtLeast(ticks.length, 3)
+          assert.isBelow(longestGap([...ticks, ended]), 2_000)
           const [row] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`
           assert.strictEqual(row?.n, burst)
         })
@@ -75,7 +77,8 @@ describe("the event loop during a burst", () => {
             })
           )
           assert.isAbove(ticks.length, 0, `no tick in ${(ended - started).toFixed(0)} ms`)
-          assert.isBelow(longestGap([...ticks, ended]), 500)
+          assert.isAtLeast(ticks.length, 3)
+          assert.isBelow(longestGap([...ticks, ended]), 2_000)
         })
       ),
     60_000
