@@ -80,6 +80,15 @@ const descendantsOf = (pid: number): Array<number> => {
   return found
 }
 
+/** Sends `signal` to `pid` unless it has exited meanwhile: whether it was sent. */
+const signalIfAlive = (pid: number, signal: NodeJS.Signals): boolean => {
+  try {
+    return process.kill(pid, signal)
+  } catch {
+    return false
+  }
+}
+
 /** The arguments of a live process (not a zombie), or undefined when it has exited. */
 const liveArguments = (pid: number): Array<string> | undefined => {
   try {
@@ -168,7 +177,7 @@ describe("sqlsim as a process", () => {
                 const pid = spawned.pid!
                 signal.options.onSpawn(
                   toGroup
-                    ? { kill: (sent) => [pid, ...descendantsOf(pid)].every((each) => process.kill(each, sent)) }
+                    ? { kill: (sent) => [pid, ...descendantsOf(pid)].map((each) => signalIfAlive(each, sent))[0]! }
                     : spawned
                 )
               }
