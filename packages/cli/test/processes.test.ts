@@ -80,6 +80,15 @@ const descendantsOf = (pid: number): Array<number> => {
   return found
 }
 
+/** Sends `signal` to `pid` unless it has exited meanwhile: whether it was sent. */
+const signalIfAlive = (pid: number, signal: NodeJS.Signals): boolean => {
+  try {
+    return process.kill(pid, signal)
+  } catch {
+    return false
+  }
+}
+
 /** The arguments of a live process (not a zombie), or undefined when it has exited. */
 const liveArguments = (pid: number): Array<string> | undefined => {
   try {
@@ -156,7 +165,8 @@ describe("sqlsim as a process", () => {
         makeSlowToCheckDatabase(db)
         // The check runs for seconds (10 on this machine); the signal comes half a second after a process of the
         // command opened the file (the checks before the page check take milliseconds).
-        const checkInterrupted = (signalName: NodeJS.Signals) =>
+        // `toGroup`: to the command and every process it started at once, as a terminal's Ctrl-C reaches them.
+        const checkInterrupted = (signalName: NodeJS.Signals, toGroup = false) =>
           Effect.gen(function*() {
             let child: Parameters<NonNullable<RunOptions["onSpawn"]>>[0] | undefined
             const signal = signalWhen(signalName, () => child?.pid !== undefined && holdsOpen(child.pid, db), 500)
@@ -164,7 +174,12 @@ describe("sqlsim as a process", () => {
               ...signal.options,
               onSpawn: (spawned) => {
                 child = spawned
-                signal.options.onSpawn(spawned)
+                const pid = spawned.pid!
+                signal.options.onSpawn(
+                  toGroup
+                    ? { kill: (sent) => [pid, ...descendantsOf(pid)].map((each) => signalIfAlive(each, sent))[0]! }
+                    : spawned
+                )
               }
             })
             assert.isDefined(signal.state.sentAt)
@@ -175,6 +190,13 @@ describe("sqlsim as a process", () => {
         assert.isBelow(afterSignalMs, 2_500, `exited ${Math.round(afterSignalMs)} ms after SIGINT (${run.stdout})`)
         assert.notInclude(run.stdout, "\"ok\": true")
         assert.strictEqual(run.code, 130, run.stderr)
+        assert.deepStrictEqual(processesNaming(db), [], "nothing of the check is left running")
+
+        // The page check's process gets the Ctrl-C too: it leaves the command's interruption to act, not "killed".
+        const inGroup = yield* checkInterrupted("SIGINT", true)
+        assert.isBelow(inGroup.afterSignalMs, 2_500, `exited ${Math.round(inGroup.afterSignalMs)} ms after SIGINT`)
+        assert.strictEqual(inGroup.run.code, 130, inGroup.run.stderr)
+        assert.strictEqual(inGroup.run.stdout, "", inGroup.run.stderr)
         assert.deepStrictEqual(processesNaming(db), [], "nothing of the check is left running")
 
         // SIGKILL runs nothing of the command: the check's process sees its pipe from the command end.

@@ -49,9 +49,12 @@ try {
  * The child's program (run with `node -e`, its one argument the JSON of what to check): the check runs in a thread,
  * and the main thread watches its standard input, a pipe from the command. Its end means the command is gone (killed
  * with SIGKILL too): the child then ends itself at once (SIGKILL: a thread inside SQLite would hold a normal exit).
+ * It ignores the terminal's signals: Ctrl-C reaches the whole process group, and a child dying of it could answer
+ * "killed" before the command has acted on its own SIGINT; the command kills the child when it is interrupted.
  */
 const program = `
 const { Worker } = require("node:worker_threads")
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]) process.on(signal, () => {})
 process.stdin.on("end", () => process.kill(process.pid, "SIGKILL")).resume()
 const thread = new Worker(${JSON.stringify(check)}, { eval: true, workerData: process.argv[1] })
 thread.once("message", (answer) => {
