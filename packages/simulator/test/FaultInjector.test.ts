@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { FaultInjector, FaultPlan } from "@sqlsim/simulator"
-import { ConnectionPool, Connector, type PoolConfig, SqliteCode } from "@sqlsim/sqlite-pool"
-import { Duration, Effect, Either, Exit, Fiber, Option } from "effect"
+import { SqlClient } from "@effect/sql"
+import { ConnectionPool, Connector, type PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
+import { Context, Duration, Effect, Either, Exit, Fiber, Layer, Option } from "effect"
 import { advanceUntil, tempDatabase } from "./utils.js"
 
 const poolWith = (injector: FaultInjector.FaultInjector, input: PoolConfig.Input) =>
@@ -232,5 +233,68 @@ describe("FaultInjector", () => {
       for (const kind of ["open-transient", "open-permanent", "die", "ping"]) {
         assert.isTrue(first.some((event) => event.startsWith(kind)), kind)
       }
+    }))
+})
+
+// The lanes keep no connection of their own: each statement takes the pool's connection and gives it back. A kill
+// closes the driver handle of every connection the injector opened, wherever it is, as a crash under the app would.
+describe("the lanes under a killed connection", () => {
+  const lanes = (injector: FaultInjector.FaultInjector, filename: string) =>
+    Effect.map(
+      Layer.build(
+        SqlitePool.layer({ filename, readConnections: 1 }).pipe(Layer.provide(FaultInjector.layer(injector)))
+      ),
+      (context) => ({
+        sql: Context.get(context, SqlClient.SqlClient),
+        reader: Context.get(context, SqlitePool.Reader),
+        pool: Context.get(context, SqlitePool.SqlitePool)
+      })
+    )
+
+  it.scoped("a connection killed between two statements: the next one runs once, on a new connection", () =>
+    Effect.gen(function*() {
+      const filename = yield* tempDatabase
+      const injector = yield* FaultInjector.make(FaultPlan.none, { seed: 1 })
+      const { pool, reader, sql } = yield* lanes(injector, filename)
+      yield* sql`CREATE TABLE t (x INTEGER)`
+      yield* sql`INSERT INTO t VALUES (1)`
+      yield* reader`SELECT x FROM t`
+      const before = yield* pool.stats
+      assert.strictEqual(before.writer.open, 1)
+      assert.strictEqual(yield* injector.kill, 2)
+      yield* sql`INSERT INTO t VALUES (2)`
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 2 }])
+      const after = yield* pool.stats
+      // The killed connections were closed and replaced, one each; the statement ran once, on the new one.
+      for (const lane of ["writer", "readers"] as const) {
+        assert.strictEqual(after[lane].created, before[lane].created + 1, lane)
+        assert.strictEqual(after[lane].closed, before[lane].closed + 1, lane)
+        assert.strictEqual(after[lane].open, 1, lane)
+      }
+    }))
+
+  it.scoped("a connection killed inside a transaction: a typed failure, rolled back whole, the lane goes on", () =>
+    Effect.gen(function*() {
+      const filename = yield* tempDatabase
+      const injector = yield* FaultInjector.make(FaultPlan.none, { seed: 1 })
+      const { pool, reader, sql } = yield* lanes(injector, filename)
+      yield* sql`CREATE TABLE t (x INTEGER)`
+      yield* sql`INSERT INTO t VALUES (1)`
+      const result = yield* Effect.either(sql.withTransaction(Effect.gen(function*() {
+        yield* sql`INSERT INTO t VALUES (2)`
+        yield* injector.kill
+        yield* sql`INSERT INTO t VALUES (3)`
+      })))
+      assert.isTrue(Either.isLeft(result))
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left._tag, "SqlError")
+        assert.isTrue(Connector.isClosedConnection(result.left), String(result.left))
+      }
+      // Nothing of the transaction was committed: SQLite rolled it back as its handle closed.
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t ORDER BY x`, [{ x: 1 }])
+      yield* sql`INSERT INTO t VALUES (4)`
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 4 }])
+      const { writer } = yield* pool.stats
+      assert.strictEqual(writer.closed, writer.created - 1)
     }))
 })
