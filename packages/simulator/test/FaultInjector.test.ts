@@ -1,6 +1,6 @@
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { FaultInjector, FaultPlan } from "@sqlsim/simulator"
-import { SqlClient } from "@effect/sql"
 import { ConnectionPool, Connector, type PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
 import { Context, Duration, Effect, Either, Exit, Fiber, Layer, Option } from "effect"
 import { advanceUntil, tempDatabase } from "./utils.js"

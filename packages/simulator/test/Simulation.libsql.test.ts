@@ -25,7 +25,12 @@ describe("Simulation on libSQL", () => {
       assert.strictEqual(report.settings.database, primary.httpUrl)
       for (const run of report.runs) {
         assert.strictEqual(run.operations.completed + run.operations.failed, 150, run.mode)
-        assert.strictEqual(run.operations.failed, 0, `${run.mode}: ${JSON.stringify(run.errors)}`)
+        // A socket closed under a statement: on the pool's lanes the statement runs again on another connection; an
+        // operation fails (typed) only where nothing may run again: inside a transaction, or on a connection of its own.
+        assert.deepStrictEqual(Object.keys(run.errors).filter((key) => key !== "SqlError(ClosedConnection)"), [])
+        const die = run.faults.kinds.find((line) => line.key === "die")!
+        assert.isAbove(die.injected, 0, run.mode)
+        assert.strictEqual(die.outcome.connectionsClosed, die.injected, run.mode)
         const [replica] = run.replication?.replicas ?? []
         assert.strictEqual(replica?.url, replicas[0]!.httpUrl, run.mode)
         assert.isAbove(replica!.connects, 0, run.mode)
@@ -33,6 +38,7 @@ describe("Simulation on libSQL", () => {
       }
       // A connect per operation is a network handshake each: the pool does fewer, far fewer than one per operation.
       const [pooled, perOperation] = report.runs
+      assert.strictEqual(pooled!.byKind.read.failed + pooled!.byKind.write.failed, 0, JSON.stringify(pooled!.errors))
       assert.isBelow(pooled!.connections.created, perOperation!.connections.created)
       assert.strictEqual(perOperation!.connections.created, 150)
       assert.match(Report.toText(report), /replica lag \(frames\)/)
