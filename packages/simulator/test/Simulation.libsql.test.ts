@@ -3,10 +3,12 @@
  * itself): pooled and connect-per-operation over the network, the replica's lag in the report, a primary and a
  * replica crashed mid-run and restarted by the simulator, and the options that need a file refused.
  */
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Report, ReportHtml, ServerFaults, Simulation } from "@sqlsim/simulator"
+import { FaultInjector, FaultPlan, Report, ReportHtml, ServerFaults, Simulation } from "@sqlsim/simulator"
+import { LibsqlConnector, SqlitePool } from "@sqlsim/sqlite-pool"
 import * as Sqld from "@sqlsim/test-kit/Sqld"
-import { Effect, Either } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 
 describe("Simulation on libSQL", () => {
   it.scopedLive("pooled and connect-per-operation both run on the primary and replica; the report gives the lag", () =>
@@ -42,6 +44,32 @@ describe("Simulation on libSQL", () => {
       assert.isBelow(pooled!.connections.created, perOperation!.connections.created)
       assert.strictEqual(perOperation!.connections.created, 150)
       assert.match(Report.toText(report), /replica lag \(frames\)/)
+    }))
+
+  it.scopedLive("the sockets to the primary and the replica killed while the lanes keep them: the next statements run once, on new ones", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const libsql = yield* LibsqlConnector.make({ primaryUrl: primary.httpUrl, replicaUrls: [replicas[0]!.httpUrl] })
+      const injector = yield* FaultInjector.make(FaultPlan.none, { seed: 1, connector: libsql })
+      const context = yield* Layer.build(
+        SqlitePool.layer({ filename: "killed", readConnections: 1 }).pipe(Layer.provide(FaultInjector.layer(injector)))
+      )
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const reader = Context.get(context, SqlitePool.Reader)
+      const pool = Context.get(context, SqlitePool.SqlitePool)
+      yield* sql`CREATE TABLE t (x INTEGER)`
+      yield* sql`INSERT INTO t VALUES (1)`
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t`, [{ x: 1 }])
+      const before = yield* pool.stats
+      assert.strictEqual(yield* injector.kill, 2)
+      yield* sql`INSERT INTO t VALUES (2)`
+      // Read-your-writes: the Reader's new socket to the replica waits until it has the insert.
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 2 }])
+      const after = yield* pool.stats
+      for (const lane of ["writer", "readers"] as const) {
+        assert.strictEqual(after[lane].created, before[lane].created + 1, lane)
+        assert.strictEqual(after[lane].closed, before[lane].closed + 1, lane)
+      }
     }))
 
   it.scopedLive("servers the simulator starts: a primary crashed mid-run fails only the writes while it is down", () =>
