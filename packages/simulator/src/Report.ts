@@ -578,7 +578,7 @@ export const describeFault = (run: RunReport, line: FaultLine): string => {
   const then: Array<string> = []
   if (line.kind === "open-transient" || line.kind === "open-permanent") {
     then.push(
-      `connect retries ${count(run.retries.connect)}, connect failures ${count(run.connections.connectFailures)}`
+      `of all connects: ${count(run.retries.connect)} retried, ${count(run.connections.connectFailures)} failed`
     )
   }
   const { connectionsClosed, operationsCompleted, operationsFailed } = line.outcome
