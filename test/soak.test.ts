@@ -47,8 +47,12 @@ describe("soak", () => {
           openPermanent: 0.02,
           slowOpen: 0.05,
           slowOpenMs: 5,
-          dieIdle: 0.05,
-          pingFail: 0.02,
+          die: 0.05,
+          ping: 0.02,
+          ioerr: 0,
+          busyStatement: 0,
+          slowStatement: 0,
+          slowStatementMs: 20,
           lockHolder: undefined
         }, { seed })
         const poolScope = yield* Scope.make()
@@ -163,8 +167,9 @@ describe("soak", () => {
           `soak (seed ${seed}, ${soakSeconds} s, ${WORKERS} workers): ${operations} operations, ` +
             `${committed.size} rows committed, ${rolledBack.size} rolled back; outcomes ${outcomes}; faults injected: ` +
             `${faults.openTransient} transient opens, ${faults.openPermanent} permanent opens, ${faults.slowOpen} slow ` +
-            `opens, ${faults.dieIdle} dead idle connections, ${faults.pingFail} failed pings (of ` +
-            `${faults.connectAttempts} connects, ${faults.validations} validations); heap after GC ` +
+            `opens, ${faults.die} dead connections, ${faults.ping} failed checks (of ` +
+            `${faults.connectAttempts} connects, ${faults.checks} checks, ${faults.validations} validations, ` +
+            `${faults.statements} statements); heap after GC ` +
             `${(settled / 1e6).toFixed(1)} -> ${(final / 1e6).toFixed(1)} MB over ${memory.length} samples; ` +
             `writer ${summary(stats.writer)}; readers ${summary(stats.readers)}; busy retries ${stats.busyRetries}`
         )

@@ -140,7 +140,10 @@ describe("sqlsim simulate", () => {
         [["--sqld", Sqld.sqldBinary(), "--kill", "db@1s"], /--kill takes SERVER@AT\[\+DOWN\]/],
         [["--sqld", Sqld.sqldBinary(), "--kill", "replica-2@1s"], /--kill names replica-2, but the run starts 1/],
         [["--sqld", Sqld.sqldBinary(), "--primary", "http://127.0.0.1:1"], /give --primary or --sqld, not both/],
-        [["--sqld", Sqld.sqldBinary(), "--faults", "open=0.1"], /use slow, die and ping \(and --kill to crash/]
+        [["--sqld", Sqld.sqldBinary(), "--faults", "open=0.1"], /use slow, die, ping, ioerr, stmt-busy and stmt-slow/],
+        [["--faults", "die=0.5,ioerr=0.5"], /die \+ ping \+ ioerr \+ stmt-busy \+ stmt-slow must be below 1/],
+        [["--statement-ms", "0.1"], /--statement-ms models a cost on the virtual clock: give it with --virtual-time/],
+        [["--ops", "10", "--virtual-time", "--connect-ms", "-1"], /--connect-ms must be from 0 to 1000 milliseconds/]
       ]
       for (const [args, message] of cases) {
         const { err, out, result } = yield* simulate(...args)

@@ -1,14 +1,19 @@
 /**
  * A fault-injecting `Connector`: it wraps the live connector of `@sqlsim/sqlite-pool` and, as a `FaultPlan` asks,
- * fails connect attempts, slows them down, kills connections while they sit idle and fails their health pings.
+ * fails connect attempts or slows them down, and wraps every connection it opens so that its events (the pool's
+ * check as it hands the connection out or lets a statement join it, the pool's probe, each statement) meet the
+ * connection faults: a handle closed under the pool, a health check that fails, a statement's I/O error or
+ * SQLITE_BUSY, a slow statement. Wherever the connection is (idle in the pool, kept by a lane, leased by a caller,
+ * inside a transaction), its next event can meet them.
  *
  * Every fault is a real one where SQLite can produce it: a transient open failure opens a path in a directory that
  * does not exist (SQLite's own SQLITE_CANTOPEN), a permanent one opens a file that is not a database (SQLITE_NOTADB),
- * and a dead connection has its better-sqlite3 handle really closed, so the pool's validation really fails.
+ * a dead connection has its driver handle really closed, so the pool's check, its probe or the statement finds it
+ * closed; a statement's I/O error and SQLITE_BUSY are the driver's own error with SQLite's code.
  *
- * Decisions come from Effect `Random` generators seeded with the run's seed and the event's number: the n-th connect
- * attempt and the n-th validation get the same decision in every run with the same seed, whatever the timing and
- * whichever fiber meets them.
+ * Decisions come from generators seeded with the run's seed and the event's number: the n-th connect attempt, and
+ * the n-th event of the n-th connection opened, get the same decision in every run with the same seed, so that a
+ * run on the virtual clock repeats exactly.
  *
  * @since 0.1.0
  */
@@ -25,27 +30,49 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { FaultPlan } from "./FaultPlan.js"
+import * as Faulty from "./internal/faultyConnection.js"
+import { failureKey } from "./internal/recorder.js"
 import { SetupError } from "./SimulationError.js"
 
 /**
  * @since 0.1.0
  * @category models
  */
-export type FaultKind = "open-transient" | "open-permanent" | "slow-open" | "die-idle" | "ping-fail"
+export type FaultKind =
+  | "open-transient"
+  | "open-permanent"
+  | "slow-open"
+  | "die"
+  | "ping"
+  | "ioerr"
+  | "busy"
+  | "slow-statement"
 
 /**
- * One injected fault. `index` is the number of the connect attempt (open faults) or of the validation (idle faults)
- * it hit, counted from 1 since the injector was armed.
+ * Where a fault was met: a connect attempt, the pool's O(1) check of a connection (as it hands it out or lets a
+ * statement join it), the pool's probe of a connection, or a statement.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FaultSite = "connect" | "check" | "probe" | "statement"
+
+/**
+ * One injected fault. `index` is the number of the connect attempt (open faults, counted from 1 since the injector
+ * was armed) or of the event on its connection (the connection's faults, with `connection` its number in the order
+ * the injector opened connections).
  *
  * @since 0.1.0
  * @category models
  */
 export interface FaultEvent {
   readonly kind: FaultKind
+  readonly site: FaultSite
   readonly index: number
+  readonly connection?: number
   /** milliseconds since the injector was armed */
   readonly atMs: number
-  /** the extra latency of a slow open */
+  /** the extra latency of a slow open or a slow statement */
   readonly delayMs?: number
 }
 
@@ -56,15 +83,51 @@ export interface FaultEvent {
 export interface FaultCounts {
   /** connect attempts seen while armed */
   readonly connectAttempts: number
-  /** validations (the pool probing a connection before handing it out) seen while armed */
+  /** the pool's checks of a connection (each checkout, each statement joining a shared connection) seen while armed */
+  readonly checks: number
+  /** probes (the pool validating a connection before handing it out) seen while armed */
   readonly validations: number
+  /** statements seen while armed */
+  readonly statements: number
   readonly openTransient: number
   readonly openPermanent: number
   readonly slowOpen: number
   /** total extra latency of slow opens, in milliseconds */
   readonly slowOpenMs: number
-  readonly dieIdle: number
-  readonly pingFail: number
+  readonly die: number
+  readonly ping: number
+  readonly ioerr: number
+  readonly busy: number
+  readonly slowStatement: number
+  /** total extra latency of slow statements, in milliseconds */
+  readonly slowStatementMs: number
+}
+
+/**
+ * What followed the faults of one kind.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FaultOutcome {
+  /** connections the fault left unusable that the pool then closed (it opens another when one is needed) */
+  readonly connectionsClosed: number
+  /** workload operations a statement fault hit that completed all the same (the statement ran again, or was retried) */
+  readonly operationsCompleted: number
+  /** workload operations a statement fault hit that failed, by the key of their error ("SqlError(SQLITE_IOERR)") */
+  readonly operationsFailed: Readonly<Record<string, number>>
+}
+
+/**
+ * Workload operations by the connection their first statement ran on: one that had served an operation before (a
+ * reuse), or a new one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Served {
+  readonly onNewConnection: number
+  readonly onReusedConnection: number
 }
 
 /**
@@ -74,11 +137,24 @@ export interface FaultCounts {
 export interface FaultInjector {
   /** the connector to give the pool (`Layer.succeed(Connector.Connector, injector.connector)`) */
   readonly connector: Connector.Service
-  /** faults apply from now on; before, connects and validations pass through untouched (and are not counted) */
+  /** faults apply from now on; before, connects and the connections' events pass through untouched (and uncounted) */
   readonly arm: Effect.Effect<void>
+  /** faults stop (before the pool closes, so that its closing is not counted as what followed a fault) */
+  readonly disarm: Effect.Effect<void>
   readonly counts: Effect.Effect<FaultCounts>
   /** every fault injected so far, in order */
   readonly events: Effect.Effect<ReadonlyArray<FaultEvent>>
+  /** what followed the faults of each kind */
+  readonly outcomes: Effect.Effect<Readonly<Record<FaultKind, FaultOutcome>>>
+  readonly served: Effect.Effect<Served>
+  /**
+   * Closes the driver handle of every connection the injector opened that is still open, whatever holds it (idle in
+   * the pool, kept by a lane, leased, inside a transaction): what a crash under the app does to the connections the
+   * pool keeps. Not a drawn fault: not counted in `counts` nor `events`. Returns how many it closed.
+   */
+  readonly kill: Effect.Effect<number>
+  /** runs `effect` as one workload operation: the faults its statements meet count against its outcome */
+  readonly operation: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 /**
@@ -89,6 +165,10 @@ export interface Options {
   readonly seed: number
   /** the connector to wrap (default: the live one) */
   readonly connector?: Connector.Service | undefined
+  /** the modelled cost of a statement in ms, slept on the clock before it runs (for the virtual clock; default 0) */
+  readonly statementCostMs?: number | undefined
+  /** the modelled cost of opening a connection in ms (for the virtual clock; default 0) */
+  readonly connectCostMs?: number | undefined
 }
 
 /**
@@ -99,14 +179,45 @@ export interface Options {
  */
 export const noFaults: FaultCounts = {
   connectAttempts: 0,
+  checks: 0,
   validations: 0,
+  statements: 0,
   openTransient: 0,
   openPermanent: 0,
   slowOpen: 0,
   slowOpenMs: 0,
-  dieIdle: 0,
-  pingFail: 0
+  die: 0,
+  ping: 0,
+  ioerr: 0,
+  busy: 0,
+  slowStatement: 0,
+  slowStatementMs: 0
 }
+
+/**
+ * Every fault kind, in the order reports list them.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const faultKinds: ReadonlyArray<FaultKind> = [
+  "open-transient",
+  "open-permanent",
+  "slow-open",
+  "die",
+  "ping",
+  "ioerr",
+  "busy",
+  "slow-statement"
+]
+
+/**
+ * What followed no fault.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const noOutcome: FaultOutcome = { connectionsClosed: 0, operationsCompleted: 0, operationsFailed: {} }
 
 /**
  * The latency of a slow open: exponentially distributed with the given mean (from a uniform draw `u` in [0, 1)),
@@ -115,7 +226,7 @@ export const noFaults: FaultCounts = {
  * @since 0.1.0
  * @category utils
  */
-export const slowOpenLatency = (meanMs: number, u: number): number => Math.min(-meanMs * Math.log(1 - u), 10 * meanMs)
+export const slowOpenLatency: (meanMs: number, u: number) => number = Faulty.slowLatency
 
 /** The paths whose opening fails for real: a file in a directory that does not exist, a file that is no database. */
 interface BadPaths {
@@ -147,18 +258,89 @@ const makeBadPaths: Effect.Effect<BadPaths, SetupError, Scope.Scope> = Effect.ma
   }
 )
 
-/** What an injector has counted and injected since it was armed (before, nothing is counted). */
-class Tally {
-  armed = false
-  armedAt = 0
-  readonly counts: { -readonly [K in keyof FaultCounts]: FaultCounts[K] } = { ...noFaults }
-  readonly events: Array<FaultEvent> = []
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
-  record(kind: FaultKind, index: number, delayMs?: number): Effect.Effect<void> {
-    return Effect.map(Clock.currentTimeMillis, (now) => {
-      const atMs = now - this.armedAt
-      this.events.push(delayMs === undefined ? { kind, index, atMs } : { kind, index, atMs, delayMs })
-    })
+const countOf: Record<Faulty.ConnectionFault, keyof FaultCounts> = {
+  "die": "die",
+  "ping": "ping",
+  "ioerr": "ioerr",
+  "busy": "busy",
+  "slow-statement": "slowStatement"
+}
+
+const chanceOf: Record<Faulty.Site, keyof FaultCounts> = {
+  check: "checks",
+  probe: "validations",
+  statement: "statements"
+}
+
+/** What an injector has counted and injected since it was armed (before, nothing is counted). */
+class Tally implements Faulty.Host {
+  armedNow = false
+  armedAt = 0
+  /** the clock of the fiber that armed the injector: the run's (virtual, on virtual time) */
+  clock: Clock.Clock | undefined = undefined
+  /** connections opened, armed or not: each one's number */
+  opened = 0
+  readonly counts: Mutable<FaultCounts> = { ...noFaults }
+  readonly events: Array<FaultEvent> = []
+  readonly outcomes = new Map<
+    FaultKind,
+    { connectionsClosed: number; operationsCompleted: number; operationsFailed: Record<string, number> }
+  >(
+    faultKinds.map((kind) => [kind, { connectionsClosed: 0, operationsCompleted: 0, operationsFailed: {} }])
+  )
+  readonly served: Mutable<Served> = { onNewConnection: 0, onReusedConnection: 0 }
+  writeFreeAtMs = 0
+  /** connections open now (the pool has not closed them), for `kill` */
+  readonly open = new Set<Faulty.Tracked>()
+
+  constructor(readonly plan: FaultPlan, readonly seed: number, readonly statementCostMs: number) {}
+
+  readonly armed = () => this.armedNow
+
+  readonly chance = (site: Faulty.Site) => {
+    this.counts[chanceOf[site]]++
+  }
+
+  readonly injected = (
+    fault: Faulty.ConnectionFault,
+    site: Faulty.Site,
+    connection: Faulty.Tracked,
+    delayMs?: number
+  ) => {
+    this.counts[countOf[fault]]++
+    if (delayMs !== undefined) this.counts.slowStatementMs += delayMs
+    this.record({ kind: fault, site, index: connection.events, connection: connection.number }, delayMs)
+  }
+
+  readonly serve = (reused: boolean) => {
+    if (reused) this.served.onReusedConnection++
+    else this.served.onNewConnection++
+  }
+
+  /** Records a fault at the time of the clock the injector was armed with (a check is synchronous, on any fiber). */
+  record(event: Omit<FaultEvent, "atMs" | "delayMs">, delayMs?: number): void {
+    const atMs = (this.clock?.unsafeCurrentTimeMillis() ?? this.armedAt) - this.armedAt
+    this.events.push(delayMs === undefined ? { ...event, atMs } : { ...event, atMs, delayMs })
+  }
+
+  /** The pool closed `connection`: what followed the fault that broke it, if one did while armed. */
+  closed(connection: Faulty.Tracked): void {
+    this.open.delete(connection)
+    if (this.armedNow && connection.brokenBy !== undefined) this.outcomes.get(connection.brokenBy)!.connectionsClosed++
+  }
+
+  /** An operation ended: what followed the faults its statements met. */
+  settled(operation: Faulty.OperationState, exit: Exit.Exit<unknown, unknown>): void {
+    for (const fault of operation.faults) {
+      const outcome = this.outcomes.get(fault)!
+      if (Exit.isSuccess(exit)) outcome.operationsCompleted++
+      else {
+        const key = failureKey(exit.cause)
+        outcome.operationsFailed[key] = (outcome.operationsFailed[key] ?? 0) + 1
+      }
+    }
   }
 }
 
@@ -169,6 +351,7 @@ interface Injection {
   readonly live: Connector.Service
   readonly badPaths: BadPaths
   readonly tally: Tally
+  readonly connectCostMs: number
 }
 
 // Each decision has a generator of its own, seeded with the run's seed and the event's number: the n-th connect
@@ -188,54 +371,25 @@ const decideConnect = ({ plan, seed }: Injection, index: number) =>
     return { open, delayMs }
   })
 
-const decideValidation = ({ plan, seed }: Injection, index: number) =>
-  Effect.map(
-    Random.make(`${seed}/validate/${index}`).next,
-    (u) => u < plan.dieIdle ? "die" as const : u < plan.dieIdle + plan.pingFail ? "ping" as const : undefined
-  )
-
-/** The connection with its probe subject to the plan's idle faults (a dead handle, a failed ping). */
-const withValidationFaults = (
-  injection: Injection,
-  connection: Connector.Connection,
-  handleScope: Scope.CloseableScope
-): Connector.Connection => ({
-  ...connection,
-  validate: Effect.suspend(() => {
-    const { counts } = injection.tally
-    if (!injection.tally.armed) return connection.validate
-    const index = ++counts.validations
-    return Effect.flatMap(decideValidation(injection, index), (decision) => {
-      if (decision === "die") {
-        // The connection died while idle: close its handle for real, then let the real probe find out.
-        counts.dieIdle++
-        return injection.tally.record("die-idle", index).pipe(
-          Effect.zipRight(Scope.close(handleScope, Exit.void)),
-          Effect.zipRight(connection.validate)
-        )
-      }
-      if (decision === "ping") {
-        counts.pingFail++
-        return Effect.zipRight(
-          injection.tally.record("ping-fail", index),
-          Effect.fail({ reason: "the health ping failed (injected fault)" })
-        )
-      }
-      return connection.validate
-    })
-  })
-})
-
-/** Opens `filename` with the wrapped connector; the connection's probe is subject to the idle faults. */
+/** Opens `filename` with the wrapped connector; the connection's events are subject to the plan. */
 const openFor = (injection: Injection, connectOptions: Connector.ConnectOptions, filename: string) =>
   Effect.gen(function*() {
     // The handle lives in a child of the pool's connection scope, so a fault can close it on its own.
     const handleScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const connection = yield* injection.live.connect({ ...connectOptions, filename }).pipe(
+    const live = yield* injection.live.connect({ ...connectOptions, filename }).pipe(
       Scope.extend(handleScope),
       Effect.tapErrorCause((cause) => Scope.close(handleScope, Exit.failCause(cause)))
     )
-    return withValidationFaults(injection, connection, handleScope)
+    const { connection, tracked } = Faulty.wrap(
+      injection.tally,
+      ++injection.tally.opened,
+      connectOptions.readOnly,
+      live,
+      handleScope
+    )
+    injection.tally.open.add(tracked)
+    yield* Effect.addFinalizer(() => Effect.sync(() => injection.tally.closed(tracked)))
+    return connection
   })
 
 /** A real open failure of a bad path, reported as the failure of the database the pool asked for. */
@@ -267,19 +421,21 @@ const failOpen = (injection: Injection, connectOptions: Connector.ConnectOptions
 const connectWithFaults = (injection: Injection, connectOptions: Connector.ConnectOptions) =>
   Effect.gen(function*() {
     const { counts } = injection.tally
-    if (!injection.tally.armed) return yield* openFor(injection, connectOptions, connectOptions.filename)
+    if (injection.connectCostMs > 0) yield* Effect.sleep(Duration.millis(injection.connectCostMs))
+    if (!injection.tally.armedNow) return yield* openFor(injection, connectOptions, connectOptions.filename)
     const index = ++counts.connectAttempts
     const decision = yield* decideConnect(injection, index)
     if (decision.delayMs !== undefined) {
       counts.slowOpen++
       counts.slowOpenMs += decision.delayMs
-      yield* injection.tally.record("slow-open", index, decision.delayMs)
+      injection.tally.record({ kind: "slow-open", site: "connect", index }, decision.delayMs)
       yield* Effect.sleep(Duration.millis(decision.delayMs))
     }
     if (decision.open === undefined) return yield* openFor(injection, connectOptions, connectOptions.filename)
     if (decision.open === "transient") counts.openTransient++
     else counts.openPermanent++
-    yield* injection.tally.record(decision.open === "transient" ? "open-transient" : "open-permanent", index)
+    const kind = decision.open === "transient" ? "open-transient" : "open-permanent"
+    injection.tally.record({ kind, site: "connect", index })
     return yield* failOpen(injection, connectOptions, decision.open)
   })
 
@@ -294,21 +450,52 @@ export const make = (plan: FaultPlan, options: Options): Effect.Effect<FaultInje
   Effect.gen(function*() {
     const live = options.connector ?? (yield* Connector.makeLive)
     const badPaths = yield* makeBadPaths
-    const tally = new Tally()
-    const injection: Injection = { plan, seed: options.seed, live, badPaths, tally }
+    const tally = new Tally(plan, options.seed, options.statementCostMs ?? 0)
+    const injection: Injection = {
+      plan,
+      seed: options.seed,
+      live,
+      badPaths,
+      tally,
+      connectCostMs: options.connectCostMs ?? 0
+    }
     return {
       connector: Connector.Connector.of({
         // The faults are the connections'; what the connector reports of its replicas is the wrapped one's.
         replication: live.replication,
         connect: (connectOptions) => connectWithFaults(injection, connectOptions)
       }),
-      arm: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.sync(() => {
-          tally.armed = true
-          tally.armedAt = now
-        })),
+      arm: Effect.map(Effect.clock, (clock) => {
+        tally.armedNow = true
+        tally.clock = clock
+        tally.armedAt = clock.unsafeCurrentTimeMillis()
+      }),
+      disarm: Effect.sync(() => {
+        tally.armedNow = false
+      }),
       counts: Effect.sync(() => ({ ...tally.counts })),
-      events: Effect.sync(() => tally.events.slice())
+      events: Effect.sync(() => tally.events.slice()),
+      outcomes: Effect.sync(() =>
+        Object.fromEntries(
+          faultKinds.map((kind) => {
+            const outcome = tally.outcomes.get(kind)!
+            return [kind, { ...outcome, operationsFailed: { ...outcome.operationsFailed } }]
+          })
+        ) as Record<FaultKind, FaultOutcome>
+      ),
+      served: Effect.sync(() => ({ ...tally.served })),
+      kill: Effect.suspend(() => {
+        const open = [...tally.open]
+        return Effect.as(Effect.forEach(open, (tracked) => tracked.closeHandle, { discard: true }), open.length)
+      }),
+      operation: (effect) =>
+        Effect.suspend(() => {
+          const state: Faulty.OperationState = { faults: [], connection: undefined }
+          return effect.pipe(
+            Effect.locally(Faulty.currentOperation, state),
+            Effect.onExit((exit) => Effect.sync(() => tally.settled(state, exit)))
+          )
+        })
     }
   })
 

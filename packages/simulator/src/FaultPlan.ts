@@ -1,9 +1,10 @@
 /**
  * Which faults a simulation injects, and how often: the value behind `--faults open=0.1,busy=lock-holder,...`.
  *
- * Probabilities are per event: per connect attempt (`open`, `open-permanent`, `slow`), per validation of a connection
- * the pool is about to hand out (`die`, `ping`; the pool validates every checkout). `busy=lock-holder` starts a second OS process that takes SQLite's write lock in
- * bursts, so SQLITE_BUSY comes from SQLite itself.
+ * Probabilities are per event: per connect attempt (`open`, `open-permanent`, `slow`); per event of a connection
+ * (`die`, `ping`: the pool's check as it hands the connection out or lets a statement join it, its probe, and every
+ * statement); per statement (`ioerr`, `stmt-busy`, `stmt-slow`). `busy=lock-holder` starts a second OS process that
+ * takes SQLite's write lock in bursts, so SQLITE_BUSY comes from SQLite itself.
  *
  * @since 0.1.0
  */
@@ -35,10 +36,21 @@ export interface FaultPlan {
   readonly slowOpen: number
   /** mean extra latency of a slow open: exponentially distributed, capped at 10 times the mean */
   readonly slowOpenMs: number
-  /** probability that a connection taken from the pool has died since it was opened or last used (its handle is really closed) */
-  readonly dieIdle: number
-  /** probability that the pool's health ping (validation) of a connection fails */
-  readonly pingFail: number
+  /**
+   * probability that a connection dies at one of its events (its handle really closed): found by the pool's check or
+   * probe, or by the statement that was about to run on it
+   */
+  readonly die: number
+  /** probability that the pool's check or probe of a connection finds it broken (the connection is left as it is) */
+  readonly ping: number
+  /** probability that a statement fails with SQLITE_IOERR (a disk or file-system error; fatal to the connection) */
+  readonly ioerr: number
+  /** probability that a statement fails with SQLITE_BUSY (another process kept the write lock past busy_timeout) */
+  readonly busyStatement: number
+  /** probability that a statement answers slowly */
+  readonly slowStatement: number
+  /** mean extra latency of a slow statement: exponentially distributed, capped at 10 times the mean */
+  readonly slowStatementMs: number
   /** the lock-holder process, or undefined */
   readonly lockHolder: LockHolderPlan | undefined
 }
@@ -54,8 +66,12 @@ export const none: FaultPlan = {
   openPermanent: 0,
   slowOpen: 0,
   slowOpenMs: 50,
-  dieIdle: 0,
-  pingFail: 0,
+  die: 0,
+  ping: 0,
+  ioerr: 0,
+  busyStatement: 0,
+  slowStatement: 0,
+  slowStatementMs: 20,
   lockHolder: undefined
 }
 
@@ -78,8 +94,13 @@ export const keys = {
   "open-permanent": "probability (0..1) that a connect attempt fails with a permanent error",
   "slow": "probability (0..1) that a connect attempt is slow",
   "slow-ms": "mean extra latency of a slow open in milliseconds (exponential distribution)",
-  "die": "probability (0..1) that a connection has died while idle, found when the pool validates it",
-  "ping": "probability (0..1) that the pool's health ping of a connection fails",
+  "die":
+    "probability (0..1) per event of a connection (a check as the pool hands it out, a probe, a statement) that its handle is closed",
+  "ping": "probability (0..1) per check or probe of a connection that the pool finds it broken",
+  "ioerr": "probability (0..1) that a statement fails with SQLITE_IOERR (disk I/O error)",
+  "stmt-busy": "probability (0..1) that a statement fails with SQLITE_BUSY (the lock held elsewhere)",
+  "stmt-slow": "probability (0..1) that a statement answers slowly",
+  "stmt-slow-ms": "mean extra latency of a slow statement in milliseconds (exponential distribution, default 20)",
   "busy": "lock-holder (a second process takes the write lock in bursts) or off",
   "lock-ms": "how long each lock-holder burst holds the write lock, in milliseconds",
   "lock-every": "the period of lock-holder bursts, in milliseconds"
@@ -87,12 +108,24 @@ export const keys = {
 
 type Key = keyof typeof keys
 
+/**
+ * The chance that one event of a connection meets a fault: one draw decides among die, ping and the statement faults.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const connectionEventChance = (plan: FaultPlan): number =>
+  plan.die + plan.ping + plan.ioerr + plan.busyStatement + plan.slowStatement
+
 const probabilityKeys = {
   "open": "openTransient",
   "open-permanent": "openPermanent",
   "slow": "slowOpen",
-  "die": "dieIdle",
-  "ping": "pingFail"
+  "die": "die",
+  "ping": "ping",
+  "ioerr": "ioerr",
+  "stmt-busy": "busyStatement",
+  "stmt-slow": "slowStatement"
 } as const satisfies Partial<Record<Key, keyof FaultPlan>>
 
 /** A plain decimal number such as 0.1, 5, .25 or 1e-7 (not hex, not Infinity, not empty). */
@@ -160,6 +193,7 @@ export const parse = (spec: string): Either.Either<FaultPlan, SimulationConfigEr
       const parsed = parseNumber(key, text, "milliseconds")
       if (Either.isLeft(parsed)) return Either.left(parsed.left)
       if (key === "slow-ms") plan.slowOpenMs = parsed.right
+      if (key === "stmt-slow-ms") plan.slowStatementMs = parsed.right
       if (key === "lock-ms") holdMs = parsed.right
       if (key === "lock-every") everyMs = parsed.right
     }
@@ -167,10 +201,13 @@ export const parse = (spec: string): Either.Either<FaultPlan, SimulationConfigEr
   if (plan.openTransient + plan.openPermanent > 1) {
     return Either.left(error(": open + open-permanent must not exceed 1 (both are chances of one attempt)"))
   }
-  if (plan.dieIdle + plan.pingFail >= 1) {
-    // The pool validates every connection it hands out: at 1, no connection would ever pass.
+  if (connectionEventChance(plan) >= 1) {
+    // One draw decides an event of a connection: at 1, no check and no statement would ever pass.
     return Either.left(
-      error(": die + ping must be below 1 (both are chances of one validation; at 1 none would pass)")
+      error(
+        ": die + ping + ioerr + stmt-busy + stmt-slow must be below 1 (all are chances of one event of a connection; " +
+          "at 1 none would pass)"
+      )
     )
   }
   if (busy === "off" && (holdMs !== undefined || everyMs !== undefined)) {
@@ -201,6 +238,7 @@ export const format = (plan: FaultPlan): string => {
     if (plan[field] > 0) parts.push(`${key}=${plan[field]}`)
   }
   if (plan.slowOpenMs !== none.slowOpenMs) parts.push(`slow-ms=${plan.slowOpenMs}`)
+  if (plan.slowStatementMs !== none.slowStatementMs) parts.push(`stmt-slow-ms=${plan.slowStatementMs}`)
   if (plan.lockHolder !== undefined) {
     parts.push("busy=lock-holder", `lock-ms=${plan.lockHolder.holdMs}`, `lock-every=${plan.lockHolder.everyMs}`)
   }

@@ -6,7 +6,8 @@
  * @since 0.1.0
  */
 import type { SqlitePool } from "@sqlsim/sqlite-pool"
-import type { FaultCounts, FaultEvent } from "./FaultInjector.js"
+import type { FaultCounts, FaultEvent, FaultKind, FaultOutcome, Served } from "./FaultInjector.js"
+import type { FaultPlan } from "./FaultPlan.js"
 import { kinds, type OperationKind, type Recorder, type Sample } from "./internal/recorder.js"
 import type * as ServerFaults from "./ServerFaults.js"
 import type { ConnectionCounts, Mode } from "./Target.js"
@@ -74,6 +75,8 @@ export interface RunReport {
     readonly fingerprint: string
     /** the first faults, in order */
     readonly first: ReadonlyArray<FaultEvent>
+    /** each fault kind the run was asked to inject: its chances, how many fired, and what followed */
+    readonly kinds: ReadonlyArray<FaultLine>
   }
   readonly lockHolder: { readonly bursts: number; readonly holdMs: number; readonly everyMs: number } | undefined
   /** on a libSQL target: each replica's lag behind the primary (frames) when last seen and at most over the run */
@@ -90,6 +93,28 @@ export interface RunReport {
   readonly timeline: { readonly bucketMs: number; readonly buckets: ReadonlyArray<Bucket> }
   /** connections open, in use, idle and fibers waiting, sampled over the run */
   readonly samples: ReadonlyArray<Sample>
+}
+
+/**
+ * One fault kind a run was asked to inject, and what became of it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FaultLine {
+  readonly kind: FaultKind
+  /** its `--faults` key */
+  readonly key: string
+  /** the chance asked for, per event */
+  readonly chance: number
+  /** the events that could meet it */
+  readonly chances: number
+  /** what those events are ("connect attempts", "statements", ...) */
+  readonly chancesOf: string
+  readonly injected: number
+  readonly outcome: FaultOutcome
+  /** why it could not fire in this run (no event it acts on happened), or null */
+  readonly noChance: string | null
 }
 
 /**
@@ -113,6 +138,8 @@ export interface Settings {
   readonly readerThreads: boolean
   readonly database: string
   readonly clock: "real" | "virtual"
+  /** on the virtual clock: the modelled costs of a statement and of an open, in ms */
+  readonly costs: { readonly statementMs: number; readonly connectMs: number } | null
 }
 
 /**
@@ -172,10 +199,14 @@ export interface Replication {
 export interface RunData {
   readonly mode: Mode
   readonly recorder: Recorder
-  readonly counts: ConnectionCounts
+  readonly counts: Omit<ConnectionCounts, "reused">
   readonly pool: SqlitePool.Stats | undefined
+  readonly plan: FaultPlan
   readonly faults: FaultCounts
   readonly faultEvents: ReadonlyArray<FaultEvent>
+  readonly faultOutcomes: Readonly<Record<FaultKind, FaultOutcome>>
+  /** operations by the connection their first statement ran on */
+  readonly served: Served
   readonly lockHolder: RunReport["lockHolder"]
   readonly replication: Replication | undefined
   readonly servers: ReadonlyArray<ServerFaults.Event>
@@ -256,13 +287,99 @@ export const niceInterval = (durationMs: number, target = 100): number => {
 export const fingerprint = (events: ReadonlyArray<FaultEvent>): string => {
   let hash = 0x811c9dc5
   for (const event of events) {
-    for (const char of `${event.kind}:${event.index};`) {
+    for (const char of `${event.kind}:${event.connection ?? ""}:${event.index};`) {
       hash ^= char.charCodeAt(0)
       hash = Math.imul(hash, 0x01000193) >>> 0
     }
   }
   return hash.toString(16).padStart(8, "0")
 }
+
+/** What each fault kind acts on: its key, the plan's chance, the events that meet it, and why none might happen. */
+const faultKinds: ReadonlyArray<{
+  readonly kind: FaultKind
+  readonly key: string
+  readonly chance: (plan: FaultPlan) => number
+  readonly injected: (counts: FaultCounts) => number
+  readonly chances: (counts: FaultCounts) => number
+  readonly chancesOf: string
+  readonly noChance: string
+}> = [
+  ...([
+    ["open-transient", "open", (plan: FaultPlan) => plan.openTransient, (c: FaultCounts) => c.openTransient],
+    ["open-permanent", "open-permanent", (plan: FaultPlan) => plan.openPermanent, (c: FaultCounts) => c.openPermanent],
+    ["slow-open", "slow", (plan: FaultPlan) => plan.slowOpen, (c: FaultCounts) => c.slowOpen]
+  ] as const).map(([kind, key, chance, injected]) => ({
+    kind,
+    key,
+    chance,
+    injected,
+    chances: (c: FaultCounts) => c.connectAttempts,
+    chancesOf: "connect attempts",
+    noChance: "no connect attempt after the workload started (the pool had opened its connections before)"
+  })),
+  {
+    kind: "die",
+    key: "die",
+    chance: (plan) => plan.die,
+    injected: (c) => c.die,
+    chances: (c) => c.checks + c.validations + c.statements,
+    chancesOf: "checks, probes and statements",
+    noChance: "no connection was checked, probed or used after the workload started"
+  },
+  {
+    kind: "ping",
+    key: "ping",
+    chance: (plan) => plan.ping,
+    injected: (c) => c.ping,
+    chances: (c) => c.checks + c.validations,
+    chancesOf: "checks and probes",
+    noChance: "no connection was checked or probed after the workload started"
+  },
+  ...([
+    ["ioerr", "ioerr", (plan: FaultPlan) => plan.ioerr, (c: FaultCounts) => c.ioerr],
+    ["busy", "stmt-busy", (plan: FaultPlan) => plan.busyStatement, (c: FaultCounts) => c.busy],
+    ["slow-statement", "stmt-slow", (plan: FaultPlan) => plan.slowStatement, (c: FaultCounts) => c.slowStatement]
+  ] as const).map(([kind, key, chance, injected]) => ({
+    kind,
+    key,
+    chance,
+    injected,
+    chances: (c: FaultCounts) => c.statements,
+    chancesOf: "statements",
+    noChance: "no statement ran after the workload started"
+  }))
+]
+
+/**
+ * The fault kinds a plan asks for, each with its chances, how many fired and what followed.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const faultLines = (
+  mode: Mode,
+  plan: FaultPlan,
+  counts: FaultCounts,
+  outcomes: Readonly<Record<FaultKind, FaultOutcome>>
+): ReadonlyArray<FaultLine> =>
+  faultKinds.filter((kind) => kind.chance(plan) > 0).map((kind) => {
+    const chances = kind.chances(counts)
+    return {
+      kind: kind.kind,
+      key: kind.key,
+      chance: kind.chance(plan),
+      chances,
+      chancesOf: kind.chancesOf,
+      injected: kind.injected(counts),
+      outcome: outcomes[kind.kind],
+      noChance: chances > 0
+        ? null
+        : mode === "connect-per-operation" && kind.kind === "ping"
+        ? "a connection per operation is never checked or probed: there is no pool to do it"
+        : kind.noChance
+    }
+  })
 
 const maxSamples = 500
 const firstFaults = 50
@@ -335,12 +452,13 @@ export const runReport = (data: RunData): RunReport => {
     byKind: { read: kindReport("read"), write: kindReport("write"), transaction: kindReport("transaction") },
     errors: Object.fromEntries([...recorder.errors.entries()].sort(([a], [b]) => a.localeCompare(b))),
     retries: { connect: data.counts.connectRetries, busy: data.counts.busyRetries },
-    connections: data.counts,
+    connections: { ...data.counts, reused: data.served.onReusedConnection },
     pool: data.pool,
     faults: {
       ...data.faults,
       fingerprint: fingerprint(data.faultEvents),
-      first: data.faultEvents.slice(0, firstFaults)
+      first: data.faultEvents.slice(0, firstFaults),
+      kinds: faultLines(data.mode, data.plan, data.faults, data.faultOutcomes)
     },
     lockHolder: data.lockHolder,
     replication: data.replication,
@@ -436,6 +554,58 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
   return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n")
 }
 
+const count = (n: number) => n.toLocaleString("en-US")
+
+const plural = (n: number, one: string, many: string) => `${count(n)} ${n === 1 ? one : many}`
+
+/**
+ * What became of one fault kind in a run, in a line: "12 in 3,400 checks, probes and statements; then 12 connections
+ * closed by the pool, 9 operations completed all the same, 3 failed SqlError(ClosedConnection)".
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const describeFault = (run: RunReport, line: FaultLine): string => {
+  if (line.noChance !== null) return `no chance: ${line.noChance}`
+  const extraMs = line.kind === "slow-open"
+    ? run.faults.slowOpenMs
+    : line.kind === "slow-statement"
+    ? run.faults.slowStatementMs
+    : undefined
+  const head = `${count(line.injected)} in ${count(line.chances)} ${line.chancesOf}` +
+    (extraMs === undefined || line.injected === 0 ? "" : ` (+${Math.round(extraMs)} ms)`)
+  if (line.injected === 0) return `${head} (chance ${line.chance} each)`
+  const then: Array<string> = []
+  if (line.kind === "open-transient" || line.kind === "open-permanent") {
+    then.push(
+      `of all connects: ${count(run.retries.connect)} retried, ${count(run.connections.connectFailures)} failed`
+    )
+  }
+  const { connectionsClosed, operationsCompleted, operationsFailed } = line.outcome
+  if (connectionsClosed > 0) then.push(`${plural(connectionsClosed, "connection", "connections")} closed by the pool`)
+  if (operationsCompleted > 0) {
+    then.push(`${plural(operationsCompleted, "operation", "operations")} completed all the same`)
+  }
+  for (const [key, n] of Object.entries(operationsFailed)) then.push(`${count(n)} failed ${key}`)
+  return then.length === 0 ? head : `${head}; then ${then.join(", ")}`
+}
+
+/** The faults of a run in a line: how many of each kind fired, and the sequence's fingerprint. */
+const faultsInjected = (run: RunReport) => {
+  const f = run.faults
+  if (f.kinds.length === 0 && run.lockHolder === undefined) return "none asked for"
+  const parts = f.kinds.filter((line) => line.injected > 0).map((line) => `${line.key} ${count(line.injected)}`)
+  if (run.lockHolder !== undefined) parts.push(`lock bursts ${run.lockHolder.bursts}`)
+  return `${parts.length === 0 ? "0 of the kinds asked for fired" : parts.join(", ")} [${f.fingerprint}]`
+}
+
+/** The pool's own lease counters (a lease per statement; statements sharing a connection count once). */
+const poolLeases = (run: RunReport) => {
+  if (run.pool === undefined) return "no pool"
+  const { readers, writer } = run.pool
+  return `acquired ${count(writer.acquired + readers.acquired)}, reused ${count(writer.reused + readers.reused)}`
+}
+
 const describeStop = (settings: Settings) =>
   settings.operations !== null ? `${settings.operations} operations` : `${(settings.durationMs ?? 0) / 1000} s`
 
@@ -447,22 +617,9 @@ const describeStop = (settings: Settings) =>
  */
 export const toText = (report: Report): string => {
   const { settings } = report
-  const count = (n: number) => n.toLocaleString("en-US")
   const errors = (run: RunReport) => {
     const entries = Object.entries(run.errors)
     return entries.length === 0 ? "none" : entries.map(([tag, n]) => `${tag} ${count(n)}`).join(", ")
-  }
-  const faults = (run: RunReport) => {
-    const f = run.faults
-    const parts = [
-      f.openTransient > 0 ? `open ${f.openTransient}` : "",
-      f.openPermanent > 0 ? `open-permanent ${f.openPermanent}` : "",
-      f.slowOpen > 0 ? `slow ${f.slowOpen} (+${Math.round(f.slowOpenMs)} ms)` : "",
-      f.dieIdle > 0 ? `die ${f.dieIdle}` : "",
-      f.pingFail > 0 ? `ping ${f.pingFail}` : "",
-      run.lockHolder !== undefined ? `lock bursts ${run.lockHolder.bursts}` : ""
-    ].filter((part) => part !== "")
-    return parts.length === 0 ? "none" : `${parts.join(", ")} [${f.fingerprint}]`
   }
   const rows: Array<[string, (run: RunReport) => string]> = [
     ["duration", (run) => `${(run.durationMs / 1000).toFixed(2)} s${run.interrupted ? " (interrupted)" : ""}`],
@@ -478,8 +635,9 @@ export const toText = (report: Report): string => {
     ["errors", errors],
     ["retries", (run) => `connect ${count(run.retries.connect)}, busy ${count(run.retries.busy)}`],
     ["connections", (run) =>
-      `created ${count(run.connections.created)}, closed ${count(run.connections.closed)}, ` +
-      `reused ${count(run.connections.reused)}, invalidated ${count(run.connections.invalidated)}`],
+      `created ${count(run.connections.created)}, reused ${count(run.connections.reused)}, ` +
+      `closed ${count(run.connections.closed)}, invalidated ${count(run.connections.invalidated)}`],
+    ["pool leases", poolLeases],
     [
       "in use (mean/capacity)",
       (run) =>
@@ -487,7 +645,11 @@ export const toText = (report: Report): string => {
           run.utilisation.meanInUse.toFixed(1)
         } / ${run.utilisation.capacity}, peak waiting ${run.utilisation.peakWaiting}`
     ],
-    ["faults injected", faults]
+    ["faults injected", faultsInjected],
+    ...(report.runs[0]?.faults.kinds ?? []).map((line, index): [string, (run: RunReport) => string] => [
+      `  ${line.key}`,
+      (run) => describeFault(run, run.faults.kinds[index]!)
+    ])
   ]
   if (report.runs.some((run) => run.replication !== undefined)) {
     rows.push(["replica lag (frames)", (run) =>
@@ -502,7 +664,11 @@ export const toText = (report: Report): string => {
   }
   const header = [
     `sqlsim simulate: seed ${settings.seed}, ${settings.workers} workers, ${describeStop(settings)}, ` +
-    `faults ${settings.faults}, ${settings.clock} clock${settings.readerThreads ? ", Reader in worker threads" : ""}`,
+    `faults ${settings.faults}, ${settings.clock} clock` +
+    (settings.costs === null
+      ? ""
+      : ` (a statement costs ${settings.costs.statementMs} ms, an open ${settings.costs.connectMs} ms)`) +
+    (settings.readerThreads ? ", Reader in worker threads" : ""),
     `database ${settings.database}` +
     (settings.servers === null ?
       "" :

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { jsonValue, type Report, type RunReport, serverEvents } from "./Report.js"
+import { describeFault, jsonValue, type Report, type RunReport, serverEvents } from "./Report.js"
 
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (char) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[char]!)
@@ -33,6 +33,14 @@ const summaryRows = (run: RunReport): ReadonlyArray<readonly [string, string]> =
   ["busy retries", count(run.retries.busy)],
   ["connections created / closed", `${count(run.connections.created)} / ${count(run.connections.closed)}`],
   ["connections reused / invalidated", `${count(run.connections.reused)} / ${count(run.connections.invalidated)}`],
+  [
+    "pool leases acquired / reused",
+    run.pool === undefined
+      ? "no pool"
+      : `${count(run.pool.writer.acquired + run.pool.readers.acquired)} / ${
+        count(run.pool.writer.reused + run.pool.readers.reused)
+      }`
+  ],
   ["mean in use / capacity", `${run.utilisation.meanInUse.toFixed(2)} / ${run.utilisation.capacity}`],
   ["peak open / peak waiting", `${run.utilisation.peakOpen} / ${run.utilisation.peakWaiting}`]
 ]
@@ -53,12 +61,8 @@ const faultRows = (run: RunReport) => {
   const f = run.faults
   const rows: Array<readonly [string, string]> = [
     ["connect attempts seen", count(f.connectAttempts)],
-    ["open failures (transient)", count(f.openTransient)],
-    ["open failures (permanent)", count(f.openPermanent)],
-    ["slow opens", `${count(f.slowOpen)} (+${Math.round(f.slowOpenMs)} ms)`],
-    ["validations seen", count(f.validations)],
-    ["died while idle", count(f.dieIdle)],
-    ["failed health pings", count(f.pingFail)],
+    ["checks / probes / statements seen", `${count(f.checks)} / ${count(f.validations)} / ${count(f.statements)}`],
+    ...f.kinds.map((line) => [line.key, describeFault(run, line)] as const),
     ["fault sequence fingerprint", f.fingerprint]
   ]
   if (run.lockHolder !== undefined) {
@@ -113,7 +117,9 @@ export const render = (report: Report): string => {
   const settings = `seed ${s.seed}, ${s.workers} workers, ${stop}, mix read ${s.mix.read} / write ${s.mix.write} / ` +
     `transaction ${s.mix.transaction}, hold ${s.holdMs} ms, ${s.readers} readers${
       s.readerThreads ? " (worker threads)" : ""
-    }, faults ${s.faults}, ${s.clock} clock`
+    }, faults ${s.faults}, ${s.clock} clock${
+      s.costs === null ? "" : ` (a statement costs ${s.costs.statementMs} ms, an open ${s.costs.connectMs} ms)`
+    }`
   const verdict = report.comparison === undefined
     ? ""
     : `<p class="verdict" id="comparison">${escapeHtml(report.comparison.summary)}</p>` +

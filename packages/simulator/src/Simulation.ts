@@ -77,6 +77,10 @@ export interface Input {
   readonly readerThreads?: boolean | undefined
   /** "virtual": run on virtual time, so that the run repeats exactly (see VirtualClock); default "real" */
   readonly clock?: "real" | "virtual" | undefined
+  /** on virtual time: the modelled cost of a statement in ms (0 .. 1000, default 0.02); one connection runs one at a time */
+  readonly statementMs?: number | undefined
+  /** on virtual time: the modelled cost of opening a connection in ms (0 .. 1000, default 0.5) */
+  readonly connectMs?: number | undefined
   /** further pool settings (filename, readConnections and readerThreads come from the options above) */
   readonly pool?: Omit<PoolConfig.SqliteInput, "filename" | "readConnections" | "readerThreads"> | undefined
   /** how often gauges are sampled, in ms (default 50) */
@@ -108,6 +112,10 @@ export interface Options {
   readonly pool: Omit<PoolConfig.SqliteInput, "filename" | "readConnections" | "readerThreads">
   readonly sampleEveryMs: number
   readonly rows: number
+  /** the modelled cost of a statement in ms (0 on a real clock) */
+  readonly statementMs: number
+  /** the modelled cost of opening a connection in ms (0 on a real clock) */
+  readonly connectMs: number
 }
 
 /**
@@ -129,6 +137,14 @@ export interface Servers {
  * @category constants
  */
 export const limits: typeof internal.limits = internal.limits
+
+/**
+ * The modelled costs of a statement and of an open on the virtual clock, when none is given.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultCosts: typeof internal.defaultCosts = internal.defaultCosts
 
 /**
  * Validates the input and fills in the defaults.
@@ -327,7 +343,12 @@ const makeTarget = (options: Options, state: RunState, filename: string, cluster
     const libsqlOptions = cluster?.libsql ?? options.libsql
     // Each run gets its own injector with the same seed: the n-th connect attempt meets the same fault in both.
     const libsql = libsqlOptions === undefined ? undefined : yield* LibsqlConnector.make(libsqlOptions)
-    const injector = yield* FaultInjector.make(options.faults, { seed: options.seed, connector: libsql })
+    const injector = yield* FaultInjector.make(options.faults, {
+      seed: options.seed,
+      connector: libsql,
+      statementCostMs: options.statementMs,
+      connectCostMs: options.connectMs
+    })
     state.injector = injector
     const poolInput: PoolConfig.SqliteInput = {
       ...options.pool,
@@ -344,9 +365,11 @@ const makeTarget = (options: Options, state: RunState, filename: string, cluster
       })
     const replication = libsql === undefined ? undefined : trackReplication(libsql)
     state.replication = replication
+    // Each operation runs as the injector's: the faults its statements meet count against its outcome.
+    const measured = { ...target, run: (operation: Workload.Operation) => injector.operation(target.run(operation)) }
     state.target = replication === undefined
-      ? target
-      : { ...target, gauges: Effect.zipLeft(target.gauges, replication.observe) }
+      ? measured
+      : { ...measured, gauges: Effect.zipLeft(target.gauges, replication.observe) }
     return { target: state.target, injector }
   })
 
@@ -380,7 +403,8 @@ const runOne = (
     if (cluster !== undefined && cluster.kills.length > 0) {
       yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
     }
-    yield* Workload.run(target, workloadOptions(options), state.recorder)
+    // Disarmed before the pool closes: its closing connections at the end are not what followed a fault.
+    yield* Workload.run(target, workloadOptions(options), state.recorder).pipe(Effect.ensuring(injector.disarm))
     state.finished = true
   }).pipe(Effect.scoped)
 
@@ -410,7 +434,8 @@ const settings = (options: Options, database: string): Report.Settings => ({
   readers: options.readers,
   readerThreads: options.readerThreads,
   database,
-  clock: options.clock
+  clock: options.clock,
+  costs: options.clock === "virtual" ? { statementMs: options.statementMs, connectMs: options.connectMs } : null
 })
 
 const runReport = (options: Options, state: RunState) =>
@@ -421,8 +446,11 @@ const runReport = (options: Options, state: RunState) =>
       recorder: state.recorder,
       counts,
       pool: state.target === undefined ? undefined : yield* state.target.poolStats,
+      plan: options.faults,
       faults: state.injector === undefined ? FaultInjector.noFaults : yield* state.injector.counts,
       faultEvents: state.injector === undefined ? [] : yield* state.injector.events,
+      faultOutcomes: state.injector === undefined ? noOutcomes : yield* state.injector.outcomes,
+      served: state.injector === undefined ? notServed : yield* state.injector.served,
       lockHolder: state.lockHolder === undefined || options.faults.lockHolder === undefined
         ? undefined
         : { bursts: yield* state.lockHolder.bursts, ...options.faults.lockHolder },
@@ -491,10 +519,15 @@ export const make = (options: Options): Effect.Effect<Session> =>
 export const run = (input: Input): Effect.Effect<Report.Report, Error | SimulationConfigError> =>
   Effect.flatMap(Effect.flatMap(resolve(input), make), (session) => session.run)
 
-const emptyCounts: Target.ConnectionCounts = {
+const noOutcomes = Object.fromEntries(
+  FaultInjector.faultKinds.map((kind) => [kind, FaultInjector.noOutcome])
+) as Record<FaultInjector.FaultKind, FaultInjector.FaultOutcome>
+
+const notServed: FaultInjector.Served = { onNewConnection: 0, onReusedConnection: 0 }
+
+const emptyCounts: Omit<Target.ConnectionCounts, "reused"> = {
   created: 0,
   closed: 0,
-  reused: 0,
   invalidated: 0,
   connectFailures: 0,
   connectRetries: 0,

@@ -166,6 +166,22 @@ export class VirtualClock implements Clock.Clock {
  */
 export const microtaskScheduler: Scheduler.Scheduler = new Scheduler.MixedScheduler(Number.MAX_SAFE_INTEGER)
 
+/**
+ * A scheduler that counts the tasks it is given: every fiber that runs (resumed, woken, or yielding) passes through
+ * it, so an unchanged count over a turn of the event loop means that no fiber ran in it.
+ */
+class CountingScheduler implements Scheduler.Scheduler {
+  tasks = 0
+  constructor(private readonly scheduler: Scheduler.Scheduler) {}
+  scheduleTask(task: Scheduler.Task, priority: number, fiber?: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.tasks++
+    this.scheduler.scheduleTask(task, priority, fiber)
+  }
+  shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {
+    return this.scheduler.shouldYield(fiber)
+  }
+}
+
 /** How long (real time) the fibers may all wait with no sleep pending before the run counts as stuck. */
 const stallLimitMs = 10_000
 
@@ -178,9 +194,8 @@ const stallLimitMs = 10_000
  */
 export const runVirtual = <A, E, R>(effect: Effect.Effect<A, E, R>, clock: VirtualClock = new VirtualClock()) =>
   Effect.gen(function*() {
-    const fiber = yield* Effect.fork(
-      effect.pipe(Effect.withClock(clock), Effect.withScheduler(microtaskScheduler))
-    )
+    const scheduler = new CountingScheduler(microtaskScheduler)
+    const fiber = yield* Effect.fork(effect.pipe(Effect.withClock(clock), Effect.withScheduler(scheduler)))
     let stalled = false
     let finished = false
     let waitingSince: number | undefined
@@ -188,9 +203,18 @@ export const runVirtual = <A, E, R>(effect: Effect.Effect<A, E, R>, clock: Virtu
       finished = true
     })
     // The driver is a plain event-loop task, independent of the fiber that waits for the result: when that fiber is
-    // interrupted, the driver keeps time moving until the run's own finalizers are done.
+    // interrupted, the driver keeps time moving until the run's own finalizers are done. Time moves only after a
+    // whole turn of the loop in which no fiber ran: work a fiber left for a later turn (a pool that gives the event
+    // loop a turn with `setImmediate` before its next dispatch) is done at the same virtual time, whatever real time
+    // it took to get there.
+    let tasksSeen = -1
     const step = () => {
       if (finished) return
+      if (scheduler.tasks !== tasksSeen) {
+        tasksSeen = scheduler.tasks
+        setImmediate(step)
+        return
+      }
       if (clock.advance()) {
         waitingSince = undefined
         setImmediate(step)

@@ -11,15 +11,22 @@ const parseError = (spec: string) => {
 describe("FaultPlan.parse", () => {
   it("reads every kind of fault, with the lock holder's defaults", () => {
     const plan = Either.getOrThrow(
-      FaultPlan.parse("open=0.1, open-permanent=0.02,slow=0.2,slow-ms=30,die=0.05,ping=.01,busy=lock-holder")
+      FaultPlan.parse(
+        "open=0.1, open-permanent=0.02,slow=0.2,slow-ms=30,die=0.05,ping=.01,ioerr=0.02,stmt-busy=0.03," +
+          "stmt-slow=0.04,stmt-slow-ms=7,busy=lock-holder"
+      )
     )
     assert.deepStrictEqual(plan, {
       openTransient: 0.1,
       openPermanent: 0.02,
       slowOpen: 0.2,
       slowOpenMs: 30,
-      dieIdle: 0.05,
-      pingFail: 0.01,
+      die: 0.05,
+      ping: 0.01,
+      ioerr: 0.02,
+      busyStatement: 0.03,
+      slowStatement: 0.04,
+      slowStatementMs: 7,
       lockHolder: { holdMs: 50, everyMs: 500 }
     })
     assert.deepStrictEqual(
@@ -44,8 +51,10 @@ describe("FaultPlan.parse", () => {
       ["open", /"open" is not key=value/],
       ["open=0.1,open=0.2", /"open" is given twice/],
       ["open=0.7,open-permanent=0.5", /open \+ open-permanent must not exceed 1/],
-      ["die=0.6,ping=0.6", /die \+ ping must be below 1/],
-      ["die=1", /die \+ ping must be below 1/],
+      ["die=0.6,ping=0.6", /die \+ ping \+ ioerr \+ stmt-busy \+ stmt-slow must be below 1/],
+      ["die=1", /must be below 1/],
+      ["ioerr=0.5,stmt-busy=0.3,stmt-slow=0.2", /must be below 1 \(all are chances of one event of a connection/],
+      ["stmt-slow=0.1,stmt-slow-ms=0", /between 1 and 60000/],
       ["busy=sometimes", /busy=lock-holder or busy=off/],
       ["lock-ms=10", /only apply with busy=lock-holder/],
       ["busy=lock-holder,lock-ms=500,lock-every=500", /must be shorter than lock-every/],
@@ -60,13 +69,22 @@ describe("FaultPlan.parse", () => {
   })
 
   const probability = FastCheck.oneof(FastCheck.constant(0), FastCheck.double({ min: 0, max: 0.49, noNaN: true }))
+  // Five of them share one draw per event of a connection: their sum stays below 1.
+  const eventProbability = FastCheck.oneof(
+    FastCheck.constant(0),
+    FastCheck.double({ min: 0, max: 0.19, noNaN: true })
+  )
   const plans = FastCheck.record({
     openTransient: probability,
     openPermanent: probability,
     slowOpen: probability,
     slowOpenMs: FastCheck.integer({ min: 1, max: 60_000 }),
-    dieIdle: probability,
-    pingFail: probability,
+    die: eventProbability,
+    ping: eventProbability,
+    ioerr: eventProbability,
+    busyStatement: eventProbability,
+    slowStatement: eventProbability,
+    slowStatementMs: FastCheck.integer({ min: 1, max: 60_000 }),
     lockHolder: FastCheck.option(
       FastCheck.integer({ min: 1, max: 1000 }).chain((holdMs) =>
         FastCheck.integer({ min: holdMs + 1, max: 60_000 }).map((everyMs) => ({ holdMs, everyMs }))

@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Report, Target } from "@sqlsim/simulator"
 import { FaultInjector, FaultPlan } from "@sqlsim/simulator"
+import { Either } from "effect"
 import { Recorder } from "../src/internal/recorder.js"
 
-const counts = (created: number): Target.ConnectionCounts => ({
+const counts = (created: number): Omit<Target.ConnectionCounts, "reused"> => ({
   created,
   closed: created,
-  reused: 0,
   invalidated: 0,
   connectFailures: 0,
   connectRetries: 2,
@@ -15,8 +15,25 @@ const counts = (created: number): Target.ConnectionCounts => ({
   capacity: 5
 })
 
+const noOutcomes = Object.fromEntries(
+  FaultInjector.faultKinds.map((kind) => [kind, FaultInjector.noOutcome])
+) as Record<FaultInjector.FaultKind, FaultInjector.FaultOutcome>
+
+/** What a run's injector saw: by default, no fault asked for and none injected. */
+interface Faults {
+  readonly plan: FaultPlan.FaultPlan
+  readonly faults: FaultInjector.FaultCounts
+  readonly faultOutcomes: Record<FaultInjector.FaultKind, FaultInjector.FaultOutcome>
+}
+const noFaults: Faults = { plan: FaultPlan.none, faults: FaultInjector.noFaults, faultOutcomes: noOutcomes }
+
 /** A run of `latencies` (ms), one operation starting every millisecond; every fifth one failed when asked. */
-const run = (mode: Target.Mode, latencies: ReadonlyArray<number>, failEvery = 0): Report.RunReport => {
+const run = (
+  mode: Target.Mode,
+  latencies: ReadonlyArray<number>,
+  failEvery = 0,
+  faults: Faults = noFaults
+): Report.RunReport => {
   const recorder = new Recorder()
   recorder.startMs = 1000
   latencies.forEach((latency, i) => {
@@ -42,8 +59,9 @@ const run = (mode: Target.Mode, latencies: ReadonlyArray<number>, failEvery = 0)
     recorder,
     counts: counts(mode === "pooled" ? 3 : latencies.length),
     pool: undefined,
-    faults: FaultInjector.noFaults,
+    ...faults,
     faultEvents: [],
+    served: { onNewConnection: 3, onReusedConnection: latencies.length - 3 },
     lockHolder: undefined,
     replication: undefined,
     servers: [],
@@ -64,7 +82,8 @@ const settings: Report.Settings = {
   readers: 4,
   readerThreads: false,
   database: "/tmp/x.db",
-  clock: "real"
+  clock: "real",
+  costs: null
 }
 
 describe("Report", () => {
@@ -88,7 +107,13 @@ describe("Report", () => {
   })
 
   it("the fault fingerprint depends on the sequence, not on the timing", () => {
-    const a = [{ kind: "open-transient", index: 1, atMs: 5 }, { kind: "die-idle", index: 3, atMs: 9 }] as const
+    const a = [{ kind: "open-transient", site: "connect", index: 1, atMs: 5 }, {
+      kind: "die",
+      site: "statement",
+      index: 3,
+      connection: 2,
+      atMs: 9
+    }] as const
     const sameSequenceOtherTimes = a.map((event) => ({ ...event, atMs: event.atMs * 2 }))
     assert.strictEqual(Report.fingerprint(a), Report.fingerprint(sameSequenceOtherTimes))
     assert.notStrictEqual(Report.fingerprint(a), Report.fingerprint([...a].reverse()))
@@ -151,6 +176,32 @@ describe("Report", () => {
     assert.include(text, "SqlError(SQLITE_BUSY) 20")
     assert.include(text, report.comparison!.summary)
     assert.deepStrictEqual(JSON.parse(Report.toJson(report)), JSON.parse(JSON.stringify(report)))
+  })
+
+  it("every fault kind asked for has a line: what fired and what followed, or why it had no chance; never none", () => {
+    const plan = Either.getOrThrow(FaultPlan.parse("open=0.1,die=0.02,ping=0.01,stmt-busy=0.05"))
+    const faults: Faults = {
+      plan,
+      faults: { ...FaultInjector.noFaults, checks: 300, statements: 400, die: 6, ping: 0 },
+      faultOutcomes: {
+        ...noOutcomes,
+        die: { connectionsClosed: 6, operationsCompleted: 4, operationsFailed: { "SqlError(ClosedConnection)": 1 } }
+      }
+    }
+    const report = Report.make(settings, new Date(0), [run("pooled", [1, 2, 3, 4], 0, faults)])
+    const [pooled] = report.runs
+    assert.deepStrictEqual(pooled!.faults.kinds.map((line) => line.key), ["open", "die", "ping", "stmt-busy"])
+    const text = Report.toText(report)
+    assert.match(text, /\n {2}open\s+no chance: no connect attempt after the workload started/)
+    assert.match(
+      text,
+      /\n {2}die\s+6 in 700 checks, probes and statements; then 6 connections closed by the pool, 4 operations completed all the same, 1 failed SqlError\(ClosedConnection\)/
+    )
+    assert.match(text, /\n {2}ping\s+0 in 300 checks and probes \(chance 0\.01 each\)/)
+    assert.match(text, /\nfaults injected\s+die 6 \[[0-9a-f]{8}\]/)
+    assert.notMatch(text, /faults injected\s+none/)
+    // Reuse is per operation: every operation but the three that opened a connection.
+    assert.match(text, /\nconnections\s+created 3, reused 1, closed 3/)
   })
 
   it("an interrupted report says so, and makes no comparison from a run cut short", () => {

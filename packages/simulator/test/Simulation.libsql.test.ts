@@ -3,10 +3,12 @@
  * itself): pooled and connect-per-operation over the network, the replica's lag in the report, a primary and a
  * replica crashed mid-run and restarted by the simulator, and the options that need a file refused.
  */
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Report, ReportHtml, ServerFaults, Simulation } from "@sqlsim/simulator"
+import { FaultInjector, FaultPlan, Report, ReportHtml, ServerFaults, Simulation } from "@sqlsim/simulator"
+import { LibsqlConnector, SqlitePool } from "@sqlsim/sqlite-pool"
 import * as Sqld from "@sqlsim/test-kit/Sqld"
-import { Effect, Either } from "effect"
+import { Context, Effect, Either, Layer } from "effect"
 
 describe("Simulation on libSQL", () => {
   it.scopedLive("pooled and connect-per-operation both run on the primary and replica; the report gives the lag", () =>
@@ -25,7 +27,13 @@ describe("Simulation on libSQL", () => {
       assert.strictEqual(report.settings.database, primary.httpUrl)
       for (const run of report.runs) {
         assert.strictEqual(run.operations.completed + run.operations.failed, 150, run.mode)
-        assert.strictEqual(run.operations.failed, 0, `${run.mode}: ${JSON.stringify(run.errors)}`)
+        // A socket closed under a statement fails it typed: as never run (ClosedConnection), or, for one in flight on
+        // the socket as it closed, with the server's error (it may have run: nothing runs it again).
+        const typed = ["SqlError(ClosedConnection)", "SqlError(LibsqlStatementError)"]
+        assert.deepStrictEqual(Object.keys(run.errors).filter((key) => !typed.includes(key)), [], run.mode)
+        const die = run.faults.kinds.find((line) => line.key === "die")!
+        assert.isAbove(die.injected, 0, run.mode)
+        assert.strictEqual(die.outcome.connectionsClosed, die.injected, run.mode)
         const [replica] = run.replication?.replicas ?? []
         assert.strictEqual(replica?.url, replicas[0]!.httpUrl, run.mode)
         assert.isAbove(replica!.connects, 0, run.mode)
@@ -33,9 +41,41 @@ describe("Simulation on libSQL", () => {
       }
       // A connect per operation is a network handshake each: the pool does fewer, far fewer than one per operation.
       const [pooled, perOperation] = report.runs
+      // On the pool's lanes a statement that met its socket closed ran again on another connection (once per
+      // connection of the pool: one that meets a dead socket again fails); with a connection of its own, none did.
+      const ranAgain = (run: Report.RunReport) =>
+        run.faults.kinds.find((line) => line.key === "die")!.outcome.operationsCompleted
+      assert.isAbove(ranAgain(pooled!), 0)
+      assert.strictEqual(ranAgain(perOperation!), 0)
       assert.isBelow(pooled!.connections.created, perOperation!.connections.created)
       assert.strictEqual(perOperation!.connections.created, 150)
       assert.match(Report.toText(report), /replica lag \(frames\)/)
+    }))
+
+  it.scopedLive("the sockets to the primary and the replica killed while the lanes keep them: the next statements run once, on new ones", () =>
+    Effect.gen(function*() {
+      const { primary, replicas } = yield* Sqld.startCluster(1)
+      const libsql = yield* LibsqlConnector.make({ primaryUrl: primary.httpUrl, replicaUrls: [replicas[0]!.httpUrl] })
+      const injector = yield* FaultInjector.make(FaultPlan.none, { seed: 1, connector: libsql })
+      const context = yield* Layer.build(
+        SqlitePool.layer({ filename: "killed", readConnections: 1 }).pipe(Layer.provide(FaultInjector.layer(injector)))
+      )
+      const sql = Context.get(context, SqlClient.SqlClient)
+      const reader = Context.get(context, SqlitePool.Reader)
+      const pool = Context.get(context, SqlitePool.SqlitePool)
+      yield* sql`CREATE TABLE t (x INTEGER)`
+      yield* sql`INSERT INTO t VALUES (1)`
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t`, [{ x: 1 }])
+      const before = yield* pool.stats
+      assert.strictEqual(yield* injector.kill, 2)
+      yield* sql`INSERT INTO t VALUES (2)`
+      // Read-your-writes: the Reader's new socket to the replica waits until it has the insert.
+      assert.deepStrictEqual(yield* reader`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 2 }])
+      const after = yield* pool.stats
+      for (const lane of ["writer", "readers"] as const) {
+        assert.strictEqual(after[lane].created, before[lane].created + 1, lane)
+        assert.strictEqual(after[lane].closed, before[lane].closed + 1, lane)
+      }
     }))
 
   it.scopedLive("servers the simulator starts: a primary crashed mid-run fails only the writes while it is down", () =>

@@ -5,22 +5,29 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "./utils.js"
 
-// Every fault at once, on virtual time: operations meet failed, slow and dying connections and failed pings, in both
-// modes, and the run is exactly repeatable.
+// Every fault at once, at a few percent, on virtual time: operations meet failed and slow opens, dying connections,
+// failed checks and failing or slow statements, in both modes, and the run is exactly repeatable.
+const everyFault = "open=0.05,open-permanent=0.02,slow=0.03,slow-ms=20,die=0.02,ping=0.02,ioerr=0.01,stmt-busy=0.02," +
+  "stmt-slow=0.02"
 const faulty: Simulation.Input = {
   seed: 11,
   workers: 6,
-  operations: 200,
-  holdMs: 2,
+  operations: 300,
   readers: 3,
   compare: true,
   clock: "virtual",
-  faults: "open=0.15,open-permanent=0.2,slow=0.2,slow-ms=20,die=0.1,ping=0.1"
+  faults: everyFault
 }
 
 /** The tags a simulated operation may fail with: every one a typed error of the pool or of SQLite. */
 const typedFailure =
-  /^(SqlError\((ConnectError|AcquireTimeoutError|PoolClosedError|SQLITE_[A-Z_]+)\)|ConnectError|AcquireTimeoutError)$/
+  /^(SqlError\((ConnectError|AcquireTimeoutError|PoolClosedError|ClosedConnection|SQLITE_[A-Z_]+)\)|ConnectError|AcquireTimeoutError)$/
+
+const lineOf = (run: Report.RunReport, key: string) => {
+  const line = run.faults.kinds.find((line) => line.key === key)
+  assert.isDefined(line, `${run.mode}: no line for ${key}`)
+  return line!
+}
 
 /** A report without what differs between two runs of the same seed: when it started and the temporary file. */
 const comparable = (report: Report.Report) =>
@@ -34,29 +41,43 @@ describe("Simulation", () => {
       assert.isFalse(report.interrupted)
       for (const run of report.runs) {
         const { operations } = run
-        assert.strictEqual(operations.started, 200, run.mode)
-        assert.strictEqual(operations.completed + operations.failed, 200, run.mode)
+        assert.strictEqual(operations.started, 300, run.mode)
+        assert.strictEqual(operations.completed + operations.failed, 300, run.mode)
         assert.strictEqual(operations.unfinished, 0, run.mode)
         const failures = Object.entries(run.errors)
         assert.strictEqual(failures.reduce((sum, [, n]) => sum + n, 0), operations.failed)
         for (const [tag] of failures) assert.match(tag, typedFailure, `${run.mode}: ${tag}`)
-        // Transient open faults are felt in both modes, and retried.
-        assert.isAbove(run.faults.openTransient, 0, run.mode)
-        assert.isAbove(run.retries.connect, 0, run.mode)
+        // Every kind asked for has its line, with what it met.
+        assert.deepStrictEqual(
+          run.faults.kinds.map((line) => line.key),
+          ["open", "open-permanent", "slow", "die", "ping", "ioerr", "stmt-busy", "stmt-slow"]
+        )
+        // The virtual clock models what statements and opens cost: the run has a duration and a throughput.
+        assert.isAbove(run.durationMs, 0, run.mode)
+        assert.isNotNull(run.throughput, run.mode)
+        assert.isAbove(run.latencyMs.p50!, 0, run.mode)
         // Closed: nothing left open, nothing leaked.
         assert.strictEqual(run.connections.closed, run.connections.created, run.mode)
       }
       const [pooled, perOperation] = report.runs
-      // A connection per operation opens 200 times: it meets permanent and slow open faults, and a failed open fails
-      // the operation that needed it. The pool opens its few connections once (statements share them and find the
-      // one the last statement used), and probes a connection only after it was idle for the lanes' probe window,
-      // which no connection is in this short run: validation faults cannot reach it, and it replaced any that did.
+      // A connection per operation opens 300 times: it meets permanent and slow open faults, and a failed open fails
+      // the operation that needed it; there is no pool to check or probe a connection, so `ping` has no chance.
       assert.isAbove(perOperation!.faults.openPermanent, 0)
       assert.isAbove(perOperation!.faults.slowOpen, 0)
       assert.isAbove(perOperation!.operations.failed, 0)
-      assert.strictEqual(pooled!.connections.invalidated, pooled!.faults.dieIdle + pooled!.faults.pingFail)
-      assert.isAbove(pooled!.connections.reused, 150)
-      assert.strictEqual(perOperation!.faults.validations, 0)
+      assert.match(lineOf(perOperation!, "ping").noChance ?? "", /never checked or probed/)
+      // The pool's connections meet every connection fault, and every one that broke a connection closed it.
+      for (const key of ["die", "ping", "ioerr"]) {
+        const line = lineOf(pooled!, key)
+        assert.isAbove(line.injected, 0, key)
+        assert.strictEqual(line.outcome.connectionsClosed, line.injected, key)
+      }
+      // Dead connections under the lanes' statements: the statement ran again on another connection.
+      assert.isAbove(lineOf(pooled!, "die").outcome.operationsCompleted, 0)
+      assert.isAbove(lineOf(pooled!, "stmt-busy").injected, 0)
+      assert.isAbove(lineOf(pooled!, "stmt-slow").injected, 0)
+      assert.strictEqual(perOperation!.connections.reused, 0)
+      assert.isAbove(pooled!.connections.reused, 200)
       const pool = pooled!.pool!
       for (const stats of [pool.writer, pool.readers]) {
         assert.strictEqual(stats.open, 0)
@@ -81,6 +102,31 @@ describe("Simulation", () => {
       }
       assert.notStrictEqual(comparable(other), comparable(first))
     }))
+
+  // The command's defaults (8 workers, 4 readers, no hold, a real clock) with dying connections and failed checks at
+  // a few percent: whatever the seed, they reach the pool's connections, and the pool replaces each one.
+  it.live("with the command's defaults, die and ping at a few percent reach the pooled run, each followed by a replacement", () =>
+    Effect.forEach([1, 2, 3], (seed) =>
+      Effect.gen(function*() {
+        const report = yield* Simulation.run({ seed, operations: 500, faults: "die=0.02,ping=0.02" })
+        const [pooled] = report.runs
+        const die = lineOf(pooled!, "die")
+        const ping = lineOf(pooled!, "ping")
+        assert.isAbove(die.injected, 0, `seed ${seed}`)
+        assert.isAbove(ping.injected, 0, `seed ${seed}`)
+        assert.strictEqual(die.outcome.connectionsClosed, die.injected, `seed ${seed}`)
+        assert.strictEqual(ping.outcome.connectionsClosed, ping.injected, `seed ${seed}`)
+        // Each connection closed was replaced: the lanes went on with new ones to the end (one found dead as soon as
+        // it opened counts as a failed connect, retried).
+        const closedByFaults = die.outcome.connectionsClosed + ping.outcome.connectionsClosed
+        const { connectFailures, created } = pooled!.connections
+        assert.isAtLeast(created + connectFailures, closedByFaults + 1, `seed ${seed}`)
+        assert.isAtLeast(pooled!.operations.completed, 450, `seed ${seed}`)
+        for (const [tag] of Object.entries(pooled!.errors)) assert.match(tag, typedFailure, `seed ${seed}: ${tag}`)
+        // Statements on a lane whose connection died ran again on another one.
+        assert.isAtLeast(die.outcome.operationsCompleted, 1, `seed ${seed}`)
+        assert.notMatch(Report.toText(report), /faults injected\s+none/)
+      }), { discard: true }))
 
   it.live("on a real clock, --compare runs the same operations both ways and says how they compare in one line", () =>
     Effect.gen(function*() {

@@ -41,7 +41,9 @@ const flagOf: Record<string, string> = {
   libsql: "--primary",
   servers: "--sqld",
   kills: "--kill",
-  clock: "--virtual-time"
+  clock: "--virtual-time",
+  statementMs: "--statement-ms",
+  connectMs: "--connect-ms"
 }
 const inFlags = (error: SimulationError.SimulationConfigError) => error.describe((field) => flagOf[field] ?? field)
 
@@ -203,9 +205,25 @@ const kill = Options.text("kill").pipe(
 const virtualTime = Options.boolean("virtual-time").pipe(
   Options.withDescription(
     "Run on a virtual clock (needs --ops, not busy=lock-holder): the run then repeats exactly for a seed, and " +
-      "latencies count only modelled delays (slow opens, backoff, --hold)."
+      "latencies count only modelled delays (--statement-ms, --connect-ms, slow opens and statements, backoff, --hold)."
   )
 )
+/** A cost in milliseconds modelled on the virtual clock; its range and its need of --virtual-time are the library's. */
+const cost = (name: string, fallback: number, what: string) =>
+  Options.float(name).pipe(
+    Options.withPseudoName("MS"),
+    Options.optional,
+    Options.withDescription(
+      `With --virtual-time: the modelled cost of ${what} in milliseconds (0 .. ${Simulation.limits.costMs}; ` +
+        `default ${fallback}).`
+    )
+  )
+const statementMs = cost(
+  "statement-ms",
+  Simulation.defaultCosts.statementMs,
+  "a statement (one connection runs one at a time)"
+)
+const connectMs = cost("connect-ms", Simulation.defaultCosts.connectMs, "opening a connection")
 
 interface Output {
   readonly json: AtomicFile.AtomicFile | undefined
@@ -277,7 +295,9 @@ const simulateFlags = {
   sqld,
   sqldReplicas,
   kill,
-  virtualTime
+  virtualTime,
+  statementMs,
+  connectMs
 }
 type SimulateFlags = Command.Command.ParseConfig<typeof simulateFlags>
 
@@ -335,7 +355,9 @@ const simulationOptions = (flags: SimulateFlags, chosenSeed: number) =>
         replicas: Option.getOrUndefined(flags.sqldReplicas),
         kills: flags.kill.join(",")
       },
-      clock: flags.virtualTime ? "virtual" : "real"
+      clock: flags.virtualTime ? "virtual" : "real",
+      statementMs: Option.getOrUndefined(flags.statementMs),
+      connectMs: Option.getOrUndefined(flags.connectMs)
     }).pipe(Effect.catchTag("SimulationConfigError", (error) => usageError(inFlags(error))))
   })
 

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { SqliteCode } from "@sqlsim/sqlite-pool"
+import { Connector, SqliteCode } from "@sqlsim/sqlite-pool"
 import * as Cause from "effect/Cause"
 import * as Option from "effect/Option"
 
@@ -111,7 +111,8 @@ const tagOf = (value: unknown): string | undefined => {
 
 /**
  * The key an operation's failure is counted under: the error's `_tag`, with what caused it for an `SqlError`
- * ("SqlError(SQLITE_BUSY)", "SqlError(ConnectError)"); "Defect" for an unexpected exception.
+ * ("SqlError(SQLITE_BUSY)", "SqlError(ConnectError)", "SqlError(ClosedConnection)" for a statement that met its
+ * connection closed); "Defect" for an unexpected exception.
  */
 export const failureKey = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
@@ -121,6 +122,7 @@ export const failureKey = (cause: Cause.Cause<unknown>): string => {
     if (tag !== "SqlError") return tag
     const inner = tagOf((error as { cause?: unknown }).cause)
     if (inner !== undefined) return `SqlError(${inner})`
+    if (Connector.isClosedConnection(error)) return "SqlError(ClosedConnection)"
     const code = SqliteCode.codeOf(error)
     return code === undefined ? "SqlError" : `SqlError(${code})`
   }

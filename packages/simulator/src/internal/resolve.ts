@@ -17,8 +17,15 @@ export const limits = {
   durationMs: 3_600_000,
   holdMs: 10_000,
   readers: 64,
-  replicas: 8
+  replicas: 8,
+  costMs: 1000
 } as const
+
+/**
+ * The modelled costs on the virtual clock: about what a point read or an insert (WAL, synchronous=NORMAL) and an
+ * open with the pool's pragmas take on a laptop's SSD.
+ */
+export const defaultCosts = { statementMs: 0.02, connectMs: 0.5 } as const
 
 type Name = (field: string) => string
 
@@ -151,10 +158,42 @@ const checkServerTarget = (
       "faults",
       (name) =>
         `${name("faults")} open, open-permanent and busy=lock-holder need a database file; with ${name(server)} ` +
-        `use slow, die and ping (and ${name("kills")} to crash a server)`
+        `use slow, die, ping, ioerr, stmt-busy and stmt-slow (and ${name("kills")} to crash a server)`
     )
     : Either.void
 }
+
+/** The modelled costs: on the virtual clock only (on a real one, statements and opens take their real time). */
+const resolveCosts = (
+  input: Input,
+  clock: Options["clock"]
+): Either.Either<{ readonly statementMs: number; readonly connectMs: number }, SimulationConfigError> =>
+  Either.gen(function*() {
+    for (const field of ["statementMs", "connectMs"] as const) {
+      const value = input[field]
+      if (value === undefined) continue
+      if (clock !== "virtual") {
+        return yield* configError(
+          field,
+          (name) =>
+            `${name(field)} models a cost on the virtual clock: give it with ${name("clock")}, or leave it out (on a ` +
+            "real clock statements and opens take their real time)"
+        )
+      }
+      if (!(Number.isFinite(value) && value >= 0 && value <= limits.costMs)) {
+        return yield* configError(
+          field,
+          (name) => `${name(field)} must be from 0 to ${limits.costMs} milliseconds, such as 0.02, got ${value}`
+        )
+      }
+    }
+    return clock === "virtual"
+      ? {
+        statementMs: input.statementMs ?? defaultCosts.statementMs,
+        connectMs: input.connectMs ?? defaultCosts.connectMs
+      }
+      : { statementMs: 0, connectMs: 0 }
+  })
 
 /** Validates the input and fills in the defaults. */
 export const resolve = (input: Input): Either.Either<Options, SimulationConfigError> =>
@@ -184,6 +223,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
           "leave it out for a temporary one"
       )
     }
+    const costs = yield* resolveCosts(input, clock)
     const servers = input.servers === undefined ? undefined : yield* resolveServers(input.servers, stop)
     yield* checkServerTarget(input, servers, clock, faults)
     const sampleEveryMs = yield* integerIn("sampleEveryMs", input.sampleEveryMs ?? 50, 1, 60_000)
@@ -204,6 +244,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       clock,
       pool: input.pool ?? {},
       sampleEveryMs,
-      rows
+      rows,
+      ...costs
     } satisfies Options
   })
