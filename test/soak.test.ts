@@ -74,7 +74,14 @@ describe("soak", () => {
         yield* injector.arm
 
         const outcomes = new Outcomes(
-          new Set(["SqlError", "RollbackRequested", "TimeoutException", "ConnectError", "AcquireTimeoutError"])
+          new Set([
+            "SqlError",
+            "RollbackRequested",
+            "TimeoutException",
+            "ConnectError",
+            "AcquireTimeoutError",
+            "HealthCheckError"
+          ])
         )
         const committed = new Set<number>()
         const rolledBack = new Set<number>()
