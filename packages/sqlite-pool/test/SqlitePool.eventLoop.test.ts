@@ -54,7 +54,7 @@ describe("the event loop during a burst", () => {
             })
           )
           assert.isAbove(ticks.length, 0, `no tick in ${(ended - started).toFixed(0)} ms`)
-          // The loop turns all through the burst, not once at its end. The turns come every 256 leases or 5 ms: the
+          // The loop turns all through the burst, not once at its end. The turns come every 2,048 leases or 20 ms: the
           // bound is generous because a loaded machine can leave the process unscheduled for hundreds of ms.
           assert.isAtLeast(ticks.length, 3)
           assert.isBelow(longestGap([...ticks, ended]), 2_000)
