@@ -2,7 +2,9 @@
  * The health check of a database file. It opens the file with SQLite's own read-only open (never through the pool,
  * whose connections may write: a read-write connection that closes last checkpoints the write-ahead log into the main
  * file and deletes the -wal and -shm), reads the header and the schema, and checks the pages (`quick_check` by
- * default). No byte of the main file, the -wal or the -shm changes, and no file is created.
+ * default). No byte of the main file or the -wal changes, and no file is created. The -shm is only read, except when a
+ * live writer has the database open: the -shm is then that writer's shared memory, and this reader moves a read mark
+ * in it like any other (SQLite's locking protocol, not data).
  *
  * How the file is opened depends on what is beside it, because SQLite's plain read-only open still writes the -shm
  * (it rebuilds the WAL index there) and creates a missing -wal:
