@@ -859,7 +859,8 @@ export class PoolCore<Client> {
       stats: this.stats.snapshot(),
       lastError: this.lastConnectError,
       holder: this.oldestHolder(),
-      holders: this.active.size
+      holders: this.active.size,
+      lane: this.options.lane
     })
   }
 
