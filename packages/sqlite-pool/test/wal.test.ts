@@ -53,7 +53,7 @@ describe("the WAL kept in check", () => {
             yield* reader`SELECT count(*) FROM t`
             yield* Deferred.succeed(reading, undefined)
             yield* Deferred.await(finish)
-          })))
+          })).pipe(Effect.withSpan("nightly-report")))
           yield* Deferred.await(reading)
           // 20 MiB committed, 1 MiB a transaction, all of it after the reader's snapshot.
           for (let i = 0; i < 20; i++) {
@@ -66,7 +66,11 @@ describe("the WAL kept in check", () => {
           expect(warnings).toHaveLength(1)
           expect(warnings[0]).toContain(`${filename}-wal is`)
           expect(warnings[0]).toContain("a reader holds an old snapshot")
-          expect(warnings[0]).toContain(`the longest Reader lease is connection 1 of ${filename} (readers)`)
+          // It names the reader's holder: its span and fiber, held since before the 20 MiB and the second's wait.
+          expect(warnings[0]).toContain(
+            `the longest Reader lease is connection 1 of ${filename} (readers), by span "nightly-report" ` +
+              `(fiber #${longReader.id().id}), held for 1000 ms`
+          )
           // Still blocked a second later: counted again, not logged again (one warning an episode).
           yield* commitAfterASecond
           yield* waitUntil(

@@ -99,7 +99,8 @@ const makeWriter = (
     Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
       connector: options.connector,
       databaseFile: options.databaseFile,
-      label: writerPoolName(config),
+      label: config.poolName ?? writerPoolName(config),
+      describedAs: writerPoolName(config),
       role: "writer",
       extensions: options.extensions
     }),
@@ -124,7 +125,8 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         connector: options.connector,
         databaseFile: options.databaseFile,
         readOnly: true,
-        label: readerPoolName(config),
+        label: config.poolName ?? readerPoolName(config),
+        describedAs: readerPoolName(config),
         role: "reader",
         extensions: options.extensions,
         inWorkers: config.readerThreads
@@ -164,8 +166,12 @@ const walWatch = (
     })
   })
 
-const writerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (writer)`
-const readerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (readers)`
+/**
+ * How messages name the lanes' pools, and, without `poolName`, their metrics' `db.client.connection.pool.name` (with
+ * `poolName` the metrics carry it as it is, and `sqlsim.lane` tells the lanes apart).
+ */
+const writerPoolName = (config: PoolConfig.SqliteConfig) => `${config.poolName ?? config.filename} (writer)`
+const readerPoolName = (config: PoolConfig.SqliteConfig) => `${config.poolName ?? config.filename} (readers)`
 
 /**
  * The Reader with no connections of its own: its statements and transactions wait for the writer's connection in

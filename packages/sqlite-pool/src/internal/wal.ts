@@ -6,7 +6,8 @@
  * when it is above `walCheckpointBytes`, it runs on the writer lane `PRAGMA wal_checkpoint(PASSIVE)` and, when that
  * copied every frame, `PRAGMA wal_checkpoint(TRUNCATE)` with no busy wait, which empties the file. A checkpoint that
  * cannot finish because a reader holds an old snapshot is counted (`sqlsim.wal.checkpoints_blocked`) and logged as
- * one warning per episode (until a checkpoint finishes), naming the Reader lane's oldest lease.
+ * one warning per episode (until a checkpoint finishes), naming the Reader lane's oldest lease and its holder (span,
+ * fiber, how long).
  *
  * @internal
  */
@@ -16,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as fs from "node:fs"
+import { describeHolder, type Holder } from "./errors.js"
 
 /**
  * The WAL's metrics, with the attribute `db.namespace` (the database file).
@@ -43,10 +45,10 @@ export const checkIntervalMillis = 1000
  */
 type CheckpointRow = readonly [busy: number, log: number, checkpointed: number]
 
-/** The longest Reader lease, as the pool knows it. */
+/** The longest Reader lease, as the pool knows it: its connection and its holder (span, fiber, for how long). */
 export interface ReaderLease {
   readonly connectionId: number
-  readonly heldMillis: number
+  readonly holder: Holder
 }
 
 export interface Options {
@@ -159,7 +161,7 @@ export class WalWatch {
         "(another process, or a ConnectionPool of this one)"
     }
     return `the longest Reader lease is connection ${lease.connectionId} of ${this.options.readerPoolName}, ` +
-      `held for ${(lease.heldMillis / 1000).toFixed(1)} s (a Reader transaction or stream still open)`
+      `by ${describeHolder(lease.holder)} (a Reader transaction or stream still open)`
   }
 }
 
