@@ -133,7 +133,9 @@ describe("every wait bounded, the holder named", () => {
           assert.include(warnings[0], "SqlitePool.holders.test.ts")
           yield* TestClock.adjust("1 second")
           yield* Fiber.join(holder)
-          assert.strictEqual((yield* Effect.flatMap(SqlitePool.SqlitePool, (pool) => pool.stats)).holdWarnings, 1)
+          const stats = yield* Effect.flatMap(SqlitePool.SqlitePool, (pool) => pool.stats)
+          assert.strictEqual(stats.holdWarnings, 1)
+          assert.deepStrictEqual(stats.holdWarningsBySpan, { "hold-the-writer": 1 })
           const pool = yield* SqlitePool.SqlitePool
           const counted = (yield* Metric.snapshot).filter(({ metricKey }) =>
             metricKey.name === "sqlsim_pool_hold_warnings_total" &&

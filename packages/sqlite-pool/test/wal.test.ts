@@ -38,6 +38,7 @@ describe("the WAL kept in check", () => {
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const reader = yield* SqlitePool.Reader
+          const pool = yield* SqlitePool.SqlitePool
           // One small commit a second later than the last look: the watch looks again.
           const commitAfterASecond = Effect.zipRight(
             TestClock.adjust("1 second"),
@@ -79,6 +80,11 @@ describe("the WAL kept in check", () => {
           )
           expect(warnings).toHaveLength(1)
           expect(yield* walMetric("sqlsim.wal.truncations", filename)).toBe(0)
+          // The pool's own view, as SqlitePool.stats shows it.
+          const blocked = (yield* pool.stats).wal
+          expect(blocked?.bytes).toBeGreaterThan(20 * MiB)
+          expect(blocked?.checkpointsBlocked).toBeGreaterThanOrEqual(2)
+          expect(blocked?.truncations).toBe(0)
 
           // The reader ends: the next look checkpoints every frame and truncates the file.
           yield* Deferred.succeed(finish, undefined)
@@ -91,6 +97,8 @@ describe("the WAL kept in check", () => {
           expect(fs.statSync(walFile).size).toBeLessThan(limit)
           expect(yield* walMetric("sqlsim.wal.size", filename)).toBeLessThan(limit)
           expect(warnings).toHaveLength(1)
+          expect((yield* pool.stats).wal).toMatchObject({ truncations: 1 })
+          expect((yield* pool.stats).wal?.bytes).toBeLessThan(limit)
           // Every row is there.
           const [row] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`
           expect(row?.n).toBe(24)

@@ -35,6 +35,8 @@ export interface Lanes {
   readonly writerClient: SqliteClient.SqliteClient
   /** statements, BEGINs and COMMITs retried because another connection held the lock */
   readonly busy: RetryPolicy.BusyCounter
+  /** the WAL watch of a file database; undefined on a server (its WAL is the server's) */
+  readonly wal: Wal.WalWatch | undefined
 }
 
 /** The configuration of one of the two pools: the shared fields, and the size. */
@@ -78,7 +80,7 @@ export const make = (
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
     // A connector with replicas is a server's: its WAL is the server's own.
     if (connector.replication === undefined) wal = yield* walWatch(config, databaseFile, writer, reader)
-    return { writer, reader, readerClient, writerClient, busy }
+    return { writer, reader, readerClient, writerClient, busy, wal }
   })
 
 interface LaneOptions {

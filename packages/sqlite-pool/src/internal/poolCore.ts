@@ -929,7 +929,7 @@ export class PoolCore<Client> {
   }))
 
   private warnHeld(holder: Holder): Effect.Effect<void> {
-    this.stats.holdWarning()
+    this.stats.holdWarning(holder.span)
     const site = holder.site === undefined
       ? " (its acquire site is captured for transactions and ConnectionPool.use)"
       : `; acquired at:\n${holder.site}`

@@ -51,6 +51,16 @@ export interface ReaderLease {
   readonly holder: Holder
 }
 
+/** A WAL watch's view, as `SqlitePool.stats` shows it. */
+export interface WalStats {
+  /** the -wal's size in bytes when the writer lane last looked (at most once a second, after a write) */
+  readonly bytes: number
+  /** checkpoints past walCheckpointBytes a reader's snapshot kept from finishing */
+  readonly checkpointsBlocked: number
+  /** checkpoints that emptied the -wal */
+  readonly truncations: number
+}
+
 export interface Options {
   /** the database file (the WAL is this name with `-wal`) */
   readonly databaseFile: string
@@ -79,6 +89,8 @@ export class WalWatch {
   private checkpointing = false
   /** a checkpoint was blocked by a reader and none has finished since: the episode's warning was logged */
   private blocked = false
+  /** this pool's view of the WAL, as its metrics count it (the metrics add up every pool on the same file) */
+  private readonly counts = { bytes: 0, checkpointsBlocked: 0, truncations: 0 }
   private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   private readonly bytes: ReadonlyArray<MetricLabel.MetricLabel>
 
@@ -109,9 +121,15 @@ export class WalWatch {
     )
   }
 
+  /** The -wal's size as last seen, and this pool's checkpoints blocked and truncations so far. */
+  snapshot(): WalStats {
+    return { ...this.counts }
+  }
+
   /** The -wal's size now (0 when there is none), published as the gauge. */
   private publishSize(): number {
     const size = walBytes(this.options.databaseFile)
+    this.counts.bytes = size
     walMetrics.size.unsafeUpdate(size, this.bytes)
     return size
   }
@@ -138,12 +156,14 @@ export class WalWatch {
   private finished(): Effect.Effect<void> {
     return Effect.sync(() => {
       this.blocked = false
+      this.counts.truncations++
       walMetrics.truncations.unsafeUpdate(1, this.labels)
       this.publishSize()
     })
   }
 
   private blockedByReader(size: number, limit: number): Effect.Effect<void> {
+    this.counts.checkpointsBlocked++
     walMetrics.checkpointsBlocked.unsafeUpdate(1, this.labels)
     if (this.blocked) return Effect.void
     this.blocked = true
