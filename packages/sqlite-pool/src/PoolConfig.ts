@@ -204,7 +204,9 @@ export const defaults = {
   walCheckpointBytes: 64 * 2 ** 20,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
-} as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes" | "holdWarningThreshold" | "poolName">>
+} as const satisfies Required<
+  Omit<Input & SqliteInput, FunctionField | "spanAttributes" | "holdWarningThreshold" | "poolName">
+>
 
 /** Fields whose values are functions: they have no textual default. */
 type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
@@ -304,9 +306,8 @@ const commonFields = {
     Schema.String.annotations({
       message: (issue) => `must be a string (the pool's name in metrics and messages), got ${show(issue.actual)}`
     }).pipe(Schema.filter((s) => s.trim().length > 0, {
-      message: (issue) => `must name the pool (a non-blank string), or be left out to name it after the file, got ${
-        show(issue.actual)
-      }`
+      message: (issue) =>
+        `must name the pool (a non-blank string), or be left out to name it after the file, got ${show(issue.actual)}`
     }))
   ),
   busyTimeout: duration(defaults.busyTimeout),

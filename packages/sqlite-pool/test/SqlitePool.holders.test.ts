@@ -107,7 +107,10 @@ describe("every wait bounded, the holder named", () => {
         assert.instanceOf(error.cause, PoolError.AcquireTimeoutError)
         assert.include(error.message, `span "long-report"`)
         // The Reader's size is readConnections (SqlitePool refuses maxConnections).
-        assert.include(error.message, "raise acquireTimeout or readConnections, or hold Reader connections for less time")
+        assert.include(
+          error.message,
+          "raise acquireTimeout or readConnections, or hold Reader connections for less time"
+        )
         yield* TestClock.adjust("3 seconds")
         yield* Fiber.join(holder)
       }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))

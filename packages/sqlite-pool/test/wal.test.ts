@@ -50,11 +50,13 @@ describe("the WAL kept in check", () => {
           // A Reader transaction reads, so it holds its snapshot until it ends.
           const reading = yield* Deferred.make<void>()
           const finish = yield* Deferred.make<void>()
-          const longReader = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
-            yield* reader`SELECT count(*) FROM t`
-            yield* Deferred.succeed(reading, undefined)
-            yield* Deferred.await(finish)
-          })).pipe(Effect.withSpan("nightly-report")))
+          const longReader = yield* Effect.fork(
+            reader.withTransaction(Effect.gen(function*() {
+              yield* reader`SELECT count(*) FROM t`
+              yield* Deferred.succeed(reading, undefined)
+              yield* Deferred.await(finish)
+            })).pipe(Effect.withSpan("nightly-report"))
+          )
           yield* Deferred.await(reading)
           // 20 MiB committed, 1 MiB a transaction, all of it after the reader's snapshot.
           for (let i = 0; i < 20; i++) {
