@@ -27,8 +27,8 @@ const resolved = (variables: Record<string, string>) =>
 describe("the command's environment variables", () => {
   it.effect("name one variable for every field of ConnectionPool's input that text can give", () =>
     Effect.gen(function*() {
-      // The optional textual field given, so that the resolved config has its key.
-      const config = yield* PoolConfig.make({ holdWarningThreshold: "1 second" })
+      // The optional textual fields given, so that the resolved config has their keys.
+      const config = yield* PoolConfig.make({ holdWarningThreshold: "1 second", poolName: "app" })
       const textual = Object.keys(config).filter((key) => key !== "spanAttributes")
       expect(Object.keys(Flags.environmentVariables).sort()).toEqual(textual.sort())
       for (const name of Object.values(Flags.environmentVariables)) expect(name).toMatch(/^SQLSIM_[A-Z_]+$/)
@@ -54,6 +54,7 @@ describe("the command's environment variables", () => {
         SQLSIM_MAX_LIFETIME: "30 minutes",
         SQLSIM_SHUTDOWN_TIMEOUT: "1 second",
         SQLSIM_HOLD_WARNING_THRESHOLD: "2 seconds",
+        SQLSIM_POOL_NAME: "42",
         SQLSIM_PAGE_CACHE_KIB: "4096"
       })
       expect(config).toMatchObject({
@@ -62,7 +63,9 @@ describe("the command's environment variables", () => {
         minConnections: 2,
         retries: 6,
         retryJitter: true,
-        pageCacheKiB: 4096
+        pageCacheKiB: 4096,
+        // A name of digits stays a name.
+        poolName: "42"
       })
       expect(millis(config.retryBaseDelay)).toBe(25)
       expect(millis(config.retryMaxDelay)).toBe(2000)

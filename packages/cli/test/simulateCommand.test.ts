@@ -121,6 +121,24 @@ describe("sqlsim simulate", () => {
       assert.deepStrictEqual(report.runs.map(({ operations }) => [operations.completed, operations.failed]), [[300, 0]])
     }).pipe(Effect.scoped))
 
+  it.live("--hold-warning-ms, --long-read and --wal-checkpoint-bytes: the report counts the warnings by span and shows the WAL's growth", () =>
+    Effect.gen(function*() {
+      const json = path.join(yield* tempDir, "operated.json")
+      const { err, out, result } = yield* simulate(
+        ...["--seed", "5", "--workers", "4", "--ops", "1200", "--hold", "30", "--virtual-time", "--json", json],
+        ...["--hold-warning-ms", "20", "--long-read", "2500", "--wal-checkpoint-bytes", "65536"]
+      )
+      assert.strictEqual(result._tag, "Right", err)
+      assert.match(out, /^sqlsim simulate: seed 5, .*, a long read of 2500 ms\n/)
+      assert.match(out, /\nhold warnings +\d+ past 20 ms: span "sim\.long-read" 1, span "sim\.transaction" \d+\n/)
+      assert.match(out, /\nWAL +largest .*; [1-9]\d* checkpoints? blocked by a reader, [1-9]\d* truncations?\n/)
+      assert.match(out, /\nlong read +2500 ms: completed\n/)
+      const report = JSON.parse(fs.readFileSync(json, "utf8")) as Report.Report
+      assert.strictEqual(report.settings.longReadMs, 2500)
+      assert.strictEqual(report.runs[0]!.holdWarnings!.thresholdMs, 20)
+      assert.isAbove(report.runs[0]!.wal!.checkpointsBlocked, 0)
+    }).pipe(Effect.scoped))
+
   it.live("bad flags are usage errors with one clear line, before any work", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
@@ -143,7 +161,10 @@ describe("sqlsim simulate", () => {
         [["--sqld", Sqld.sqldBinary(), "--faults", "open=0.1"], /use slow, die, ping, ioerr, stmt-busy and stmt-slow/],
         [["--faults", "die=0.5,ioerr=0.5"], /die \+ ping \+ ioerr \+ stmt-busy \+ stmt-slow must be below 1/],
         [["--statement-ms", "0.1"], /--statement-ms models a cost on the virtual clock: give it with --virtual-time/],
-        [["--ops", "10", "--virtual-time", "--connect-ms", "-1"], /--connect-ms must be from 0 to 1000 milliseconds/]
+        [["--ops", "10", "--virtual-time", "--connect-ms", "-1"], /--connect-ms must be from 0 to 1000 milliseconds/],
+        [["--long-read", "0"], /--long-read must be a whole number from 1 to 3,600,000, got 0/],
+        [["--hold-warning-ms", "1.5"], /--hold-warning-ms must be a whole number from 1 to 3,600,000, got 1.5/],
+        [["--wal-checkpoint-bytes", "0"], /--wal-checkpoint-bytes must be a whole number from 1 to/]
       ]
       for (const [args, message] of cases) {
         const { err, out, result } = yield* simulate(...args)

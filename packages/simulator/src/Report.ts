@@ -1,6 +1,8 @@
 /**
  * The report of a simulation: throughput, latency percentiles, errors by tag, retries, connection counts, injected
- * faults, pool utilisation and time series, for each run (pooled, and connect-per-operation with `--compare`).
+ * faults, pool utilisation and time series, for each run (pooled, and connect-per-operation with `--compare`); for a
+ * pooled run also what operating it shows: each lane's wait for a connection (from the pool's wait-time histograms),
+ * the hold warnings, and the WAL's growth.
  * As plain JSON-ready data (`make`), as a text table for the terminal (`toText`); `ReportHtml` draws it as a page.
  *
  * @since 0.1.0
@@ -91,8 +93,89 @@ export interface RunReport {
     readonly capacity: number
   }
   readonly timeline: { readonly bucketMs: number; readonly buckets: ReadonlyArray<Bucket> }
-  /** connections open, in use, idle and fibers waiting, sampled over the run */
+  /** connections open, in use, idle and fibers waiting (and the WAL's size on a pooled run), sampled over the run */
   readonly samples: ReadonlyArray<Sample>
+  /** each lane's waits for a connection, from the pool's `db.client.connection.wait_time` histograms; null: no pool */
+  readonly waits: { readonly writer: WaitTime; readonly readers: WaitTime } | null
+  /** leases the pool warned about, held longer than `holdWarningThreshold`; null: no pool */
+  readonly holdWarnings: HoldWarnings | null
+  /** the WAL as the pool's writer lane watched it; null: no pool, or a server's WAL */
+  readonly wal: WalGrowth | null
+  /** the long reader (`longReadMs`), and how it ended; null when none was asked for */
+  readonly longRead: LongRead | null
+}
+
+/**
+ * A lane's waits for a connection in milliseconds, from the pool's wait-time histogram: `count` waits (one per
+ * lease, 0 ms when served at once); the percentiles estimated from its buckets as Prometheus's `histogram_quantile`
+ * does (linear within a bucket), kept within the exact minimum and maximum; null when nothing waited.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WaitTime {
+  readonly count: number
+  readonly p50: number | null
+  readonly p95: number | null
+  readonly p99: number | null
+  readonly max: number | null
+}
+
+/**
+ * The pool's hold warnings in a run.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface HoldWarnings {
+  /** the pool's `holdWarningThreshold` in ms; null: off (then there are no warnings) */
+  readonly thresholdMs: number | null
+  readonly count: number
+  /** by the holder's span name ("" for a holder outside any span) */
+  readonly bySpan: Readonly<Record<string, number>>
+}
+
+/**
+ * How the WAL grew in a run, as the pool's writer lane saw it (it looks at most once a second, after a write).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WalGrowth {
+  /** the largest size seen, in bytes (over the samples and at the end) */
+  readonly maxBytes: number
+  /** the size at the end */
+  readonly endBytes: number
+  /** checkpoints past `walCheckpointBytes` that a reader's snapshot kept from finishing */
+  readonly checkpointsBlocked: number
+  /** checkpoints that emptied the WAL */
+  readonly truncations: number
+}
+
+/**
+ * The long reader of a run: how long it was to hold its snapshot, and how it ended ("completed", "cut short" by the
+ * end of the run, or the key of its failure, as errors are counted).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LongRead {
+  readonly holdMs: number
+  readonly outcome: string
+}
+
+/**
+ * A histogram as the pool's metric holds it, in seconds: cumulative counts at each upper bound (the last one
+ * `Infinity`), and the count, minimum and maximum.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Histogram {
+  readonly buckets: ReadonlyArray<readonly [number, number]>
+  readonly count: number
+  readonly min: number
+  readonly max: number
 }
 
 /**
@@ -140,6 +223,8 @@ export interface Settings {
   readonly clock: "real" | "virtual"
   /** on the virtual clock: the modelled costs of a statement and of an open, in ms */
   readonly costs: { readonly statementMs: number; readonly connectMs: number } | null
+  /** a long reader held its snapshot this long from the start of each run (ms); null: none */
+  readonly longReadMs: number | null
 }
 
 /**
@@ -213,6 +298,11 @@ export interface RunData {
   readonly interrupted: boolean
   /** the clock now, for a run still going (its duration so far) */
   readonly nowMs: number
+  /** the pool's wait-time histograms by lane (pooled runs) */
+  readonly waits: { readonly writer: Histogram | undefined; readonly readers: Histogram | undefined } | undefined
+  /** the pool's `holdWarningThreshold` in ms (undefined: off) */
+  readonly holdWarningMs: number | undefined
+  readonly longRead: LongRead | undefined
 }
 
 /**
@@ -381,6 +471,56 @@ export const faultLines = (
     }
   })
 
+/**
+ * A wait-time histogram (seconds) as percentiles in milliseconds: each estimated as Prometheus's
+ * `histogram_quantile` does (the bucket where the rank falls, linear within it), then kept within the exact minimum
+ * and maximum, so that waits all of 0 ms read 0, not half the first bucket.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const waitTime = (histogram: Histogram | undefined): WaitTime => {
+  if (histogram === undefined || histogram.count === 0) return { count: 0, p50: null, p95: null, p99: null, max: null }
+  const at = (q: number): number => {
+    const rank = q * histogram.count
+    let lower = 0
+    let below = 0
+    for (const [upper, cumulative] of histogram.buckets) {
+      if (cumulative >= rank) {
+        const estimate = Number.isFinite(upper)
+          ? lower + (upper - lower) * (cumulative === below ? 0 : (rank - below) / (cumulative - below))
+          : histogram.max
+        return 1000 * Math.min(histogram.max, Math.max(histogram.min, estimate))
+      }
+      lower = upper
+      below = cumulative
+    }
+    return 1000 * histogram.max
+  }
+  return { count: histogram.count, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: 1000 * histogram.max }
+}
+
+/** What operating the pool showed in a run: waits by lane, hold warnings, the WAL's growth; null each without a pool. */
+const operating = (data: RunData, samples: ReadonlyArray<Sample>) => {
+  const { pool } = data
+  if (pool === undefined) return { waits: null, holdWarnings: null, wal: null }
+  const wal = pool.wal
+  return {
+    waits: { writer: waitTime(data.waits?.writer), readers: waitTime(data.waits?.readers) },
+    holdWarnings: {
+      thresholdMs: data.holdWarningMs ?? null,
+      count: pool.holdWarnings,
+      bySpan: pool.holdWarningsBySpan
+    },
+    wal: wal === undefined ? null : {
+      maxBytes: samples.reduce((most, sample) => Math.max(most, sample.walBytes ?? 0), wal.bytes),
+      endBytes: wal.bytes,
+      checkpointsBlocked: wal.checkpointsBlocked,
+      truncations: wal.truncations
+    }
+  }
+}
+
 const maxSamples = 500
 const firstFaults = 50
 
@@ -470,7 +610,9 @@ export const runReport = (data: RunData): RunReport => {
       capacity: data.counts.capacity
     },
     timeline: { bucketMs, buckets },
-    samples: downsample(samples)
+    samples: downsample(samples),
+    ...operating(data, samples),
+    longRead: data.longRead ?? null
   }
 }
 
@@ -606,6 +748,75 @@ const poolLeases = (run: RunReport) => {
   return `acquired ${count(writer.acquired + readers.acquired)}, reused ${count(writer.reused + readers.reused)}`
 }
 
+/**
+ * A lane's waits in a line: "0.00 / 0.05 / 12.4 / 30.0 ms of 1,234 waits" (p50 / p95 / p99 / max), or "none".
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const describeWaits = (wait: WaitTime): string =>
+  wait.count === 0
+    ? "none"
+    : `${[wait.p50, wait.p95, wait.p99, wait.max].map(formatMs).join(" / ")} ms of ${
+      plural(wait.count, "wait", "waits")
+    }`
+
+/**
+ * The hold warnings in a line: "3 past 20 ms: span \"sim.transaction\" 2, span \"sim.long-read\" 1", "none past 20
+ * ms", or "off (no holdWarningThreshold)".
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const describeHoldWarnings = (holds: HoldWarnings): string => {
+  if (holds.thresholdMs === null) return "off (no holdWarningThreshold)"
+  if (holds.count === 0) return `none past ${holds.thresholdMs} ms`
+  const spans = Object.entries(holds.bySpan).map(([span, n]) =>
+    `${span === "" ? "outside any span" : `span "${span}"`} ${count(n)}`
+  )
+  return `${count(holds.count)} past ${holds.thresholdMs} ms: ${spans.join(", ")}`
+}
+
+/**
+ * A size in bytes as people read it: "812 KiB", "20.3 MiB".
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const formatBytes = (bytes: number): string =>
+  bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${Math.round(bytes / 1024)} KiB`
+
+/**
+ * The WAL's growth in a line: "largest 20.3 MiB, at the end 0 KiB; 3 checkpoints blocked by a reader, 1 truncation".
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const describeWal = (wal: WalGrowth): string =>
+  `largest ${formatBytes(wal.maxBytes)}, at the end ${formatBytes(wal.endBytes)}; ` +
+  `${plural(wal.checkpointsBlocked, "checkpoint", "checkpoints")} blocked by a reader, ` +
+  `${plural(wal.truncations, "truncation", "truncations")}`
+
+/** The rows about operating the pool: each lane's waits, the hold warnings, the WAL, the long reader. */
+const operatingRows = (report: Report): Array<[string, (run: RunReport) => string]> => {
+  const noPool = "no pool"
+  const rows: Array<[string, (run: RunReport) => string]> = [
+    ["writer wait p50/p95/p99/max", (run) => run.waits === null ? noPool : describeWaits(run.waits.writer)],
+    ["Reader wait p50/p95/p99/max", (run) => run.waits === null ? noPool : describeWaits(run.waits.readers)],
+    ["hold warnings", (run) => run.holdWarnings === null ? noPool : describeHoldWarnings(run.holdWarnings)]
+  ]
+  if (report.runs.some((run) => run.wal !== null)) {
+    rows.push(["WAL", (run) => run.wal === null ? noPool : describeWal(run.wal)])
+  }
+  if (report.runs.some((run) => run.longRead !== null)) {
+    rows.push([
+      "long read",
+      (run) => run.longRead === null ? "none" : `${run.longRead.holdMs} ms: ${run.longRead.outcome}`
+    ])
+  }
+  return rows
+}
+
 const describeStop = (settings: Settings) =>
   settings.operations !== null ? `${settings.operations} operations` : `${(settings.durationMs ?? 0) / 1000} s`
 
@@ -645,6 +856,7 @@ export const toText = (report: Report): string => {
           run.utilisation.meanInUse.toFixed(1)
         } / ${run.utilisation.capacity}, peak waiting ${run.utilisation.peakWaiting}`
     ],
+    ...operatingRows(report),
     ["faults injected", faultsInjected],
     ...(report.runs[0]?.faults.kinds ?? []).map((line, index): [string, (run: RunReport) => string] => [
       `  ${line.key}`,
@@ -668,7 +880,8 @@ export const toText = (report: Report): string => {
     (settings.costs === null
       ? ""
       : ` (a statement costs ${settings.costs.statementMs} ms, an open ${settings.costs.connectMs} ms)`) +
-    (settings.readerThreads ? ", Reader in worker threads" : ""),
+    (settings.readerThreads ? ", Reader in worker threads" : "") +
+    (settings.longReadMs === null ? "" : `, a long read of ${settings.longReadMs} ms`),
     `database ${settings.database}` +
     (settings.servers === null ?
       "" :

@@ -8,7 +8,16 @@
  *
  * @since 0.1.0
  */
-import { describeFault, jsonValue, type Report, type RunReport, serverEvents } from "./Report.js"
+import {
+  describeFault,
+  describeHoldWarnings,
+  describeWaits,
+  describeWal,
+  jsonValue,
+  type Report,
+  type RunReport,
+  serverEvents
+} from "./Report.js"
 
 const escapeHtml = (text: string): string =>
   text.replace(/[&<>"']/g, (char) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[char]!)
@@ -42,8 +51,22 @@ const summaryRows = (run: RunReport): ReadonlyArray<readonly [string, string]> =
       }`
   ],
   ["mean in use / capacity", `${run.utilisation.meanInUse.toFixed(2)} / ${run.utilisation.capacity}`],
-  ["peak open / peak waiting", `${run.utilisation.peakOpen} / ${run.utilisation.peakWaiting}`]
+  ["peak open / peak waiting", `${run.utilisation.peakOpen} / ${run.utilisation.peakWaiting}`],
+  ...operatingRows(run)
 ]
+
+/** Each lane's waits, the hold warnings, the WAL's growth and the long reader, as the text report words them. */
+const operatingRows = (run: RunReport): ReadonlyArray<readonly [string, string]> => {
+  const noPool = "no pool"
+  const rows: Array<readonly [string, string]> = [
+    ["writer wait p50 / p95 / p99 / max", run.waits === null ? noPool : describeWaits(run.waits.writer)],
+    ["Reader wait p50 / p95 / p99 / max", run.waits === null ? noPool : describeWaits(run.waits.readers)],
+    ["hold warnings", run.holdWarnings === null ? noPool : describeHoldWarnings(run.holdWarnings)]
+  ]
+  if (run.wal !== null) rows.push(["WAL", describeWal(run.wal)])
+  if (run.longRead !== null) rows.push(["long read", `${run.longRead.holdMs} ms: ${run.longRead.outcome}`])
+  return rows
+}
 
 const keyValueTable = (rows: ReadonlyArray<readonly [string, string]>, className: string) =>
   `<table class="${className}"><tbody>${
@@ -117,7 +140,7 @@ export const render = (report: Report): string => {
   const settings = `seed ${s.seed}, ${s.workers} workers, ${stop}, mix read ${s.mix.read} / write ${s.mix.write} / ` +
     `transaction ${s.mix.transaction}, hold ${s.holdMs} ms, ${s.readers} readers${
       s.readerThreads ? " (worker threads)" : ""
-    }, faults ${s.faults}, ${s.clock} clock${
+    }, faults ${s.faults}${s.longReadMs === null ? "" : `, a long read of ${s.longReadMs} ms`}, ${s.clock} clock${
       s.costs === null ? "" : ` (a statement costs ${s.costs.statementMs} ms, an open ${s.costs.connectMs} ms)`
     }`
   const verdict = report.comparison === undefined

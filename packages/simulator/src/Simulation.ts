@@ -9,10 +9,15 @@
  * @since 0.1.0
  */
 import { Connector, LibsqlConnector, PoolConfig, type PoolError } from "@sqlsim/sqlite-pool"
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
+import type * as MetricPair from "effect/MetricPair"
+import * as MetricState from "effect/MetricState"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
@@ -20,7 +25,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as FaultInjector from "./FaultInjector.js"
 import * as FaultPlan from "./FaultPlan.js"
-import { Recorder } from "./internal/recorder.js"
+import { failureKey, Recorder } from "./internal/recorder.js"
 import * as internal from "./internal/resolve.js"
 import * as LockHolder from "./LockHolder.js"
 import * as Report from "./Report.js"
@@ -49,6 +54,11 @@ export interface Input {
   readonly mix?: Workload.Mix | string | undefined
   /** work held inside each transaction, in ms (0 .. 10,000, default 0) */
   readonly holdMs?: number | undefined
+  /**
+   * a long reader: from the start of each run, a read transaction reads one row (so it holds its snapshot) and then
+   * holds it this long, in ms (1 .. 3,600,000; default none): the WAL cannot be checkpointed past its snapshot
+   */
+  readonly longReadMs?: number | undefined
   /** a FaultPlan, or its text form "open=0.1,busy=lock-holder" (default none) */
   readonly faults?: FaultPlan.FaultPlan | string | undefined
   /** also run connect-per-operation, and compare */
@@ -101,6 +111,8 @@ export interface Options {
   readonly stop: Workload.Stop
   readonly mix: Workload.Mix
   readonly holdMs: number
+  /** the long reader's hold in ms; null: none */
+  readonly longReadMs: number | null
   readonly faults: FaultPlan.FaultPlan
   readonly compare: boolean
   readonly database: string | undefined
@@ -210,7 +222,14 @@ interface RunState {
   replication: ReplicationTracker | undefined
   readonly serverEvents: Array<ServerFaults.Event>
   finished: boolean
+  /** the pool's name in its metrics, this run's own, so that the wait-time histograms read are this run's alone */
+  readonly poolName: string
+  /** how the long reader ended; undefined while it runs or when there is none */
+  longRead: string | undefined
 }
+
+/** Pooled runs made in this process so far: each names its pool after its number. */
+let pooledRuns = 0
 
 /** The replicas' lag of a libSQL target, read from its connector whenever the gauges are sampled. */
 interface ReplicationTracker {
@@ -352,6 +371,7 @@ const makeTarget = (options: Options, state: RunState, filename: string, cluster
     state.injector = injector
     const poolInput: PoolConfig.SqliteInput = {
       ...options.pool,
+      poolName: state.poolName,
       filename,
       readConnections: options.readers,
       readerThreads: options.readerThreads
@@ -391,7 +411,9 @@ const runOne = (
       lockHolder: undefined,
       replication: undefined,
       serverEvents: [],
-      finished: false
+      finished: false,
+      poolName: `${options.pool.poolName ?? "sqlsim simulate"} #${++pooledRuns}`,
+      longRead: undefined
     }
     session.runs.push(state)
     const { injector, target } = yield* makeTarget(options, state, filename, cluster)
@@ -399,6 +421,8 @@ const runOne = (
       state.lockHolder = yield* LockHolder.start(filename, options.faults.lockHolder)
     }
     yield* injector.arm
+    // Forked after the pool was made: the end of the run interrupts it first, so the pool closes with no lease out.
+    if (options.longReadMs !== null) yield* Effect.forkScoped(longRead(target, options.longReadMs, state))
     // The kills are timed from the start of the workload; ending the run ends them, a server down restarted.
     if (cluster !== undefined && cluster.kills.length > 0) {
       yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
@@ -407,6 +431,22 @@ const runOne = (
     yield* Workload.run(target, workloadOptions(options), state.recorder).pipe(Effect.ensuring(injector.disarm))
     state.finished = true
   }).pipe(Effect.scoped)
+
+/** The long reader of a run, its outcome kept in the run's state for the report. */
+const longRead = (target: Target.MeasuredTarget, holdMs: number, state: RunState): Effect.Effect<void> =>
+  Effect.asVoid(Effect.exit(
+    target.longRead(holdMs).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          state.longRead = Exit.isSuccess(exit)
+            ? "completed"
+            : Cause.isInterruptedOnly(exit.cause)
+            ? "cut short"
+            : failureKey(exit.cause)
+        })
+      )
+    )
+  ))
 
 /** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
 const runAll = (options: Options, session: SessionState) =>
@@ -435,8 +475,31 @@ const settings = (options: Options, database: string): Report.Settings => ({
   readerThreads: options.readerThreads,
   database,
   clock: options.clock,
-  costs: options.clock === "virtual" ? { statementMs: options.statementMs, connectMs: options.connectMs } : null
+  costs: options.clock === "virtual" ? { statementMs: options.statementMs, connectMs: options.connectMs } : null,
+  longReadMs: options.longReadMs
 })
+
+/** A lane's wait-time histogram of the pool named `poolName`, as the pool's metric holds it. */
+const waitHistogram = (
+  pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>,
+  poolName: string,
+  lane: "writer" | "reader"
+): Report.Histogram | undefined => {
+  const pair = pairs.find(({ metricKey }) =>
+    metricKey.name === "db.client.connection.wait_time" &&
+    metricKey.tags.some((tag) => tag.key === "db.client.connection.pool.name" && tag.value === poolName) &&
+    metricKey.tags.some((tag) => tag.key === "sqlsim.lane" && tag.value === lane)
+  )
+  if (pair === undefined || !MetricState.isHistogramState(pair.metricState)) return undefined
+  const { buckets, count, max, min } = pair.metricState
+  return { buckets, count, max, min }
+}
+
+/** The pool's hold-warning threshold in ms, as the pool read it (undefined: off). */
+const holdWarningMs = (options: Options): number | undefined =>
+  options.pool.holdWarningThreshold === undefined
+    ? undefined
+    : Duration.toMillis(Duration.decode(options.pool.holdWarningThreshold))
 
 const runReport = (options: Options, state: RunState) =>
   Effect.gen(function*() {
@@ -457,7 +520,17 @@ const runReport = (options: Options, state: RunState) =>
       replication: state.replication === undefined ? undefined : yield* state.replication.report,
       servers: state.serverEvents,
       interrupted: !state.finished,
-      nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000
+      nowMs: state.clock === undefined ? 0 : Number(state.clock.unsafeCurrentTimeNanos()) / 1_000_000,
+      waits: state.mode === "pooled"
+        ? yield* Effect.map(Metric.snapshot, (pairs) => ({
+          writer: waitHistogram(pairs, state.poolName, "writer"),
+          readers: waitHistogram(pairs, state.poolName, "reader")
+        }))
+        : undefined,
+      holdWarningMs: holdWarningMs(options),
+      longRead: options.longReadMs === null
+        ? undefined
+        : { holdMs: options.longReadMs, outcome: state.longRead ?? "running" }
     })
   })
 

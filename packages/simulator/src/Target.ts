@@ -59,7 +59,32 @@ export interface MeasuredTarget extends Target {
   readonly counts: Effect.Effect<Omit<ConnectionCounts, "reused">>
   /** the pool's own statistics (pooled mode only) */
   readonly poolStats: Effect.Effect<SqlitePool.Stats | undefined>
+  /**
+   * A long reader: a read transaction that reads one row, so that it holds its snapshot, then holds it `holdMs`
+   * (the pooled one on a Reader connection, the other on a read-only connection of its own), under the span
+   * `longReadSpan`.
+   */
+  readonly longRead: (holdMs: number) => Effect.Effect<void, unknown>
 }
+
+/**
+ * The span a transaction of the workload runs under: what the pool's hold warnings and timeouts name as its holder.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const transactionSpan = "sim.transaction"
+
+/**
+ * The span of the long reader (`MeasuredTarget.longRead`).
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const longReadSpan = "sim.long-read"
+
+/** The long reader's statement: a read of the first row, as the workload's reads. */
+const longReadOperation: Operation = { index: -1, kind: "read", key: 1 }
 
 /** Statements shared by both targets. */
 const statements = (writer: SqlClient.SqlClient, reader: SqlClient.SqlClient) => ({
@@ -79,6 +104,12 @@ const statements = (writer: SqlClient.SqlClient, reader: SqlClient.SqlClient) =>
 export const counters = 16
 
 const hold = (holdMs: number) => holdMs > 0 ? Effect.sleep(Duration.millis(holdMs)) : Effect.void
+
+/** A read transaction that reads, so that it holds its snapshot, then holds it `holdMs`. */
+const holdSnapshot = (sql: SqlClient.SqlClient, holdMs: number) =>
+  sql.withTransaction(Effect.zipRight(statements(sql, sql).read(longReadOperation), hold(holdMs))).pipe(
+    Effect.withSpan(longReadSpan)
+  )
 
 const add = (a: PoolStats.PoolStats, b: PoolStats.PoolStats) => ({
   created: a.created + b.created,
@@ -120,21 +151,23 @@ export const pooled = (
           case "transaction":
             return writer.withTransaction(
               Effect.zipRight(Effect.zipRight(run.count(operation), run.insert(operation)), hold(options.holdMs))
-            )
+            ).pipe(Effect.withSpan(transactionSpan))
         }
       },
-      gauges: Effect.map(service.stats, ({ readers, writer }) => ({
+      gauges: Effect.map(service.stats, ({ readers, wal, writer }) => ({
         open: writer.open + readers.open,
         inUse: writer.inUse + readers.inUse,
         idle: writer.idle + readers.idle,
-        waiting: writer.waiting + readers.waiting
+        waiting: writer.waiting + readers.waiting,
+        walBytes: wal?.bytes
       })),
       counts: Effect.map(service.stats, (stats) => ({
         ...add(stats.writer, stats.readers),
         busyRetries: stats.busyRetries,
         capacity
       })),
-      poolStats: service.stats
+      poolStats: service.stats,
+      longRead: (holdMs) => holdSnapshot(reader, holdMs)
     } satisfies MeasuredTarget
   })
 
@@ -193,7 +226,7 @@ export const perOperation = (
           case "transaction":
             return yield* sql.withTransaction(
               Effect.zipRight(Effect.zipRight(run.count(operation), run.insert(operation)), hold(options.holdMs))
-            )
+            ).pipe(Effect.withSpan(transactionSpan))
         }
       })),
     gauges: Effect.sync(() => {
@@ -201,6 +234,7 @@ export const perOperation = (
       return { open, inUse: open, idle: 0, waiting: 0 }
     }),
     counts: Effect.sync(() => ({ ...counts, busyRetries: busy.retries })),
-    poolStats: Effect.succeed(undefined)
+    poolStats: Effect.succeed(undefined),
+    longRead: (holdMs) => Effect.scoped(Effect.flatMap(connect(true), (sql) => holdSnapshot(sql, holdMs)))
   }
 }

@@ -66,7 +66,10 @@ const run = (
     replication: undefined,
     servers: [],
     interrupted: false,
-    nowMs: 0
+    nowMs: 0,
+    waits: undefined,
+    holdWarningMs: undefined,
+    longRead: undefined
   })
 }
 
@@ -83,7 +86,8 @@ const settings: Report.Settings = {
   readerThreads: false,
   database: "/tmp/x.db",
   clock: "real",
-  costs: null
+  costs: null,
+  longReadMs: null
 }
 
 describe("Report", () => {
@@ -97,6 +101,45 @@ describe("Report", () => {
     assert.isNull(Report.percentile([], 0.5))
     assert.deepStrictEqual(Report.latency([3, 1, 2, 10]), { p50: 2, p95: 10, p99: 10, max: 10, mean: 4 })
     assert.deepStrictEqual(Report.latency([]), { p50: null, p95: null, p99: null, max: null, mean: null })
+  })
+
+  it("wait percentiles come from the histogram's buckets, within its exact minimum and maximum", () => {
+    // 100 waits (seconds): 90 served at once, 10 between 5 and 10 ms, the longest 8 ms.
+    const histogram: Report.Histogram = {
+      buckets: [[0.0001, 90], [0.0005, 90], [0.001, 90], [0.005, 90], [0.01, 100], [Infinity, 100]],
+      count: 100,
+      min: 0,
+      max: 0.008
+    }
+    const wait = Report.waitTime(histogram)
+    assert.strictEqual(wait.count, 100)
+    // p50 falls in the first bucket (linear within it), p95 halfway through (5, 10] ms, p99 past the maximum.
+    assert.closeTo(wait.p50!, 0.1 * 50 / 90, 1e-9)
+    assert.closeTo(wait.p95!, 7.5, 1e-9)
+    assert.closeTo(wait.p99!, 8, 1e-9)
+    assert.closeTo(wait.max!, 8, 1e-9)
+    // Waits all served at once read 0, not half the first bucket; no waits, no percentiles.
+    const atOnce = Report.waitTime({ buckets: [[0.0001, 5], [Infinity, 5]], count: 5, min: 0, max: 0 })
+    assert.deepStrictEqual(atOnce, { count: 5, p50: 0, p95: 0, p99: 0, max: 0 })
+    assert.deepStrictEqual(Report.waitTime(undefined), { count: 0, p50: null, p95: null, p99: null, max: null })
+    assert.strictEqual(Report.describeWaits(wait), "0.06 / 7.50 / 8.00 / 8.00 ms of 100 waits")
+    assert.strictEqual(Report.describeWaits(Report.waitTime(undefined)), "none")
+  })
+
+  it("hold warnings and the WAL's growth in a line each", () => {
+    assert.strictEqual(
+      Report.describeHoldWarnings({ thresholdMs: 20, count: 3, bySpan: { "": 1, "sim.transaction": 2 } }),
+      "3 past 20 ms: outside any span 1, span \"sim.transaction\" 2"
+    )
+    assert.strictEqual(Report.describeHoldWarnings({ thresholdMs: 20, count: 0, bySpan: {} }), "none past 20 ms")
+    assert.strictEqual(
+      Report.describeHoldWarnings({ thresholdMs: null, count: 0, bySpan: {} }),
+      "off (no holdWarningThreshold)"
+    )
+    assert.strictEqual(
+      Report.describeWal({ maxBytes: 21_300_000, endBytes: 0, checkpointsBlocked: 1, truncations: 2 }),
+      "largest 20.3 MiB, at the end 0 KiB; 1 checkpoint blocked by a reader, 2 truncations"
+    )
   })
 
   it("intervals are 1, 2 or 5 times a power of ten", () => {

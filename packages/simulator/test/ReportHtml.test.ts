@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type Report, ReportHtml, Simulation } from "@sqlsim/simulator"
-import { Effect } from "effect"
+import { Effect, Logger, LogLevel } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -55,8 +55,11 @@ describe("ReportHtml", () => {
           holdMs: 3,
           compare: true,
           clock: "virtual",
-          faults: "open=0.2,slow=0.3,die=0.1"
-        })
+          faults: "open=0.2,slow=0.3,die=0.1",
+          // Every transaction holds the writer past the threshold: the page shows the warnings.
+          pool: { holdWarningThreshold: "2 millis" },
+          longReadMs: 50
+        }).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
         // A hostile value where the report shows text: it must stay text.
         const hostile: Report.Report = {
           ...report,
@@ -89,6 +92,26 @@ describe("ReportHtml", () => {
         assert.deepStrictEqual(attributesOf(dom, "img"), [])
         assert.include(dom, "&lt;/script&gt;&lt;img id=\"injected\"")
         assert.include(dom, report.comparison!.summary.replace(/&/g, "&amp;"))
+        // What operating the pool showed, in the pooled run's summary; the other run has no pool.
+        const [pooled] = report.runs
+        const holds = pooled!.holdWarnings!
+        assert.isAbove(holds.count, 0)
+        const row = (key: string) => new RegExp(`<th scope="row">${key}</th><td>([^<]*)</td>`, "g")
+        assert.deepStrictEqual(
+          [...dom.matchAll(row("hold warnings"))].map((match) => match[1]),
+          [
+            `${holds.count} past 2 ms: span "sim.long-read" 1, span "sim.transaction" ${
+              holds.bySpan["sim.transaction"]
+            }`,
+            "no pool"
+          ]
+        )
+        assert.match(
+          dom,
+          /<th scope="row">writer wait p50 \/ p95 \/ p99 \/ max<\/th><td>[\d.]+ \/ [\d.]+ \/ [\d.]+ \/ [\d.]+ ms of [\d,]+ waits/
+        )
+        assert.match(dom, /<th scope="row">WAL<\/th><td>largest [\d.]+ (KiB|MiB), at the end/)
+        assert.match(dom, /<th scope="row">long read<\/th><td>50 ms: completed/)
       }).pipe(Effect.scoped),
     { timeout: 60_000 }
   )

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Report, Simulation } from "@sqlsim/simulator"
-import { Effect } from "effect"
+import { Effect, Logger, LogLevel } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "./utils.js"
@@ -147,6 +147,82 @@ describe("Simulation", () => {
       // The database given is kept, with the workload's tables and rows.
       assert.isTrue(fs.existsSync(database))
     }).pipe(Effect.scoped))
+
+  // Transactions that hold the writer 30 ms past a 20 ms holdWarningThreshold, and a reader that holds its snapshot
+  // 2.5 s while the workload writes past a 64 KiB walCheckpointBytes: what operating the pool shows, on virtual time.
+  const operated: Simulation.Input = {
+    seed: 5,
+    workers: 4,
+    operations: 1200,
+    holdMs: 30,
+    longReadMs: 2500,
+    clock: "virtual",
+    pool: { holdWarningThreshold: "20 millis", walCheckpointBytes: 64 * 1024 }
+  }
+
+  it.effect("the report shows the hold warnings by span, each lane's waits, and the WAL a long reader let grow", () =>
+    Effect.gen(function*() {
+      const report = yield* Simulation.run(operated)
+      const [pooled] = report.runs
+      // Every transaction held the writer past the threshold (each a warning), and so did the long reader its Reader
+      // connection: the warnings name their spans.
+      const holds = pooled!.holdWarnings!
+      assert.strictEqual(holds.thresholdMs, 20)
+      const transactions = pooled!.byKind.transaction.completed
+      assert.isAbove(transactions, 0)
+      assert.deepStrictEqual(holds.bySpan, { "sim.long-read": 1, "sim.transaction": transactions })
+      assert.strictEqual(holds.count, transactions + 1)
+      // Writes wait for the transactions that hold the writer: up to a hold of 30 ms and more; nobody waited for a
+      // Reader connection that long. One wait per lease, all from the pool's wait-time histograms.
+      const { readers, writer } = pooled!.waits!
+      assert.isAtLeast(writer.max!, 30)
+      assert.isAtLeast(writer.p99!, writer.p50!)
+      assert.isAbove(writer.count, transactions)
+      assert.isBelow(readers.max!, 30)
+      assert.isAbove(readers.count, 0)
+      // The reader kept checkpoints from finishing while the WAL grew; once it ended, the WAL was truncated.
+      const wal = pooled!.wal!
+      assert.isAbove(wal.checkpointsBlocked, 0)
+      assert.isAbove(wal.maxBytes, 4 * 64 * 1024)
+      assert.isAbove(wal.truncations, 0)
+      assert.isBelow(wal.endBytes, wal.maxBytes)
+      assert.deepStrictEqual(pooled!.longRead, { holdMs: 2500, outcome: "completed" })
+      assert.isTrue(pooled!.samples.some((sample) => sample.walBytes === wal.maxBytes))
+
+      // Every format shows them: the text table and the JSON.
+      const text = Report.toText(report)
+      assert.match(
+        text,
+        new RegExp(
+          `hold warnings +${
+            transactions + 1
+          } past 20 ms: span "sim.long-read" 1, span "sim.transaction" ${transactions}`
+        )
+      )
+      assert.match(text, /writer wait p50\/p95\/p99\/max +[\d.]+ \/ [\d.]+ \/ [\d.]+ \/ [\d.]+ ms of [\d,]+ waits/)
+      assert.match(
+        text,
+        /WAL +largest [\d.]+ (KiB|MiB), at the end [\d.]+ (KiB|MiB); [1-9]\d* checkpoints? blocked by a reader/
+      )
+      assert.match(text, /long read +2500 ms: completed/)
+      const json = JSON.parse(Report.toJson(report)) as Report.Report
+      assert.deepStrictEqual(json.runs[0]!.holdWarnings, holds)
+      assert.deepStrictEqual(json.runs[0]!.wal, wal)
+      assert.deepStrictEqual(json.runs[0]!.waits, pooled!.waits)
+
+      // On virtual time the same seed gives the same report, these numbers included.
+      assert.strictEqual(comparable(yield* Simulation.run(operated)), comparable(report))
+    }).pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+
+  it.effect("without holdWarningThreshold the report says the warnings are off; without a long reader none is blocked", () =>
+    Effect.gen(function*() {
+      const report = yield* Simulation.run({ ...operated, operations: 300, longReadMs: undefined, pool: {} })
+      const [pooled] = report.runs
+      assert.deepStrictEqual(pooled!.holdWarnings, { thresholdMs: null, count: 0, bySpan: {} })
+      assert.strictEqual(pooled!.wal!.checkpointsBlocked, 0)
+      assert.isNull(pooled!.longRead)
+      assert.match(Report.toText(report), /hold warnings +off \(no holdWarningThreshold\)/)
+    }))
 
   it.effect("a database that cannot be opened is a typed SetupError before any work", () =>
     Effect.gen(function*() {

@@ -33,6 +33,11 @@ export interface CommonInput {
   readonly retryJitter?: boolean | undefined
   /** longest wait for a connection (default 5 seconds) */
   readonly acquireTimeout?: Duration.DurationInput | undefined
+  /**
+   * the pool's name in its metrics (`db.client.connection.pool.name`) and messages, as HikariCP's `poolName`
+   * (default: the filename, with " (writer)" or " (readers)" for SqlitePool's lanes, which `sqlsim.lane` tells apart)
+   */
+  readonly poolName?: string | undefined
   /** SQLite busy_timeout per connection (default 0: waiting happens in Effect, not inside SQLite) */
   readonly busyTimeout?: Duration.DurationInput | undefined
   /** idle connections above minConnections are closed after this (default 5 minutes) */
@@ -131,6 +136,8 @@ export interface CommonConfig {
   readonly retryMaxDelay: Duration.Duration
   readonly retryJitter: boolean
   readonly acquireTimeout: Duration.Duration
+  /** undefined: named after the file */
+  readonly poolName?: string | undefined
   readonly busyTimeout: Duration.Duration
   readonly idleTimeToLive: Duration.Duration
   readonly maxLifetime: Duration.Duration | null
@@ -197,7 +204,9 @@ export const defaults = {
   walCheckpointBytes: 64 * 2 ** 20,
   prepareCacheSize: 200,
   prepareCacheTTL: "10 minutes"
-} as const satisfies Required<Omit<Input & SqliteInput, FunctionField | "spanAttributes" | "holdWarningThreshold">>
+} as const satisfies Required<
+  Omit<Input & SqliteInput, FunctionField | "spanAttributes" | "holdWarningThreshold" | "poolName">
+>
 
 /** Fields whose values are functions: they have no textual default. */
 type FunctionField = "transformQueryNames" | "transformResultNames" | "onConnect"
@@ -293,6 +302,14 @@ const commonFields = {
   retryMaxDelay: duration(defaults.retryMaxDelay),
   retryJitter: withDefault(Flag, () => defaults.retryJitter),
   acquireTimeout: duration(defaults.acquireTimeout),
+  poolName: Schema.optional(
+    Schema.String.annotations({
+      message: (issue) => `must be a string (the pool's name in metrics and messages), got ${show(issue.actual)}`
+    }).pipe(Schema.filter((s) => s.trim().length > 0, {
+      message: (issue) =>
+        `must name the pool (a non-blank string), or be left out to name it after the file, got ${show(issue.actual)}`
+    }))
+  ),
   busyTimeout: duration(defaults.busyTimeout),
   idleTimeToLive: duration(defaults.idleTimeToLive),
   maxLifetime: withDefault(Schema.NullOr(NonNegativeDuration), () => defaults.maxLifetime),

@@ -60,7 +60,9 @@ export type Holder = internal.Holder
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
  * took so long), a snapshot of the pool's statistics at the moment of the timeout, and who held the pool's
  * connections: `holder`, the lease held longest (its span, fiber, since when), and `holders`, how many leases were
- * held (statements may share a connection). Its message names the holder.
+ * held (statements may share a connection), and `lane`, the SqlitePool lane waited for (undefined for a
+ * `ConnectionPool`). Its message names the holder and says what to do for that lane: the writer lane has one
+ * connection, so its advice is to shorten the hold, find it with `holdWarningThreshold`, or raise `acquireTimeout`.
  *
  * @since 0.1.0
  * @category errors

@@ -44,8 +44,27 @@ export interface Stats {
   readonly writerHolder: PoolError.Holder | undefined
   /** leases of either lane held longer than `holdWarningThreshold` so far (each warned about once) */
   readonly holdWarnings: number
+  /** the same by the holder's span name (the innermost span of the application's around the acquire; "" for none) */
+  readonly holdWarningsBySpan: Readonly<Record<string, number>>
+  /** the WAL as the writer lane watches it; undefined on a connector with replicas (the WAL is the server's) */
+  readonly wal: WalStats | undefined
   /** on a connector with replicas (`LibsqlConnector`): each replica's lag behind the primary; undefined on a file */
   readonly replication: Connector.Replication | undefined
+}
+
+/**
+ * The `-wal` file as the writer lane watches it (see `walCheckpointBytes`); counts are this pool's since it was made.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface WalStats {
+  /** the -wal's size in bytes when the writer lane last looked (at most once a second, after a write) */
+  readonly bytes: number
+  /** checkpoints past `walCheckpointBytes` that a reader's snapshot kept from finishing */
+  readonly checkpointsBlocked: number
+  /** checkpoints that emptied the -wal */
+  readonly truncations: number
 }
 
 /**
@@ -111,7 +130,7 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const connector = yield* Connector.current
-    const { busy, reader, readerClient, writer, writerClient } = yield* Lanes.make(config, connector)
+    const { busy, reader, readerClient, wal, writer, writerClient } = yield* Lanes.make(config, connector)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {
@@ -123,6 +142,8 @@ export const makeWithConfig = (
           writerWaiting: writerStats.waiting,
           writerHolder: writer.core.oldestHolder(),
           holdWarnings: writer.core.stats.holdWarnings + (reader?.core.stats.holdWarnings ?? 0),
+          holdWarningsBySpan: bySpan(writer.core.stats.holdWarningsBySpan, reader?.core.stats.holdWarningsBySpan),
+          wal: wal?.snapshot(),
           replication: connector.replication === undefined ? undefined : yield* connector.replication
         }
       }),
@@ -139,6 +160,16 @@ export const makeWithConfig = (
     }
     return { writer: writerClient, reader: readerClient, service }
   })
+
+/** Both lanes' hold warnings by span, added up, in span order (so that equal runs give equal objects). */
+const bySpan = (
+  writer: ReadonlyMap<string, number>,
+  reader: ReadonlyMap<string, number> | undefined
+): Record<string, number> => {
+  const total = new Map(writer)
+  for (const [span, n] of reader ?? []) total.set(span, (total.get(span) ?? 0) + n)
+  return Object.fromEntries([...total].sort(([a], [b]) => a.localeCompare(b)))
+}
 
 /** A lane's health: the pool's own failure (connect, timeout, closed) as itself, anything else as HealthCheckError. */
 const laneHealth = (

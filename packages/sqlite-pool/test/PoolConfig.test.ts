@@ -405,6 +405,18 @@ describe("PoolConfig's messages and edges", () => {
       expect((yield* rejection({ holdWarningThreshold: "-1 second" })).field).toBe("holdWarningThreshold")
     }))
 
+  it.effect("poolName is left out unless given, and then a non-blank string, for both pools", () =>
+    Effect.gen(function*() {
+      expect((yield* PoolConfig.make({})).poolName).toBeUndefined()
+      expect((yield* PoolConfig.make({ poolName: "orders" })).poolName).toBe("orders")
+      expect((yield* PoolConfig.makeSqlite({ poolName: "orders" })).poolName).toBe("orders")
+      for (const poolName of ["", "  ", 42]) {
+        const error = yield* rejection({ poolName })
+        expect(error.field).toBe("poolName")
+        expect(error.message).toMatch(/^poolName must (name the pool|be a string)/)
+      }
+    }))
+
   it.effect("an input that is not an object, and an unknown field, say what was expected", () =>
     Effect.gen(function*() {
       for (const input of [null, [], "pool.db", 5]) {

@@ -77,6 +77,13 @@ describe("every wait bounded, the holder named", () => {
         assert.strictEqual(timeout.holder?.heldMs, 500)
         assert.strictEqual(timeout.holders, 1)
         assert.include(error.message, `span "hold-the-writer" (fiber #${holder.id().id}), held for 500 ms`)
+        // The writer lane is one connection and refuses maxConnections: the advice is about the hold.
+        assert.include(
+          error.message,
+          "the writer lane is one connection: shorten what holds it, set holdWarningThreshold to log where a " +
+            "long hold was acquired, or raise acquireTimeout"
+        )
+        assert.notInclude(error.message, "maxConnections")
         yield* TestClock.adjust("3 seconds")
         yield* Fiber.join(holder)
       }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))
@@ -99,6 +106,11 @@ describe("every wait bounded, the holder named", () => {
         const error = yield* Effect.flip(Fiber.join(waiter))
         assert.instanceOf(error.cause, PoolError.AcquireTimeoutError)
         assert.include(error.message, `span "long-report"`)
+        // The Reader's size is readConnections (SqlitePool refuses maxConnections).
+        assert.include(
+          error.message,
+          "raise acquireTimeout or readConnections, or hold Reader connections for less time"
+        )
         yield* TestClock.adjust("3 seconds")
         yield* Fiber.join(holder)
       }).pipe(Effect.onExit(() => TestClock.adjust("1 minute")))
@@ -124,7 +136,9 @@ describe("every wait bounded, the holder named", () => {
           assert.include(warnings[0], "SqlitePool.holders.test.ts")
           yield* TestClock.adjust("1 second")
           yield* Fiber.join(holder)
-          assert.strictEqual((yield* Effect.flatMap(SqlitePool.SqlitePool, (pool) => pool.stats)).holdWarnings, 1)
+          const stats = yield* Effect.flatMap(SqlitePool.SqlitePool, (pool) => pool.stats)
+          assert.strictEqual(stats.holdWarnings, 1)
+          assert.deepStrictEqual(stats.holdWarningsBySpan, { "hold-the-writer": 1 })
           const pool = yield* SqlitePool.SqlitePool
           const counted = (yield* Metric.snapshot).filter(({ metricKey }) =>
             metricKey.name === "sqlsim_pool_hold_warnings_total" &&
@@ -181,6 +195,7 @@ describe("every wait bounded, the holder named", () => {
       const error = yield* Effect.flip(Fiber.join(waiter))
       assert.instanceOf(error, PoolError.AcquireTimeoutError)
       assert.include(error.message, `held longest by span "nightly-export" (fiber #${holder.id().id}), held for 500 ms`)
+      assert.include(error.message, "raise acquireTimeout or maxConnections, or hold connections for less time")
       assert.lengthOf(warnings, 1)
       assert.include(warnings[0], "SqlitePool.holders.test.ts")
       yield* TestClock.adjust("3 seconds")

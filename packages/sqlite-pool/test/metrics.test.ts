@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { SqlitePool } from "@sqlsim/sqlite-pool"
+import { ConnectionPool, SqlitePool } from "@sqlsim/sqlite-pool"
 import { tempDatabase } from "@sqlsim/test-kit/TempDir"
 import { Deferred, Effect, Fiber, Metric, TestClock } from "effect"
 import type * as MetricKey from "effect/MetricKey"
@@ -152,5 +152,29 @@ describe("pool metrics (OpenTelemetry's database-client conventions)", () => {
       expect(inBucket(writerWaits, 0.1, 0.5)).toBe(1)
       expect(writerUses.sum).toBeCloseTo(0.25, 6)
       expect(inBucket(writerUses, 0.1, 0.5)).toBe(1)
+    }))
+
+  it.scoped("poolName names the pool in every series; SqlitePool's lanes share it, told apart by sqlsim.lane", () =>
+    Effect.gen(function*() {
+      const filename = yield* tempDatabase
+      // Metrics are global to the process: a name of this test's own.
+      const poolName = `orders ${filename}`
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const reader = yield* SqlitePool.Reader
+        yield* sql`CREATE TABLE t (x)`
+        yield* reader`SELECT count(*) FROM t`
+      }).pipe(Effect.provide(SqlitePool.layer({ filename, poolName, readConnections: 1 })))
+      const series = yield* seriesOf(poolName)
+      expect(new Set(series.map((s) => s.attributes["db.client.connection.pool.name"]))).toEqual(new Set([poolName]))
+      expect(find(series, "db.client.connection.wait_time", { "sqlsim.lane": "writer" }).count).toBe(1)
+      expect(find(series, "db.client.connection.wait_time", { "sqlsim.lane": "reader" }).count).toBe(1)
+      // Nothing under the file's default names.
+      expect(yield* seriesOf(filename)).toEqual([])
+
+      const pool = yield* ConnectionPool.make({ filename, poolName: `archive ${filename}`, maxConnections: 1 })
+      yield* pool.use(() => Effect.void)
+      const own = find(yield* seriesOf(`archive ${filename}`), "db.client.connection.wait_time", {})
+      expect(own.count).toBe(1)
     }))
 })

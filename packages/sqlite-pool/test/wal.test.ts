@@ -38,6 +38,7 @@ describe("the WAL kept in check", () => {
         yield* Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
           const reader = yield* SqlitePool.Reader
+          const pool = yield* SqlitePool.SqlitePool
           // One small commit a second later than the last look: the watch looks again.
           const commitAfterASecond = Effect.zipRight(
             TestClock.adjust("1 second"),
@@ -49,11 +50,13 @@ describe("the WAL kept in check", () => {
           // A Reader transaction reads, so it holds its snapshot until it ends.
           const reading = yield* Deferred.make<void>()
           const finish = yield* Deferred.make<void>()
-          const longReader = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
-            yield* reader`SELECT count(*) FROM t`
-            yield* Deferred.succeed(reading, undefined)
-            yield* Deferred.await(finish)
-          })))
+          const longReader = yield* Effect.fork(
+            reader.withTransaction(Effect.gen(function*() {
+              yield* reader`SELECT count(*) FROM t`
+              yield* Deferred.succeed(reading, undefined)
+              yield* Deferred.await(finish)
+            })).pipe(Effect.withSpan("nightly-report"))
+          )
           yield* Deferred.await(reading)
           // 20 MiB committed, 1 MiB a transaction, all of it after the reader's snapshot.
           for (let i = 0; i < 20; i++) {
@@ -66,7 +69,11 @@ describe("the WAL kept in check", () => {
           expect(warnings).toHaveLength(1)
           expect(warnings[0]).toContain(`${filename}-wal is`)
           expect(warnings[0]).toContain("a reader holds an old snapshot")
-          expect(warnings[0]).toContain(`the longest Reader lease is connection 1 of ${filename} (readers)`)
+          // It names the reader's holder: its span and fiber, held since before the 20 MiB and the second's wait.
+          expect(warnings[0]).toContain(
+            `the longest Reader lease is connection 1 of ${filename} (readers), by span "nightly-report" ` +
+              `(fiber #${longReader.id().id}), held for 1000 ms`
+          )
           // Still blocked a second later: counted again, not logged again (one warning an episode).
           yield* commitAfterASecond
           yield* waitUntil(
@@ -75,6 +82,11 @@ describe("the WAL kept in check", () => {
           )
           expect(warnings).toHaveLength(1)
           expect(yield* walMetric("sqlsim.wal.truncations", filename)).toBe(0)
+          // The pool's own view, as SqlitePool.stats shows it.
+          const blocked = (yield* pool.stats).wal
+          expect(blocked?.bytes).toBeGreaterThan(20 * MiB)
+          expect(blocked?.checkpointsBlocked).toBeGreaterThanOrEqual(2)
+          expect(blocked?.truncations).toBe(0)
 
           // The reader ends: the next look checkpoints every frame and truncates the file.
           yield* Deferred.succeed(finish, undefined)
@@ -87,6 +99,8 @@ describe("the WAL kept in check", () => {
           expect(fs.statSync(walFile).size).toBeLessThan(limit)
           expect(yield* walMetric("sqlsim.wal.size", filename)).toBeLessThan(limit)
           expect(warnings).toHaveLength(1)
+          expect((yield* pool.stats).wal).toMatchObject({ truncations: 1 })
+          expect((yield* pool.stats).wal?.bytes).toBeLessThan(limit)
           // Every row is there.
           const [row] = yield* sql<{ n: number }>`SELECT count(*) AS n FROM t`
           expect(row?.n).toBe(24)

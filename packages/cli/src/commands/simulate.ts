@@ -18,6 +18,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as AtomicFile from "../AtomicFile.js"
 import * as Distinct from "../internal/distinct.js"
@@ -34,6 +36,7 @@ const flagOf: Record<string, string> = {
   duration: "--duration",
   mix: "--mix",
   holdMs: "--hold",
+  longReadMs: "--long-read",
   faults: "--faults",
   readers: "--readers",
   readerThreads: "--reader-threads",
@@ -130,6 +133,27 @@ const hold = Options.float("hold").pipe(
   ),
   Options.optional,
   Options.withDescription("Milliseconds of work held inside each transaction, with the write lock taken (default 0).")
+)
+const longRead = integer("long-read", 1, Simulation.limits.longReadMs).pipe(
+  Options.withPseudoName("MS"),
+  Options.withDescription(
+    "A long reader: from the start of each run, a read transaction reads a row and holds its snapshot this many " +
+      "milliseconds, so the WAL cannot be checkpointed past it (the report shows the WAL's growth). Default: none."
+  )
+)
+// A threshold longer than the longest run would never be passed.
+const holdWarningMs = integer("hold-warning-ms", 1, Simulation.limits.durationMs).pipe(
+  Options.withPseudoName("MS"),
+  Options.withDescription(
+    "The pool's holdWarningThreshold: a lease held longer than this many milliseconds is counted as a hold warning " +
+      "(the report shows them by span, instead of logging each one). Default: off."
+  )
+)
+const walCheckpointBytes = integer("wal-checkpoint-bytes", 1, Number.MAX_SAFE_INTEGER).pipe(
+  Options.withDescription(
+    "The pool's walCheckpointBytes: past this size the writer lane checkpoints the WAL and truncates it " +
+      "(default 67108864, 64 MiB)."
+  )
 )
 const readers = integer("readers", 0, Simulation.limits.readers, Flags.readerVariables.readConnections).pipe(
   Options.withDescription(
@@ -284,6 +308,9 @@ const simulateFlags = {
   faults,
   mix,
   hold,
+  longRead,
+  holdWarningMs,
+  walCheckpointBytes,
   readers,
   readerThreads,
   compare,
@@ -344,6 +371,17 @@ const simulationOptions = (flags: SimulateFlags, chosenSeed: number) =>
       duration: Option.getOrUndefined(flags.duration),
       mix: Option.getOrUndefined(flags.mix),
       holdMs: Option.getOrUndefined(flags.hold),
+      longReadMs: Option.getOrUndefined(flags.longRead),
+      pool: {
+        ...Option.match(flags.holdWarningMs, {
+          onNone: () => ({}),
+          onSome: (millis) => ({ holdWarningThreshold: Duration.millis(millis) })
+        }),
+        ...Option.match(flags.walCheckpointBytes, {
+          onNone: () => ({}),
+          onSome: (bytes) => ({ walCheckpointBytes: bytes })
+        })
+      },
       faults: Option.getOrUndefined(flags.faults),
       compare: flags.compare,
       database: Option.getOrUndefined(flags.db),
@@ -411,7 +449,11 @@ export const command = Command.make(
         yield* Console.error(`seed ${chosenSeed} (replay with --seed ${chosenSeed})`)
       }
       const session = yield* Simulation.make(options)
-      yield* runSession(session, output)
+      // The report counts the hold warnings by span; logged one by one, each with the simulator's own stack, they
+      // would bury the progress line.
+      yield* Option.isSome(flags.holdWarningMs)
+        ? Logger.withMinimumLogLevel(runSession(session, output), LogLevel.Error)
+        : runSession(session, output)
     }).pipe(Effect.scoped)
 ).pipe(
   Command.withDescription(

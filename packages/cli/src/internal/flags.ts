@@ -24,6 +24,7 @@ export const environmentVariables = {
   retryMaxDelay: "SQLSIM_RETRY_MAX_DELAY",
   retryJitter: "SQLSIM_RETRY_JITTER",
   acquireTimeout: "SQLSIM_ACQUIRE_TIMEOUT",
+  poolName: "SQLSIM_POOL_NAME",
   busyTimeout: "SQLSIM_BUSY_TIMEOUT",
   idleTimeToLive: "SQLSIM_IDLE_TIME_TO_LIVE",
   maxLifetime: "SQLSIM_MAX_LIFETIME",
@@ -59,7 +60,7 @@ const integerFields = new Set<string>([
  */
 const fromText = (field: string, text: string): unknown => {
   const trimmed = text.trim()
-  if (field === "filename") return text
+  if (field === "filename" || field === "poolName") return text
   if (integerFields.has(field)) return /^-?\d+$/.test(trimmed) ? Number(trimmed) : trimmed
   if (field === "retryJitter") return trimmed === "true" ? true : trimmed === "false" ? false : trimmed
   if (field === "maxLifetime" && (trimmed === "" || trimmed === "null" || trimmed === "none")) return null

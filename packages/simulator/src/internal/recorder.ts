@@ -24,7 +24,7 @@ export const kinds = ["read", "write", "transaction"] as const
 export type OperationKind = typeof kinds[number]
 
 /**
- * Connections open, in use and idle, and fibers waiting for one, at one instant.
+ * Connections open, in use and idle, fibers waiting for one, and the WAL's size, at one instant.
  *
  * @since 0.1.0
  * @category models
@@ -34,6 +34,8 @@ export interface Gauges {
   readonly inUse: number
   readonly idle: number
   readonly waiting: number
+  /** the -wal's size in bytes as the pool last saw it (pooled runs on a file; absent otherwise) */
+  readonly walBytes?: number | undefined
 }
 
 /**

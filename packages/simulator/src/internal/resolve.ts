@@ -16,6 +16,7 @@ export const limits = {
   operations: Workload.maxOperations,
   durationMs: 3_600_000,
   holdMs: 10_000,
+  longReadMs: 3_600_000,
   readers: 64,
   replicas: 8,
   costMs: 1000
@@ -212,6 +213,9 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
         (name) => `${name("holdMs")} must be from 0 to ${limits.holdMs} milliseconds, got ${holdMs}`
       )
     }
+    const longReadMs = input.longReadMs === undefined
+      ? null
+      : yield* integerIn("longReadMs", input.longReadMs, 1, limits.longReadMs)
     const readers = yield* integerIn("readers", input.readers ?? 4, 0, limits.readers)
     const clock = input.clock ?? "real"
     if (clock === "virtual") yield* checkVirtualClock(input, faults, stop)
@@ -234,6 +238,7 @@ export const resolve = (input: Input): Either.Either<Options, SimulationConfigEr
       stop,
       mix,
       holdMs,
+      longReadMs,
       faults,
       compare: input.compare ?? false,
       database: input.database,

@@ -88,7 +88,8 @@ export const describeHolder = (holder: Holder): string =>
  * No connection became available within `acquireTimeout`. Carries the last connect error (if connecting was what
  * took so long), a snapshot of the pool's statistics at the moment of the timeout, and who held the pool's
  * connections: the lease held longest (`holder`) and how many leases were held (`holders`; several statements may
- * share one connection).
+ * share one connection). Its advice fits what was waited for (`lane`): the writer lane, which has one connection,
+ * or a pool sized by `readConnections` or `maxConnections`.
  */
 export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")<{
   readonly waitedMs: number
@@ -96,6 +97,8 @@ export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")
   readonly lastError: ConnectError | undefined
   readonly holder: Holder | undefined
   readonly holders: number
+  /** the SqlitePool lane it waited for; undefined for a ConnectionPool */
+  readonly lane: "writer" | "reader" | undefined
 }> {
   override get message(): string {
     const s = this.stats
@@ -103,10 +106,17 @@ export class AcquireTimeoutError extends Data.TaggedError("AcquireTimeoutError")
     const others = this.holders > 1 ? ` and ${this.holders - 1} more lease(s)` : ""
     const held = this.holder === undefined ? "" : `; held longest by ${describeHolder(this.holder)}${others}`
     return `no connection available after ${Math.round(this.waitedMs)} ms ` +
-      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting})${held}; ` +
-      `raise acquireTimeout or maxConnections, or hold connections for less time${last}`
+      `(open ${s.open}, in use ${s.inUse}, waiting ${s.waiting})${held}; ${advice[this.lane ?? "pool"]}${last}`
   }
 }
+
+/** What to do about a timeout, by what was waited for: each pool is sized by its own option, the writer by none. */
+const advice = {
+  writer: "the writer lane is one connection: shorten what holds it, set holdWarningThreshold to log where a long " +
+    "hold was acquired, or raise acquireTimeout",
+  reader: "raise acquireTimeout or readConnections, or hold Reader connections for less time",
+  pool: "raise acquireTimeout or maxConnections, or hold connections for less time"
+} as const
 
 /**
  * The pool is closed (or closing): no more connections are handed out.

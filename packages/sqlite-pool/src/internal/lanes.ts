@@ -35,6 +35,8 @@ export interface Lanes {
   readonly writerClient: SqliteClient.SqliteClient
   /** statements, BEGINs and COMMITs retried because another connection held the lock */
   readonly busy: RetryPolicy.BusyCounter
+  /** the WAL watch of a file database; undefined on a server (its WAL is the server's) */
+  readonly wal: Wal.WalWatch | undefined
 }
 
 /** The configuration of one of the two pools: the shared fields, and the size. */
@@ -78,7 +80,7 @@ export const make = (
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
     // A connector with replicas is a server's: its WAL is the server's own.
     if (connector.replication === undefined) wal = yield* walWatch(config, databaseFile, writer, reader)
-    return { writer, reader, readerClient, writerClient, busy }
+    return { writer, reader, readerClient, writerClient, busy, wal }
   })
 
 interface LaneOptions {
@@ -99,7 +101,8 @@ const makeWriter = (
     Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
       connector: options.connector,
       databaseFile: options.databaseFile,
-      label: writerPoolName(config),
+      label: config.poolName ?? writerPoolName(config),
+      describedAs: writerPoolName(config),
       role: "writer",
       extensions: options.extensions
     }),
@@ -124,7 +127,8 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         connector: options.connector,
         databaseFile: options.databaseFile,
         readOnly: true,
-        label: readerPoolName(config),
+        label: config.poolName ?? readerPoolName(config),
+        describedAs: readerPoolName(config),
         role: "reader",
         extensions: options.extensions,
         inWorkers: config.readerThreads
@@ -164,8 +168,12 @@ const walWatch = (
     })
   })
 
-const writerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (writer)`
-const readerPoolName = (config: PoolConfig.SqliteConfig) => `${config.filename} (readers)`
+/**
+ * How messages name the lanes' pools, and, without `poolName`, their metrics' `db.client.connection.pool.name` (with
+ * `poolName` the metrics carry it as it is, and `sqlsim.lane` tells the lanes apart).
+ */
+const writerPoolName = (config: PoolConfig.SqliteConfig) => `${config.poolName ?? config.filename} (writer)`
+const readerPoolName = (config: PoolConfig.SqliteConfig) => `${config.poolName ?? config.filename} (readers)`
 
 /**
  * The Reader with no connections of its own: its statements and transactions wait for the writer's connection in

@@ -62,7 +62,11 @@ const onConnect = (
  */
 export const make = (
   config: PoolConfig.PoolConfig,
-  options: ConnectionPool.MakeOptions & { readonly connector: Connector.Service }
+  options: ConnectionPool.MakeOptions & {
+    readonly connector: Connector.Service
+    /** how messages name the pool, when not as its metrics do (SqlitePool's lanes) */
+    readonly describedAs?: string | undefined
+  }
 ): Effect.Effect<Core, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { connector } = options
@@ -100,7 +104,8 @@ export const make = (
       isFatal: (error) =>
         isClosedConnection(error) ||
         (!readOnly && SqliteCode.primary(SqliteCode.codeOf(error) ?? "") === "SQLITE_READONLY"),
-      label: options.label ?? config.filename,
+      label: options.label ?? config.poolName ?? config.filename,
+      describedAs: options.describedAs,
       lane: options.role === "writer" || options.role === "reader" ? options.role : undefined
     })
     yield* core.fill

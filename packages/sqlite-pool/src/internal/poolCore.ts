@@ -215,6 +215,8 @@ export interface Options<Client> {
   readonly isFatal: (error: unknown) => boolean
   /** `db.client.connection.pool.name` in the pool's metrics */
   readonly label: string
+  /** how messages name the pool (SqlitePool's lanes: "<poolName or filename> (writer)"); default `label` */
+  readonly describedAs?: string | undefined
   /** `sqlsim.lane` in the pool's metrics, for SqlitePool's two pools */
   readonly lane?: "writer" | "reader" | undefined
 }
@@ -859,7 +861,8 @@ export class PoolCore<Client> {
       stats: this.stats.snapshot(),
       lastError: this.lastConnectError,
       holder: this.oldestHolder(),
-      holders: this.active.size
+      holders: this.active.size,
+      lane: this.options.lane
     })
   }
 
@@ -926,12 +929,12 @@ export class PoolCore<Client> {
   }))
 
   private warnHeld(holder: Holder): Effect.Effect<void> {
-    this.stats.holdWarning()
+    this.stats.holdWarning(holder.span)
     const site = holder.site === undefined
       ? " (its acquire site is captured for transactions and ConnectionPool.use)"
       : `; acquired at:\n${holder.site}`
     return Effect.logWarning(
-      `sqlsim: ${this.options.label}: a connection held longer than holdWarningThreshold ` +
+      `sqlsim: ${this.options.describedAs ?? this.options.label}: a connection held longer than holdWarningThreshold ` +
         `(${this.holdWarningMillis} ms) by ${describeHolder(holder)}${site}`
     )
   }
@@ -1007,13 +1010,12 @@ export class PoolCore<Client> {
     return oldest === undefined ? undefined : this.holderOf(oldest, this.clock.unsafeCurrentTimeNanos())
   }
 
-  /** The lease held longest of those not ended: its connection, and for how long (the clock's milliseconds). */
-  oldestLease(): { readonly connectionId: number; readonly heldMillis: number } | undefined {
+  /** The lease held longest of those not ended: its connection, and its holder. */
+  oldestLease(): { readonly connectionId: number; readonly holder: Holder } | undefined {
     // A Set keeps insertion order, and leases are recorded as they are handed out: the first is the oldest.
     const [oldest] = this.active
     if (oldest === undefined) return undefined
-    const heldMillis = Number(this.clock.unsafeCurrentTimeNanos() - oldest.since) / 1e6
-    return { connectionId: oldest.entry.id, heldMillis }
+    return { connectionId: oldest.entry.id, holder: this.holderOf(oldest, this.clock.unsafeCurrentTimeNanos()) }
   }
 
   /** The invariants this core promises that do not hold right now (empty when all do). */

@@ -134,6 +134,8 @@ export class StatsRecorder {
   private waiting = 0
   /** leases held longer than holdWarningThreshold so far (not in `PoolStats`, whose fields are fixed) */
   holdWarnings = 0
+  /** the same, by the holder's span name ("" for a holder outside any span) */
+  readonly holdWarningsBySpan = new Map<string, number>()
   /** the pool's attributes (one array for the life of the pool: Effect caches a metric's hook by it) */
   private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   private readonly connections: ReadonlyArray<MetricLabel.MetricLabel>
@@ -192,9 +194,10 @@ export class StatsRecorder {
     connectionMetrics.pendingRequests.unsafeUpdate(waiting, this.requests)
   }
 
-  /** A lease was held longer than `holdWarningThreshold` (its warning is being logged). */
-  holdWarning(): void {
+  /** A lease held by `span` was held longer than `holdWarningThreshold` (its warning is being logged). */
+  holdWarning(span: string | undefined): void {
     this.holdWarnings++
+    this.holdWarningsBySpan.set(span ?? "", (this.holdWarningsBySpan.get(span ?? "") ?? 0) + 1)
     holdWarnings.unsafeUpdate(1, this.labels)
   }
 

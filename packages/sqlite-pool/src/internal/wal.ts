@@ -6,7 +6,8 @@
  * when it is above `walCheckpointBytes`, it runs on the writer lane `PRAGMA wal_checkpoint(PASSIVE)` and, when that
  * copied every frame, `PRAGMA wal_checkpoint(TRUNCATE)` with no busy wait, which empties the file. A checkpoint that
  * cannot finish because a reader holds an old snapshot is counted (`sqlsim.wal.checkpoints_blocked`) and logged as
- * one warning per episode (until a checkpoint finishes), naming the Reader lane's oldest lease.
+ * one warning per episode (until a checkpoint finishes), naming the Reader lane's oldest lease and its holder (span,
+ * fiber, how long).
  *
  * @internal
  */
@@ -16,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as fs from "node:fs"
+import { describeHolder, type Holder } from "./errors.js"
 
 /**
  * The WAL's metrics, with the attribute `db.namespace` (the database file).
@@ -43,10 +45,20 @@ export const checkIntervalMillis = 1000
  */
 type CheckpointRow = readonly [busy: number, log: number, checkpointed: number]
 
-/** The longest Reader lease, as the pool knows it. */
+/** The longest Reader lease, as the pool knows it: its connection and its holder (span, fiber, for how long). */
 export interface ReaderLease {
   readonly connectionId: number
-  readonly heldMillis: number
+  readonly holder: Holder
+}
+
+/** A WAL watch's view, as `SqlitePool.stats` shows it. */
+export interface WalStats {
+  /** the -wal's size in bytes when the writer lane last looked (at most once a second, after a write) */
+  readonly bytes: number
+  /** checkpoints past walCheckpointBytes a reader's snapshot kept from finishing */
+  readonly checkpointsBlocked: number
+  /** checkpoints that emptied the -wal */
+  readonly truncations: number
 }
 
 export interface Options {
@@ -77,6 +89,8 @@ export class WalWatch {
   private checkpointing = false
   /** a checkpoint was blocked by a reader and none has finished since: the episode's warning was logged */
   private blocked = false
+  /** this pool's view of the WAL, as its metrics count it (the metrics add up every pool on the same file) */
+  private readonly counts = { bytes: 0, checkpointsBlocked: 0, truncations: 0 }
   private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
   private readonly bytes: ReadonlyArray<MetricLabel.MetricLabel>
 
@@ -107,9 +121,15 @@ export class WalWatch {
     )
   }
 
+  /** The -wal's size as last seen, and this pool's checkpoints blocked and truncations so far. */
+  snapshot(): WalStats {
+    return { ...this.counts }
+  }
+
   /** The -wal's size now (0 when there is none), published as the gauge. */
   private publishSize(): number {
     const size = walBytes(this.options.databaseFile)
+    this.counts.bytes = size
     walMetrics.size.unsafeUpdate(size, this.bytes)
     return size
   }
@@ -136,12 +156,14 @@ export class WalWatch {
   private finished(): Effect.Effect<void> {
     return Effect.sync(() => {
       this.blocked = false
+      this.counts.truncations++
       walMetrics.truncations.unsafeUpdate(1, this.labels)
       this.publishSize()
     })
   }
 
   private blockedByReader(size: number, limit: number): Effect.Effect<void> {
+    this.counts.checkpointsBlocked++
     walMetrics.checkpointsBlocked.unsafeUpdate(1, this.labels)
     if (this.blocked) return Effect.void
     this.blocked = true
@@ -159,7 +181,7 @@ export class WalWatch {
         "(another process, or a ConnectionPool of this one)"
     }
     return `the longest Reader lease is connection ${lease.connectionId} of ${this.options.readerPoolName}, ` +
-      `held for ${(lease.heldMillis / 1000).toFixed(1)} s (a Reader transaction or stream still open)`
+      `by ${describeHolder(lease.holder)} (a Reader transaction or stream still open)`
   }
 }
 
