@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import type { Report } from "@sqlsim/simulator"
 import * as Sqld from "@sqlsim/test-kit/Sqld"
 import { Console, Effect } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -138,6 +138,19 @@ describe("sqlsim simulate", () => {
       assert.strictEqual(report.runs[0]!.holdWarnings!.thresholdMs, 20)
       assert.isAbove(report.runs[0]!.wal!.checkpointsBlocked, 0)
     }).pipe(Effect.scoped))
+
+  it.live("--hold-warning-ms: the terminal gets the report's count, not one logged warning per hold", () =>
+    Effect.sync(() => {
+      const args = ["--seed", "5", "--workers", "4", "--ops", "300", "--hold", "30", "--virtual-time"]
+      const run = spawnSync(
+        process.execPath,
+        ["--import", "tsx", entry, "simulate", ...args, "--hold-warning-ms", "20"],
+        { cwd: repository, encoding: "utf8", timeout: 120_000 }
+      )
+      assert.strictEqual(run.status, 0, run.stderr)
+      assert.match(run.stdout, /\nhold warnings +[1-9]\d* past 20 ms: span "sim\.transaction" \d+\n/)
+      assert.notInclude(run.stdout + run.stderr, "holdWarningThreshold")
+    }))
 
   it.live("bad flags are usage errors with one clear line, before any work", () =>
     Effect.gen(function*() {

@@ -18,8 +18,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as HashSet from "effect/HashSet"
 import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as AtomicFile from "../AtomicFile.js"
 import * as Distinct from "../internal/distinct.js"
@@ -425,6 +427,22 @@ const runSession = (session: Simulation.Session, output: Output) =>
  * @since 0.1.0
  * @category commands
  */
+/**
+ * The report counts the hold warnings by span; logged one by one, each with the simulator's own stack, they would bury
+ * the progress line. Every installed logger keeps every other line.
+ */
+const withoutHoldWarnings = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locallyWith(
+    self,
+    FiberRef.currentLoggers,
+    HashSet.map((logger) =>
+      Logger.make((options) => {
+        const event = HashMap.get(options.annotations, "sqlsim.event")
+        if (!(Option.isSome(event) && event.value === "hold-warning")) logger.log(options)
+      })
+    )
+  )
+
 export const command = Command.make(
   "simulate",
   simulateFlags,
@@ -449,10 +467,8 @@ export const command = Command.make(
         yield* Console.error(`seed ${chosenSeed} (replay with --seed ${chosenSeed})`)
       }
       const session = yield* Simulation.make(options)
-      // The report counts the hold warnings by span; logged one by one, each with the simulator's own stack, they
-      // would bury the progress line.
       yield* Option.isSome(flags.holdWarningMs)
-        ? Logger.withMinimumLogLevel(runSession(session, output), LogLevel.Error)
+        ? withoutHoldWarnings(runSession(session, output))
         : runSession(session, output)
     }).pipe(Effect.scoped)
 ).pipe(

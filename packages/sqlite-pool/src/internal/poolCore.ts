@@ -933,9 +933,14 @@ export class PoolCore<Client> {
     const site = holder.site === undefined
       ? " (its acquire site is captured for transactions and ConnectionPool.use)"
       : `; acquired at:\n${holder.site}`
-    return Effect.logWarning(
-      `sqlsim: ${this.options.describedAs ?? this.options.label}: a connection held longer than holdWarningThreshold ` +
-        `(${this.holdWarningMillis} ms) by ${describeHolder(holder)}${site}`
+    // The annotation lets an app (or `sqlsim simulate`, which counts them in its report) tell these warnings apart.
+    return Effect.annotateLogs(
+      Effect.logWarning(
+        `sqlsim: ${this.options.describedAs ?? this.options.label}: a connection held longer than ` +
+          `holdWarningThreshold (${this.holdWarningMillis} ms) by ${describeHolder(holder)}${site}`
+      ),
+      "sqlsim.event",
+      "hold-warning"
     )
   }
 
