@@ -4,8 +4,9 @@
  * field renamed or an error field gone fails CI. vitest never runs it (its name is not `*.test.ts`): nothing here
  * needs to run.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
 import { ConnectionPool, Connector, LibsqlConnector, PoolConfig, PoolError, SqlitePool } from "@sqlsim/sqlite-pool"
 import type { PoolStats } from "@sqlsim/sqlite-pool/PoolStats"
 import * as Config from "effect/Config"
@@ -74,7 +75,7 @@ describe("Reader", () => {
       return yield* reader<{ readonly one: number }>`SELECT 1 AS one`
     })
     expectTypeOf(program).toEqualTypeOf<
-      Effect.Effect<ReadonlyArray<{ readonly one: number }>, import("@effect/sql/SqlError").SqlError, SqlitePool.Reader>
+      Effect.Effect<ReadonlyArray<{ readonly one: number }>, SqlError, SqlitePool.Reader>
     >()
   })
 })
