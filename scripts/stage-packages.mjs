@@ -5,7 +5,8 @@
 //   - `scripts` and `devDependencies` dropped (nothing runs at install time; the guard against a raw `npm pack` goes),
 //   - the `files` of the package plus README.md, LICENSE and CHANGELOG.md copied beside the manifest.
 // It checks what it wrote: no `workspace:` range left, every `exports` / `bin` target present, bins start with a
-// shebang. Build first (`pnpm build`).
+// shebang, the manifest names its repository (with its directory), homepage, bugs and `sideEffects`, and every
+// `sideEffects` file inside a shipped directory is there. Build first (`pnpm build`).
 //
 // Usage: node scripts/stage-packages.mjs [--pack <directory>] [--publish [npm publish flags...]]
 //   --pack DIR   also `npm pack` every staged package into DIR (prints the tarball paths)
@@ -112,6 +113,18 @@ for (const { dir, manifest } of ordered) {
   // Patterns ("./dist/*.js") are checked through the entry points they share a directory with.
   for (const file of [...targetsOf(published.exports), ...targetsOf(published.bin)].filter((t) => !t.includes("*"))) {
     if (!fs.existsSync(path.join(target, file))) fail(`${manifest.name}: ${file} (exports or bin) does not exist`)
+  }
+  for (const field of ["repository", "homepage", "bugs", "sideEffects"]) {
+    if (published[field] === undefined) fail(`${manifest.name}: package.json has no "${field}"`)
+  }
+  if (published.repository.directory !== `packages/${dir}`) {
+    fail(`${manifest.name}: repository.directory is not packages/${dir}`)
+  }
+  // The modules run for their effects (a bin, a worker's script) that a bundler must keep; the sources of a package
+  // that ships only dist are listed for the workspace's sake and are not checked here.
+  const shipped = (file) => copied.includes(file.replace(/^\.\//, "").split("/")[0])
+  for (const file of Array.isArray(published.sideEffects) ? published.sideEffects.filter(shipped) : []) {
+    if (!fs.existsSync(path.join(target, file))) fail(`${manifest.name}: sideEffects names ${file}, which is missing`)
   }
   for (const file of targetsOf(published.bin)) {
     if (!fs.readFileSync(path.join(target, file), "utf8").startsWith("#!")) {

@@ -20,8 +20,14 @@ const fields = [
   "bin",
   "files",
   "dependencies",
-  "peerDependencies"
+  "peerDependencies",
+  "sideEffects",
+  "repository",
+  "homepage",
+  "bugs"
 ]
+// What a registry page and a bundler read: every published package has them.
+const requiredFields = ["sideEffects", "repository", "homepage", "bugs"]
 const errors = []
 
 for (const name of fs.readdirSync(npmDir).filter((file) => file.endsWith(".tgz")).sort()) {
@@ -45,6 +51,9 @@ for (const name of fs.readdirSync(npmDir).filter((file) => file.endsWith(".tgz")
         `${name}: "${field}" differs: ${JSON.stringify(fromNpm[field])} vs ${JSON.stringify(fromPnpm[field])}`
       )
     }
+  }
+  for (const field of requiredFields.filter((field) => fromNpm[field] === undefined)) {
+    errors.push(`${name}: package.json has no "${field}"`)
   }
   for (const required of ["package/package.json", "package/README.md", "package/LICENSE", "package/CHANGELOG.md"]) {
     if (!files.includes(required)) errors.push(`${name}: ${required} is missing`)

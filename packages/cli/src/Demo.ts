@@ -141,13 +141,15 @@ export interface Result {
   readonly poolStats: PoolStatsSummary
 }
 
-/**
- * Two options name the same file.
- *
- * @since 0.1.0
- * @category errors
- */
-export { ConflictError } from "./internal/distinct.js"
+export {
+  /**
+   * Two options name the same file.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  ConflictError
+} from "./internal/distinct.js"
 
 /**
  * A statement on the database failed (say, an existing `events` table without a `label` column); the transaction
@@ -186,8 +188,14 @@ export type DemoError =
  * Runs the workload.
  *
  * @example
- * const result = yield* Demo.run({ input: "labels.txt", output: "summary.json" })
- * // result.poolStats.created === 1, result.poolStats.reused === 1
+ * import * as NodeContext from "@effect/platform-node/NodeContext"
+ * import { Demo } from "@sqlsim/cli"
+ * import * as Effect from "effect/Effect"
+ *
+ * export const program = Effect.gen(function*() {
+ *   const result = yield* Demo.run({ input: "labels.txt", output: "summary.json" })
+ *   return result.poolStats // created: 1, reused: 1
+ * }).pipe(Effect.provide(NodeContext.layer))
  *
  * @since 0.1.0
  * @category constructors

@@ -155,7 +155,11 @@ const parseNumber = (
  * Parses a fault specification: comma-separated `key=value` pairs (see `keys`), or "none" / "" for no faults.
  *
  * @example
- * FaultPlan.parse("open=0.1,die=0.05,busy=lock-holder,lock-ms=80")
+ * import { FaultPlan } from "@sqlsim/simulator"
+ * import * as Either from "effect/Either"
+ *
+ * const plan = Either.getOrThrow(FaultPlan.parse("open=0.1,die=0.05,busy=lock-holder,lock-ms=80"))
+ * assert.strictEqual(plan.openTransient, 0.1)
  *
  * @since 0.1.0
  * @category constructors

@@ -35,23 +35,41 @@ const turn: Effect.Effect<void> = Effect.promise(() => new Promise<void>((resolv
  * @category models
  */
 export class VirtualClock implements Clock.Clock {
+  /** @since 0.1.0 */
   readonly [Clock.ClockTypeId]: Clock.ClockTypeId = Clock.ClockTypeId
   private nowMs = 0
   private sequence = 0
   private readonly heap: Array<Sleeper> = []
 
+  /**
+   * The virtual time, in milliseconds since the clock was made.
+   *
+   * @since 0.1.0
+   */
   unsafeCurrentTimeMillis(): number {
     return this.nowMs
   }
 
+  /** @since 0.1.0 */
   readonly currentTimeMillis: Effect.Effect<number> = Effect.sync(() => this.nowMs)
 
+  /**
+   * The virtual time, in nanoseconds.
+   *
+   * @since 0.1.0
+   */
   unsafeCurrentTimeNanos(): bigint {
     return BigInt(Math.round(this.nowMs * 1_000_000))
   }
 
+  /** @since 0.1.0 */
   readonly currentTimeNanos: Effect.Effect<bigint> = Effect.sync(() => this.unsafeCurrentTimeNanos())
 
+  /**
+   * Waits until the clock has moved `duration` forward; interrupting it cancels the sleep.
+   *
+   * @since 0.1.0
+   */
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
       const millis = Duration.toMillis(duration)
@@ -76,6 +94,8 @@ export class VirtualClock implements Clock.Clock {
   /**
    * Moves time to the earliest pending wake-up and wakes every sleeper due then, in the order they started sleeping.
    * Returns false (and does nothing) when no sleep can end.
+   *
+   * @since 0.1.0
    */
   advance(): boolean {
     const first = this.next()
@@ -88,6 +108,8 @@ export class VirtualClock implements Clock.Clock {
    * Moves time forward by `millis` (for tests that drive the clock themselves): wakes the sleepers due on the way,
    * instant by instant, with a turn of the event loop after each instant so that the woken fibers run (and sleep
    * again) before later ones wake.
+   *
+   * @since 0.1.0
    */
   adjust(millis: number): Effect.Effect<void> {
     return Effect.suspend(() => {
@@ -105,12 +127,17 @@ export class VirtualClock implements Clock.Clock {
     })
   }
 
-  /** The earliest sleeper still pending, dropping cancelled ones on the way. */
+  /**
+   * The earliest sleeper still pending, dropping cancelled ones on the way.
+   *
+   * @internal
+   */
   private next(): Sleeper | undefined {
     while (this.heap[0] !== undefined && this.heap[0].cancelled) this.pop()
     return this.heap[0]
   }
 
+  /** @internal */
   private wakeDue(instant: number): void {
     this.nowMs = instant
     while (this.heap[0] !== undefined && this.heap[0].wakeAt <= instant) {
@@ -119,10 +146,12 @@ export class VirtualClock implements Clock.Clock {
     }
   }
 
+  /** @internal */
   private before(a: Sleeper, b: Sleeper): boolean {
     return a.wakeAt < b.wakeAt || (a.wakeAt === b.wakeAt && a.sequence < b.sequence)
   }
 
+  /** @internal */
   private push(sleeper: Sleeper): void {
     const heap = this.heap
     heap.push(sleeper)
@@ -135,6 +164,7 @@ export class VirtualClock implements Clock.Clock {
     }
   }
 
+  /** @internal */
   private pop(): Sleeper | undefined {
     const heap = this.heap
     const top = heap[0]

@@ -15,12 +15,34 @@ import * as Random from "effect/Random"
 import { failureKey, type Gauges, kinds, type OperationKind, type Recorder } from "./internal/recorder.js"
 import { OperationTimeoutError, SimulationConfigError } from "./SimulationError.js"
 
-/**
- * The kinds of operation and the gauges a workload samples.
- *
- * @since 0.1.0
- */
-export { type Gauges, kinds, type OperationKind, type Sample } from "./internal/recorder.js"
+export {
+  /**
+   * Connections open, in use and idle, and fibers waiting for one, at one instant.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  type Gauges,
+  /**
+   * The kinds of operation a workload runs: read, write, transaction.
+   *
+   * @since 0.1.0
+   * @category constants
+   */
+  kinds,
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  type OperationKind,
+  /**
+   * Gauges sampled during a run.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  type Sample
+} from "./internal/recorder.js"
 
 /**
  * Relative weights of the operation kinds (they need not add up to 100).

@@ -23,7 +23,15 @@ import * as PoolConfig from "./PoolConfig.js"
 import type { AcquireError, ConnectError, HealthCheckError, PoolConfigError } from "./PoolError.js"
 import type { PoolStats } from "./PoolStats.js"
 
-export type { PoolStats } from "./PoolStats.js"
+export type {
+  /**
+   * The pool's statistics, the type of `stats`, also reachable from the module that reports them.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  PoolStats
+} from "./PoolStats.js"
 
 /**
  * A leased connection, as its holder sees it. The pool maps it back to the connection it stands for; one from
@@ -129,8 +137,13 @@ export const makeWithConfig = (
  * Validates the input and makes a pool in the current Scope.
  *
  * @example
- * const pool = yield* ConnectionPool.make({ filename: "app.db", maxConnections: 4 })
- * const rows = yield* pool.use((c) => c.sql`SELECT 1 AS one`)
+ * import { ConnectionPool } from "@sqlsim/sqlite-pool"
+ * import * as Effect from "effect/Effect"
+ *
+ * export const program = Effect.gen(function*() {
+ *   const pool = yield* ConnectionPool.make({ filename: "app.db", maxConnections: 4 })
+ *   return yield* pool.use((c) => c.sql`SELECT 1 AS one`)
+ * }).pipe(Effect.scoped)
  *
  * @since 0.1.0
  * @category constructors
@@ -154,7 +167,10 @@ export const layer = (input: PoolConfig.Input = {}): Layer.Layer<ConnectionPool,
  * `Config` (or the whole input one), read when the layer is built. A field left out takes its default.
  *
  * @example
- * const PoolLive = ConnectionPool.layerConfig({ filename: Config.string("DATABASE_FILE") })
+ * import { ConnectionPool } from "@sqlsim/sqlite-pool"
+ * import * as Config from "effect/Config"
+ *
+ * export const PoolLive = ConnectionPool.layerConfig({ filename: Config.string("DATABASE_FILE") })
  *
  * @since 0.1.0
  * @category layers

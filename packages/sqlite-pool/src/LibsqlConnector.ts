@@ -32,7 +32,10 @@
  * is noticed within 10 seconds.
  *
  * @example
- * const SqlLive = SqlitePool.layer({ readConnections: 4 }).pipe(
+ * import { LibsqlConnector, SqlitePool } from "@sqlsim/sqlite-pool"
+ * import * as Layer from "effect/Layer"
+ *
+ * export const SqlLive = SqlitePool.layer({ readConnections: 4 }).pipe(
  *   Layer.provide(LibsqlConnector.layer({ primaryUrl: "http://db-primary:8080", replicaUrls: ["http://db-replica:8080"] }))
  * )
  *

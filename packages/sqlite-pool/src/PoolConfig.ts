@@ -459,7 +459,11 @@ export const decoder = <A, I>(
  * Validates `ConnectionPool`'s input and fills in the defaults.
  *
  * @example
- * const config = yield* PoolConfig.make({ filename: "app.db", maxConnections: 8 })
+ * import { PoolConfig } from "@sqlsim/sqlite-pool"
+ * import * as Effect from "effect/Effect"
+ *
+ * const config = Effect.runSync(PoolConfig.make({ filename: "app.db", maxConnections: 8 }))
+ * assert.strictEqual(config.maxConnections, 8)
  *
  * @since 0.1.0
  * @category constructors
@@ -481,7 +485,11 @@ export const make: (input?: Input) => Effect.Effect<PoolConfig, PoolConfigError>
  * Validates `SqlitePool`'s input and fills in the defaults.
  *
  * @example
- * const config = yield* PoolConfig.makeSqlite({ filename: "app.db", readConnections: 2 })
+ * import { PoolConfig } from "@sqlsim/sqlite-pool"
+ * import * as Effect from "effect/Effect"
+ *
+ * const config = Effect.runSync(PoolConfig.makeSqlite({ filename: "app.db", readConnections: 2 }))
+ * assert.strictEqual(config.readConnections, 2)
  *
  * @since 0.1.0
  * @category constructors

@@ -39,7 +39,15 @@ export type AttemptFailure = internal.AttemptFailure
  * with; `RetryPolicy.retryConnect` reports the whole run of attempts.
  *
  * @example
- * connectAttemptFailed({ filename: "app.db", code: "SQLITE_CANTOPEN", transient: true, reason: "no such directory" })
+ * import { PoolError } from "@sqlsim/sqlite-pool"
+ *
+ * const error = PoolError.connectAttemptFailed({
+ *   filename: "app.db",
+ *   code: "SQLITE_CANTOPEN",
+ *   transient: true,
+ *   reason: "no such directory"
+ * })
+ * assert.strictEqual(error.attempts, 1)
  *
  * @since 0.2.0
  * @category errors

@@ -16,7 +16,11 @@ export type Options = internal.Options
  * The delay before retry number `retry` (0-based) without jitter: base * 2^retry, capped.
  *
  * @example
- * delay({ retryBaseDelay: Duration.millis(10), retryMaxDelay: Duration.seconds(1) }, 2) // 40 millis
+ * import { RetryPolicy } from "@sqlsim/sqlite-pool"
+ * import * as Duration from "effect/Duration"
+ *
+ * const third = RetryPolicy.delay({ retryBaseDelay: Duration.millis(10), retryMaxDelay: Duration.seconds(1) }, 2)
+ * assert.strictEqual(Duration.toMillis(third), 40)
  *
  * @since 0.1.0
  * @category utils

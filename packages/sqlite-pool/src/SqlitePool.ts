@@ -210,8 +210,17 @@ const toContext = (clients: Clients) =>
  * `SqlitePool.SqlitePool`. Code written for `@effect/sql-sqlite-node` (its `SqliteMigrator` among it) runs on it.
  *
  * @example
+ * import * as SqlClient from "@effect/sql/SqlClient"
+ * import { SqlitePool } from "@sqlsim/sqlite-pool"
+ * import * as Effect from "effect/Effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const sql = yield* SqlClient.SqlClient
+ *   return yield* sql`SELECT 1 AS one`
+ * })
+ *
  * const SqlLive = SqlitePool.layer({ filename: "app.db", readConnections: 4 })
- * program.pipe(Effect.provide(SqlLive))
+ * export const main = program.pipe(Effect.provide(SqlLive))
  *
  * @since 0.1.0
  * @category layers
@@ -228,7 +237,10 @@ export const layer = (
  * (or the whole input one), read when the layer is built. A field left out takes its default.
  *
  * @example
- * const SqlLive = SqlitePool.layerConfig({
+ * import { SqlitePool } from "@sqlsim/sqlite-pool"
+ * import * as Config from "effect/Config"
+ *
+ * export const SqlLive = SqlitePool.layerConfig({
  *   filename: Config.string("DATABASE_FILE"),
  *   readConnections: Config.integer("READ_CONNECTIONS").pipe(Config.withDefault(4))
  * })

@@ -52,9 +52,6 @@ export interface AttemptFailure {
 /**
  * The `ConnectError` of one failed attempt (`attempts: 1`, no time spent yet): what connectors and set-up steps fail
  * with; `RetryPolicy.retryConnect` reports the whole run of attempts.
- *
- * @example
- * connectAttemptFailed({ filename: "app.db", code: "SQLITE_CANTOPEN", transient: true, reason: "no such directory" })
  */
 export const connectAttemptFailed = (failure: AttemptFailure): ConnectError =>
   new ConnectError({ ...failure, attempts: 1, elapsedMs: 0, cause: failure.cause })

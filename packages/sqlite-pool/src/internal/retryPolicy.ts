@@ -24,9 +24,6 @@ export interface Options {
 
 /**
  * The delay before retry number `retry` (0-based) without jitter: base * 2^retry, capped.
- *
- * @example
- * delay({ retryBaseDelay: Duration.millis(10), retryMaxDelay: Duration.seconds(1) }, 2) // 40 millis
  */
 export const delay = (options: Pick<Options, "retryBaseDelay" | "retryMaxDelay">, retry: number): Duration.Duration =>
   Duration.min(Duration.times(options.retryBaseDelay, 2 ** retry), options.retryMaxDelay)
