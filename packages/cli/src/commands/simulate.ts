@@ -424,10 +424,6 @@ const runSession = (session: Simulation.Session, output: Output) =>
   })
 
 /**
- * @since 0.1.0
- * @category commands
- */
-/**
  * The report counts the hold warnings by span; logged one by one, each with the simulator's own stack, they would bury
  * the progress line. Every installed logger keeps every other line.
  */
@@ -443,6 +439,10 @@ const withoutHoldWarnings = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effe
     )
   )
 
+/**
+ * @since 0.1.0
+ * @category commands
+ */
 export const command = Command.make(
   "simulate",
   simulateFlags,
