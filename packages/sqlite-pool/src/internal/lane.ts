@@ -13,8 +13,10 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import { identity } from "effect/Function"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Connector from "../Connector.js"
@@ -24,6 +26,7 @@ import type { AcquireError } from "./errors.js"
 import type * as Pool from "./pool.js"
 import type * as PoolCore from "./poolCore.js"
 import { isReadOnlyStatement } from "./readOnlyStatement.js"
+import * as ReaderRoute from "./readerRoute.js"
 import * as SqliteCode from "./sqliteCode.js"
 
 type Entry = Pool.Entry
@@ -117,6 +120,22 @@ const statementConnection = (kind: "writer" | "reader", onWriterPool: boolean) =
   return (entry: Entry) => wrapReader(view(entry.connection))
 }
 
+/** The main-thread route of a Reader with `readerThreads` (readerRoute.ts): its connection's pool, and what it learned. */
+export interface MainThread {
+  readonly core: Pool.Core
+  readonly book: ReaderRoute.RouteBook
+}
+
+const isOverBudget = (error: SqlError) => SqliteCode.codeOf(error) === "SQLITE_INTERRUPT"
+
+const overBudget = (error: SqlError) =>
+  new SqlError({
+    cause: error.cause,
+    message: `the statement ran over the main thread's budget of ${ReaderRoute.BUDGET_MILLIS} ms and was ` +
+      "interrupted: it is forced onto the main thread (SqlitePool.onMainThread); run it without forcing it, or with " +
+      "SqlitePool.onWorker"
+  })
+
 export interface Lane {
   readonly client: Client.SqlClient
   /** an exclusive lease in the current Scope: the connection, and the pool's entry behind it */
@@ -138,6 +157,8 @@ export const makeLane = (options: {
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
   readonly inWorkers?: boolean | undefined
+  /** with `readerThreads`: the main thread's connection, where statements not known long run (readerRoute.ts) */
+  readonly mainThread?: MainThread | undefined
   /** a reader lane on the writer's pool (`readConnections: 0`): statements run on each connection's read-only view */
   readonly onWriterPool?: boolean | undefined
   /** called after each of the lane's leases ends (the writer's WAL watch) */
@@ -149,11 +170,19 @@ export const makeLane = (options: {
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
-    const acquire = (restore: Restore, mode: PoolCore.Mode) =>
-      Effect.mapError(core.acquire(mode, core.laneLease, restore), acquireError)
+    const { mainThread } = options
+    const acquire = (restore: Restore, mode: PoolCore.Mode, from: Pool.Core = core) =>
+      Effect.mapError(from.acquire(mode, from.laneLease, restore), acquireError)
 
+    // With a main-thread route, a lease of the workers' pool (a transaction's, a stream's) is counted as theirs.
+    const onWorkers = mainThread === undefined
+      ? Effect.void
+      : Effect.zipRight(
+        Effect.sync(() => mainThread.book.ran("worker")),
+        Effect.annotateCurrentSpan("sqlsim.route", "worker")
+      )
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
+      Effect.flatMap(Effect.zipRight(onWorkers, acquire(restore, "exclusive")), ({ entry, release }) =>
         Effect.as(
           Effect.addFinalizer((exit) => endLease(release, exit, afterLease)),
           [wrap(entry), entry] as const
@@ -181,15 +210,59 @@ export const makeLane = (options: {
         (error) => attemptsLeft > 0 && isClosedConnection(error),
         () => run(f, attemptsLeft - 1)
       )
+    const routed = mainThread === undefined
+      ? <A>(_sql: string, f: Statement<A>) => run(f)
+      : <A>(sql: string, f: Statement<A>) => route(mainThread, sql, f)
     const acquirer = Effect.succeed<SqlConnection.Connection>({
-      execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
-      executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),
-      executeValues: (sql, params) => run((c) => c.executeValues(sql, params)),
-      executeUnprepared: (sql, params, rows) => run((c) => c.executeUnprepared(sql, params, rows)),
+      execute: (sql, params, rows) => routed(sql, (c) => c.execute(sql, params, rows)),
+      executeRaw: (sql, params) => routed(sql, (c) => c.executeRaw(sql, params)),
+      executeValues: (sql, params) => routed(sql, (c) => c.executeValues(sql, params)),
+      executeUnprepared: (sql, params, rows) => routed(sql, (c) => c.executeUnprepared(sql, params, rows)),
       // A stream holds an exclusive lease until it ends (better-sqlite3 runs nothing else on a connection meanwhile).
       executeStream: (sql, params, rows) =>
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
     })
+
+    // A statement on the main thread's connection; None where it must run on a worker instead: the connection has
+    // no time budget (a connector that keeps no handle on this thread), was closed before it ran, or the statement
+    // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
+    const mainThreadAttempt = <A>(main: MainThread, sql: string, f: Statement<A>, forced: boolean) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(acquire(restore, "shared", main.core), ({ entry, release }) => {
+          if (!main.book.isBudgeted(entry.connection)) {
+            release(Exit.void)
+            return Effect.succeed(Option.none<A>())
+          }
+          main.book.ran("mainThread")
+          const started = performance.now()
+          return Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)).pipe(
+            Effect.map((value) => {
+              if (performance.now() - started > ReaderRoute.LONG_AFTER_MILLIS) main.book.learnLong(sql)
+              return Option.some(value)
+            }),
+            Effect.catchIf(isOverBudget, (error) => {
+              main.book.ranOverBudget()
+              main.book.learnLong(sql)
+              return forced ? Effect.fail(overBudget(error)) : Effect.succeed(Option.none<A>())
+            }),
+            Effect.catchIf(isClosedConnection, () => Effect.succeed(Option.none<A>()))
+          )
+        })
+      )
+    // The route of one statement (readerRoute.ts): the fiber's forced one, else the workers for a text known long,
+    // else the main thread.
+    const route = <A>(main: MainThread, sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
+      Effect.flatMap(FiberRef.get(ReaderRoute.forcedRoute), (forced) => {
+        const worker = Effect.zipRight(onWorkers, run(f))
+        if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
+        return Effect.zipRight(
+          Effect.annotateCurrentSpan("sqlsim.route", "mainThread"),
+          Effect.flatMap(
+            mainThreadAttempt(main, sql, f, forced === "mainThread"),
+            Option.match({ onNone: () => worker, onSome: Effect.succeed })
+          )
+        )
+      })
     const clientOptions = PooledClient.clientOptions(options.client, [["sqlsim.lane", kind]])
     const client = yield* Client.make({
       acquirer,

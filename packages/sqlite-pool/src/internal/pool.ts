@@ -62,7 +62,11 @@ const onConnect = (
  */
 export const make = (
   config: PoolConfig.PoolConfig,
-  options: ConnectionPool.MakeOptions & { readonly connector: Connector.Service }
+  options: ConnectionPool.MakeOptions & {
+    readonly connector: Connector.Service
+    /** the pool's own set-up of each new connection, before the user's `onConnect` */
+    readonly setUp?: ((connection: Connector.Connection) => Effect.Effect<void, ConnectError>) | undefined
+  }
 ): Effect.Effect<Core, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { connector } = options
@@ -91,6 +95,7 @@ export const make = (
       },
       makeClient: (connection, invalidate) =>
         PooledClient.make(connection, { ...config, filename }, { ...transactions, invalidate }).pipe(
+          Effect.tap(() => options.setUp?.(connection) ?? Effect.void),
           Effect.tap((sql) => setUp(sql, connection)),
           Effect.provideService(Reactivity.Reactivity, shared)
         ),

@@ -1,0 +1,87 @@
+/**
+ * Where a Reader statement runs with `readerThreads`: on the main thread's read-only connection (no message, no
+ * thread hop: as fast as without threads), or on a worker connection (the event loop stays free). A statement runs
+ * on the main thread unless its text is known to be long; it becomes known long when it took longer than
+ * `LONG_AFTER_MILLIS` there, or ran over the main thread's time budget (`BUDGET_MILLIS`, enforced by SQLite itself
+ * through the interrupt extension: the statement fails with SQLITE_INTERRUPT and runs again on a worker, which is
+ * safe for a read outside a transaction). Once known long, a text runs on the workers for the layer's life.
+ * A fiber can force either route (`SqlitePool.onWorker`, `SqlitePool.onMainThread`).
+ *
+ * @internal
+ */
+import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
+
+/** A route a fiber forced, or undefined: the Reader chooses. */
+export type Route = "mainThread" | "worker"
+
+/** The route the current fiber forces on its Reader statements (undefined: the Reader chooses). */
+export const forcedRoute: FiberRef.FiberRef<Route | undefined> = globalValue(
+  Symbol.for("@sqlsim/sqlite-pool/readerRoute/forced"),
+  () => FiberRef.unsafeMake<Route | undefined>(undefined)
+)
+
+/**
+ * How long a statement may run on the main thread before SQLite interrupts it. The event loop is held at most this
+ * plus the watchdog's tick (2 ms, `native/sqlsim_interrupt.c`) by a statement misjudged as short.
+ */
+export const BUDGET_MILLIS = 5
+
+/** A statement that took longer than this on the main thread runs on the workers from then on. */
+export const LONG_AFTER_MILLIS = 1
+
+/** Statement texts remembered as long; past this many the oldest is forgotten (it is learned again if still long). */
+const REMEMBERED = 10_000
+
+/** Statements per route since the layer opened, as `SqlitePool.stats` reports them. */
+export interface RouteCounts {
+  /** statements that ran on the main thread's connection (those interrupted over the budget included) */
+  readonly mainThread: number
+  /** statements that ran on worker connections (transactions' and streams' included) */
+  readonly worker: number
+  /** statement texts learned long: they run on the workers from then on */
+  readonly learnedLong: number
+  /** statements interrupted on the main thread over the budget (run again on a worker unless forced) */
+  readonly overBudget: number
+}
+
+/** What the Reader learned of its statements, and its counts. No Effect: plain state of the layer. */
+export class RouteBook {
+  /** statement texts known long, oldest first (a Set keeps insertion order) */
+  private readonly long = new Set<string>()
+  /** main-thread connections whose time budget is set: only these run statements on the main thread */
+  private readonly budgeted = new WeakSet<object>()
+  /** the counts `SqlitePool.stats` reports */
+  private readonly counts = { mainThread: 0, worker: 0, learnedLong: 0, overBudget: 0 }
+
+  isLong(sql: string): boolean {
+    return this.long.has(sql)
+  }
+
+  learnLong(sql: string): void {
+    if (this.long.has(sql)) return
+    if (this.long.size >= REMEMBERED) this.long.delete(this.long.values().next().value!)
+    this.long.add(sql)
+    this.counts.learnedLong++
+  }
+
+  markBudgeted(connection: object): void {
+    this.budgeted.add(connection)
+  }
+
+  isBudgeted(connection: object): boolean {
+    return this.budgeted.has(connection)
+  }
+
+  ran(route: Route): void {
+    this.counts[route]++
+  }
+
+  ranOverBudget(): void {
+    this.counts.overBudget++
+  }
+
+  snapshot(): RouteCounts {
+    return { ...this.counts }
+  }
+}
