@@ -16,14 +16,17 @@
  * without the progress handler, so a watchdog thread does it: a trace callback notes each statement's deadline when
  * it starts (SQLITE_TRACE_STMT) and clears it when it ends (SQLITE_TRACE_PROFILE); the watchdog sleeps until the
  * earliest deadline, or at most TICK_NS while statements keep starting, and interrupts every connection past its
- * deadline. A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
+ * deadline; the trace callback also keeps how long the last statement ran (`sqlsim_last_millis()`, exact where a
+ * timer around the call would count whatever else the thread did in between). A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
  * delay). After a second without statements the watchdog waits to be woken, so an idle process does not wake it.
- * The watchdog runs this library's code for the life of the process: the library is never unloaded, since the
- * process keeps a connection that loaded it open (interrupt.ts).
+ * The watchdog runs this library's code for the life of the process, so starting it pins the library
+ * (RTLD_NODELETE): closing the last connection that loaded it, as better-sqlite3 does at exit, must not unmap it.
  */
+#define _GNU_SOURCE
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -42,6 +45,8 @@ typedef struct {
   sqlite3_int64 budget_ns;
   /* when the running statement runs over its budget (CLOCK_MONOTONIC); 0: no statement running */
   sqlite3_int64 deadline_ns;
+  /* how long the last statement that ended ran (for `sqlsim_last_millis()`) */
+  sqlite3_int64 last_ns;
 } Slot;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -116,6 +121,8 @@ static void *watchdog(void *arg) {
 /* Called with `lock` held: starts the watchdog once per process. */
 static int start_watchdog(void) {
   if (watchdog_started) return SQLITE_OK;
+  Dl_info self;
+  if (dladdr((void *)watchdog, &self) == 0 || dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE) == 0) return SQLITE_ERROR;
   pthread_condattr_t attributes;
   pthread_condattr_init(&attributes);
   pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
@@ -140,11 +147,24 @@ static int on_trace(unsigned type, void *data, void *statement, void *text) {
       last_start_ns = now;
       if (watchdog_idle) pthread_cond_signal(&wake);
     } else {
+      // The watchdog clears the deadline of a statement it interrupted: that one ran its whole budget.
+      slot->last_ns = slot->deadline_ns == 0 ? slot->budget_ns : monotonic_ns() - (slot->deadline_ns - slot->budget_ns);
       slot->deadline_ns = 0;
     }
   }
   pthread_mutex_unlock(&lock);
   return 0;
+}
+
+/* sqlsim_last_millis(): how long this connection's last statement with a budget ran, in milliseconds. */
+static void last_millis(sqlite3_context *context, int argc, sqlite3_value **argv) {
+  (void)argc;
+  (void)argv;
+  Slot *slot = (Slot *)sqlite3_user_data(context);
+  pthread_mutex_lock(&lock);
+  sqlite3_int64 last = slot->last_ns;
+  pthread_mutex_unlock(&lock);
+  sqlite3_result_double(context, (double)last / 1000000.0);
 }
 
 /* sqlsim_budget(ms): this connection's statements are interrupted after `ms` milliseconds; 0 removes the budget. */
@@ -229,6 +249,8 @@ int sqlite3_sqlsiminterrupt_init(sqlite3 *db, char **error, const sqlite3_api_ro
   int rc = sqlite3_create_function_v2(db, "sqlsim_connection_id", 0, SQLITE_UTF8, slot, connection_id, 0, 0, release);
   if (rc != SQLITE_OK) return rc;
   rc = sqlite3_create_function_v2(db, "sqlsim_budget", 1, SQLITE_UTF8, slot, budget, 0, 0, 0);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_create_function_v2(db, "sqlsim_last_millis", 0, SQLITE_UTF8, slot, last_millis, 0, 0, 0);
   if (rc != SQLITE_OK) return rc;
   return sqlite3_create_function_v2(db, "sqlsim_interrupt", 1, SQLITE_UTF8, 0, interrupt, 0, 0, 0);
 }

@@ -237,7 +237,7 @@ export const makeLane = (options: {
           const started = performance.now()
           return Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)).pipe(
             Effect.map((value) => {
-              if (performance.now() - started > ReaderRoute.LONG_AFTER_MILLIS) main.book.learnLong(sql)
+              main.book.ended(sql, entry.connection, performance.now() - started)
               return Option.some(value)
             }),
             Effect.catchIf(isOverBudget, (error) => {

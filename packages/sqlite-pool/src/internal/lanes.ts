@@ -184,7 +184,8 @@ const withBudget = (
       if (database === undefined) return
       database.loadExtension(extension)
       database.prepare("SELECT sqlsim_budget(?)").get(ReaderRoute.BUDGET_MILLIS)
-      book.markBudgeted(connection)
+      const last = database.prepare<[], number>("SELECT sqlsim_last_millis()").pluck()
+      book.markBudgeted(connection, () => last.get()!)
     },
     catch: (cause) =>
       connectAttemptFailed({

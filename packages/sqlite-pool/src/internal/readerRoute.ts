@@ -2,7 +2,8 @@
  * Where a Reader statement runs with `readerThreads`: on the main thread's read-only connection (no message, no
  * thread hop: as fast as without threads), or on a worker connection (the event loop stays free). A statement runs
  * on the main thread unless its text is known to be long; it becomes known long when it took longer than
- * `LONG_AFTER_MILLIS` there, or ran over the main thread's time budget (`BUDGET_MILLIS`, enforced by SQLite itself
+ * `LONG_AFTER_MILLIS` there `STRIKES` times in a row (SQLite's own measure, in wall time: once could be the thread
+ * preempted on a busy machine, or a page read from disk), or at once when it ran over the main thread's time budget (`BUDGET_MILLIS`, enforced by SQLite itself
  * through the interrupt extension: the statement fails with SQLITE_INTERRUPT and runs again on a worker, which is
  * safe for a read outside a transaction). Once known long, a text runs on the workers for the layer's life.
  * A fiber can force either route (`SqlitePool.onWorker`, `SqlitePool.onMainThread`).
@@ -27,11 +28,18 @@ export const forcedRoute: FiberRef.FiberRef<Route | undefined> = globalValue(
  */
 export const BUDGET_MILLIS = 5
 
-/** A statement that took longer than this on the main thread runs on the workers from then on. */
+/** A statement that took longer than this on the main thread `STRIKES` runs in a row runs on the workers from then on. */
 export const LONG_AFTER_MILLIS = 1
 
-/** Statement texts remembered as long; past this many the oldest is forgotten (it is learned again if still long). */
+const STRIKES = 3
+
+/** Statement texts remembered; past this many the oldest is forgotten (it is learned again if still long). */
 const REMEMBERED = 10_000
+
+/** Adds `key` to an insertion-ordered collection, forgetting the oldest key past `REMEMBERED`. */
+const remember = (keys: Set<string> | Map<string, number>, oldest: () => void) => {
+  if (keys.size >= REMEMBERED) oldest()
+}
 
 /** Statements per route since the layer opened, as `SqlitePool.stats` reports them. */
 export interface RouteCounts {
@@ -49,8 +57,13 @@ export interface RouteCounts {
 export class RouteBook {
   /** statement texts known long, oldest first (a Set keeps insertion order) */
   private readonly long = new Set<string>()
-  /** main-thread connections whose time budget is set: only these run statements on the main thread */
-  private readonly budgeted = new WeakSet<object>()
+  /** statement texts whose last runs took longer than `LONG_AFTER_MILLIS` (fewer than `STRIKES`): how many */
+  private readonly strikes = new Map<string, number>()
+  /**
+   * main-thread connections whose time budget is set (only these run statements on the main thread): how long
+   * each one's last statement ran, as SQLite measured it
+   */
+  private readonly budgeted = new WeakMap<object, () => number>()
   /** the counts `SqlitePool.stats` reports */
   private readonly counts = { mainThread: 0, worker: 0, learnedLong: 0, overBudget: 0 }
 
@@ -58,19 +71,41 @@ export class RouteBook {
     return this.long.has(sql)
   }
 
+  private tookMillis(sql: string, millis: number): void {
+    if (millis <= LONG_AFTER_MILLIS) {
+      this.strikes.delete(sql)
+      return
+    }
+    const strikes = (this.strikes.get(sql) ?? 0) + 1
+    if (strikes >= STRIKES) return this.learnLong(sql)
+    remember(this.strikes, () => this.strikes.delete(this.strikes.keys().next().value!))
+    this.strikes.set(sql, strikes)
+  }
+
+  /** A statement is long: it ran over the main thread's budget, or took too long too often. */
   learnLong(sql: string): void {
+    this.strikes.delete(sql)
     if (this.long.has(sql)) return
-    if (this.long.size >= REMEMBERED) this.long.delete(this.long.values().next().value!)
+    remember(this.long, () => this.long.delete(this.long.values().next().value!))
     this.long.add(sql)
     this.counts.learnedLong++
   }
 
-  markBudgeted(connection: object): void {
-    this.budgeted.add(connection)
+  markBudgeted(connection: object, lastMillis: () => number): void {
+    this.budgeted.set(connection, lastMillis)
   }
 
   isBudgeted(connection: object): boolean {
     return this.budgeted.has(connection)
+  }
+
+  /**
+   * A statement ended on the main-thread `connection` after `wallMillis` (which may include other fibers' work: the
+   * runtime can yield in between); only then is SQLite asked how long it really ran.
+   */
+  ended(sql: string, connection: object, wallMillis: number): void {
+    if (wallMillis > LONG_AFTER_MILLIS) this.tookMillis(sql, this.budgeted.get(connection)?.() ?? wallMillis)
+    else if (this.strikes.size > 0) this.strikes.delete(sql)
   }
 
   ran(route: Route): void {
