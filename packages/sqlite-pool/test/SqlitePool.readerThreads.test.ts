@@ -268,7 +268,10 @@ describe("the Reader's route with readerThreads", () => {
       for (const fiber of [long, forced]) {
         const exit = yield* Fiber.await(fiber)
         assert.isTrue(Exit.isFailure(exit))
-        assert.instanceOf(Option.getOrThrow(Cause.failureOption((exit as Exit.Failure<unknown, SqlError>).cause)), SqlError)
+        assert.instanceOf(
+          Option.getOrThrow(Cause.failureOption((exit as Exit.Failure<unknown, SqlError>).cause)),
+          SqlError
+        )
       }
       // After the close, on either route: the pool's closed error, typed.
       for (const read of [count(reader), SqlitePool.onWorker(count(reader))]) {

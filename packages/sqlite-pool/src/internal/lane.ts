@@ -25,8 +25,8 @@ import { isClosedConnection } from "./driverConnection.js"
 import type { AcquireError } from "./errors.js"
 import type * as Pool from "./pool.js"
 import type * as PoolCore from "./poolCore.js"
-import { isReadOnlyStatement } from "./readOnlyStatement.js"
 import * as ReaderRoute from "./readerRoute.js"
+import { isReadOnlyStatement } from "./readOnlyStatement.js"
 import * as SqliteCode from "./sqliteCode.js"
 
 type Entry = Pool.Entry
@@ -143,7 +143,8 @@ export interface Lane {
   readonly core: Pool.Core
 }
 
-export const makeLane = (options: {
+/** What a lane is made of. */
+export interface LaneOptions {
   readonly core: Pool.Core
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
@@ -163,7 +164,9 @@ export const makeLane = (options: {
   readonly onWriterPool?: boolean | undefined
   /** called after each of the lane's leases ends (the writer's WAL watch) */
   readonly afterLease?: (() => void) | undefined
-}): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
+}
+
+export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const { afterLease, core, kind } = options
     const wrap = statementConnection(kind, options.onWriterPool === true)
@@ -212,7 +215,7 @@ export const makeLane = (options: {
       )
     const routed = mainThread === undefined
       ? <A>(_sql: string, f: Statement<A>) => run(f)
-      : <A>(sql: string, f: Statement<A>) => route(mainThread, sql, f)
+      : routeStatements(mainThread, wrap, onWorkers, run)
     const acquirer = Effect.succeed<SqlConnection.Connection>({
       execute: (sql, params, rows) => routed(sql, (c) => c.execute(sql, params, rows)),
       executeRaw: (sql, params) => routed(sql, (c) => c.executeRaw(sql, params)),
@@ -223,12 +226,39 @@ export const makeLane = (options: {
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
     })
 
-    // A statement on the main thread's connection; None where it must run on a worker instead: the connection has
-    // no time budget (a connector that keeps no handle on this thread), was closed before it ran, or the statement
-    // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
-    const mainThreadAttempt = <A>(main: MainThread, sql: string, f: Statement<A>, forced: boolean) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(acquire(restore, "shared", main.core), ({ entry, release }) => {
+    const clientOptions = PooledClient.clientOptions(options.client, [["sqlsim.lane", kind]])
+    const client = yield* Client.make({
+      acquirer,
+      transactionAcquirer: Effect.map(lease, ([connection]) => connection),
+      ...clientOptions
+    })
+    const withTransaction = options.withTransaction({
+      lease,
+      captureSite: core.holdWarningMillis !== undefined,
+      invalidate: (entry) => Effect.sync(() => core.invalidate(entry)),
+      spanAttributes: clientOptions.spanAttributes
+    })
+    return { client: Object.assign(client, { withTransaction }), lease, core }
+  })
+
+/**
+ * A Reader's statements routed (readerRoute.ts): the fiber's forced route, else the workers for a text known long,
+ * else the main thread's connection.
+ */
+const routeStatements = (
+  main: MainThread,
+  wrap: (entry: Entry) => SqlConnection.Connection,
+  onWorkers: Effect.Effect<void>,
+  run: <A>(f: Statement<A>) => Effect.Effect<A, SqlError>
+) => {
+  // A statement on the main thread's connection; None where it must run on a worker instead: the connection has
+  // no time budget (a connector that keeps no handle on this thread), was closed before it ran, or the statement
+  // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
+  const attempt = <A>(sql: string, f: Statement<A>, forced: boolean) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.mapError(main.core.acquire("shared", main.core.laneLease, restore), acquireError),
+        ({ entry, release }) => {
           if (!main.book.isBudgeted(entry.connection)) {
             release(Exit.void)
             return Effect.succeed(Option.none<A>())
@@ -247,33 +277,19 @@ export const makeLane = (options: {
             }),
             Effect.catchIf(isClosedConnection, () => Effect.succeed(Option.none<A>()))
           )
-        })
+        }
       )
-    // The route of one statement (readerRoute.ts): the fiber's forced one, else the workers for a text known long,
-    // else the main thread.
-    const route = <A>(main: MainThread, sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
-      Effect.flatMap(FiberRef.get(ReaderRoute.forcedRoute), (forced) => {
-        const worker = Effect.zipRight(onWorkers, run(f))
-        if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
-        return Effect.zipRight(
-          Effect.annotateCurrentSpan("sqlsim.route", "mainThread"),
-          Effect.flatMap(
-            mainThreadAttempt(main, sql, f, forced === "mainThread"),
-            Option.match({ onNone: () => worker, onSome: Effect.succeed })
-          )
+    )
+  return <A>(sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
+    Effect.flatMap(FiberRef.get(ReaderRoute.forcedRoute), (forced) => {
+      const worker = Effect.zipRight(onWorkers, run(f))
+      if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
+      return Effect.zipRight(
+        Effect.annotateCurrentSpan("sqlsim.route", "mainThread"),
+        Effect.flatMap(
+          attempt(sql, f, forced === "mainThread"),
+          Option.match({ onNone: () => worker, onSome: Effect.succeed })
         )
-      })
-    const clientOptions = PooledClient.clientOptions(options.client, [["sqlsim.lane", kind]])
-    const client = yield* Client.make({
-      acquirer,
-      transactionAcquirer: Effect.map(lease, ([connection]) => connection),
-      ...clientOptions
+      )
     })
-    const withTransaction = options.withTransaction({
-      lease,
-      captureSite: core.holdWarningMillis !== undefined,
-      invalidate: (entry) => Effect.sync(() => core.invalidate(entry)),
-      spanAttributes: clientOptions.spanAttributes
-    })
-    return { client: Object.assign(client, { withTransaction }), lease, core }
-  })
+}
