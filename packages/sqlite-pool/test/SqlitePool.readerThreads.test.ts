@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Metric, Option, Scope } from "effect"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
 import { descriptors, endless, endlessAggregate, threads } from "./threadFixtures.js"
@@ -180,7 +180,7 @@ describe("the Reader's route with readerThreads", () => {
 
   it.scopedLive("a statement that turns out long moves off the main thread and stays off; short ones stay on it", () =>
     Effect.gen(function*() {
-      const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      const { filename, pool, reader, scope } = yield* openPool({ readConnections: 1 })
       assert.strictEqual(yield* count(reader), 1)
       assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 0, learnedLong: 0, overBudget: 0 })
       // Interrupted on the main thread over its budget, then run again on a worker: the right answer, once.
@@ -190,6 +190,19 @@ describe("the Reader's route with readerThreads", () => {
       assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
       assert.strictEqual(yield* count(reader), 1)
       assert.deepStrictEqual(yield* routes(pool), { mainThread: 3, worker: 2, learnedLong: 1, overBudget: 1 })
+      // The same counts as metrics, by the database's filename.
+      const metrics = (yield* Metric.snapshot).filter((pair) =>
+        pair.metricKey.tags.some((tag) => tag.key === "db.namespace" && tag.value === filename)
+      )
+      const value = (name: string, route?: string) =>
+        metrics.find((pair) =>
+          pair.metricKey.name === name &&
+          (route === undefined || pair.metricKey.tags.some((tag) => tag.key === "sqlsim.route" && tag.value === route))
+        )?.metricState as { readonly count: number } | undefined
+      assert.strictEqual(value("sqlsim_reader_statements_total", "mainThread")?.count, 3)
+      assert.strictEqual(value("sqlsim_reader_statements_total", "worker")?.count, 2)
+      assert.strictEqual(value("sqlsim_reader_learned_long_total")?.count, 1)
+      assert.strictEqual(value("sqlsim_reader_over_budget_total")?.count, 1)
       yield* Scope.close(scope, Exit.void)
     }))
 

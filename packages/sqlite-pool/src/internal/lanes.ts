@@ -158,7 +158,7 @@ const makeMainThread = (config: PoolConfig.SqliteConfig, options: LaneOptions) =
   Effect.gen(function*() {
     const interrupter = yield* Effect.promise(() => Interrupt.interrupter())
     if (interrupter === undefined) return undefined
-    const book = new ReaderRoute.RouteBook()
+    const book = new ReaderRoute.RouteBook(config.filename)
     const core = yield* Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
       connector: options.connector,
       databaseFile: options.databaseFile,

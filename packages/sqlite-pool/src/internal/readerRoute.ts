@@ -12,6 +12,8 @@
  */
 import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 
 /** A route a fiber forced, or undefined: the Reader chooses. */
 export type Route = "mainThread" | "worker"
@@ -53,7 +55,22 @@ export interface RouteCounts {
   readonly overBudget: number
 }
 
-/** What the Reader learned of its statements, and its counts. No Effect: plain state of the layer. */
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+/** The counts as metrics, each with `db.namespace` (the database's filename); statements also with `sqlsim.route`. */
+const routeMetrics = {
+  statements: counter(
+    "sqlsim_reader_statements_total",
+    "Reader statements by the route they ran on (readerThreads; a transaction or a stream counts once)"
+  ),
+  learnedLong: counter("sqlsim_reader_learned_long_total", "Reader statement texts learned long (readerThreads)"),
+  overBudget: counter(
+    "sqlsim_reader_over_budget_total",
+    "Reader statements SQLite interrupted over the main thread's time budget (readerThreads)"
+  )
+}
+
+/** What the Reader learned of its statements, and its counts. Plain state of the layer (its metrics aside). */
 export class RouteBook {
   /** statement texts known long, oldest first (a Set keeps insertion order) */
   private readonly long = new Set<string>()
@@ -66,6 +83,17 @@ export class RouteBook {
   private readonly budgeted = new WeakMap<object, () => number>()
   /** the counts `SqlitePool.stats` reports */
   private readonly counts = { mainThread: 0, worker: 0, learnedLong: 0, overBudget: 0 }
+  /** the metrics' attributes: the database, and with the route */
+  private readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  private readonly routeLabels: Record<Route, ReadonlyArray<MetricLabel.MetricLabel>>
+
+  constructor(filename: string) {
+    this.labels = [MetricLabel.make("db.namespace", filename)]
+    this.routeLabels = {
+      mainThread: [...this.labels, MetricLabel.make("sqlsim.route", "mainThread")],
+      worker: [...this.labels, MetricLabel.make("sqlsim.route", "worker")]
+    }
+  }
 
   isLong(sql: string): boolean {
     return this.long.has(sql)
@@ -89,6 +117,7 @@ export class RouteBook {
     remember(this.long, () => this.long.delete(this.long.values().next().value!))
     this.long.add(sql)
     this.counts.learnedLong++
+    routeMetrics.learnedLong.unsafeUpdate(1, this.labels)
   }
 
   markBudgeted(connection: object, lastMillis: () => number): void {
@@ -110,10 +139,12 @@ export class RouteBook {
 
   ran(route: Route): void {
     this.counts[route]++
+    routeMetrics.statements.unsafeUpdate(1, this.routeLabels[route])
   }
 
   ranOverBudget(): void {
     this.counts.overBudget++
+    routeMetrics.overBudget.unsafeUpdate(1, this.labels)
   }
 
   snapshot(): RouteCounts {
