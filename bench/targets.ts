@@ -241,7 +241,8 @@ export const verdicts = (m: Measurements): Array<Verdict> => {
     if (main === undefined || threads === undefined) continue
     out.push({
       target: "3t (throughput)",
-      description: `mixed workload, writer ${label}: Reader with readerThreads >= 0.9x the main-thread Reader's reads/s`,
+      description:
+        `mixed workload, writer ${label}: Reader with readerThreads >= 0.9x the main-thread Reader's reads/s`,
       measured: `readerThreads ${opsPerSecond(threads.readsPerSecond)} vs main thread ${
         opsPerSecond(main.readsPerSecond)
       }`,
