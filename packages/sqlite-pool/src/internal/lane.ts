@@ -14,9 +14,7 @@ import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import { identity } from "effect/Function"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Connector from "../Connector.js"
@@ -251,45 +249,52 @@ const routeStatements = (
   onWorkers: Effect.Effect<void>,
   run: <A>(f: Statement<A>) => Effect.Effect<A, SqlError>
 ) => {
-  // A statement on the main thread's connection; None where it must run on a worker instead: the connection has
-  // no time budget (a connector that keeps no handle on this thread), was closed before it ran, or the statement
+  // A statement on the main thread's connection; on a worker instead (`worker`) where the connection has no time
+  // budget (a connector that keeps no handle on this thread), was closed before the statement ran, or the statement
   // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
-  const attempt = <A>(sql: string, f: Statement<A>, forced: boolean) =>
+  const attempt = <A>(sql: string, f: Statement<A>, forced: boolean, worker: Effect.Effect<A, SqlError>) =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
         Effect.mapError(main.core.acquire("shared", main.core.laneLease, restore), acquireError),
         ({ entry, release }) => {
           if (!main.book.isBudgeted(entry.connection)) {
             release(Exit.void)
-            return Effect.succeed(Option.none<A>())
+            return restore(worker)
           }
           main.book.ran("mainThread")
           const started = performance.now()
-          return Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)).pipe(
-            Effect.map((value) => {
-              main.book.ended(sql, entry.connection, performance.now() - started)
-              return Option.some(value)
-            }),
-            Effect.catchIf(isOverBudget, (error) => {
-              main.book.ranOverBudget()
-              main.book.learnLong(sql)
-              return forced ? Effect.fail(overBudget(error)) : Effect.succeed(Option.none<A>())
-            }),
-            Effect.catchIf(isClosedConnection, () => Effect.succeed(Option.none<A>()))
+          return Effect.matchEffect(
+            Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)),
+            {
+              onSuccess: (value) => {
+                main.book.ended(sql, entry.connection, performance.now() - started)
+                return Effect.succeed(value)
+              },
+              onFailure: (error) => {
+                if (isOverBudget(error)) {
+                  main.book.ranOverBudget()
+                  if (forced) {
+                    main.book.learnLong(sql)
+                    return Effect.fail(overBudget(error))
+                  }
+                  const moved = performance.now()
+                  return Effect.tap(restore(worker), () => main.book.ranOnWorker(sql, performance.now() - moved))
+                }
+                return isClosedConnection(error) ? restore(worker) : Effect.fail(error)
+              }
+            }
           )
         }
       )
     )
+  // Read and annotated through the fiber itself: this runs before every Reader statement.
   return <A>(sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
-    Effect.flatMap(FiberRef.get(ReaderRoute.forcedRoute), (forced) => {
+    Effect.withFiberRuntime((fiber) => {
+      const forced = fiber.getFiberRef(ReaderRoute.forcedRoute)
       const worker = Effect.zipRight(onWorkers, run(f))
       if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
-      return Effect.zipRight(
-        Effect.annotateCurrentSpan("sqlsim.route", "mainThread"),
-        Effect.flatMap(
-          attempt(sql, f, forced === "mainThread"),
-          Option.match({ onNone: () => worker, onSome: Effect.succeed })
-        )
-      )
+      const span = fiber.currentSpan
+      if (span?._tag === "Span") span.attribute("sqlsim.route", "mainThread")
+      return attempt(sql, f, forced === "mainThread", worker)
     })
 }

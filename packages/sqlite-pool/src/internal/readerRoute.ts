@@ -3,9 +3,11 @@
  * thread hop: as fast as without threads), or on a worker connection (the event loop stays free). A statement runs
  * on the main thread unless its text is known to be long; it becomes known long when it took longer than
  * `LONG_AFTER_MILLIS` there `STRIKES` times in a row (SQLite's own measure, in wall time: once could be the thread
- * preempted on a busy machine, or a page read from disk), or at once when it ran over the main thread's time budget (`BUDGET_MILLIS`, enforced by SQLite itself
- * through the interrupt extension: the statement fails with SQLITE_INTERRUPT and runs again on a worker, which is
- * safe for a read outside a transaction). Once known long, a text runs on the workers for the layer's life.
+ * preempted on a busy machine, or a page read from disk), or at once when it ran over the main thread's time budget
+ * (`BUDGET_MILLIS`, enforced by SQLite itself through the interrupt extension: the statement fails with
+ * SQLITE_INTERRUPT and runs again on a worker, which is safe for a read outside a transaction) and then took longer
+ * than `LONG_AFTER_MILLIS` on the worker too (a main thread preempted past the budget on a busy machine does not make
+ * a point read long). Once known long, a text runs on the workers for the layer's life.
  * A fiber can force either route (`SqlitePool.onWorker`, `SqlitePool.onMainThread`).
  *
  * @internal
@@ -110,7 +112,12 @@ export class RouteBook {
     this.strikes.set(sql, strikes)
   }
 
-  /** A statement is long: it ran over the main thread's budget, or took too long too often. */
+  /** A statement that ran over the main thread's budget took `millis` when run again on a worker. */
+  ranOnWorker(sql: string, millis: number): void {
+    if (millis > LONG_AFTER_MILLIS) this.learnLong(sql)
+  }
+
+  /** A statement is long: it took too long too often, or over the budget on the main thread and long on a worker. */
   learnLong(sql: string): void {
     this.strikes.delete(sql)
     if (this.long.has(sql)) return
