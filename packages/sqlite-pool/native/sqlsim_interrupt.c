@@ -16,8 +16,8 @@
  * without the progress handler, so a watchdog thread does it: a trace callback notes each statement's deadline when
  * it starts (SQLITE_TRACE_STMT) and clears it when it ends (SQLITE_TRACE_PROFILE); the watchdog sleeps until the
  * earliest deadline, or at most TICK_NS while statements keep starting, and interrupts every connection past its
- * deadline; the trace callback also keeps how long the last statement ran (`sqlsim_last_millis()`, exact where a
- * timer around the call would count whatever else the thread did in between). A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
+ * deadline; the trace callback also keeps the CPU time of the last statement (`sqlsim_last_millis()`: a timer around
+ * the call would count whatever else the thread did in between, and wall time the thread's preemptions). A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
  * delay). After a second without statements the watchdog waits to be woken, so an idle process does not wake it.
  * The watchdog runs this library's code for the life of the process, so starting it pins the library
  * (RTLD_NODELETE): closing the last connection that loaded it, as better-sqlite3 does at exit, must not unmap it.
@@ -45,7 +45,9 @@ typedef struct {
   sqlite3_int64 budget_ns;
   /* when the running statement runs over its budget (CLOCK_MONOTONIC); 0: no statement running */
   sqlite3_int64 deadline_ns;
-  /* how long the last statement that ended ran (for `sqlsim_last_millis()`) */
+  /* the CPU time of this thread when the running statement started (CLOCK_THREAD_CPUTIME_ID) */
+  sqlite3_int64 cpu_start_ns;
+  /* the CPU time the last statement that ended took (for `sqlsim_last_millis()`) */
   sqlite3_int64 last_ns;
 } Slot;
 
@@ -61,11 +63,13 @@ static int watchdog_started = 0;
 static int watchdog_idle = 0;
 static sqlite3_int64 last_start_ns = 0;
 
-static sqlite3_int64 monotonic_ns(void) {
+static sqlite3_int64 clock_ns(clockid_t clock) {
   struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
+  clock_gettime(clock, &now);
   return (sqlite3_int64)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
+
+static sqlite3_int64 monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 /* Called with `lock` held. */
 static void unbudget(Slot *slot) {
@@ -144,11 +148,12 @@ static int on_trace(unsigned type, void *data, void *statement, void *text) {
     if (type == SQLITE_TRACE_STMT) {
       sqlite3_int64 now = monotonic_ns();
       slot->deadline_ns = now + slot->budget_ns;
+      slot->cpu_start_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
       last_start_ns = now;
       if (watchdog_idle) pthread_cond_signal(&wake);
     } else {
-      // The watchdog clears the deadline of a statement it interrupted: that one ran its whole budget.
-      slot->last_ns = slot->deadline_ns == 0 ? slot->budget_ns : monotonic_ns() - (slot->deadline_ns - slot->budget_ns);
+      // CPU time, not wall time: a thread preempted on a busy machine did not run a long statement.
+      slot->last_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - slot->cpu_start_ns;
       slot->deadline_ns = 0;
     }
   }
@@ -156,7 +161,7 @@ static int on_trace(unsigned type, void *data, void *statement, void *text) {
   return 0;
 }
 
-/* sqlsim_last_millis(): how long this connection's last statement with a budget ran, in milliseconds. */
+/* sqlsim_last_millis(): the CPU time of this connection's last statement with a budget, in milliseconds. */
 static void last_millis(sqlite3_context *context, int argc, sqlite3_value **argv) {
   (void)argc;
   (void)argv;

@@ -272,13 +272,8 @@ const routeStatements = (
               },
               onFailure: (error) => {
                 if (isOverBudget(error)) {
-                  main.book.ranOverBudget()
-                  if (forced) {
-                    main.book.learnLong(sql)
-                    return Effect.fail(overBudget(error))
-                  }
-                  const moved = performance.now()
-                  return Effect.tap(restore(worker), () => main.book.ranOnWorker(sql, performance.now() - moved))
+                  main.book.ranOverBudget(sql, entry.connection)
+                  return forced ? Effect.fail(overBudget(error)) : restore(worker)
                 }
                 return isClosedConnection(error) ? restore(worker) : Effect.fail(error)
               }

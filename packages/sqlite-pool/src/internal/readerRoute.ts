@@ -1,13 +1,13 @@
 /**
  * Where a Reader statement runs with `readerThreads`: on the main thread's read-only connection (no message, no
  * thread hop: as fast as without threads), or on a worker connection (the event loop stays free). A statement runs
- * on the main thread unless its text is known to be long; it becomes known long when it took longer than
- * `LONG_AFTER_MILLIS` there `STRIKES` times in a row (SQLite's own measure, in wall time: once could be the thread
- * preempted on a busy machine, or a page read from disk), or at once when it ran over the main thread's time budget
- * (`BUDGET_MILLIS`, enforced by SQLite itself through the interrupt extension: the statement fails with
- * SQLITE_INTERRUPT and runs again on a worker, which is safe for a read outside a transaction) and then took longer
- * than `LONG_AFTER_MILLIS` on the worker too (a main thread preempted past the budget on a busy machine does not make
- * a point read long). Once known long, a text runs on the workers for the layer's life.
+ * on the main thread unless its text is known to be long. A statement over the main thread's time budget
+ * (`BUDGET_MILLIS`, wall time, enforced by SQLite itself through the interrupt extension) fails there with
+ * SQLITE_INTERRUPT and runs again on a worker, which is safe for a read outside a transaction. A text becomes known
+ * long at once when it used more than half the budget in CPU time before SQLite interrupted it, or after `STRIKES`
+ * runs in a row that each took more than `LONG_AFTER_MILLIS` of CPU time or ran over the budget (a thread preempted
+ * on a busy machine, or waiting for a disk, is over the budget in wall time with little CPU: once proves nothing).
+ * Once known long, a text runs on the workers for the layer's life.
  * A fiber can force either route (`SqlitePool.onWorker`, `SqlitePool.onMainThread`).
  *
  * @internal
@@ -32,7 +32,7 @@ export const forcedRoute: FiberRef.FiberRef<Route | undefined> = globalValue(
  */
 export const BUDGET_MILLIS = 5
 
-/** A statement that took longer than this on the main thread `STRIKES` runs in a row runs on the workers from then on. */
+/** CPU time on the main thread over which a run counts as a strike: `STRIKES` in a row make a text long. */
 export const LONG_AFTER_MILLIS = 1
 
 const STRIKES = 3
@@ -79,8 +79,8 @@ export class RouteBook {
   /** statement texts whose last runs took longer than `LONG_AFTER_MILLIS` (fewer than `STRIKES`): how many */
   private readonly strikes = new Map<string, number>()
   /**
-   * main-thread connections whose time budget is set (only these run statements on the main thread): how long
-   * each one's last statement ran, as SQLite measured it
+   * main-thread connections whose time budget is set (only these run statements on the main thread): the CPU time
+   * of each one's last statement, as the interrupt extension measured it
    */
   private readonly budgeted = new WeakMap<object, () => number>()
   /** the counts `SqlitePool.stats` reports */
@@ -112,12 +112,16 @@ export class RouteBook {
     this.strikes.set(sql, strikes)
   }
 
-  /** A statement that ran over the main thread's budget took `millis` when run again on a worker. */
-  ranOnWorker(sql: string, millis: number): void {
-    if (millis > LONG_AFTER_MILLIS) this.learnLong(sql)
+  /** SQLite interrupted a statement over the budget on the main-thread `connection`: long, or a strike. */
+  ranOverBudget(sql: string, connection: object): void {
+    this.counts.overBudget++
+    routeMetrics.overBudget.unsafeUpdate(1, this.labels)
+    const cpuMillis = this.budgeted.get(connection)?.() ?? BUDGET_MILLIS
+    if (cpuMillis > BUDGET_MILLIS / 2) this.learnLong(sql)
+    else this.tookMillis(sql, BUDGET_MILLIS)
   }
 
-  /** A statement is long: it took too long too often, or over the budget on the main thread and long on a worker. */
+  /** A statement is long: it took too long too often, or too much CPU before SQLite interrupted it. */
   learnLong(sql: string): void {
     this.strikes.delete(sql)
     if (this.long.has(sql)) return
@@ -137,7 +141,7 @@ export class RouteBook {
 
   /**
    * A statement ended on the main-thread `connection` after `wallMillis` (which may include other fibers' work: the
-   * runtime can yield in between); only then is SQLite asked how long it really ran.
+   * runtime can yield in between); only a statement over `LONG_AFTER_MILLIS` of wall time is asked its CPU time.
    */
   ended(sql: string, connection: object, wallMillis: number): void {
     if (wallMillis > LONG_AFTER_MILLIS) this.tookMillis(sql, this.budgeted.get(connection)?.() ?? wallMillis)
@@ -147,11 +151,6 @@ export class RouteBook {
   ran(route: Route): void {
     this.counts[route]++
     routeMetrics.statements.unsafeUpdate(1, this.routeLabels[route])
-  }
-
-  ranOverBudget(): void {
-    this.counts.overBudget++
-    routeMetrics.overBudget.unsafeUpdate(1, this.labels)
   }
 
   snapshot(): RouteCounts {
