@@ -109,9 +109,10 @@ const closingNotes = (m: Measurements) => {
     mixedThreads: "with readerThreads a point read runs on the main thread's Reader connection unless its text was " +
       "learned long, so it pays what the main-thread Reader pays plus the route's own steps (a FiberRef read, the " +
       "learned-long lookup, a lease of the main-thread pool) and SQLite's trace callbacks of the time budget (two " +
-      "uncontended mutexes and a clock read per statement, about 0.5 us). A miss: check `SqlitePool.stats` " +
-      "readerRoutes in the profile run (a point read learned long by mistake runs on the workers: see overBudget, " +
-      "which a thread preempted for longer than the budget on a loaded machine also counts)",
+      "uncontended mutexes, a monotonic clock read and two reads of the thread's CPU clock, which are system " +
+      "calls: about 2 us per statement). A miss: check `SqlitePool.stats` readerRoutes in the profile run (a point " +
+      "read learned long by mistake runs on the workers; overBudget also counts a thread preempted past the budget " +
+      "on a loaded machine, run again on a worker)",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +
