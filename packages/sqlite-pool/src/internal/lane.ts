@@ -172,8 +172,8 @@ export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, React
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
     const { mainThread } = options
-    const acquire = (restore: Restore, mode: PoolCore.Mode, from: Pool.Core = core) =>
-      Effect.mapError(from.acquire(mode, from.laneLease, restore), acquireError)
+    const acquire = (restore: Restore, mode: PoolCore.Mode) =>
+      Effect.mapError(core.acquire(mode, core.laneLease, restore), acquireError)
 
     // With a main-thread route, a lease of the workers' pool (a transaction's, a stream's) is counted as theirs.
     const onWorkers = mainThread === undefined
@@ -223,7 +223,6 @@ export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, React
       executeStream: (sql, params, rows) =>
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
     })
-
     const clientOptions = PooledClient.clientOptions(options.client, [["sqlsim.lane", kind]])
     const client = yield* Client.make({
       acquirer,
