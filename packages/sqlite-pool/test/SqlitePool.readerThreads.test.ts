@@ -183,13 +183,21 @@ describe("the Reader's route with readerThreads", () => {
       const { filename, pool, reader, scope } = yield* openPool({ readConnections: 1 })
       assert.strictEqual(yield* count(reader), 1)
       assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 0, learnedLong: 0, overBudget: 0 })
-      // Interrupted on the main thread over its budget, then run again on a worker: the right answer, once.
-      assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
-      assert.deepStrictEqual(yield* routes(pool), { mainThread: 2, worker: 1, learnedLong: 1, overBudget: 1 })
-      // Known long: straight to a worker, the main thread never tried again.
+      // Interrupted on the main thread over its budget, then run again on a worker: the right answer, once. Learned
+      // long at once by the CPU it used there, or (a main thread preempted on a loaded machine used less) at the
+      // latest after three runs over the budget.
+      let runs = 0
+      while (runs < 3 && (yield* routes(pool)).learnedLong === 0) {
+        assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
+        runs++
+      }
+      const learned = yield* routes(pool)
+      assert.deepStrictEqual(learned, { mainThread: 1 + runs, worker: runs, learnedLong: 1, overBudget: runs })
+      // Known long: straight to a worker, the main thread never tried again; a point read stays on the main thread.
       assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
       assert.strictEqual(yield* count(reader), 1)
-      assert.deepStrictEqual(yield* routes(pool), { mainThread: 3, worker: 2, learnedLong: 1, overBudget: 1 })
+      const after = yield* routes(pool)
+      assert.deepStrictEqual(after, { ...learned, mainThread: learned.mainThread + 1, worker: learned.worker + 1 })
       // The same counts as metrics, by the database's filename.
       const metrics = (yield* Metric.snapshot).filter((pair) =>
         pair.metricKey.tags.some((tag) => tag.key === "db.namespace" && tag.value === filename)
@@ -199,10 +207,10 @@ describe("the Reader's route with readerThreads", () => {
           pair.metricKey.name === name &&
           (route === undefined || pair.metricKey.tags.some((tag) => tag.key === "sqlsim.route" && tag.value === route))
         )?.metricState as { readonly count: number } | undefined
-      assert.strictEqual(value("sqlsim_reader_statements_total", "mainThread")?.count, 3)
-      assert.strictEqual(value("sqlsim_reader_statements_total", "worker")?.count, 2)
+      assert.strictEqual(value("sqlsim_reader_statements_total", "mainThread")?.count, after.mainThread)
+      assert.strictEqual(value("sqlsim_reader_statements_total", "worker")?.count, after.worker)
       assert.strictEqual(value("sqlsim_reader_learned_long_total")?.count, 1)
-      assert.strictEqual(value("sqlsim_reader_over_budget_total")?.count, 1)
+      assert.strictEqual(value("sqlsim_reader_over_budget_total")?.count, after.overBudget)
       yield* Scope.close(scope, Exit.void)
     }))
 
@@ -211,18 +219,18 @@ describe("the Reader's route with readerThreads", () => {
       const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
       assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
       assert.deepStrictEqual(yield* routes(pool), { mainThread: 0, worker: 1, learnedLong: 0, overBudget: 0 })
-      yield* reader.unsafe(aggregate(1))
-      // Learned long, but forced: it runs on the main thread, where SQLite stops it at the budget.
+      // Forced onto the main thread, where SQLite stops it at the budget: it fails rather than move.
       const started = performance.now()
       const over = yield* Effect.flip(SqlitePool.onMainThread(reader.unsafe(aggregate(1))))
       assert.isBelow(performance.now() - started, 2_000)
       assert.instanceOf(over, SqlError)
       assert.strictEqual(SqliteCode.codeOf(over), "SQLITE_INTERRUPT")
       assert.include(over.message, "SqlitePool.onWorker")
-      assert.deepStrictEqual(yield* routes(pool), { mainThread: 2, worker: 2, learnedLong: 1, overBudget: 2 })
-      // The fiber's route holds for every statement of the effect.
+      const forced = yield* routes(pool)
+      assert.deepInclude(forced, { mainThread: 1, worker: 1, overBudget: 1 })
+      // The fiber's route holds for every statement of the effect, a point read included.
       yield* SqlitePool.onWorker(Effect.all([count(reader), count(reader)]))
-      assert.deepStrictEqual(yield* routes(pool), { mainThread: 2, worker: 4, learnedLong: 1, overBudget: 2 })
+      assert.deepStrictEqual(yield* routes(pool), { ...forced, worker: 3 })
       yield* Scope.close(scope, Exit.void)
     }))
 
