@@ -260,7 +260,10 @@ describe("the Reader's route with readerThreads", () => {
     Effect.gen(function*() {
       const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
       // The main thread: SQLite interrupts it at the budget (nothing else can stop a synchronous call).
-      const main = yield* Effect.flip(SqlitePool.onMainThread(reader.unsafe(endlessAggregate)))
+      // (A worker would run it for minutes: the timeout only keeps a broken route from hanging the test.)
+      const main = yield* Effect.flip(
+        Effect.timeout(SqlitePool.onMainThread(reader.unsafe(endlessAggregate)), "10 seconds")
+      )
       assert.strictEqual(SqliteCode.codeOf(main), "SQLITE_INTERRUPT")
       // Chosen by the Reader: moved to a worker over the budget, then interrupted there by the fiber's timeout (the
       // worker open already, so that the timeout meets the statement, not the connect).
