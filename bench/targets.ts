@@ -6,7 +6,7 @@
  */
 import type { ContentionResult } from "./cases/contention.js"
 import type { MemoryResult } from "./cases/memory.js"
-import type { MixedResult } from "./cases/mixed.js"
+import { DUTY_CYCLES, type MixedResult } from "./cases/mixed.js"
 import type { Result } from "./harness.js"
 
 /**
@@ -106,6 +106,13 @@ const closingNotes = (m: Measurements) => {
       "file at most every few milliseconds instead of before every statement would take the stat off",
     mixed: "Reader statements share one kept connection of the reader pool, so Reader latency is a statement's " +
       "cost, as on the writer lane (target 2), plus the wait behind the other readers on the one thread",
+    mixedThreads: "with readerThreads a point read runs on the main thread's Reader connection unless its text was " +
+      "learned long, so it pays what the main-thread Reader pays plus the route's own steps (a FiberRef read, the " +
+      "learned-long lookup, a lease of the main-thread pool) and SQLite's trace callbacks of the time budget (two " +
+      "uncontended mutexes, a monotonic clock read and two reads of the thread's CPU clock, which are system " +
+      "calls: about 2 us per statement). A miss: check `SqlitePool.stats` readerRoutes in the profile run (a point " +
+      "read learned long by mistake runs on the workers; overBudget also counts a thread preempted past the budget " +
+      "on a loaded machine, run again on a worker)",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +
@@ -226,6 +233,31 @@ export const verdicts = (m: Measurements): Array<Verdict> => {
       ...judge({ ratio: perQuery.medianNsPerOp / pooledQuery.medianNsPerOp, atLeast: 5 }),
       profile: "connect.pooled.file",
       closing: [CLOSING.connect]
+    })
+  }
+
+  for (const { label, suffix } of DUTY_CYCLES) {
+    const main = mixed(`mixed.pool${suffix}`)
+    const threads = mixed(`mixed.threads${suffix}`)
+    if (main === undefined || threads === undefined) continue
+    out.push({
+      target: "3t (throughput)",
+      description:
+        `mixed workload, writer ${label}: Reader with readerThreads >= 0.9x the main-thread Reader's reads/s`,
+      measured: `readerThreads ${opsPerSecond(threads.readsPerSecond)} vs main thread ${
+        opsPerSecond(main.readsPerSecond)
+      }`,
+      ...judge({ ratio: threads.readsPerSecond / main.readsPerSecond, atLeast: 0.9 }),
+      profile: `mixed.threads${suffix}`,
+      closing: [CLOSING.mixedThreads]
+    })
+    out.push({
+      target: "3t (p99)",
+      description: `mixed workload, writer ${label}: Reader p99 with readerThreads <= 2x the main-thread Reader's`,
+      measured: `readerThreads p99 ${ms(threads.readP99Ms)} vs main thread p99 ${ms(main.readP99Ms)}`,
+      ...judge({ ratio: threads.readP99Ms / main.readP99Ms, atMost: 2 }),
+      profile: `mixed.threads${suffix}`,
+      closing: [CLOSING.mixedThreads]
     })
   }
 

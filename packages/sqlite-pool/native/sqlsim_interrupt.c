@@ -10,29 +10,200 @@
  *
  * A connection leaves the table when it closes (the destructor of its `sqlsim_connection_id` function runs inside
  * sqlite3_close), under the same mutex as the lookup: an id never reaches a closed connection.
+ *
+ * A time budget for connections on the main thread (`sqlsim_budget(ms)`): a statement that runs longer is
+ * interrupted (SQLITE_INTERRUPT), so a read misjudged as short cannot hold the event loop. better-sqlite3 is built
+ * without the progress handler, so a watchdog thread does it: a trace callback notes each statement's deadline when
+ * it starts (SQLITE_TRACE_STMT) and clears it when it ends (SQLITE_TRACE_PROFILE); the watchdog sleeps until the
+ * earliest deadline, or at most TICK_NS while statements keep starting, and interrupts every connection past its
+ * deadline; the trace callback also keeps the CPU time of the last statement (`sqlsim_last_millis()`: a timer around
+ * the call would count whatever else the thread did in between, and wall time the thread's preemptions). A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
+ * delay). After a second without statements the watchdog waits to be woken, so an idle process does not wake it.
+ * The watchdog runs this library's code for the life of the process, so starting it pins the library
+ * (RTLD_NODELETE): closing the last connection that loaded it, as better-sqlite3 does at exit, must not unmap it.
  */
+#define _GNU_SOURCE
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT1
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <time.h>
 
 #define SLOTS 65536
+/* connections with a budget at once (one or two per process: the main-thread Reader connections) */
+#define BUDGETED 64
+/* the watchdog's longest sleep while statements keep starting */
+#define TICK_NS 2000000LL
+/* the watchdog waits to be woken after this long without a statement */
+#define IDLE_NS 1000000000LL
 
 typedef struct {
   sqlite3_int64 id;
   sqlite3 *db;
+  /* the statement time budget in nanoseconds; 0: none */
+  sqlite3_int64 budget_ns;
+  /* when the running statement runs over its budget (CLOCK_MONOTONIC); 0: no statement running */
+  sqlite3_int64 deadline_ns;
+  /* the CPU time of this thread when the running statement started (CLOCK_THREAD_CPUTIME_ID) */
+  sqlite3_int64 cpu_start_ns;
+  /* the CPU time the last statement that ended took (for `sqlsim_last_millis()`) */
+  sqlite3_int64 last_ns;
 } Slot;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static Slot slots[SLOTS];
 static sqlite3_int64 next_id = 1;
 
+/* The watchdog's state, under `lock`: the connections with a budget, and whether it waits to be woken. */
+static Slot *budgeted[BUDGETED];
+static int budgeted_count = 0;
+static pthread_cond_t wake;
+static int watchdog_started = 0;
+static int watchdog_idle = 0;
+static sqlite3_int64 last_start_ns = 0;
+
+static sqlite3_int64 clock_ns(clockid_t clock) {
+  struct timespec now;
+  clock_gettime(clock, &now);
+  return (sqlite3_int64)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+static sqlite3_int64 monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+/* Called with `lock` held. */
+static void unbudget(Slot *slot) {
+  for (int i = 0; i < budgeted_count; i++) {
+    if (budgeted[i] == slot) {
+      budgeted[i] = budgeted[--budgeted_count];
+      break;
+    }
+  }
+  slot->budget_ns = 0;
+  slot->deadline_ns = 0;
+}
+
 static void release(void *data) {
   Slot *slot = (Slot *)data;
   pthread_mutex_lock(&lock);
+  unbudget(slot);
   slot->id = 0;
   slot->db = 0;
   pthread_mutex_unlock(&lock);
+}
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&lock);
+  for (;;) {
+    sqlite3_int64 now = monotonic_ns();
+    sqlite3_int64 earliest = 0;
+    for (int i = 0; i < budgeted_count; i++) {
+      Slot *slot = budgeted[i];
+      if (slot->deadline_ns == 0) continue;
+      if (slot->deadline_ns <= now) {
+        sqlite3_interrupt(slot->db);
+        slot->deadline_ns = 0;
+      } else if (earliest == 0 || slot->deadline_ns < earliest) {
+        earliest = slot->deadline_ns;
+      }
+    }
+    if (earliest == 0 && now - last_start_ns > IDLE_NS) {
+      watchdog_idle = 1;
+      pthread_cond_wait(&wake, &lock);
+      watchdog_idle = 0;
+      continue;
+    }
+    sqlite3_int64 until = now + TICK_NS;
+    if (earliest != 0 && earliest < until) until = earliest;
+    struct timespec at = { (time_t)(until / 1000000000LL), (long)(until % 1000000000LL) };
+    pthread_cond_timedwait(&wake, &lock, &at);
+  }
+  return 0;
+}
+
+/* Called with `lock` held: starts the watchdog once per process. */
+static int start_watchdog(void) {
+  if (watchdog_started) return SQLITE_OK;
+  Dl_info self;
+  if (dladdr((void *)watchdog, &self) == 0 || dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE) == 0) return SQLITE_ERROR;
+  pthread_condattr_t attributes;
+  pthread_condattr_init(&attributes);
+  pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+  pthread_cond_init(&wake, &attributes);
+  pthread_condattr_destroy(&attributes);
+  pthread_t thread;
+  if (pthread_create(&thread, 0, watchdog, 0) != 0) return SQLITE_ERROR;
+  pthread_detach(thread);
+  watchdog_started = 1;
+  return SQLITE_OK;
+}
+
+static int on_trace(unsigned type, void *data, void *statement, void *text) {
+  (void)statement;
+  (void)text;
+  Slot *slot = (Slot *)data;
+  pthread_mutex_lock(&lock);
+  if (slot->budget_ns != 0) {
+    if (type == SQLITE_TRACE_STMT) {
+      sqlite3_int64 now = monotonic_ns();
+      slot->deadline_ns = now + slot->budget_ns;
+      slot->cpu_start_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+      last_start_ns = now;
+      if (watchdog_idle) pthread_cond_signal(&wake);
+    } else {
+      // CPU time, not wall time: a thread preempted on a busy machine did not run a long statement.
+      slot->last_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - slot->cpu_start_ns;
+      slot->deadline_ns = 0;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return 0;
+}
+
+/* sqlsim_last_millis(): the CPU time of this connection's last statement with a budget, in milliseconds. */
+static void last_millis(sqlite3_context *context, int argc, sqlite3_value **argv) {
+  (void)argc;
+  (void)argv;
+  Slot *slot = (Slot *)sqlite3_user_data(context);
+  pthread_mutex_lock(&lock);
+  sqlite3_int64 last = slot->last_ns;
+  pthread_mutex_unlock(&lock);
+  sqlite3_result_double(context, (double)last / 1000000.0);
+}
+
+/* sqlsim_budget(ms): this connection's statements are interrupted after `ms` milliseconds; 0 removes the budget. */
+static void budget(sqlite3_context *context, int argc, sqlite3_value **argv) {
+  (void)argc;
+  Slot *slot = (Slot *)sqlite3_user_data(context);
+  double ms = sqlite3_value_double(argv[0]);
+  if (!(ms >= 0)) {
+    sqlite3_result_error(context, "sqlsim_budget: the budget is a number of milliseconds, 0 or more", -1);
+    return;
+  }
+  int rc = SQLITE_OK;
+  pthread_mutex_lock(&lock);
+  unbudget(slot);
+  if (ms > 0) {
+    if (budgeted_count == BUDGETED) {
+      rc = SQLITE_FULL;
+    } else {
+      rc = start_watchdog();
+      if (rc == SQLITE_OK) {
+        slot->budget_ns = (sqlite3_int64)(ms * 1000000.0);
+        budgeted[budgeted_count++] = slot;
+      }
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  if (rc != SQLITE_OK) {
+    sqlite3_result_error(context, "sqlsim_budget: cannot watch one more connection", -1);
+    return;
+  }
+  // Outside the lock: the callback takes it.
+  sqlite3_trace_v2(sqlite3_context_db_handle(context), ms > 0 ? SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE : 0,
+                   ms > 0 ? on_trace : 0, slot);
+  sqlite3_result_int(context, 1);
 }
 
 static void connection_id(sqlite3_context *context, int argc, sqlite3_value **argv) {
@@ -81,6 +252,10 @@ int sqlite3_sqlsiminterrupt_init(sqlite3 *db, char **error, const sqlite3_api_ro
   }
   // On failure sqlite3_create_function_v2 runs the destructor itself, which frees the slot.
   int rc = sqlite3_create_function_v2(db, "sqlsim_connection_id", 0, SQLITE_UTF8, slot, connection_id, 0, 0, release);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_create_function_v2(db, "sqlsim_budget", 1, SQLITE_UTF8, slot, budget, 0, 0, 0);
+  if (rc != SQLITE_OK) return rc;
+  rc = sqlite3_create_function_v2(db, "sqlsim_last_millis", 0, SQLITE_UTF8, slot, last_millis, 0, 0, 0);
   if (rc != SQLITE_OK) return rc;
   return sqlite3_create_function_v2(db, "sqlsim_interrupt", 1, SQLITE_UTF8, 0, interrupt, 0, 0, 0);
 }

@@ -100,7 +100,10 @@ export interface SqliteInput extends CommonInput {
   readonly readConnections?: number | undefined
   /** Reader connections opened while the layer is built (integer >= 0, <= readConnections, default 0: lazy) */
   readonly minConnections?: number | undefined
-  /** each Reader connection lives in a worker thread of its own (default false) */
+  /**
+   * each Reader connection lives in a worker thread of its own, and the Reader keeps one more on the main thread for
+   * statements not known long (its route: README "Reader threads"; default false)
+   */
   readonly readerThreads?: boolean | undefined
   /**
    * when the `-wal` file passes this many bytes, the writer lane checkpoints it and truncates it to zero (integer

@@ -20,6 +20,7 @@ import type * as ConnectionPool from "./ConnectionPool.js"
 import * as Connector from "./Connector.js"
 import * as Lanes from "./internal/lanes.js"
 import * as Pool from "./internal/pool.js"
+import * as ReaderRoute from "./internal/readerRoute.js"
 import * as PoolConfig from "./PoolConfig.js"
 import { AcquireTimeoutError, ConnectError, HealthCheckError, PoolClosedError } from "./PoolError.js"
 import type * as PoolError from "./PoolError.js"
@@ -50,6 +51,27 @@ export interface Stats {
   readonly wal: WalStats | undefined
   /** on a connector with replicas (`LibsqlConnector`): each replica's lag behind the primary; undefined on a file */
   readonly replication: Connector.Replication | undefined
+  /**
+   * with `readerThreads` (and the interrupt extension built): where the Reader's statements ran, how many texts it
+   * learned long and how many ran over the main thread's budget; undefined otherwise (every read runs on workers)
+   */
+  readonly readerRoutes: ReaderRoutes | undefined
+}
+
+/**
+ * Where the Reader's statements ran since the layer opened, with `readerThreads`: `mainThread` statements on the
+ * main thread's connection (those interrupted over its budget included), `worker` statements, transactions and
+ * streams on worker connections, `learnedLong` statement texts that run on the workers from then on, `overBudget`
+ * statements SQLite interrupted on the main thread (run again on a worker unless forced onto the main thread).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReaderRoutes {
+  readonly mainThread: number
+  readonly worker: number
+  readonly learnedLong: number
+  readonly overBudget: number
 }
 
 /**
@@ -106,6 +128,40 @@ export class SqlitePool extends Context.Tag("@sqlsim/sqlite-pool/SqlitePool")<Sq
 export class Reader extends Context.Tag("@sqlsim/sqlite-pool/SqlitePool/Reader")<Reader, Client.SqlClient>() {}
 
 /**
+ * Runs the effect's `SqlitePool.Reader` statements on worker threads with `readerThreads`, whatever the Reader
+ * learned of them: for a read that must never hold the event loop (an aggregate, a report). Without `readerThreads`
+ * it changes nothing.
+ *
+ * @example
+ * import { SqlitePool } from "@sqlsim/sqlite-pool"
+ * import * as Effect from "effect/Effect"
+ *
+ * // An aggregate that must never run on the main thread, whatever the route has learned.
+ * export const report = SqlitePool.onWorker(Effect.flatMap(
+ *   SqlitePool.Reader,
+ *   (reader) => reader`SELECT region, sum(total) AS total FROM orders GROUP BY region`
+ * ))
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const onWorker = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, ReaderRoute.forcedRoute, "worker")
+
+/**
+ * Runs the effect's `SqlitePool.Reader` statements on the main thread's Reader connection with `readerThreads`,
+ * even those learned long. The main thread's time budget still applies: a statement over it fails with a
+ * `SqlError` (SQLITE_INTERRUPT) instead of moving to a worker. Statements inside a Reader transaction run on the
+ * transaction's connection (a worker's). Without `readerThreads`, or without the interrupt extension, it changes
+ * nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const onMainThread = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, ReaderRoute.forcedRoute, "mainThread")
+
+/**
  * What `make` builds.
  *
  * @since 0.1.0
@@ -130,7 +186,7 @@ export const makeWithConfig = (
 ): Effect.Effect<Clients, ConnectError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const connector = yield* Connector.current
-    const { busy, reader, readerClient, wal, writer, writerClient } = yield* Lanes.make(config, connector)
+    const { busy, mainThread, reader, readerClient, wal, writer, writerClient } = yield* Lanes.make(config, connector)
     const service: Service = {
       config,
       stats: Effect.gen(function*() {
@@ -144,7 +200,8 @@ export const makeWithConfig = (
           holdWarnings: writer.core.stats.holdWarnings + (reader?.core.stats.holdWarnings ?? 0),
           holdWarningsBySpan: bySpan(writer.core.stats.holdWarningsBySpan, reader?.core.stats.holdWarningsBySpan),
           wal: wal?.snapshot(),
-          replication: connector.replication === undefined ? undefined : yield* connector.replication
+          replication: connector.replication === undefined ? undefined : yield* connector.replication,
+          readerRoutes: mainThread?.book.snapshot()
         }
       }),
       // Through the lanes, as statements between the app's.

@@ -2,10 +2,10 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
-import { Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Metric, Option, Scope } from "effect"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
-import { descriptors, endless, threads } from "./threadFixtures.js"
+import { descriptors, endless, endlessAggregate, threads } from "./threadFixtures.js"
 import { tempDir } from "./utils.js"
 
 type Services = SqlClient.SqlClient | SqlitePool.SqlitePool | SqlitePool.Reader
@@ -93,25 +93,31 @@ describe("SqlitePool with readerThreads", () => {
       yield* Deferred.succeed(finish, undefined)
       assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
 
-      const write = yield* Effect.flip(reader`INSERT INTO t VALUES (3)`)
-      assert.instanceOf(write, SqlError)
-      assert.include(write.message, "read-only")
-      const wrong = yield* Effect.flip(reader`SELECT nope FROM t`)
-      assert.strictEqual(SqliteCode.codeOf(wrong), "SQLITE_ERROR")
+      // The same typed errors on either route.
+      for (const onRoute of [SqlitePool.onMainThread, SqlitePool.onWorker]) {
+        const write = yield* Effect.flip(onRoute(reader`INSERT INTO t VALUES (3)`))
+        assert.instanceOf(write, SqlError)
+        assert.include(write.message, "read-only")
+        const wrong = yield* Effect.flip(onRoute(reader`SELECT nope FROM t`))
+        assert.strictEqual(SqliteCode.codeOf(wrong), "SQLITE_ERROR")
+      }
       assert.deepStrictEqual(yield* sql`SELECT x FROM t ORDER BY x`, [{ x: 1 }, { x: 2 }])
-      assert.isAtLeast((yield* pool.stats).readers.created, 2)
+      const { readerRoutes } = yield* pool.stats
+      assert.isAbove(readerRoutes!.mainThread, 0)
+      assert.isAbove(readerRoutes!.worker, 0)
       yield* Scope.close(scope, Exit.void)
     }))
 
   it.scopedLive("an interrupted Reader statement stops its worker; the connection is replaced for the next one", () =>
     Effect.gen(function*() {
       const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
-      assert.strictEqual(yield* count(reader), 1)
+      // The worker is open, so the timeout meets the statement, not the connect.
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
       const started = performance.now()
-      const exit = yield* Effect.exit(Effect.timeout(reader.unsafe(endless), "100 millis"))
+      const exit = yield* Effect.exit(Effect.timeout(SqlitePool.onWorker(reader.unsafe(endless)), "100 millis"))
       assert.isTrue(Exit.isFailure(exit))
       assert.isBelow(performance.now() - started, 2_000)
-      assert.strictEqual(yield* count(reader), 1)
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
       const { readers } = yield* pool.stats
       assert.strictEqual(readers.created, 2)
       assert.isAtLeast(readers.closed, 1)
@@ -121,10 +127,10 @@ describe("SqlitePool with readerThreads", () => {
   it.scopedLive("a worker stopped from outside is replaced", () =>
     Effect.gen(function*() {
       const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
-      assert.strictEqual(yield* count(reader), 1)
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
       const before = (yield* pool.stats).readers.created
       yield* Effect.promise(() => Promise.all(ThreadConnector.liveWorkers().map((worker) => worker.terminate())))
-      assert.strictEqual(yield* count(reader), 1)
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
       assert.strictEqual((yield* pool.stats).readers.created, before + 1)
       yield* Scope.close(scope, Exit.void)
     }))
@@ -133,8 +139,8 @@ describe("SqlitePool with readerThreads", () => {
     Effect.gen(function*() {
       const { reader, scope } = yield* openPool({ readConnections: 1 })
       // The worker is open (a worker that dies while opening is a failed connect, retried), then runs the statement.
-      yield* count(reader)
-      const running = yield* Effect.fork(reader.unsafe(endless))
+      yield* SqlitePool.onWorker(count(reader))
+      const running = yield* Effect.fork(SqlitePool.onWorker(reader.unsafe(endless)))
       yield* Effect.sleep("100 millis")
       yield* Effect.promise(() => Promise.all(ThreadConnector.liveWorkers().map((worker) => worker.terminate())))
       const exit = yield* Fiber.await(running)
@@ -158,7 +164,7 @@ describe("SqlitePool with readerThreads", () => {
       const { reader, scope } = yield* openPool({ readConnections: 3, shutdownTimeout: "100 millis" })
       yield* Effect.forEach([1, 2, 3], () => reader.withTransaction(count(reader)), { concurrency: 3 })
       // One statement still running when the layer closes.
-      const running = yield* Effect.fork(reader.unsafe(endless))
+      const running = yield* Effect.fork(SqlitePool.onWorker(reader.unsafe(endless)))
       yield* Effect.sleep("50 millis")
       expect(ThreadConnector.liveWorkers().length).toBeGreaterThanOrEqual(2)
       yield* Scope.close(scope, Exit.void)
@@ -166,5 +172,137 @@ describe("SqlitePool with readerThreads", () => {
 
       expect(ThreadConnector.liveWorkers()).toEqual([])
       expect({ threads: threads(), descriptors: descriptors() }).toEqual(before)
+    }))
+})
+
+describe("the Reader's route with readerThreads", () => {
+  const routes = (pool: SqlitePool.Service) => Effect.map(pool.stats, (stats) => stats.readerRoutes!)
+
+  it.scopedLive("a statement that turns out long moves off the main thread and stays off; short ones stay on it", () =>
+    Effect.gen(function*() {
+      const { filename, pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      assert.strictEqual(yield* count(reader), 1)
+      assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 0, learnedLong: 0, overBudget: 0 })
+      // Interrupted on the main thread over its budget, then run again on a worker: the right answer, once. Learned
+      // long at once by the CPU it used there, or (a main thread preempted on a loaded machine used less) at the
+      // latest after three runs over the budget.
+      let runs = 0
+      while (runs < 3 && (yield* routes(pool)).learnedLong === 0) {
+        assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
+        runs++
+      }
+      const learned = yield* routes(pool)
+      assert.deepStrictEqual(learned, { mainThread: 1 + runs, worker: runs, learnedLong: 1, overBudget: runs })
+      // Known long: straight to a worker, the main thread never tried again; a point read stays on the main thread.
+      assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
+      assert.strictEqual(yield* count(reader), 1)
+      const after = yield* routes(pool)
+      assert.deepStrictEqual(after, { ...learned, mainThread: learned.mainThread + 1, worker: learned.worker + 1 })
+      // The same counts as metrics, by the database's filename.
+      const metrics = (yield* Metric.snapshot).filter((pair) =>
+        pair.metricKey.tags.some((tag) => tag.key === "db.namespace" && tag.value === filename)
+      )
+      const value = (name: string, route?: string) =>
+        metrics.find((pair) =>
+          pair.metricKey.name === name &&
+          (route === undefined || pair.metricKey.tags.some((tag) => tag.key === "sqlsim.route" && tag.value === route))
+        )?.metricState as { readonly count: number } | undefined
+      assert.strictEqual(value("sqlsim_reader_statements_total", "mainThread")?.count, after.mainThread)
+      assert.strictEqual(value("sqlsim_reader_statements_total", "worker")?.count, after.worker)
+      assert.strictEqual(value("sqlsim_reader_learned_long_total")?.count, 1)
+      assert.strictEqual(value("sqlsim_reader_over_budget_total")?.count, after.overBudget)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("a forced route is obeyed; a statement forced onto the main thread fails over its budget", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
+      assert.deepStrictEqual(yield* routes(pool), { mainThread: 0, worker: 1, learnedLong: 0, overBudget: 0 })
+      // Forced onto the main thread, where SQLite stops it at the budget: it fails rather than move.
+      const started = performance.now()
+      const over = yield* Effect.flip(SqlitePool.onMainThread(reader.unsafe(aggregate(1))))
+      assert.isBelow(performance.now() - started, 2_000)
+      assert.instanceOf(over, SqlError)
+      assert.strictEqual(SqliteCode.codeOf(over), "SQLITE_INTERRUPT")
+      assert.include(over.message, "SqlitePool.onWorker")
+      const forced = yield* routes(pool)
+      assert.deepInclude(forced, { mainThread: 1, worker: 1, overBudget: 1 })
+      // The fiber's route holds for every statement of the effect, a point read included.
+      yield* SqlitePool.onWorker(Effect.all([count(reader), count(reader)]))
+      assert.deepStrictEqual(yield* routes(pool), { ...forced, worker: 3 })
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("a read transaction's statements share one worker connection and one snapshot, forced or not", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })
+      const inside = yield* Deferred.make<void>()
+      const finish = yield* Deferred.make<void>()
+      const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
+        const before = yield* count(reader)
+        yield* Deferred.succeed(inside, undefined)
+        yield* Deferred.await(finish)
+        return [before, yield* SqlitePool.onMainThread(count(reader)), yield* count(reader)]
+      })))
+      yield* Deferred.await(inside)
+      yield* sql`INSERT INTO t VALUES (2)`
+      // Outside the transaction, on the main thread: the new row.
+      assert.strictEqual(yield* count(reader), 2)
+      yield* Deferred.succeed(finish, undefined)
+      assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1, 1])
+      // One worker lease for the whole transaction; only the statement outside it ran on the main thread.
+      assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 1, learnedLong: 0, overBudget: 0 })
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("an interrupted statement stops its SQLite work on either route", () =>
+    Effect.gen(function*() {
+      const { pool, reader, scope } = yield* openPool({ readConnections: 1 })
+      // The main thread: SQLite interrupts it at the budget (nothing else can stop a synchronous call).
+      // (A worker would run it for minutes: the timeout only keeps a broken route from hanging the test.)
+      const main = yield* Effect.flip(
+        Effect.timeout(SqlitePool.onMainThread(reader.unsafe(endlessAggregate)), "10 seconds")
+      )
+      assert.strictEqual(SqliteCode.codeOf(main), "SQLITE_INTERRUPT")
+      // Chosen by the Reader: moved to a worker over the budget, then interrupted there by the fiber's timeout (the
+      // worker open already, so that the timeout meets the statement, not the connect).
+      yield* SqlitePool.onWorker(count(reader))
+      const started = performance.now()
+      const exit = yield* Effect.exit(Effect.timeout(reader.unsafe(endlessAggregate), "200 millis"))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.isBelow(performance.now() - started, 2_000)
+      // The worker's statement stopped: its connection was replaced and the next read runs.
+      assert.strictEqual(yield* SqlitePool.onWorker(count(reader)), 1)
+      assert.strictEqual((yield* pool.stats).readers.created, 2)
+      assert.strictEqual(yield* count(reader), 1)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.scopedLive("closing the layer mid-read ends every read with a typed error", () =>
+    Effect.gen(function*() {
+      const { reader, scope } = yield* openPool({ readConnections: 2, shutdownTimeout: "100 millis" })
+      // Both workers open (a connect under way as the layer closes is another test's), and the aggregate known long.
+      yield* Effect.forEach([1, 2], () => reader.withTransaction(count(reader)), { concurrency: 2 })
+      yield* reader.unsafe(aggregate(1))
+      const long = yield* Effect.fork(reader.unsafe(endlessAggregate))
+      const forced = yield* Effect.fork(SqlitePool.onWorker(reader.unsafe(endless)))
+      yield* Effect.sleep("100 millis")
+      yield* Scope.close(scope, Exit.void)
+      for (const fiber of [long, forced]) {
+        const exit = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.isFailure(exit))
+        assert.instanceOf(
+          Option.getOrThrow(Cause.failureOption((exit as Exit.Failure<unknown, SqlError>).cause)),
+          SqlError
+        )
+      }
+      // After the close, on either route: the pool's closed error, typed.
+      for (const read of [count(reader), SqlitePool.onWorker(count(reader))]) {
+        const error = yield* Effect.flip(read)
+        assert.instanceOf(error, SqlError)
+        assert.strictEqual((error.cause as { _tag?: string })._tag, "PoolClosedError")
+      }
+      expect(ThreadConnector.liveWorkers()).toEqual([])
     }))
 })

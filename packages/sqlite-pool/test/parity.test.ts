@@ -162,10 +162,12 @@ describe("SqlitePool as a drop-in for SqliteClient", () => {
       const { context } = yield* layerOn({ readConnections: 2, readerThreads: true })
       const sqlite = context.unsafeMap.get(SqliteClient.SqliteClient.key) as SqliteClient.SqliteClient
       const reader = context.unsafeMap.get(SqlitePool.Reader.key) as SqlClient.SqlClient
-      yield* reader`SELECT 1` // a worker connection open before the extension
+      yield* SqlitePool.onWorker(reader`SELECT 1`) // a worker connection open before the extension
       assert.strictEqual((yield* Effect.exit(reader`SELECT answer() AS n`))._tag, "Failure")
       yield* sqlite.loadExtension(extension)
+      // On the Reader's main-thread connection and on the open worker.
       assert.deepStrictEqual(yield* reader`SELECT answer() AS n`, [{ n: 42 }])
+      assert.deepStrictEqual(yield* SqlitePool.onWorker(reader`SELECT answer() AS n`), [{ n: 42 }])
       // While a transaction holds that worker, a statement opens a second one: it loads the extension as it opens.
       const inside = yield* Deferred.make<void>()
       const finish = yield* Deferred.make<void>()
@@ -173,7 +175,7 @@ describe("SqlitePool as a drop-in for SqliteClient", () => {
         Effect.zipRight(Deferred.succeed(inside, undefined), Deferred.await(finish))
       ))
       yield* Deferred.await(inside)
-      assert.deepStrictEqual(yield* reader`SELECT answer() AS n`, [{ n: 42 }])
+      assert.deepStrictEqual(yield* SqlitePool.onWorker(reader`SELECT answer() AS n`), [{ n: 42 }])
       yield* Deferred.succeed(finish, undefined)
       yield* Fiber.join(holder)
       const pool = context.unsafeMap.get(SqlitePool.SqlitePool.key) as SqlitePool.Service

@@ -3,7 +3,8 @@
  * `native/sqlsim_interrupt.c` (better-sqlite3 does not expose the call, and its build omits the progress handler).
  * `worker.terminate()` only takes effect when the thread runs JavaScript again; an interrupted statement returns
  * SQLITE_INTERRUPT from SQLite's next jump instruction, so an aggregate or a sort stops within milliseconds instead of
- * running to its first row.
+ * running to its first row. The same extension gives the Reader's main-thread connection its time budget
+ * (`sqlsim_budget`, readerRoute.ts).
  *
  * The extension is compiled once per process, the first time a worker connection opens, against the headers of the
  * SQLite that better-sqlite3 bundles (its `deps/sqlite3`), with the C compiler of the machine (`$CC`, or `cc`), into a

@@ -13,7 +13,7 @@ import * as Client from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -23,6 +23,7 @@ import { isClosedConnection } from "./driverConnection.js"
 import type { AcquireError } from "./errors.js"
 import type * as Pool from "./pool.js"
 import type * as PoolCore from "./poolCore.js"
+import * as ReaderRoute from "./readerRoute.js"
 import { isReadOnlyStatement } from "./readOnlyStatement.js"
 import * as SqliteCode from "./sqliteCode.js"
 
@@ -117,6 +118,22 @@ const statementConnection = (kind: "writer" | "reader", onWriterPool: boolean) =
   return (entry: Entry) => wrapReader(view(entry.connection))
 }
 
+/** The main-thread route of a Reader with `readerThreads` (readerRoute.ts): its connection's pool, and what it learned. */
+export interface MainThread {
+  readonly core: Pool.Core
+  readonly book: ReaderRoute.RouteBook
+}
+
+const isOverBudget = (error: SqlError) => SqliteCode.codeOf(error) === "SQLITE_INTERRUPT"
+
+const overBudget = (error: SqlError) =>
+  new SqlError({
+    cause: error.cause,
+    message: `the statement ran over the main thread's budget of ${ReaderRoute.BUDGET_MILLIS} ms and was ` +
+      "interrupted: it is forced onto the main thread (SqlitePool.onMainThread); run it without forcing it, or with " +
+      "SqlitePool.onWorker"
+  })
+
 export interface Lane {
   readonly client: Client.SqlClient
   /** an exclusive lease in the current Scope: the connection, and the pool's entry behind it */
@@ -124,7 +141,8 @@ export interface Lane {
   readonly core: Pool.Core
 }
 
-export const makeLane = (options: {
+/** What a lane is made of. */
+export interface LaneOptions {
   readonly core: Pool.Core
   readonly kind: "writer" | "reader"
   readonly retryBusy: <A>(effect: Effect.Effect<A, SqlError>) => Effect.Effect<A, SqlError>
@@ -138,22 +156,34 @@ export const makeLane = (options: {
   readonly client: PooledClient.Options
   /** the pool's connections live in worker threads (`readerThreads`) */
   readonly inWorkers?: boolean | undefined
+  /** with `readerThreads`: the main thread's connection, where statements not known long run (readerRoute.ts) */
+  readonly mainThread?: MainThread | undefined
   /** a reader lane on the writer's pool (`readConnections: 0`): statements run on each connection's read-only view */
   readonly onWriterPool?: boolean | undefined
   /** called after each of the lane's leases ends (the writer's WAL watch) */
   readonly afterLease?: (() => void) | undefined
-}): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
+}
+
+export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, Reactivity.Reactivity> =>
   Effect.gen(function*() {
     const { afterLease, core, kind } = options
     const wrap = statementConnection(kind, options.onWriterPool === true)
     // Connections in worker threads run statements in parallel: a lease each spreads them over the workers, where
     // sharing one connection would queue them in one worker.
     const statementMode: PoolCore.Mode = options.inWorkers === true ? "exclusive" : "shared"
+    const { mainThread } = options
     const acquire = (restore: Restore, mode: PoolCore.Mode) =>
       Effect.mapError(core.acquire(mode, core.laneLease, restore), acquireError)
 
+    // With a main-thread route, a lease of the workers' pool (a transaction's, a stream's) is counted as theirs.
+    const onWorkers = mainThread === undefined
+      ? Effect.void
+      : Effect.zipRight(
+        Effect.sync(() => mainThread.book.ran("worker")),
+        Effect.annotateCurrentSpan("sqlsim.route", "worker")
+      )
     const lease: Lane["lease"] = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(acquire(restore, "exclusive"), ({ entry, release }) =>
+      Effect.flatMap(Effect.zipRight(onWorkers, acquire(restore, "exclusive")), ({ entry, release }) =>
         Effect.as(
           Effect.addFinalizer((exit) => endLease(release, exit, afterLease)),
           [wrap(entry), entry] as const
@@ -181,11 +211,14 @@ export const makeLane = (options: {
         (error) => attemptsLeft > 0 && isClosedConnection(error),
         () => run(f, attemptsLeft - 1)
       )
+    const routed = mainThread === undefined
+      ? <A>(_sql: string, f: Statement<A>) => run(f)
+      : routeStatements(mainThread, wrap, onWorkers, run)
     const acquirer = Effect.succeed<SqlConnection.Connection>({
-      execute: (sql, params, rows) => run((c) => c.execute(sql, params, rows)),
-      executeRaw: (sql, params) => run((c) => c.executeRaw(sql, params)),
-      executeValues: (sql, params) => run((c) => c.executeValues(sql, params)),
-      executeUnprepared: (sql, params, rows) => run((c) => c.executeUnprepared(sql, params, rows)),
+      execute: (sql, params, rows) => routed(sql, (c) => c.execute(sql, params, rows)),
+      executeRaw: (sql, params) => routed(sql, (c) => c.executeRaw(sql, params)),
+      executeValues: (sql, params) => routed(sql, (c) => c.executeValues(sql, params)),
+      executeUnprepared: (sql, params, rows) => routed(sql, (c) => c.executeUnprepared(sql, params, rows)),
       // A stream holds an exclusive lease until it ends (better-sqlite3 runs nothing else on a connection meanwhile).
       executeStream: (sql, params, rows) =>
         Stream.unwrapScoped(Effect.map(lease, ([c]) => c.executeStream(sql, params, rows)))
@@ -204,3 +237,58 @@ export const makeLane = (options: {
     })
     return { client: Object.assign(client, { withTransaction }), lease, core }
   })
+
+/**
+ * A Reader's statements routed (readerRoute.ts): the fiber's forced route, else the workers for a text known long,
+ * else the main thread's connection.
+ */
+const routeStatements = (
+  main: MainThread,
+  wrap: (entry: Entry) => SqlConnection.Connection,
+  onWorkers: Effect.Effect<void>,
+  run: <A>(f: Statement<A>) => Effect.Effect<A, SqlError>
+) => {
+  // A statement on the main thread's connection; on a worker instead (`worker`) where the connection has no time
+  // budget (a connector that keeps no handle on this thread), was closed before the statement ran, or the statement
+  // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
+  const attempt = <A>(sql: string, f: Statement<A>, forced: boolean, worker: Effect.Effect<A, SqlError>) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.mapError(main.core.acquire("shared", main.core.laneLease, restore), acquireError),
+        ({ entry, release }) => {
+          if (!main.book.isBudgeted(entry.connection)) {
+            release(Exit.void)
+            return restore(worker)
+          }
+          main.book.ran("mainThread")
+          const started = performance.now()
+          return Effect.matchEffect(
+            Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)),
+            {
+              onSuccess: (value) => {
+                main.book.ended(sql, entry.connection, performance.now() - started)
+                return Effect.succeed(value)
+              },
+              onFailure: (error) => {
+                if (isOverBudget(error)) {
+                  main.book.ranOverBudget(sql, entry.connection)
+                  return forced ? Effect.fail(overBudget(error)) : restore(worker)
+                }
+                return isClosedConnection(error) ? restore(worker) : Effect.fail(error)
+              }
+            }
+          )
+        }
+      )
+    )
+  // Read and annotated through the fiber itself: this runs before every Reader statement.
+  return <A>(sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
+    Effect.withFiberRuntime((fiber) => {
+      const forced = fiber.getFiberRef(ReaderRoute.forcedRoute)
+      const worker = Effect.zipRight(onWorkers, run(f))
+      if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
+      const span = fiber.currentSpan
+      if (span?._tag === "Span") span.attribute("sqlsim.route", "mainThread")
+      return attempt(sql, f, forced === "mainThread", worker)
+    })
+}

@@ -17,10 +17,12 @@ import type * as Scope from "effect/Scope"
 import type * as Connector from "../Connector.js"
 import type * as PoolConfig from "../PoolConfig.js"
 import * as PooledClient from "./client.js"
-import type { ConnectError } from "./errors.js"
+import { connectAttemptFailed, type ConnectError } from "./errors.js"
+import * as Interrupt from "./interrupt.js"
 import * as Lane from "./lane.js"
 import * as MemoryDatabase from "./memoryDatabase.js"
 import * as Pool from "./pool.js"
+import * as ReaderRoute from "./readerRoute.js"
 import * as RetryPolicy from "./retryPolicy.js"
 import * as Transaction from "./transaction.js"
 import * as Wal from "./wal.js"
@@ -29,6 +31,8 @@ export interface Lanes {
   readonly writer: Lane.Lane
   /** the Reader's own pool; undefined with `readConnections: 0` */
   readonly reader: Lane.Lane | undefined
+  /** with `readerThreads`: the Reader's main-thread connection and its statements' routes (readerRoute.ts) */
+  readonly mainThread: Lane.MainThread | undefined
   /** `SqlitePool.Reader`: the reader lane, or with `readConnections: 0` a read-only lane on the writer's pool */
   readonly readerClient: Client.SqlClient
   /** the writer lane as `SqliteClient` */
@@ -72,15 +76,17 @@ export const make = (
       retryBusy: RetryPolicy.retryWhileBusy(config, busy),
       afterLease: () => wal?.afterWrite()
     })
-    const reader = config.readConnections === 0
-      ? undefined
-      : yield* makeReader(config, { connector, databaseFile, extensions })
+    const options = { connector, databaseFile, extensions }
+    const mainThread = config.readConnections > 0 && config.readerThreads
+      ? yield* makeMainThread(config, options)
+      : undefined
+    const reader = config.readConnections === 0 ? undefined : yield* makeReader(config, options, mainThread)
     const readerClient = reader?.client ?? (yield* readerOnWriter(config, writer.core, databaseFile))
-    const cores = reader === undefined ? [writer.core] : [writer.core, reader.core]
+    const cores = [writer.core, reader?.core, mainThread?.core].filter((core) => core !== undefined)
     const writerClient = sqliteClient(writer, { ...config, filename: databaseFile }, cores, extensions)
     // A connector with replicas is a server's: its WAL is the server's own.
     if (connector.replication === undefined) wal = yield* walWatch(config, databaseFile, writer, reader)
-    return { writer, reader, readerClient, writerClient, busy, wal }
+    return { writer, reader, mainThread, readerClient, writerClient, busy, wal }
   })
 
 interface LaneOptions {
@@ -119,7 +125,7 @@ const makeWriter = (
   )
 
 /** The Reader's lane: a pool of `readConnections` read-only connections (in worker threads with `readerThreads`). */
-const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
+const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions, mainThread: Lane.MainThread | undefined) =>
   Effect.flatMap(
     Pool.make(
       forLane(config, { maxConnections: config.readConnections, minConnections: config.minConnections }),
@@ -141,9 +147,59 @@ const makeReader = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
         retryBusy: identity,
         withTransaction: (lane) => Transaction.makeWithTransaction({ ...lane, begin: "BEGIN", retryBusy: identity }),
         client: { ...config, filename: options.databaseFile },
-        inWorkers: config.readerThreads
+        inWorkers: config.readerThreads,
+        mainThread
       })
   )
+
+/**
+ * The Reader's main-thread route with `readerThreads`: one read-only connection on this thread, whose statements
+ * SQLite interrupts over `ReaderRoute.BUDGET_MILLIS` (the interrupt extension's `sqlsim_budget`). Without the
+ * extension (no C compiler: interrupt.ts warns) nothing would bound a misjudged statement, so every statement runs
+ * on the workers, as it did before the route existed.
+ */
+const makeMainThread = (config: PoolConfig.SqliteConfig, options: LaneOptions) =>
+  Effect.gen(function*() {
+    const interrupter = yield* Effect.promise(() => Interrupt.interrupter())
+    if (interrupter === undefined) return undefined
+    const book = new ReaderRoute.RouteBook(config.filename)
+    const core = yield* Pool.make(forLane(config, { maxConnections: 1, minConnections: 1 }), {
+      connector: options.connector,
+      databaseFile: options.databaseFile,
+      readOnly: true,
+      label: `${config.filename} (main-thread reader)`,
+      role: "reader",
+      extensions: options.extensions,
+      setUp: (connection) => withBudget(config.filename, connection, interrupter.extension, book)
+    })
+    return { core, book } satisfies Lane.MainThread
+  })
+
+/** Sets a main-thread connection's time budget, where the connection's handle lives on this thread. */
+const withBudget = (
+  filename: string,
+  connection: Connector.Connection,
+  extension: string,
+  book: ReaderRoute.RouteBook
+): Effect.Effect<void, ConnectError> =>
+  Effect.try({
+    try: () => {
+      const database = connection.driver?.database
+      if (database === undefined) return
+      database.loadExtension(extension)
+      database.prepare("SELECT sqlsim_budget(?)").get(ReaderRoute.BUDGET_MILLIS)
+      const last = database.prepare<[], number>("SELECT sqlsim_last_millis()").pluck()
+      book.markBudgeted(connection, () => last.get()!)
+    },
+    catch: (cause) =>
+      connectAttemptFailed({
+        filename,
+        code: "UNKNOWN",
+        transient: false,
+        reason: "cannot set the time budget of the Reader's main-thread connection",
+        cause
+      })
+  })
 
 /** The WAL watch of a file database, on the writer lane; its checkpoints run on fibers of the layer's Scope. */
 const walWatch = (

@@ -66,6 +66,8 @@ export const make = (
     readonly connector: Connector.Service
     /** how messages name the pool, when not as its metrics do (SqlitePool's lanes) */
     readonly describedAs?: string | undefined
+    /** the pool's own set-up of each new connection, before the user's `onConnect` */
+    readonly setUp?: ((connection: Connector.Connection) => Effect.Effect<void, ConnectError>) | undefined
   }
 ): Effect.Effect<Core, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -95,6 +97,7 @@ export const make = (
       },
       makeClient: (connection, invalidate) =>
         PooledClient.make(connection, { ...config, filename }, { ...transactions, invalidate }).pipe(
+          Effect.tap(() => options.setUp?.(connection) ?? Effect.void),
           Effect.tap((sql) => setUp(sql, connection)),
           Effect.provideService(Reactivity.Reactivity, shared)
         ),
