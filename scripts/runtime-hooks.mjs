@@ -1,0 +1,26 @@
+// Loaded into every process and worker thread by `scripts/runtimes.sh run` (NODE_OPTIONS --import): better-sqlite3
+// resolves to the runtime's own install ($SQLSIM_RUNTIME_MODULES), built for that runtime, where the workspace's
+// node_modules hold the build for Node.js 20. Resolution runs as usual and a file of the workspace's better-sqlite3 is
+// then swapped for the same file of the runtime's: vitest resolves bare specifiers to full paths before importing.
+// Synchronous hooks, so that require() is covered as well as import, and on Node.js 24 require.resolve too (the
+// interrupt extension finds better-sqlite3's SQLite headers that way); Node.js 22's require.resolve skips the hooks,
+// harmless there: that runtime runs the workspace's better-sqlite3 version.
+import { createRequire, registerHooks } from "node:module"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+
+const modules = process.env.SQLSIM_RUNTIME_MODULES
+if (modules === undefined) throw new Error("runtime-hooks.mjs: SQLSIM_RUNTIME_MODULES is not set")
+const runtimePackage = pathToFileURL(
+  path.dirname(createRequire(`${modules}/package.json`).resolve("better-sqlite3/package.json"))
+).href
+// pnpm's place for a package: node_modules/.pnpm/<name>@<version>/node_modules/<name>/
+const workspaceFile = /\/node_modules\/\.pnpm\/better-sqlite3@[^/]+\/node_modules\/better-sqlite3(\/.*)$/
+
+registerHooks({
+  resolve: (specifier, context, next) => {
+    const resolved = next(specifier, context)
+    const file = workspaceFile.exec(resolved.url)
+    return file === null ? resolved : { ...resolved, url: `${runtimePackage}${file[1]}` }
+  }
+})
