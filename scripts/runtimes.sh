@@ -70,7 +70,6 @@ case "${1:-}" in
     dir="$(installed_dir "$2")"
     shift 2
     export PATH="$dir/bin:$PATH"
-    export SQLSIM_RUNTIME_MODULES="$dir/modules"
     export NODE_OPTIONS="--import=$root/scripts/runtime-hooks.mjs${NODE_OPTIONS:+ $NODE_OPTIONS}"
     exec "$@"
     ;;
