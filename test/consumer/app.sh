@@ -26,7 +26,7 @@ readme_line() { grep -E "$1" "$root/README.md" || fail "no line $1 in README.md"
 library_line="$(readme_line '^npm i @sqlsim/sqlite-pool ')"
 cli_line="$(readme_line '^npm i -D @sqlsim/cli ')"
 if [ "$sqlite_major" = 13 ]; then
-  override_line="$(readme_line '^npm pkg set overrides.better-sqlite3=')"
+  override_line="$(readme_line '^npm pkg set overrides\.@effect/sql-sqlite-node\.better-sqlite3=')"
   echo "$override_line"
   eval "$override_line"
 fi
