@@ -4,7 +4,9 @@
 #   - with --test-tools, what some tests run besides Node.js, each through apt-get when missing: a Chromium for the
 #     HTML report test (Debian's `chromium`; or name one in $CHROMIUM) and the `sqlite3` shell, which
 #     SqliteMigrator's schema dump runs,
-#   - the dependencies, exactly as locked.
+#   - the dependencies, exactly as locked,
+#   - with --test-tools, Node.js 22 and 24 with a better-sqlite3 built for each (scripts/runtimes.sh install, into
+#     node_modules/.cache/sqlsim-runtimes), which CI runs the library's and the command's tests on.
 # Quick when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +43,4 @@ fi
 # (pnpm 12 ignores `nodedir` in .npmrc, hence the environment variable).
 if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 pnpm install --frozen-lockfile
+if [ "${1:-}" = "--test-tools" ]; then scripts/runtimes.sh install; fi

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Consumer test: the packages as a user gets them. Builds the workspace, stages and packs every package
 # (scripts/stage-packages.mjs, then npm pack), checks that `pnpm pack` gives the same packages and that a raw
-# `npm pack` of a workspace manifest is refused, installs the tarballs into a fresh npm project together with the peer
-# set the README's "Install in your app" section gives (read from the README itself, from the real registry),
-# type-checks test/consumer/app under nodenext and bundler resolution in strict mode, runs it with plain node, loads
-# the library through require(), and runs `npx sqlsim demo` and `npx sqlsim health` there.
+# `npm pack` of a workspace manifest is refused, then runs test/consumer/app.sh twice side by side: on Node.js 20 with
+# better-sqlite3 12 and on Node.js 24 (scripts/runtimes.sh) with better-sqlite3 13. Each installs the tarballs into a
+# fresh npm project together with the peer set the README's "Install in your app" section gives (read from the README
+# itself, from the real registry), checks one copy of better-sqlite3, and type-checks, runs and `npx`es the app.
 # Usage: test/consumer/run.sh [--keep]   (--keep leaves the temporary directory in place and prints it)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -14,6 +14,7 @@ if [ "${1:-}" = "--keep" ]; then echo "working in $work"; else trap 'rm -rf "$wo
 if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
 export JOBS="${JOBS:-max}" # node-gyp: compile better-sqlite3's sources in parallel
 export npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
+"$root/scripts/runtimes.sh" dir 24 >/dev/null # Node.js 24 is installed (scripts/setup.sh --test-tools)
 started=$SECONDS
 step() { printf '\n== %s [%ds]\n' "$1" "$((SECONDS - started))"; }
 fail() { echo "consumer test FAILED: $1" >&2; exit 1; }
@@ -36,60 +37,18 @@ for dir in "$root"/packages/*/; do
 done
 node "$root/test/consumer/compare-tarballs.mjs" "$work/tarballs" "$work/pnpm"
 
-step "install the tarballs and the documented peer set into a fresh npm project"
-cp -r "$root/test/consumer/app" "$work/app"
-cd "$work/app"
-tarball() { ls "$work"/tarballs/sqlsim-"$1"-*.tgz; }
-# The README's install lines, with the @sqlsim packages replaced by the tarballs. @sqlsim/simulator comes from the
-# registry in a real install (a dependency of @sqlsim/cli); here it is not published, so its tarball is added.
-library_line="$(grep -E '^npm i @sqlsim/sqlite-pool ' "$root/README.md")" || fail "no library install line in README.md"
-cli_line="$(grep -E '^npm i -D @sqlsim/cli ' "$root/README.md")" || fail "no CLI install line in README.md"
-echo "$library_line"
-echo "$cli_line"
-eval "${library_line/@sqlsim\/sqlite-pool/$(tarball sqlite-pool)}"
-eval "${cli_line/@sqlsim\/cli/$(tarball cli) $(tarball simulator)}"
-npm i -D typescript@5.9 @types/node@20
-node -e '
-const p = require("./package.json")
-console.log("installed:", JSON.stringify({ ...p.dependencies, ...p.devDependencies }))
-'
-
-step "one copy of effect, of each @effect package and of better-sqlite3 (one native build)"
-node "$root/test/consumer/check-tree.mjs"
-
-step "type-check the app in strict mode, moduleResolution nodenext (emitting dist/) and bundler, side by side"
-npx tsc -p tsconfig.nodenext.json &
-nodenext=$!
-npx tsc -p tsconfig.bundler.json || fail "tsc under moduleResolution bundler"
-wait "$nodenext" || fail "tsc under moduleResolution nodenext"
-echo "both type-check"
-
-step "run the app with plain node"
-node dist/app.js "$work/app/app.db" | tee "$work/app.out"
-node -e '
-const out = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))
-const ok = out.migrations === 1 && out.rows.length === 2 && out.readerWriteRejected === "SqlError" &&
-  out.health.ok === true && out.writerCreated === 1 && out.configError === "readConnections"
-if (!ok) { console.error("unexpected app output"); process.exit(1) }
-' "$work/app.out"
-
-step "require() of the library (ESM through require, Node >= 20.19)"
-node --no-warnings -e '
-const { SqlitePool, PoolConfig } = require("@sqlsim/sqlite-pool")
-if (typeof SqlitePool.layer !== "function" || typeof PoolConfig.make !== "function") process.exit(1)
-console.log("require(\"@sqlsim/sqlite-pool\"): SqlitePool.layer is a", typeof SqlitePool.layer)
-'
-
-step "npx sqlsim demo (bundled labels, in-memory database)"
-npx sqlsim demo
-node -e '
-const s = JSON.parse(require("fs").readFileSync("summary.json", "utf8"))
-if (!(s.rows_inserted > 0 && s.pool_stats.created === 1 && s.pool_stats.reused === 1)) {
-  console.error("unexpected summary.json"); process.exit(1)
-}
-console.log(`summary.json: rows_inserted ${s.rows_inserted}, created ${s.pool_stats.created}, reused ${s.pool_stats.reused}`)
-'
-step "npx sqlsim health on the app's database"
-npx sqlsim health --db "$work/app/app.db"
+step "the app on Node.js 20 with better-sqlite3 12 and on Node.js 24 with better-sqlite3 13, side by side"
+# Each install runs under its runtime (first on PATH), and a compile of better-sqlite3 uses that runtime's headers.
+node24="$("$root/scripts/runtimes.sh" dir 24)"
+bash "$root/test/consumer/app.sh" "$work" 12 >"$work/node20.log" 2>&1 &
+node20=$!
+PATH="$node24/bin:$PATH" npm_config_nodedir="$node24" bash "$root/test/consumer/app.sh" "$work" 13 >"$work/node24.log" 2>&1 &
+node24_app=$!
+status20=0 status24=0
+wait "$node20" || status20=$?
+wait "$node24_app" || status24=$?
+cat "$work/node20.log" "$work/node24.log"
+[ "$status20" = 0 ] || fail "on Node.js 20 (exit $status20)"
+[ "$status24" = 0 ] || fail "on Node.js 24 (exit $status24)"
 
 step "consumer test passed"

@@ -115,10 +115,13 @@ const holdsOpen = (pid: number, file: string): boolean =>
     }
   })
 
-/** Whether the process has loaded better-sqlite3's native library (at its first open of a database). */
+/**
+ * Whether the process has loaded better-sqlite3's native library (at its first open of a database): 12's own build,
+ * or 13's prebuilt binary.
+ */
 const loadedDriver = (pid: number): boolean => {
   try {
-    return fs.readFileSync(`/proc/${pid}/maps`, "utf8").includes("better_sqlite3.node")
+    return /better_sqlite3\.node|better-sqlite3\/prebuilds\//.test(fs.readFileSync(`/proc/${pid}/maps`, "utf8"))
   } catch {
     return false
   }
