@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { assert, describe, expect, it } from "@effect/vitest"
 import { PoolConfig, SqliteCode, SqlitePool } from "@sqlsim/sqlite-pool"
+import { eventually } from "@sqlsim/test-kit/Wait"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Metric, Option, Scope } from "effect"
 import * as path from "node:path"
 import * as ThreadConnector from "../src/internal/threadConnector.js"
@@ -182,7 +183,12 @@ describe("the Reader's route with readerThreads", () => {
     Effect.gen(function*() {
       const { filename, pool, reader, scope } = yield* openPool({ readConnections: 1 })
       assert.strictEqual(yield* count(reader), 1)
-      assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 0, learnedLong: 0, overBudget: 0 })
+      // A point read runs on the main thread; a thread preempted past the budget on a loaded machine runs it again on
+      // a worker (counted over budget), never learning it long.
+      const before = yield* routes(pool)
+      assert.strictEqual(before.mainThread, 1)
+      assert.strictEqual(before.learnedLong, 0)
+      assert.strictEqual(before.worker, before.overBudget)
       // Interrupted on the main thread over its budget, then run again on a worker: the right answer, once. Learned
       // long at once by the CPU it used there, or (a main thread preempted on a loaded machine used less) at the
       // latest after three runs over the budget.
@@ -192,12 +198,19 @@ describe("the Reader's route with readerThreads", () => {
         runs++
       }
       const learned = yield* routes(pool)
-      assert.deepStrictEqual(learned, { mainThread: 1 + runs, worker: runs, learnedLong: 1, overBudget: runs })
+      assert.deepStrictEqual(learned, {
+        mainThread: before.mainThread + runs,
+        worker: before.worker + runs,
+        learnedLong: 1,
+        overBudget: before.overBudget + runs
+      })
       // Known long: straight to a worker, the main thread never tried again; a point read stays on the main thread.
       assert.deepStrictEqual(yield* reader.unsafe(aggregate(1)), [{ s: 500000500000 }])
       assert.strictEqual(yield* count(reader), 1)
       const after = yield* routes(pool)
-      assert.deepStrictEqual(after, { ...learned, mainThread: learned.mainThread + 1, worker: learned.worker + 1 })
+      assert.strictEqual(after.mainThread, learned.mainThread + 1)
+      assert.strictEqual(after.learnedLong, 1)
+      assert.strictEqual(after.worker - learned.worker, 1 + after.overBudget - learned.overBudget)
       // The same counts as metrics, by the database's filename.
       const metrics = (yield* Metric.snapshot).filter((pair) =>
         pair.metricKey.tags.some((tag) => tag.key === "db.namespace" && tag.value === filename)
@@ -303,6 +316,7 @@ describe("the Reader's route with readerThreads", () => {
         assert.instanceOf(error, SqlError)
         assert.strictEqual((error.cause as { _tag?: string })._tag, "PoolClosedError")
       }
-      expect(ThreadConnector.liveWorkers()).toEqual([])
+      // Real time: a loaded machine can take a while to end the worker threads.
+      yield* eventually(Effect.sync(() => ThreadConnector.liveWorkers().length === 0), "every worker ended")
     }))
 })
