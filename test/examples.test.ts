@@ -85,6 +85,21 @@ const freePort = Effect.async<number>((resume) => {
 })
 
 /** The app's exit code, within a generous bound. */
+/**
+ * SIGTERM to the app itself: the innermost process of its launcher chain (`pnpm tsx` runs node under two launchers),
+ * as a process manager signals the program it runs. The launchers then exit with its code; a signal relayed through
+ * them can lose that race on a loaded machine (tsx exits 143 when the child's answer comes late).
+ */
+const terminate = (app: { readonly child: { readonly pid?: number | undefined } }) => {
+  let pid = app.child.pid!
+  for (;;) {
+    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ").filter(Boolean)
+    if (children.length === 0) break
+    pid = Number(children.at(-1))
+  }
+  process.kill(pid, "SIGTERM")
+}
+
 const exitCode = (app: { readonly exited: Promise<number | null>; readonly output: string }) =>
   Effect.promise(() => app.exited).pipe(
     Effect.timeoutFail({
@@ -203,7 +218,7 @@ describe("examples", () => {
           "the write transaction is open"
         )
         probe.close()
-        app.child.kill("SIGTERM")
+        terminate(app)
         assert.deepStrictEqual(yield* Effect.promise(() => inFlight), {
           status: 201,
           body: { id: 2, name: "plum", value: 7 }
@@ -316,7 +331,7 @@ describe("examples", () => {
         }
         assert.isAbove(sample(text, "sqlsim_wal_size", { db_namespace: filename }), 0)
 
-        app.child.kill("SIGTERM")
+        terminate(app)
         assert.strictEqual(yield* exitCode(app), 0, app.output)
       }),
     60_000
