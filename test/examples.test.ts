@@ -10,7 +10,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 
 const root = fileURLToPath(new URL("../", import.meta.url))
 const examples = path.join(root, "examples")
@@ -38,19 +38,22 @@ const runExample = (file: string) =>
     })
   })
 
+// By absolute URL, as the command's tests load it.
+const tsxLoader = pathToFileURL(path.join(root, "node_modules/tsx/dist/loader.mjs")).href
+
 /**
- * An example that serves (http-api.ts, prometheus.ts) started by its own command, in its own process group (killed
- * when the Scope closes). The shell execs the command, so the child is pnpm: a signal for the app goes to it alone,
- * pnpm passes it on to tsx, tsx to the app, and the app's exit code comes back up the same way (signalled as a group,
- * each of them would end by the signal itself).
+ * An example that serves (http-api.ts, prometheus.ts), as a process manager runs it: `node --import tsx`, the
+ * loader alone, with no launcher between the signal and the app (killed when the Scope closes). Not `pnpm tsx`: the
+ * tsx launcher's child installs a SIGTERM handler of its own once it has reached the launcher, and when that happens
+ * after the app installed its own (NodeRuntime.runMain's, which removes itself when called), it finds no other
+ * listener left and ends the process with 128 + the signal before the app has closed: exit 143 instead of 0, as a
+ * race of the two start-ups.
  */
 const startApp = (file: string, env: Record<string, string>) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(`exec ${runLine(file)}`, {
+      const child = spawn(process.execPath, ["--import", tsxLoader, path.join(examples, file)], {
         cwd: root,
-        shell: true,
-        detached: true,
         env: { ...process.env, ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -63,14 +66,7 @@ const startApp = (file: string, env: Record<string, string>) =>
       child.stderr.setEncoding("utf8").on("data", (text: string) => (app.output += text))
       return app
     }),
-    ({ child }) =>
-      Effect.sync(() => {
-        try {
-          process.kill(-child.pid!, "SIGKILL")
-        } catch {
-          // the whole group has ended
-        }
-      })
+    ({ child }) => Effect.sync(() => child.kill("SIGKILL"))
   )
 
 const startHttpApi = (env: Record<string, string>) => startApp("http-api.ts", env)
@@ -85,21 +81,6 @@ const freePort = Effect.async<number>((resume) => {
 })
 
 /** The app's exit code, within a generous bound. */
-/**
- * SIGTERM to the app itself: the innermost process of its launcher chain (`pnpm tsx` runs node under two launchers),
- * as a process manager signals the program it runs. The launchers then exit with its code; a signal relayed through
- * them can lose that race on a loaded machine (tsx exits 143 when the child's answer comes late).
- */
-const terminate = (app: { readonly child: { readonly pid?: number | undefined } }) => {
-  let pid = app.child.pid!
-  for (;;) {
-    const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ").filter(Boolean)
-    if (children.length === 0) break
-    pid = Number(children.at(-1))
-  }
-  process.kill(pid, "SIGTERM")
-}
-
 const exitCode = (app: { readonly exited: Promise<number | null>; readonly output: string }) =>
   Effect.promise(() => app.exited).pipe(
     Effect.timeoutFail({
@@ -218,7 +199,7 @@ describe("examples", () => {
           "the write transaction is open"
         )
         probe.close()
-        terminate(app)
+        app.child.kill("SIGTERM")
         assert.deepStrictEqual(yield* Effect.promise(() => inFlight), {
           status: 201,
           body: { id: 2, name: "plum", value: 7 }
@@ -331,7 +312,7 @@ describe("examples", () => {
         }
         assert.isAbove(sample(text, "sqlsim_wal_size", { db_namespace: filename }), 0)
 
-        terminate(app)
+        app.child.kill("SIGTERM")
         assert.strictEqual(yield* exitCode(app), 0, app.output)
       }),
     60_000
