@@ -5,6 +5,8 @@ export default defineConfig({
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // The `sqlsim` command compiled once for the command's tests, which run it as a child process.
+    globalSetup: ["packages/cli/test/globalSetup.ts"],
     // Memory tests measure what is retained after a collection, not what the collector has not got to yet.
     poolOptions: { forks: { execArgv: ["--expose-gc"] } },
     // Three files at a time on two cores: the command's tests mostly wait for the child processes they start.

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { simulateCommand } from "../src/commands/simulate.js"
-import { tempDir } from "./utils.js"
+import { command, tempDir } from "./utils.js"
 
 const cli = Command.run(Command.make("sqlsim").pipe(Command.withSubcommands([simulateCommand])), {
   name: "sqlsim",
@@ -36,7 +36,6 @@ const simulate = (...args: ReadonlyArray<string>) =>
   }).pipe(Effect.provide(NodeContext.layer))
 
 const repository = fileURLToPath(new URL("../../..", import.meta.url))
-const entry = fileURLToPath(new URL("../src/bin.ts", import.meta.url))
 
 describe("sqlsim simulate", () => {
   it.live("runs, prints the table, writes JSON and HTML; on virtual time the same seed repeats exactly", () =>
@@ -144,7 +143,7 @@ describe("sqlsim simulate", () => {
       const args = ["--seed", "5", "--workers", "4", "--ops", "300", "--hold", "30", "--virtual-time"]
       const run = spawnSync(
         process.execPath,
-        ["--import", "tsx", entry, "simulate", ...args, "--hold-warning-ms", "20"],
+        [command, "simulate", ...args, "--hold-warning-ms", "20"],
         { cwd: repository, encoding: "utf8", timeout: 120_000 }
       )
       assert.strictEqual(run.status, 0, run.stderr)
@@ -206,9 +205,7 @@ describe("sqlsim simulate", () => {
         const child = spawn(
           process.execPath,
           [
-            "--import",
-            "tsx",
-            entry,
+            command,
             "simulate",
             "--duration",
             "60s",

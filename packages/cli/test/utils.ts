@@ -10,7 +10,8 @@ import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { fileURLToPath } from "node:url"
+import { inject } from "vitest"
 
 import { tempDir } from "@sqlsim/test-kit/TempDir"
 
@@ -42,9 +43,8 @@ export const makeEventsDatabase = (filename: string, labels: ReadonlyArray<strin
 export const filesIn = (directory: string): Array<string> => fs.readdirSync(directory).sort()
 
 const repositoryRoot = fileURLToPath(new URL("../../../", import.meta.url))
-const bin = path.join(repositoryRoot, "packages/cli/src/bin.ts")
-// By absolute URL: `--import tsx` would be resolved from the child's working directory.
-const tsx = pathToFileURL(path.join(repositoryRoot, "node_modules/tsx/dist/loader.mjs")).href
+/** The `sqlsim` command, compiled from the sources for this test run (globalSetup.ts): `node <it> ...args`. */
+export const command: string = inject("sqlsimCommand")
 const reportPeakMemory = fileURLToPath(new URL("./fixtures/report-peak-memory.mjs", import.meta.url))
 
 /** What a run of the command left behind. */
@@ -76,7 +76,7 @@ export interface RunOptions {
   readonly onStderr?: (stderr: string) => void
 }
 
-/** Runs `node --import tsx packages/cli/src/bin.ts ...args` and collects its output and exit code. */
+/** Runs the `sqlsim` command with `args` (`command`, globalSetup.ts) and collects its output and exit code. */
 export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): Effect.Effect<Run> =>
   Effect.async<Run>((resume) => {
     const env: Record<string, string> = {}
@@ -90,10 +90,8 @@ export const sqlsim = (args: ReadonlyArray<string>, options: RunOptions = {}): E
     if (memoryFile !== undefined) env.PEAK_MEMORY_REPORT_FILE = memoryFile
     const nodeArgs = [
       ...(options.maxOldSpaceMiB === undefined ? [] : [`--max-old-space-size=${options.maxOldSpaceMiB}`]),
-      "--import",
-      tsx,
       ...(memoryFile === undefined ? [] : ["--import", reportPeakMemory]),
-      bin,
+      command,
       ...args
     ]
     const child = spawn(process.execPath, nodeArgs, {
