@@ -52,23 +52,29 @@ interface Options {
   readonly quick: boolean
   readonly suites: ReadonlySet<Suite>
   readonly profileMisses: boolean
+  /** contenders (batch ids) to profile as well, missed or not: a missed one beside what it is judged against */
+  readonly profileIds: ReadonlyArray<string>
   /** the http suite's run length per contender and scenario, overriding the mode's */
   readonly httpSeconds: number | undefined
 }
 
 const usage = "usage: pnpm bench [-- --quick] [-- --only=" + SUITES.join(",") +
-  "] [-- --no-profile] [-- --http-seconds=N]"
+  "] [-- --no-profile] [-- --profile=ID,...] [-- --http-seconds=N]"
 
 const parseOptions = (argv: ReadonlyArray<string>): Options | string => {
   let quick = false
   let profileMisses = true
+  let profileIds: Array<string> = []
   let suites = new Set<Suite>(SUITES)
   let httpSeconds: number | undefined = undefined
   for (const arg of argv) {
     if (arg === "--") continue
     if (arg === "--quick") quick = true
     else if (arg === "--no-profile") profileMisses = false
-    else if (arg.startsWith("--http-seconds=")) {
+    else if (arg.startsWith("--profile=")) {
+      profileIds = arg.slice("--profile=".length).split(",").filter((id) => id !== "")
+      if (profileIds.length === 0) return `${arg}: name the contenders to profile (e.g. mixed.pool,mixed.threads)`
+    } else if (arg.startsWith("--http-seconds=")) {
       httpSeconds = Number(arg.slice("--http-seconds=".length))
       if (!(httpSeconds > 0 && httpSeconds <= 600)) return `${arg}: the seconds must be a number above 0, at most 600`
     } else if (arg.startsWith("--only=")) {
@@ -81,7 +87,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options | string => {
     } else if (arg === "--help" || arg === "-h") return usage
     else return `unknown option "${arg}"\n${usage}`
   }
-  return { quick, suites, profileMisses, httpSeconds }
+  return { quick, suites, profileMisses, profileIds, httpSeconds }
 }
 
 /** Each note once, with the missed targets it explains. */
@@ -192,29 +198,30 @@ const program = (options: Options) =>
     ]
     const profiles: Array<ProfileSummary> = []
     const misses = judged.filter((v) => !v.pass)
-    if (options.profileMisses) {
-      const ids = [...new Set(misses.flatMap((v) => v.profile === undefined ? [] : [v.profile]))]
-      for (const id of ids) {
-        const batch = batches.get(id)
-        if (batch === undefined) continue
-        profiles.push(
-          yield* profile(id, batch, { durationMs: options.quick ? 500 : 2000, directory: resultsDirectory })
-        )
+    const missed = options.profileMisses ? misses.flatMap((v) => v.profile === undefined ? [] : [v.profile]) : []
+    for (const id of new Set([...missed, ...options.profileIds])) {
+      const batch = batches.get(id)
+      if (batch === undefined) {
+        if (options.profileIds.includes(id)) {
+          yield* Console.log(`--profile: no contender "${id}" ran (ids: ${[...batches.keys()].join(", ")})`)
+        }
+        continue
       }
+      profiles.push(yield* profile(id, batch, { durationMs: options.quick ? 500 : 2000, directory: resultsDirectory }))
     }
 
     yield* Console.log(`targets (ratios from this run)\n${Report.verdictTable(judged)}\n`)
+    if (profiles.length > 0) {
+      yield* Console.log(
+        "where the time goes: CPU profiles of the contenders that missed and of those named by --profile (V8 " +
+          "sampling profiler, 100 us interval, in this process; open the .cpuprofile files in Chrome DevTools)\n" +
+          `${Report.profileDigest(profiles)}\n\n${profiles.map(Report.profileText).join("\n\n")}\n`
+      )
+    }
     if (misses.length > 0) {
       yield* Console.log(
         `${misses.length} of ${judged.length} targets MISSED: ${misses.map((v) => v.target).join(", ")}\n`
       )
-      if (profiles.length > 0) {
-        yield* Console.log(
-          "where the time goes: CPU profiles of the contenders that missed (V8 sampling profiler, 100 us interval, " +
-            `in this process; open the .cpuprofile files in Chrome DevTools)\n${Report.profileDigest(profiles)}\n\n` +
-            `${profiles.map(Report.profileText).join("\n\n")}\n`
-        )
-      }
       yield* Console.log(`closing note: what the time goes to and what would close each gap\n${closingNotes(misses)}\n`)
     } else if (judged.length > 0) {
       yield* Console.log(`all ${judged.length} targets met\n`)
