@@ -128,6 +128,16 @@ const loadedDriver = (pid: number): boolean => {
 }
 
 /** The live processes whose arguments name `text`. */
+/** A process's state and parent, from /proc (for a failure's message). */
+const statusOf = (pid: number): string => {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
+    return [/^State:.*$/m, /^PPid:.*$/m].map((field) => field.exec(status)?.[0] ?? "").join(", ")
+  } catch {
+    return "gone"
+  }
+}
+
 const processesNaming = (text: string): Array<number> =>
   fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) =>
     liveArguments(pid)?.some((arg) => arg.includes(text)) === true
@@ -284,11 +294,15 @@ describe("sqlsim as a process", () => {
 
         child!.kill("SIGKILL")
         yield* Effect.fromFiber(killed)
-        const gone = yield* eventually(() => servers.every((server) => liveArguments(server.pid) === undefined), 5_000)
-        assert.isTrue(
-          gone,
-          `no sqld left: ${JSON.stringify(servers.filter((s) => liveArguments(s.pid) !== undefined))}`
-        )
+        // A generous real-time bound for the chain (the kernel closes the watchdogs' pipe, each watchdog's `cat` ends,
+        // its shell kills the sqld): on a loaded machine each step can wait for a core. A failure shows what is left.
+        const gone = yield* eventually(() => servers.every((server) => liveArguments(server.pid) === undefined), 10_000)
+        const left = servers.filter((server) => liveArguments(server.pid) !== undefined).map((server) => ({
+          ...server,
+          status: statusOf(server.pid),
+          watchdogs: processesNaming(server.dataDirectory).map((pid) => ({ pid, status: statusOf(pid) }))
+        }))
+        assert.isTrue(gone, `no sqld left: ${JSON.stringify(left)}`)
         for (const server of servers) {
           // Another test's server (the suites run side by side) may take the freed port at once: an answer is only
           // a failure if a sqld serving the dead run's data directory is alive (its watchdog, a shell that removes
