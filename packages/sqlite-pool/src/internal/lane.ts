@@ -240,7 +240,8 @@ export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, React
 
 /**
  * A Reader's statements routed (readerRoute.ts): the fiber's forced route, else the workers for a text known long,
- * else the main thread's connection.
+ * else the main thread's connection. This runs before every Reader statement: the main-thread path builds nothing it
+ * does not run (the worker route is built only when taken) and creates no closure per statement beyond its lease's.
  */
 const routeStatements = (
   main: MainThread,
@@ -248,47 +249,43 @@ const routeStatements = (
   onWorkers: Effect.Effect<void>,
   run: <A>(f: Statement<A>) => Effect.Effect<A, SqlError>
 ) => {
-  // A statement on the main thread's connection; on a worker instead (`worker`) where the connection has no time
-  // budget (a connector that keeps no handle on this thread), was closed before the statement ran, or the statement
-  // ran over the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
-  const attempt = <A>(sql: string, f: Statement<A>, forced: boolean, worker: Effect.Effect<A, SqlError>) =>
+  const { book, core } = main
+  const onWorker = <A>(f: Statement<A>) => Effect.zipRight(onWorkers, run(f))
+  // A statement on the main thread's connection; on a worker instead where the connection has no time budget (a
+  // connector that keeps no handle on this thread), was closed before the statement ran, or the statement ran over
+  // the budget (SQLite interrupted it: a read outside a transaction runs again safely) unless forced.
+  const onMainThread = <A>(sql: string, f: Statement<A>, forced: boolean): Effect.Effect<A, SqlError> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
-        Effect.mapError(main.core.acquire("shared", main.core.laneLease, restore), acquireError),
+        Effect.mapError(core.acquire("shared", core.laneLease, restore), acquireError),
         ({ entry, release }) => {
-          if (!main.book.isBudgeted(entry.connection)) {
+          const { connection } = entry
+          if (!book.isBudgeted(connection)) {
             release(Exit.void)
-            return restore(worker)
+            return restore(onWorker(f))
           }
-          main.book.ran("mainThread")
+          book.ran("mainThread")
           const started = performance.now()
-          return Effect.matchEffect(
-            Effect.onExit(restore(f(wrap(entry))), (exit) => endLease(release, exit, undefined)),
-            {
-              onSuccess: (value) => {
-                main.book.ended(sql, entry.connection, performance.now() - started)
-                return Effect.succeed(value)
-              },
-              onFailure: (error) => {
-                if (isOverBudget(error)) {
-                  main.book.ranOverBudget(sql, entry.connection)
-                  return forced ? Effect.fail(overBudget(error)) : restore(worker)
-                }
-                return isClosedConnection(error) ? restore(worker) : Effect.fail(error)
-              }
-            }
-          )
+          const ran = Effect.onExit(restore(f(wrap(entry))), (exit) =>
+            Effect.sync(() => {
+              release(exit)
+              if (exit._tag === "Success") book.ended(sql, connection, performance.now() - started)
+            }))
+          return Effect.catchIf(ran, (error) => isOverBudget(error) || isClosedConnection(error), (error) => {
+            if (!isOverBudget(error)) return restore(onWorker(f))
+            book.ranOverBudget(sql, connection)
+            return forced ? Effect.fail(overBudget(error)) : restore(onWorker(f))
+          })
         }
       )
     )
-  // Read and annotated through the fiber itself: this runs before every Reader statement.
+  // The forced route is read and the span annotated through the fiber itself.
   return <A>(sql: string, f: Statement<A>): Effect.Effect<A, SqlError> =>
     Effect.withFiberRuntime((fiber) => {
       const forced = fiber.getFiberRef(ReaderRoute.forcedRoute)
-      const worker = Effect.zipRight(onWorkers, run(f))
-      if (forced === "worker" || (forced === undefined && main.book.isLong(sql))) return worker
+      if (forced === "worker" || (forced === undefined && book.isLong(sql))) return onWorker(f)
       const span = fiber.currentSpan
       if (span?._tag === "Span") span.attribute("sqlsim.route", "mainThread")
-      return attempt(sql, f, forced === "mainThread", worker)
+      return onMainThread(sql, f, forced === "mainThread")
     })
 }
