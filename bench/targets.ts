@@ -108,11 +108,13 @@ const closingNotes = (m: Measurements) => {
       "cost, as on the writer lane (target 2), plus the wait behind the other readers on the one thread",
     mixedThreads: "with readerThreads a point read runs on the main thread's Reader connection unless its text was " +
       "learned long, so it pays what the main-thread Reader pays plus the route's own steps (a FiberRef read, the " +
-      "learned-long lookup, a lease of the main-thread pool) and SQLite's trace callbacks of the time budget (two " +
-      "uncontended mutexes, a monotonic clock read and two reads of the thread's CPU clock, which are system " +
-      "calls: about 2 us per statement). A miss: check `SqlitePool.stats` readerRoutes in the profile run (a point " +
-      "read learned long by mistake runs on the workers; overBudget also counts a thread preempted past the budget " +
-      "on a loaded machine, run again on a worker)",
+      "learned-long lookup, a lease of the main-thread pool, a counter) and SQLite's trace callbacks of the time " +
+      "budget (two uncontended mutexes and three monotonic clock reads: about 0.2 us per statement; the thread's CPU " +
+      "clock, a system call, is read only for a statement over 1 ms). Both contenders do the same CPU work per read " +
+      "within a few per cent in the profiles (`--profile=mixed.pool,mixed.threads`, normalised by `stat`, one per " +
+      "read), while the runs of one contender vary by up to a third on this machine: compare several runs. A miss: " +
+      "check `SqlitePool.stats` readerRoutes in the profile run (a point read learned long by mistake runs on the " +
+      "workers; overBudget also counts a thread preempted past the budget on a loaded machine, run again on a worker)",
     connect: "pooled queries pay the lease (and, with the defaults, the probe) of target 1; connect-per-query on a " +
       "WAL file is dominated by open and close, and its time varies a lot from run to run on a busy machine",
     contention: "every wait is the hold time of the leases queued ahead (16 workers on 4 connections: a waiter " +

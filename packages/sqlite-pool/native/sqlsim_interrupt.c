@@ -16,9 +16,17 @@
  * without the progress handler, so a watchdog thread does it: a trace callback notes each statement's deadline when
  * it starts (SQLITE_TRACE_STMT) and clears it when it ends (SQLITE_TRACE_PROFILE); the watchdog sleeps until the
  * earliest deadline, or at most TICK_NS while statements keep starting, and interrupts every connection past its
- * deadline; the trace callback also keeps the CPU time of the last statement (`sqlsim_last_millis()`: a timer around
- * the call would count whatever else the thread did in between, and wall time the thread's preemptions). A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
+ * deadline. A statement is interrupted at most budget + TICK_NS after it started (plus the watchdog's scheduling
  * delay). After a second without statements the watchdog waits to be woken, so an idle process does not wake it.
+ *
+ * The CPU time of the last statement (`sqlsim_last_millis()`): a timer around the call would count whatever else the
+ * thread did in between, and wall time the thread's preemptions. Reading the thread's CPU clock is a system call
+ * (about 0.5 us in a VM, a fifth of a point query), so the running thread never reads it at the start: a statement
+ * shorter than `exact_after` (the second argument of `sqlsim_budget`) reports its wall time, an upper bound of its CPU
+ * time; the watchdog marks a statement still running at one of its ticks with the thread's CPU clock at that moment,
+ * and a longer statement reports the CPU time since the mark plus the wall time before it, counted as CPU up to
+ * TICK_NS (the longest the mark waits for a watchdog on time: a watchdog delayed on a loaded machine must not make a
+ * preempted statement look long). One that ended before any tick reports its wall time.
  * The watchdog runs this library's code for the life of the process, so starting it pins the library
  * (RTLD_NODELETE): closing the last connection that loaded it, as better-sqlite3 does at exit, must not unmap it.
  */
@@ -43,10 +51,16 @@ typedef struct {
   sqlite3 *db;
   /* the statement time budget in nanoseconds; 0: none */
   sqlite3_int64 budget_ns;
+  /* statements shorter than this report their wall time as their CPU time (nanoseconds) */
+  sqlite3_int64 exact_after_ns;
   /* when the running statement runs over its budget (CLOCK_MONOTONIC); 0: no statement running */
   sqlite3_int64 deadline_ns;
-  /* the CPU time of this thread when the running statement started (CLOCK_THREAD_CPUTIME_ID) */
-  sqlite3_int64 cpu_start_ns;
+  /* when the running statement started (CLOCK_MONOTONIC), and the thread it runs on */
+  sqlite3_int64 start_ns;
+  pthread_t thread;
+  /* the watchdog's mark on the running statement: when (CLOCK_MONOTONIC; 0: none yet) and the thread's CPU clock */
+  sqlite3_int64 mark_ns;
+  sqlite3_int64 mark_cpu_ns;
   /* the CPU time the last statement that ended took (for `sqlsim_last_millis()`) */
   sqlite3_int64 last_ns;
 } Slot;
@@ -70,6 +84,13 @@ static sqlite3_int64 clock_ns(clockid_t clock) {
 }
 
 static sqlite3_int64 monotonic_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+/* The CPU clock of `thread`, read from any thread; 0 if it cannot be read. */
+static sqlite3_int64 thread_cpu_ns(pthread_t thread) {
+  clockid_t clock;
+  if (pthread_getcpuclockid(thread, &clock) != 0) return 0;
+  return clock_ns(clock);
+}
 
 /* Called with `lock` held. */
 static void unbudget(Slot *slot) {
@@ -101,6 +122,10 @@ static void *watchdog(void *arg) {
     for (int i = 0; i < budgeted_count; i++) {
       Slot *slot = budgeted[i];
       if (slot->deadline_ns == 0) continue;
+      if (slot->mark_ns == 0) {
+        slot->mark_cpu_ns = thread_cpu_ns(slot->thread);
+        slot->mark_ns = monotonic_ns();
+      }
       if (slot->deadline_ns <= now) {
         sqlite3_interrupt(slot->db);
         slot->deadline_ns = 0;
@@ -145,15 +170,24 @@ static int on_trace(unsigned type, void *data, void *statement, void *text) {
   Slot *slot = (Slot *)data;
   pthread_mutex_lock(&lock);
   if (slot->budget_ns != 0) {
+    sqlite3_int64 now = monotonic_ns();
     if (type == SQLITE_TRACE_STMT) {
-      sqlite3_int64 now = monotonic_ns();
+      slot->start_ns = now;
       slot->deadline_ns = now + slot->budget_ns;
-      slot->cpu_start_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+      slot->thread = pthread_self();
+      slot->mark_ns = 0;
       last_start_ns = now;
       if (watchdog_idle) pthread_cond_signal(&wake);
     } else {
       // CPU time, not wall time: a thread preempted on a busy machine did not run a long statement.
-      slot->last_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - slot->cpu_start_ns;
+      sqlite3_int64 wall = now - slot->start_ns;
+      if (wall < slot->exact_after_ns || slot->mark_ns == 0) {
+        slot->last_ns = wall;
+      } else {
+        sqlite3_int64 before = slot->mark_ns - slot->start_ns;
+        sqlite3_int64 after = clock_ns(CLOCK_THREAD_CPUTIME_ID) - slot->mark_cpu_ns;
+        slot->last_ns = (before < TICK_NS ? before : TICK_NS) + (after > 0 ? after : 0);
+      }
       slot->deadline_ns = 0;
     }
   }
@@ -172,13 +206,18 @@ static void last_millis(sqlite3_context *context, int argc, sqlite3_value **argv
   sqlite3_result_double(context, (double)last / 1000000.0);
 }
 
-/* sqlsim_budget(ms): this connection's statements are interrupted after `ms` milliseconds; 0 removes the budget. */
+/*
+ * sqlsim_budget(ms, exact_after_ms): this connection's statements are interrupted after `ms` milliseconds; 0 removes
+ * the budget. `sqlsim_last_millis()` is the CPU time of a statement that ran `exact_after_ms` or longer, the wall time
+ * of a shorter one.
+ */
 static void budget(sqlite3_context *context, int argc, sqlite3_value **argv) {
   (void)argc;
   Slot *slot = (Slot *)sqlite3_user_data(context);
   double ms = sqlite3_value_double(argv[0]);
-  if (!(ms >= 0)) {
-    sqlite3_result_error(context, "sqlsim_budget: the budget is a number of milliseconds, 0 or more", -1);
+  double exact_after_ms = sqlite3_value_double(argv[1]);
+  if (!(ms >= 0) || !(exact_after_ms >= 0)) {
+    sqlite3_result_error(context, "sqlsim_budget: the budget and the exact CPU time threshold are milliseconds, 0 or more", -1);
     return;
   }
   int rc = SQLITE_OK;
@@ -191,6 +230,7 @@ static void budget(sqlite3_context *context, int argc, sqlite3_value **argv) {
       rc = start_watchdog();
       if (rc == SQLITE_OK) {
         slot->budget_ns = (sqlite3_int64)(ms * 1000000.0);
+        slot->exact_after_ns = (sqlite3_int64)(exact_after_ms * 1000000.0);
         budgeted[budgeted_count++] = slot;
       }
     }
@@ -253,7 +293,7 @@ int sqlite3_sqlsiminterrupt_init(sqlite3 *db, char **error, const sqlite3_api_ro
   // On failure sqlite3_create_function_v2 runs the destructor itself, which frees the slot.
   int rc = sqlite3_create_function_v2(db, "sqlsim_connection_id", 0, SQLITE_UTF8, slot, connection_id, 0, 0, release);
   if (rc != SQLITE_OK) return rc;
-  rc = sqlite3_create_function_v2(db, "sqlsim_budget", 1, SQLITE_UTF8, slot, budget, 0, 0, 0);
+  rc = sqlite3_create_function_v2(db, "sqlsim_budget", 2, SQLITE_UTF8, slot, budget, 0, 0, 0);
   if (rc != SQLITE_OK) return rc;
   rc = sqlite3_create_function_v2(db, "sqlsim_last_millis", 0, SQLITE_UTF8, slot, last_millis, 0, 0, 0);
   if (rc != SQLITE_OK) return rc;

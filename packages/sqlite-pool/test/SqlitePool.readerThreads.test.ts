@@ -247,6 +247,31 @@ describe("the Reader's route with readerThreads", () => {
       yield* Scope.close(scope, Exit.void)
     }))
 
+  it.scopedLive("CPU time, not wall time: a statement that waits past the budget without computing is not learned long at once", () =>
+    Effect.gen(function*() {
+      // A function that waits 20 ms without using the CPU, on the main-thread connection only (its handle is here).
+      const { pool, reader, scope } = yield* openPool({
+        readConnections: 1,
+        onConnect: ({ database }) =>
+          Effect.sync(() =>
+            database?.function("wait_ms", (ms: number) => {
+              Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+              return ms
+            })
+          )
+      })
+      const waits = SqlitePool.onMainThread(reader.unsafe("SELECT wait_ms(20) AS waited"))
+      // Over the budget in wall time each run (SQLite stops it when the function returns), with little CPU: each run
+      // is a strike, and the third in a row learns it long.
+      for (const strikes of [1, 2]) {
+        assert.strictEqual(SqliteCode.codeOf(yield* Effect.flip(waits)), "SQLITE_INTERRUPT")
+        assert.deepInclude(yield* routes(pool), { overBudget: strikes, learnedLong: 0 })
+      }
+      yield* Effect.flip(waits)
+      assert.deepInclude(yield* routes(pool), { overBudget: 3, learnedLong: 1 })
+      yield* Scope.close(scope, Exit.void)
+    }))
+
   it.scopedLive("a read transaction's statements share one worker connection and one snapshot, forced or not", () =>
     Effect.gen(function*() {
       const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })

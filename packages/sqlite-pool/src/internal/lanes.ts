@@ -187,7 +187,7 @@ const withBudget = (
       const database = connection.driver?.database
       if (database === undefined) return
       database.loadExtension(extension)
-      database.prepare("SELECT sqlsim_budget(?)").get(ReaderRoute.BUDGET_MILLIS)
+      database.prepare("SELECT sqlsim_budget(?, ?)").get(ReaderRoute.BUDGET_MILLIS, ReaderRoute.LONG_AFTER_MILLIS)
       const last = database.prepare<[], number>("SELECT sqlsim_last_millis()").pluck()
       book.markBudgeted(connection, () => last.get()!)
     },
