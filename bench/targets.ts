@@ -109,7 +109,7 @@ const closingNotes = (m: Measurements) => {
     mixedThreads: "with readerThreads a point read runs on the main thread's Reader connection unless its text was " +
       "learned long, so it pays what the main-thread Reader pays plus the route's own steps (a FiberRef read, the " +
       "learned-long lookup, a lease of the main-thread pool, a counter) and SQLite's trace callbacks of the time " +
-      "budget (two uncontended mutexes and three monotonic clock reads: about 0.2 us per statement; the thread's CPU " +
+      "budget (two uncontended mutexes and four clock reads without a system call: about 0.2 us per statement; the thread's CPU " +
       "clock, a system call, is read only for a statement over 1 ms). Both contenders do the same CPU work per read " +
       "within a few per cent in the profiles (`--profile=mixed.pool,mixed.threads`, normalised by `stat`, one per " +
       "read), while the runs of one contender vary by up to a third on this machine: compare several runs. A miss: " +

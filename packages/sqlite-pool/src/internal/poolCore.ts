@@ -641,7 +641,7 @@ export class PoolCore<Client> {
     } else {
       entry.state = "idle"
       this.idle.push(entry)
-      this.wakeReaper?.()
+      this.idled()
     }
     this.afterRelease()
   }
@@ -795,8 +795,19 @@ export class PoolCore<Client> {
     this.entries.add(entry)
     this.byHandle.set(entry.handle, entry)
     this.idle.push(entry)
-    // The reaper may be waiting for a connection to become idle: one that no waiter took is one.
-    this.wakeReaper?.()
+    this.idled()
+  }
+
+  /**
+   * A connection became idle. The reaper, if it waits for one, is woken only when it may have to close it some day:
+   * past minConnections or with a maxLifetime. A pool at its minimum with no lifetime (the writer lane, the Reader's
+   * main-thread connection) would otherwise run the reaper after every statement, for nothing.
+   */
+  private idled(): void {
+    if (this.wakeReaper === undefined) return
+    if (Number.isFinite(this.maxLifetime) || this.entries.size + this.opening > this.options.config.minConnections) {
+      this.wakeReaper()
+    }
   }
 
   /** Takes a connection out of use for good and closes it on a fiber of the pool. */
