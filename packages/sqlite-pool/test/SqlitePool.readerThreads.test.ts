@@ -33,6 +33,30 @@ const openPool = (input: PoolConfig.SqliteInput = {}) =>
 const count = (client: SqlClient.SqlClient) =>
   Effect.map(client<{ n: number }>`SELECT count(*) AS n FROM t`, (rows) => rows[0]!.n)
 
+/**
+ * A Reader transaction that counts the rows, stays open while the writer inserts one, then runs `later` inside it;
+ * a read outside it sees the new row meanwhile. Returns the first count and what `later` gave.
+ */
+const aroundAWrite = <A>(
+  { reader, sql }: { readonly reader: SqlClient.SqlClient; readonly sql: SqlClient.SqlClient },
+  later: Effect.Effect<A, SqlError>
+) =>
+  Effect.gen(function*() {
+    const inside = yield* Deferred.make<void>()
+    const finish = yield* Deferred.make<void>()
+    const transaction = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
+      const before = yield* count(reader)
+      yield* Deferred.succeed(inside, undefined)
+      yield* Deferred.await(finish)
+      return [before, yield* later] as const
+    })))
+    yield* Deferred.await(inside)
+    yield* sql`INSERT INTO t VALUES (2)`
+    assert.strictEqual(yield* count(reader), 2)
+    yield* Deferred.succeed(finish, undefined)
+    return yield* Fiber.join(transaction)
+  })
+
 /** About 10^6 steps of SQLite per unit of `scale`, ending in one row: a read that keeps a core busy. */
 const aggregate = (scale: number) =>
   `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${scale * 1_000_000}) ` +
@@ -79,20 +103,8 @@ describe("SqlitePool with readerThreads", () => {
     Effect.gen(function*() {
       const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })
       assert.strictEqual(yield* count(reader), 1)
-
-      const inside = yield* Deferred.make<void>()
-      const finish = yield* Deferred.make<void>()
-      const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
-        const before = yield* count(reader)
-        yield* Deferred.succeed(inside, undefined)
-        yield* Deferred.await(finish)
-        return [before, yield* count(reader)]
-      })))
-      yield* Deferred.await(inside)
-      yield* sql`INSERT INTO t VALUES (2)`
-      assert.strictEqual(yield* count(reader), 2)
-      yield* Deferred.succeed(finish, undefined)
-      assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1])
+      // One snapshot across an await, while a read outside it sees the new row.
+      assert.deepStrictEqual(yield* aroundAWrite({ reader, sql }, count(reader)), [1, 1])
 
       // The same typed errors on either route.
       for (const onRoute of [SqlitePool.onMainThread, SqlitePool.onWorker]) {
@@ -275,20 +287,9 @@ describe("the Reader's route with readerThreads", () => {
   it.scopedLive("a read transaction's statements share one worker connection and one snapshot, forced or not", () =>
     Effect.gen(function*() {
       const { pool, reader, scope, sql } = yield* openPool({ readConnections: 2 })
-      const inside = yield* Deferred.make<void>()
-      const finish = yield* Deferred.make<void>()
-      const snapshot = yield* Effect.fork(reader.withTransaction(Effect.gen(function*() {
-        const before = yield* count(reader)
-        yield* Deferred.succeed(inside, undefined)
-        yield* Deferred.await(finish)
-        return [before, yield* SqlitePool.onMainThread(count(reader)), yield* count(reader)]
-      })))
-      yield* Deferred.await(inside)
-      yield* sql`INSERT INTO t VALUES (2)`
-      // Outside the transaction, on the main thread: the new row.
-      assert.strictEqual(yield* count(reader), 2)
-      yield* Deferred.succeed(finish, undefined)
-      assert.deepStrictEqual(yield* Fiber.join(snapshot), [1, 1, 1])
+      // Inside, forced onto the main thread or not: the transaction's snapshot; outside, on the main thread: the new row.
+      const later = Effect.all([SqlitePool.onMainThread(count(reader)), count(reader)])
+      assert.deepStrictEqual(yield* aroundAWrite({ reader, sql }, later), [1, [1, 1]])
       // One worker lease for the whole transaction; only the statement outside it ran on the main thread.
       assert.deepStrictEqual(yield* routes(pool), { mainThread: 1, worker: 1, learnedLong: 0, overBudget: 0 })
       yield* Scope.close(scope, Exit.void)
