@@ -240,8 +240,8 @@ export const makeLane = (options: LaneOptions): Effect.Effect<Lane, never, React
 
 /**
  * A Reader's statements routed (readerRoute.ts): the fiber's forced route, else the workers for a text known long,
- * else the main thread's connection. This runs before every Reader statement: the main-thread path builds nothing it
- * does not run (the worker route is built only when taken) and creates no closure per statement beyond its lease's.
+ * else the main thread's connection. This runs before every Reader statement, so the main-thread path builds nothing
+ * it does not run: the worker route is built only when it is taken.
  */
 const routeStatements = (
   main: MainThread,
