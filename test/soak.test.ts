@@ -149,10 +149,12 @@ describe("soak", () => {
             READ_CONNECTIONS
           ]] as const
         ) {
-          expect(violations(laneStats, max), lane).toEqual([])
+          // A failure names the seed, which replays the run's fault decisions (not its timing).
+          const context = `${lane} (SQLSIM_SEED=${seed}; ${summary(laneStats)})`
+          expect(violations(laneStats, max), context).toEqual([])
           // Each lane keeps the connection of its single statements leased for up to a second after the last one.
-          expect(laneStats.inUse, lane).toBeLessThanOrEqual(1)
-          expect(laneStats.waiting, lane).toBe(0)
+          expect(laneStats.inUse, context).toBeLessThanOrEqual(1)
+          expect(laneStats.waiting, context).toBe(0)
         }
         expect(stats.writerWaiting).toBe(0)
         // Only typed errors; every committed row present, no rolled-back row.
