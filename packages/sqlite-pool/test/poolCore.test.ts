@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, PoolConfig } from "@sqlsim/sqlite-pool"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -128,6 +129,40 @@ describe("pool core: the queue", () => {
       yield* Scope.close(holder, Exit.void)
       expect(yield* joinSoon(waiter, "the waiter is served")).toBe(2)
       expect(yield* pool.stats).toMatchObject({ created: 2, closed: 1, invalidated: 1, waiting: 0 })
+    }))
+
+  it.scoped("a waiter failed by a replacement connect inside the dispatch is not served too: the next connection stays free", () =>
+    Effect.gen(function*() {
+      const { connector, core, pool } = yield* makeTestPool({
+        maxConnections: 2,
+        minConnections: 2,
+        validationInterval: "1 minute"
+      })
+      const [first, second] = [yield* Scope.make(), yield* Scope.make()]
+      yield* Scope.extend(pool.acquire, first)
+      const broken = yield* Scope.extend(pool.acquire, second)
+      const waiter = yield* Effect.fork(Effect.exit(pool.use((c) => Effect.succeed(c.id))))
+      yield* waiting(pool, 1)
+      // The connection released last fails its checkout, and its replacement (minConnections) fails at once, for good.
+      yield* connector.closeHandle(broken.id)
+      connector.fault = "directory"
+      // Both leases end before the dispatch runs, as leases ending during one do: it finds the broken connection on
+      // top of the idle ones, retires it, and the replacement's failure fails the waiter right there.
+      const internals = core as unknown as { dispatching: boolean }
+      internals.dispatching = true
+      yield* Scope.close(first, Exit.void)
+      yield* Scope.close(second, Exit.void)
+      internals.dispatching = false
+      core.dispatch()
+      const exit = yield* joinSoon(waiter, "the waiter ends")
+      expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(Option.map((e) => e._tag))).toEqual(
+        Option.some("ConnectError")
+      )
+      // Failed once, so counted once, and the other connection was not handed to it behind that failure.
+      expect(yield* pool.stats).toMatchObject({ waiting: 0, inUse: 0, idle: 1, open: 1 })
+      expect(core.violations()).toEqual([])
+      connector.fault = undefined
+      expect(yield* pool.use((c) => Effect.succeed(c.id))).not.toBe(broken.id)
     }))
 
   it.scoped("a connection handed to a waiter that was interrupted meanwhile goes to the next waiter", () =>

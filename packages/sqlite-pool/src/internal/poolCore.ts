@@ -440,15 +440,19 @@ export class PoolCore<Client> {
       this.countWaiting(waiter, -1)
     } else if (waiter.outcome !== undefined && Exit.isSuccess(waiter.outcome)) {
       // Served, but interrupted before it took what it was handed: that goes back, to the next waiter.
-      const grant = waiter.outcome.value
-      if (grant._tag === "Leased") {
-        grant.lease.release(Exit.void)
-      } else if (grant.entry.state === "validating") {
-        grant.entry.state = "idle"
-        this.idle.push(grant.entry)
-      }
+      this.giveBack(waiter.outcome.value)
     }
     this.dispatch()
+  }
+
+  /** What a waiter was handed and will not take: its lease ends, or the connection taken for its probe is idle again. */
+  private giveBack(grant: Grant<Client>): void {
+    if (grant._tag === "Leased") {
+      grant.lease.release(Exit.void)
+    } else if (grant.entry.state === "validating") {
+      grant.entry.state = "idle"
+      this.idle.push(grant.entry)
+    }
   }
 
   /** the oldest waiter still waiting, leaving it in the queue */
@@ -496,6 +500,12 @@ export class PoolCore<Client> {
       const grant = joined !== undefined
         ? { _tag: "Leased" as const, lease: joined }
         : this.takeIdle(waiter.mode, waiter.options, waiter.mark)
+      if (waiter.settled) {
+        // Settled meanwhile: takeIdle retired a connection, its replacement (minConnections) failed at once, and that
+        // failure went to this waiter (`connected`). What it was about to be handed goes back.
+        if (grant !== undefined && grant !== retired) this.giveBack(grant)
+        continue
+      }
       if (grant === retired) {
         // The waiter keeps its place and its deadline, which ends it even if connection after connection fails its
         // check (no timer needs to fire for that); its next connection is opened on a later turn of the scheduler,
