@@ -6,7 +6,7 @@
 #     SqliteMigrator's schema dump runs,
 #   - the dependencies, exactly as locked,
 #   - with --test-tools, Node.js 22 and 24 with a better-sqlite3 built for each (scripts/runtimes.sh install, into
-#     node_modules/.cache/sqlsim-runtimes), for CI: the library's tests on both, the command's on 24.
+#     node_modules/.cache/sqlsim-runtimes), for CI: the library's and the command's tests on both.
 # Quick when everything is there already.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -127,7 +127,6 @@ const loadedDriver = (pid: number): boolean => {
   }
 }
 
-/** The live processes whose arguments name `text`. */
 /** A process's state and parent, from /proc (for a failure's message). */
 const statusOf = (pid: number): string => {
   try {
@@ -138,6 +137,7 @@ const statusOf = (pid: number): string => {
   }
 }
 
+/** The live processes whose arguments name `text`. */
 const processesNaming = (text: string): Array<number> =>
   fs.readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) =>
     liveArguments(pid)?.some((arg) => arg.includes(text)) === true

@@ -815,9 +815,12 @@ export class PoolCore<Client> {
    */
   private idled(): void {
     if (this.wakeReaper === undefined) return
-    if (Number.isFinite(this.maxLifetime) || this.entries.size + this.opening > this.options.config.minConnections) {
-      this.wakeReaper()
-    }
+    if (Number.isFinite(this.maxLifetime) || this.surplus()) this.wakeReaper()
+  }
+
+  /** Whether the pool has connections (open or opening) above minConnections, which idleTimeToLive may close. */
+  private surplus(): boolean {
+    return this.entries.size + this.opening > this.options.config.minConnections
   }
 
   /** Takes a connection out of use for good and closes it on a fiber of the pool. */
@@ -898,7 +901,7 @@ export class PoolCore<Client> {
     for (const entry of [...this.idle]) {
       const idleFor = now - entry.lastReleasedAt
       const age = now - entry.createdAt
-      const surplus = this.entries.size + this.opening > this.options.config.minConnections
+      const surplus = this.surplus()
       if (surplus && idleFor >= this.idleTimeToLive) {
         this.retire(entry, false, "idle for idleTimeToLive")
       } else if (age >= this.maxLifetime) {
