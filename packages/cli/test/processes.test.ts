@@ -168,6 +168,16 @@ const portAnswers = (port: number) =>
     })
   )
 
+const portAnswersWithin = (port: number, millis: number) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + millis
+    while (!(yield* portAnswers(port))) {
+      if (Date.now() >= deadline) return false
+      yield* sleep(100)
+    }
+    return true
+  })
+
 describe("sqlsim as a process", () => {
   it.live(
     "health: Ctrl-C during a long page check ends the command within a second or so, without ok: true; "
@@ -290,7 +300,10 @@ describe("sqlsim as a process", () => {
         assert.isTrue(started, "sqld servers started")
         const leftover = filesIn(directory).filter((name) => /^\.sqlsim-.*\.tmp$/.test(name))
         assert.lengthOf(leftover, 1, "the report's temporary file, created at the start")
-        for (const server of servers) assert.isTrue(yield* portAnswers(server.port))
+        // A sqld is in the process list before it listens: wait for each port to answer.
+        for (const server of servers) {
+          assert.isTrue(yield* portAnswersWithin(server.port, 30_000), `sqld on port ${server.port} answers`)
+        }
 
         child!.kill("SIGKILL")
         yield* Effect.fromFiber(killed)
