@@ -14,6 +14,7 @@ import {
   assertOneLineError,
   eventsOf,
   filesIn,
+  linesOf,
   makeEventsDatabase,
   signalWhen,
   sqlsim,
@@ -293,6 +294,48 @@ describe("a signal stops the work at once and keeps what completed", () => {
       assert.strictEqual(eventsOf(db)!.length, 200_000)
       assert.deepStrictEqual(filesIn(cwd).filter((name) => name.startsWith(".")), [])
     }))
+})
+
+describe("the database taken away", () => {
+  // The pooled run (60 s): the database file alone deleted, so the pool refuses the name (its old -wal is there). The
+  // connect-per-operation run of --compare (4 s each, deleted once the second run's progress shows, well before it
+  // would end): the -wal and -shm deleted too, so the next connection makes an empty database, where nothing is found.
+  for (
+    const [mode, duration, extra, during, suffixes] of [
+      ["pooled", "60s", [], "progress:", [""]],
+      ["--compare", "4s", ["--compare"], "(2/2)", ["", "-wal", "-shm"]]
+    ] as const
+  ) {
+    it.scoped(`simulate (${mode}) whose --db is deleted mid-run: stops at once, one line (exit 1), no report`, () =>
+      Effect.gen(function*() {
+        const cwd = yield* tempDir
+        let deletedAt: number | undefined
+        const run = yield* sqlsim(
+          ["simulate", "--duration", duration, "--seed", "3", "--db", "app.db", "--json", "r.json", ...extra],
+          {
+            cwd,
+            onStderr: (stderr) => {
+              if (deletedAt !== undefined || !stderr.includes(during)) return
+              for (const suffix of suffixes) fs.rmSync(path.join(cwd, `app.db${suffix}`), { force: true })
+              deletedAt = performance.now()
+            }
+          }
+        )
+        assert.isDefined(deletedAt, `the run was under way (stderr: ${run.stderr})`)
+        assert.strictEqual(run.code, 1, run.stderr)
+        const lines = linesOf(run.stderr).filter((line) => !line.startsWith("progress:"))
+        assert.lengthOf(lines, 1, run.stderr)
+        assert.match(
+          lines[0]!,
+          /^the simulation database app\.db was deleted or replaced while the run worked on it: the run stopped/
+        )
+        assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
+        assert.isBelow(run.endedAt - deletedAt!, exitBoundMs, "time from the deletion to the exit (ms)")
+        // No report, nor its temporary file; the pooled run created no database under the name.
+        const left = filesIn(cwd).filter((name) => !/^app\.db-(wal|shm)$/.test(name))
+        assert.deepStrictEqual(left, mode === "pooled" ? [] : left.filter((name) => name === "app.db"))
+      }))
+  }
 })
 
 describe("a FIFO as input", () => {

@@ -30,7 +30,7 @@ import * as internal from "./internal/resolve.js"
 import * as LockHolder from "./LockHolder.js"
 import * as Report from "./Report.js"
 import * as ServerFaults from "./ServerFaults.js"
-import { type LockHolderError, SetupError, type SimulationConfigError } from "./SimulationError.js"
+import { DatabaseLostError, type LockHolderError, SetupError, type SimulationConfigError } from "./SimulationError.js"
 import * as SqldServers from "./SqldServers.js"
 import * as Target from "./Target.js"
 import * as VirtualClock from "./VirtualClock.js"
@@ -192,6 +192,7 @@ export interface Progress {
  */
 export type Error =
   | SetupError
+  | DatabaseLostError
   | LockHolderError
   | SqldServers.SqldError
   | PoolError.PoolConfigError
@@ -399,7 +400,8 @@ const runOne = (
   session: SessionState,
   mode: Target.Mode,
   filename: string,
-  cluster: Cluster | undefined
+  cluster: Cluster | undefined,
+  afterFailure: Effect.Effect<void, DatabaseLostError> | undefined
 ) =>
   Effect.gen(function*() {
     const state: RunState = {
@@ -428,7 +430,9 @@ const runOne = (
       yield* Effect.forkScoped(ServerFaults.schedule(cluster.kills, cluster.byName, state.serverEvents))
     }
     // Disarmed before the pool closes: its closing connections at the end are not what followed a fault.
-    yield* Workload.run(target, workloadOptions(options), state.recorder).pipe(Effect.ensuring(injector.disarm))
+    yield* Workload.run(target, { ...workloadOptions(options), afterFailure }, state.recorder).pipe(
+      Effect.ensuring(injector.disarm)
+    )
     state.finished = true
   }).pipe(Effect.scoped)
 
@@ -448,6 +452,18 @@ const longRead = (target: Target.MeasuredTarget, holdMs: number, state: RunState
     )
   ))
 
+/**
+ * After a failed operation: whether the database file set up for the run is still the one there. Every operation
+ * fails at once when it is not (the pool refuses the name, or finds an empty database there), so the workers would
+ * otherwise spin on failures to the end of the run.
+ */
+const stillThere = (filename: string, opened: string | undefined): Effect.Effect<void, DatabaseLostError> =>
+  Effect.suspend(() => {
+    return opened === undefined || Connector.fileIdentity(filename)?.database === opened
+      ? Effect.void
+      : Effect.fail(new DatabaseLostError({ filename }))
+  })
+
 /** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
 const runAll = (options: Options, session: SessionState) =>
   Effect.gen(function*() {
@@ -456,7 +472,10 @@ const runAll = (options: Options, session: SessionState) =>
     const filename = libsql?.primaryUrl ?? options.database ?? (yield* temporaryDatabase)
     session.database = filename
     yield* setup(filename, options.rows, libsql === undefined ? undefined : yield* LibsqlConnector.make(libsql))
-    for (const mode of modes(options)) yield* runOne(options, session, mode, filename, cluster)
+    const afterFailure = libsql === undefined
+      ? stillThere(filename, Connector.fileIdentity(filename)?.database)
+      : undefined
+    for (const mode of modes(options)) yield* runOne(options, session, mode, filename, cluster, afterFailure)
   }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
 
 const settings = (options: Options, database: string): Report.Settings => ({

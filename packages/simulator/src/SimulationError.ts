@@ -40,6 +40,24 @@ export class LockHolderError extends Data.TaggedError("LockHolderError")<{
 }
 
 /**
+ * The database file the run works on was deleted, or replaced by another file, while it ran: every operation then
+ * fails (the pool refuses a name whose old `-wal` is still there, or finds an empty database), so the run stops
+ * rather than report those failures as the pool's figures.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DatabaseLostError extends Data.TaggedError("DatabaseLostError")<{
+  readonly filename: string
+}> {
+  override get message(): string {
+    return `the simulation database ${this.filename} was deleted or replaced while the run worked on it: the run `
+      + `stopped, and no report was written. Any ${this.filename}-wal and ${this.filename}-shm left beside it `
+      + "belong to the old file: remove them before a database is opened under that name again"
+  }
+}
+
+/**
  * A simulated operation did not finish within the simulator's bound on one operation. The pool bounds every wait by
  * `acquireTimeout`, so this marks a hang that the pool failed to prevent.
  *

@@ -194,6 +194,8 @@ export const perOperation = (
   }
   const busy: RetryPolicy.BusyCounter = { retries: 0 }
   const retryBusy = RetryPolicy.retryWhileBusy(config, busy)
+  // As the pool does: the files the latest connection opened, so that a new file is not opened with the old -wal.
+  let previousFile: Connector.FileIdentity | undefined
 
   const connect = (readOnly: boolean) =>
     Effect.gen(function*() {
@@ -201,13 +203,15 @@ export const perOperation = (
         filename: config.filename,
         readOnly,
         busyTimeout: config.busyTimeout,
-        pageCacheKiB: config.pageCacheKiB
+        pageCacheKiB: config.pageCacheKiB,
+        previousFile
       })
       const connection = yield* RetryPolicy.retryConnect(attempt, config, {
         failed: () => counts.connectFailures++,
         retrying: () => counts.connectRetries++
       })
       counts.created++
+      previousFile = connection.fileIdentity ?? previousFile
       yield* Effect.addFinalizer(() => Effect.sync(() => counts.closed++))
       return yield* Connector.client(connection, config.filename, { readOnly, retryBusy })
     })

@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Random from "effect/Random"
 import { failureKey, type Gauges, kinds, type OperationKind, type Recorder } from "./internal/recorder.js"
-import { OperationTimeoutError, SimulationConfigError } from "./SimulationError.js"
+import { type DatabaseLostError, OperationTimeoutError, SimulationConfigError } from "./SimulationError.js"
 
 export {
   /**
@@ -81,6 +81,11 @@ export interface Options {
   readonly sampleEveryMs: number
   /** when each worker gives the event loop a turn (default `defaultTurn`) */
   readonly turn?: Turn | undefined
+  /**
+   * Run after each failed operation: its failure stops every worker and ends the run with it (what the operations
+   * fail on is gone: the database file deleted). Failed operations are otherwise counted, and the run goes on.
+   */
+  readonly afterFailure?: Effect.Effect<void, DatabaseLostError> | undefined
 }
 
 /**
@@ -194,7 +199,7 @@ const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1_00
  * @since 0.1.0
  * @category running
  */
-export const run = (target: Target, options: Options, recorder: Recorder): Effect.Effect<void> =>
+export const run = (target: Target, options: Options, recorder: Recorder): Effect.Effect<void, DatabaseLostError> =>
   Effect.gen(function*() {
     const next = planner(options.seed, options.mix, options.rows)
     const limit = options.stop._tag === "Operations" ? Math.min(options.stop.count, maxOperations) : maxOperations
@@ -236,6 +241,7 @@ export const run = (target: Target, options: Options, recorder: Recorder): Effec
           endedAt,
           exit._tag === "Success" ? undefined : failureKey(exit.cause)
         )
+        if (exit._tag === "Failure" && options.afterFailure !== undefined) yield* options.afterFailure
         // Busy workers also take the samples: a loop of synchronous statements can keep the timer of the sampler
         // below from firing for the whole run.
         if (endedAt - lastSampleMs >= options.sampleEveryMs) yield* sample

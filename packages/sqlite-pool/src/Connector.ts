@@ -32,6 +32,13 @@ import type { ConnectError } from "./PoolError.js"
  */
 export interface ConnectOptions {
   readonly filename: string
+  /**
+   * The files a connection of the same pool opened before (its `fileIdentity`). When the database file at the name is
+   * another one now (or none), while the old one's `-wal` or `-shm` is still beside it, the connect fails at once
+   * with a permanent ConnectError, before anything opens the name: SQLite would read that `-wal` into the new file.
+   * The pool passes its latest connection's. Connectors that open no file (`:memory:`, libSQL) ignore it.
+   */
+  readonly previousFile?: FileIdentity | undefined
   /** a read-only connection (`PRAGMA query_only`): writes fail with SQLITE_READONLY */
   readonly readOnly: boolean
   readonly busyTimeout: Duration.Duration
@@ -75,6 +82,8 @@ export interface Connection {
    * cost of a checkout.
    */
   readonly checkFile?: (() => string | undefined) | undefined
+  /** for a connection on a database file: which files it opened, for `ConnectOptions.previousFile` */
+  readonly fileIdentity?: FileIdentity | undefined
   /**
    * SqliteClient's `export`, `backup` and `loadExtension` where the connection has a driver handle (on this thread,
    * or in its worker thread); the handle itself (`database`) only when it lives on this thread
@@ -86,6 +95,20 @@ export interface Connection {
    * is a read from the statement's text.
    */
   readonly readOnly?: SqlConnection.Connection | undefined
+}
+
+/**
+ * Which files a connection opened: the database file's identity (device, inode and birth time), and its `-wal`'s and
+ * `-shm`'s where they existed once it was set up. Equal identities are the same file; a file deleted, or replaced by
+ * another under its name, has a different one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FileIdentity {
+  readonly database: string
+  readonly wal: string | undefined
+  readonly shm: string | undefined
 }
 
 /**
@@ -188,6 +211,15 @@ export const isClosedConnection: (error: unknown) => boolean = DriverConnection.
 export const classifyOpenFailure: (filename: string, cause: unknown) => ConnectError = OpenFailure.classifyOpenFailure
 
 /**
+ * Which files a database name leads to now (as a connection's `fileIdentity`), or undefined for `:memory:` or when
+ * there is no database file.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const fileIdentity: (filename: string) => FileIdentity | undefined = DatabaseFile.files
+
+/**
  * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with
  * `SELECT 1`.
  *
@@ -203,6 +235,8 @@ const connectInWorker = (options: ConnectOptions, timeout: Duration.Duration) =>
 const connectHere = (options: ConnectOptions): Effect.Effect<Connection, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { filename } = options
+    const stale = DatabaseFile.staleSidecars(filename, options.previousFile)
+    if (stale !== undefined) return yield* stale
     const db = yield* Effect.acquireRelease(
       Effect.try({
         try: () => new Database(filename),
@@ -240,7 +274,15 @@ const connectHere = (options: ConnectOptions): Effect.Effect<Connection, Connect
       size: options.prepareCacheSize ?? 200,
       timeToLiveMillis: Duration.toMillis(options.prepareCacheTTL ?? Duration.minutes(10))
     })
-    return { connection, validate, check, checkFile, driver: connection, readOnly: connection.readOnly }
+    return {
+      connection,
+      validate,
+      check,
+      checkFile,
+      fileIdentity: DatabaseFile.files(filename),
+      driver: connection,
+      readOnly: connection.readOnly
+    }
   }).pipe(
     Effect.withSpan("sqlsim.connect", { attributes: { "db.system.name": "sqlite", "db.namespace": options.filename } })
   )

@@ -1,8 +1,10 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it } from "@effect/vitest"
 import { ConnectionPool, Connector, PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
 import * as FaultConnector from "@sqlsim/test-kit/FaultConnector"
+import { removeDatabaseFiles } from "@sqlsim/test-kit/TempDir"
+import Database from "better-sqlite3"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
@@ -32,6 +34,19 @@ const overwrite = (filename: string, from: number) => {
   const descriptor = fs.openSync(filename, "r+")
   fs.writeSync(descriptor, randomBytes(size - from), 0, size - from, from)
   fs.closeSync(descriptor)
+}
+
+/** Writes a database with one table at `filename`, where none is (nor its -wal). */
+const restoreDatabase = (filename: string, table: string) => {
+  const db = new Database(filename)
+  db.exec(`CREATE TABLE ${table} (x)`)
+  db.close()
+}
+
+/** Moves another database with one table into `filename`'s place (a restore from a backup: a new file, renamed in). */
+const replaceDatabase = (filename: string, table: string) => {
+  restoreDatabase(`${filename}.new`, table)
+  fs.renameSync(`${filename}.new`, filename)
 }
 
 const codeOfFailure = (error: unknown) => SqliteCode.codeOf(error)
@@ -192,8 +207,9 @@ describe("ConnectionPool: healthCheck", () => {
 
   it.scoped("fails with HealthCheckError when the database does not answer, and the broken connection is replaced", () =>
     Effect.gen(function*() {
-      // validationInterval lets the acquire skip its probe, so the health check itself meets the damaged file.
-      const { filename, pool } = yield* makeTestPool({ validationInterval: "1 hour" })
+      // validationInterval lets the acquire skip its probe, so the health check itself meets the damaged file; with no
+      // page cache, it reads the file again.
+      const { filename, pool } = yield* makeTestPool({ validationInterval: "1 hour", pageCacheKiB: 0 })
       yield* pool.use((c) => c.sql`SELECT 1`)
       // The same file (same inode), its pages overwritten: the connection's cheap check cannot see it.
       const size = fs.statSync(filename).size
@@ -383,16 +399,43 @@ describe("ConnectionPool: validation on acquire", () => {
       expect(yield* pool.stats).toMatchObject({ invalidated: 1, closed: 1 })
     }))
 
-  it.scoped("a connection whose database file was deleted is replaced by one on the new file", () =>
+  it.scoped("a database file deleted under the pool, its -wal and -shm left: refused, permanent, nothing created; then created once they go", () =>
     Effect.gen(function*() {
       const { filename, pool } = yield* makeTestPool()
       yield* pool.use((c) => c.sql`CREATE TABLE old_table (x)`)
       fs.rmSync(filename)
+      const error = yield* Effect.flip(pool.use((c) => c.sql`SELECT name FROM sqlite_master`))
+      assert(error._tag === "ConnectError", `expected a ConnectError, got ${error._tag}`)
+      expect(error).toMatchObject({ code: "SQLITE_CANTOPEN", transient: false, attempts: 1 })
+      expect(error.reason).toBe(
+        `the database file was deleted after the pool had opened it, and the old file's ${filename}-wal and `
+          + `${filename}-shm are still beside it: SQLite would read them into the new, empty database. Remove them `
+          + "(connections to the old file keep theirs open), and the next connect opens the file at the path"
+      )
+      expect(fs.existsSync(filename)).toBe(false)
+      expect(yield* pool.stats).toMatchObject({ invalidated: 1, created: 1, connectFailures: 1 })
+      // With the old file's WAL gone, the next acquire makes a new database, empty, as SQLite does for a new name.
+      removeDatabaseFiles(filename)
       const tables = yield* pool.use((c) =>
         Effect.map(c.sql<{ name: string }>`SELECT name FROM sqlite_master`, (rows) => ({ id: c.id, rows }))
       )
       expect(tables).toEqual({ id: 2, rows: [] })
-      expect(fs.existsSync(filename)).toBe(true)
+    }))
+
+  it.scoped("a database file replaced by a rename, the old -wal and -shm left: refused until they go, then the new file opens", () =>
+    Effect.gen(function*() {
+      const { filename, pool } = yield* makeTestPool()
+      yield* pool.use((c) => c.sql`CREATE TABLE old_table (x)`)
+      replaceDatabase(filename, "new_table")
+      const error = yield* Effect.flip(pool.use((c) => c.sql`SELECT name FROM sqlite_master`))
+      expect(error).toMatchObject({ _tag: "ConnectError", code: "SQLITE_CANTOPEN", transient: false })
+      expect(error.message).toMatch(/replaced by another after the pool had opened it, and the old file's .*-wal and/)
+      expect(yield* pool.stats).toMatchObject({ invalidated: 1, created: 1, open: 0 })
+      for (const suffix of ["-wal", "-shm"]) fs.rmSync(`${filename}${suffix}`)
+      const tables = yield* pool.use((c) =>
+        Effect.map(c.sql<{ name: string }>`SELECT name FROM sqlite_master`, (rows) => ({ id: c.id, rows }))
+      )
+      expect(tables).toEqual({ id: 2, rows: [{ name: "new_table" }] })
     }))
 
   it.scoped("validationInterval skips the probe for a connection used that recently, and only then", () =>
@@ -416,15 +459,16 @@ describe("ConnectionPool: the file check with a validationInterval", () => {
     Effect.gen(function*() {
       const { filename, pool } = yield* makeTestPool({ validationInterval: "10 seconds" })
       expect(yield* pool.use((c) => Effect.as(c.sql`CREATE TABLE old_table (x)`, c.id))).toBe(1) // file checked
-      fs.rmSync(filename)
+      removeDatabaseFiles(filename)
+      replaceDatabase(filename, "new_table")
       yield* TestClock.adjust("9 seconds")
       expect(yield* pool.use((c) => Effect.succeed(c.id))).toBe(1) // within the window: not looked at yet
       yield* TestClock.adjust("1 second")
-      // Used a second ago, so no probe, but the file was last checked 10 s ago: the deletion is noticed now.
+      // Used a second ago, so no probe, but the file was last checked 10 s ago: the replacement is noticed now.
       const tables = yield* pool.use((c) =>
         Effect.map(c.sql<{ name: string }>`SELECT name FROM sqlite_master`, (rows) => ({ id: c.id, rows }))
       )
-      expect(tables).toEqual({ id: 2, rows: [] })
+      expect(tables).toEqual({ id: 2, rows: [{ name: "new_table" }] })
       expect(yield* pool.stats).toMatchObject({ invalidated: 1 })
     }))
 })

@@ -538,6 +538,24 @@ describe("SqlitePool", () => {
         assert.strictEqual(stats.closed, 1)
       })))
 
+  for (const readerThreads of [false, true]) {
+    it.scoped(`a database file deleted under the layer (readerThreads: ${readerThreads}): writes and reads fail typed, naming it; nothing is created`, () =>
+      withPool({ readConnections: 1, readerThreads }, (filename) =>
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const reader = yield* SqlitePool.Reader
+          yield* sql`CREATE TABLE t (x INTEGER)`
+          yield* sql`INSERT INTO t VALUES (1)`
+          assert.deepStrictEqual(yield* reader`SELECT x FROM t`, [{ x: 1 }])
+          fs.rmSync(filename)
+          for (const statement of [sql`INSERT INTO t VALUES (2)`, reader`SELECT x FROM t`]) {
+            const error = yield* Effect.flip(statement)
+            assert.match(error.message, /database file was deleted after the pool had opened it, and the old file/)
+          }
+          assert.isFalse(fs.existsSync(filename), "no empty database was created in its place")
+        })))
+  }
+
   it.scoped("stats and health cover both lanes", () =>
     withPool({ readConnections: 2 }, () =>
       Effect.gen(function*() {

@@ -3,7 +3,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Client from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it } from "@effect/vitest"
 import { Connector, PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
 import Database from "better-sqlite3"
 import * as Cause from "effect/Cause"
@@ -505,6 +505,34 @@ describe("threadConnector", () => {
         const filename = path.join(yield* tempDir, "noise.db")
         fs.writeFileSync(filename, randomBytes(8192))
         expect(yield* openFailure(filename)).toMatchObject({ code: "SQLITE_NOTADB", transient: false })
+      }))
+
+    it.scopedLive("a database file deleted or replaced, its old -wal and -shm beside it: permanent; no worker starts", () =>
+      Effect.gen(function*() {
+        const directory = yield* tempDir
+        const filename = makeDatabase(directory, "CREATE TABLE unused (x)")
+        // The old file's connection stays open, as a pool's leased one would.
+        const { thread } = yield* openThread(filename, { readOnly: false })
+        const previousFile = thread.fileIdentity
+        assert(
+          previousFile?.wal !== undefined && previousFile.shm !== undefined,
+          "the connection saw its -wal and -shm"
+        )
+        const before = threads()
+        fs.rmSync(filename)
+        const deleted = yield* openFailure(filename, { previousFile })
+        expect(deleted).toMatchObject({ code: "SQLITE_CANTOPEN", transient: false })
+        expect(deleted.reason).toMatch(/^the database file was deleted after the pool had opened it, and the old file/)
+        expect(fs.existsSync(filename)).toBe(false)
+        const replacement = makeDatabase(yield* tempDir, "CREATE TABLE other (x)")
+        fs.renameSync(replacement, filename)
+        const replaced = yield* openFailure(filename, { previousFile })
+        expect(replaced.reason).toMatch(/^the database file was replaced by another after the pool had opened it/)
+        expect(threads()).toBe(before)
+        // Without the old file's -wal and -shm, the new file opens.
+        for (const suffix of ["-wal", "-shm"]) fs.rmSync(`${filename}${suffix}`)
+        const { sql } = yield* openThread(filename, { previousFile })
+        expect(yield* sql`SELECT name FROM sqlite_master`).toEqual([{ name: "other" }])
       }))
 
     it.scopedLive("a worker that never answers is a transient ConnectError after the deadline, and is ended", () =>

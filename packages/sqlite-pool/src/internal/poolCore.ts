@@ -259,6 +259,12 @@ export class PoolCore<Client> {
   private closing = false
   private nextId = 1
   private lastConnectError: ConnectError | undefined
+  /**
+   * What each connect asks of the connector, with the files the latest connection opened (`previousFile`): a database
+   * file deleted or replaced under the pool, its old `-wal` left beside the name, is then a ConnectError rather than
+   * a new file with the old one's WAL read into it.
+   */
+  private connectOptions: Connector.ConnectOptions
   private readonly closedError: PoolClosedError
   private readonly maxLifetime: number
   private readonly validationInterval: number
@@ -297,6 +303,7 @@ export class PoolCore<Client> {
       minConnections: config.minConnections
     })
     this.closedError = new PoolClosedError({ filename: config.filename })
+    this.connectOptions = options.connectOptions
     this.maxLifetime = config.maxLifetime === null ? Infinity : Duration.toMillis(config.maxLifetime)
     this.validationInterval = Duration.toMillis(config.validationInterval)
     this.idleTimeToLive = Duration.toMillis(config.idleTimeToLive)
@@ -735,13 +742,23 @@ export class PoolCore<Client> {
         Effect.scope,
         (parent) => Scope.fork(parent, ExecutionStrategy.sequential)
       )
-      const connection = yield* Scope.extend(this.options.connector.connect(this.options.connectOptions), attemptScope)
+      const connection = yield* Scope.extend(this.options.connector.connect(this.connectOptions), attemptScope)
         .pipe(Effect.tapErrorCause((cause) => Scope.close(attemptScope, Exit.failCause(cause))))
       const problem = connection.check() ?? connection.checkFile?.()
-      if (problem === undefined) return connection
+      if (problem === undefined) {
+        const opened = connection.fileIdentity
+        const previous = this.connectOptions.previousFile
+        if (
+          opened !== undefined &&
+          (opened.database !== previous?.database || opened.wal !== previous.wal || opened.shm !== previous.shm)
+        ) {
+          this.connectOptions = { ...this.connectOptions, previousFile: opened }
+        }
+        return connection
+      }
       yield* Scope.close(attemptScope, Exit.void)
       return yield* connectAttemptFailed({
-        filename: this.options.connectOptions.filename,
+        filename: this.connectOptions.filename,
         code: "SQLITE_CANTOPEN",
         transient: true,
         reason: `the connection was unusable as soon as it opened: ${problem}`

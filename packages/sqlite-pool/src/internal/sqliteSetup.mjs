@@ -1,7 +1,7 @@
 /**
  * What every connection does to its better-sqlite3 handle, on the main thread (`Connector.ts`, `driverConnection.ts`)
  * and in a worker thread (`readerWorker.mjs`) alike: the set-up after opening (pragmas, WAL, read-only mode,
- * extensions, a first `SELECT 1`) and the cache of prepared statements.
+ * extensions, a first read of the schema) and the cache of prepared statements.
  *
  * Plain JavaScript (typed by `sqliteSetup.d.mts`) so that the worker, which runs without any loader, imports the same
  * file as the main thread; it needs nothing from Effect.
@@ -50,7 +50,8 @@ export class ReadOnlyFallbackError extends Error {
 /**
  * Sets up a freshly opened handle, in this order: busy timeout, page cache, foreign keys, WAL for a writable file
  * (persistent: the first connection switches it, later ones find it set), `query_only` for a read-only connection,
- * the extensions, and a `SELECT 1`. Throws the driver's error, an `ExtensionLoadError` or a `ReadOnlyFallbackError`.
+ * the extensions, and a read of the schema. Throws the driver's error, an `ExtensionLoadError` or a
+ * `ReadOnlyFallbackError`.
  */
 export const setUp = (db, options) => {
   const file = isFile(options.filename)
@@ -72,7 +73,9 @@ export const setUp = (db, options) => {
       throw new ExtensionLoadError(extension, error)
     }
   }
-  run("SELECT 1")
+  // A read of the file, not just `SELECT 1`: it finds a file that is no database now, and in WAL mode it opens the
+  // -wal and -shm, so that the connection can say which ones it has (`Connector.Connection.fileIdentity`).
+  run("SELECT count(*) FROM sqlite_master")
 }
 
 /**

@@ -122,6 +122,8 @@ const request = (
 export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConnection, ConnectError, Scope.Scope> =>
   Effect.gen(function*() {
     const { filename } = options
+    const stale = DatabaseFile.staleSidecars(filename, options.previousFile)
+    if (stale !== undefined) return yield* stale
     // Built once per process (the first open waits for it); undefined where it cannot be: workers are then only
     // terminated, and a statement runs on to its next row.
     const interrupter = yield* Effect.promise(() => Interrupt.interrupter())
@@ -145,6 +147,7 @@ export const connect = (options: ThreadConnectOptions): Effect.Effect<ThreadConn
       ...operations(worker, options),
       check: () => worker.closedReason(),
       checkFile: () => DatabaseFile.replacedSince(filename, identity),
+      fileIdentity: DatabaseFile.files(filename),
       threadId: worker.worker.threadId,
       worker: worker.worker
     }
