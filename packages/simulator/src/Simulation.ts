@@ -458,11 +458,11 @@ const longRead = (target: Target.MeasuredTarget, holdMs: number, state: RunState
  * otherwise spin on failures to the end of the run.
  */
 const stillThere = (filename: string, opened: string | undefined): Effect.Effect<void, DatabaseLostError> =>
-  Effect.suspend(() => {
-    return opened === undefined || Connector.fileIdentity(filename)?.database === opened
+  Effect.suspend(() =>
+    opened === undefined || Connector.fileIdentity(filename)?.database === opened
       ? Effect.void
       : Effect.fail(new DatabaseLostError({ filename }))
-  })
+  )
 
 /** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
 const runAll = (options: Options, session: SessionState) =>

@@ -220,8 +220,8 @@ export const classifyOpenFailure: (filename: string, cause: unknown) => ConnectE
 export const fileIdentity: (filename: string) => FileIdentity | undefined = DatabaseFile.files
 
 /**
- * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with
- * `SELECT 1`.
+ * Opens a connection with better-sqlite3, outside any pool: pragmas set, WAL switched on for files, verified with a
+ * read of the schema.
  *
  * @since 0.1.0
  * @category constructors

@@ -5,6 +5,7 @@
  * @internal
  */
 import * as fs from "node:fs"
+import type { FileIdentity } from "../Connector.js"
 import { connectAttemptFailed, type ConnectError } from "./errors.js"
 
 export const isFile = (filename: string): boolean => filename !== ":memory:" && filename !== ""
@@ -37,15 +38,8 @@ export const replacedSince = (filename: string, opened: string | undefined): str
     ? "the database file was deleted or replaced since the connection opened"
     : undefined
 
-/** Which files a connection opened: the database file, and its `-wal` and `-shm` where they existed (`identity`). */
-export interface Files {
-  readonly database: string
-  readonly wal: string | undefined
-  readonly shm: string | undefined
-}
-
 /** The files at `filename` now, or undefined for `:memory:` or a missing database file. */
-export const files = (filename: string): Files | undefined => {
+export const files = (filename: string): FileIdentity | undefined => {
   if (!isFile(filename)) return undefined
   const database = identity(filename)
   if (database === undefined) return undefined
@@ -58,7 +52,7 @@ export const files = (filename: string): Files | undefined => {
  * SQLite would read that `-wal` into the new file (and a checkpoint would write it there); it stays while a
  * connection to the old file is open, and after it (SQLite does not delete it for a file deleted or renamed over).
  */
-export const staleSidecars = (filename: string, previous: Files | undefined): ConnectError | undefined => {
+export const staleSidecars = (filename: string, previous: FileIdentity | undefined): ConnectError | undefined => {
   if (previous === undefined || !isFile(filename)) return undefined
   const database = identity(filename)
   if (database === previous.database) return undefined

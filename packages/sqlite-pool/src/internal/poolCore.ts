@@ -746,13 +746,8 @@ export class PoolCore<Client> {
         .pipe(Effect.tapErrorCause((cause) => Scope.close(attemptScope, Exit.failCause(cause))))
       const problem = connection.check() ?? connection.checkFile?.()
       if (problem === undefined) {
-        const opened = connection.fileIdentity
-        const previous = this.connectOptions.previousFile
-        if (
-          opened !== undefined &&
-          (opened.database !== previous?.database || opened.wal !== previous.wal || opened.shm !== previous.shm)
-        ) {
-          this.connectOptions = { ...this.connectOptions, previousFile: opened }
+        if (connection.fileIdentity !== undefined) {
+          this.connectOptions = { ...this.connectOptions, previousFile: connection.fileIdentity }
         }
         return connection
       }
