@@ -169,6 +169,29 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
 }
 
 /**
+ * A run failed after its COMMIT (the rows read back, the summary written or renamed): `error` is why. The rows are in
+ * the database all the same, so the message says so: a second run would insert them again.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommittedError extends Data.TaggedError("CommittedError")<{
+  readonly error: Exclude<DemoError, CommittedError>
+  /** the database's absolute path, or ":memory:" */
+  readonly database: string
+  readonly rowsInserted: number
+  readonly firstId: number
+  readonly lastId: number
+}> {
+  override get message(): string {
+    const where = this.database === ":memory:" ? "the in-memory database (gone with the process)" : this.database
+    const ids = this.rowsInserted === 0 ? "" : ` (ids ${this.firstId} to ${this.lastId})`
+    return `${this.error.message}; the ${this.rowsInserted} rows were committed to ${where}${ids} before it: a `
+      + "second run inserts them again"
+  }
+}
+
+/**
  * Everything a run can fail with; each has a one-line `message` that tells the user what to do.
  *
  * @since 0.1.0
@@ -183,6 +206,7 @@ export type DemoError =
   | PoolError.AcquireError
   | PoolError.HealthCheckError
   | DatabaseError
+  | CommittedError
 
 /**
  * Runs the workload.
@@ -258,10 +282,19 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
       ),
       Effect.onInterrupt(() =>
         committed === undefined ? Effect.void : reportInterruptedAfterCommit(options.output, database, committed)
+      ),
+      // Renamed only after the pool has closed: the summary appears complete, or not at all.
+      Effect.zipLeft(output.commit),
+      Effect.mapError((error) =>
+        committed === undefined ? error : new CommittedError({
+          error,
+          database: database ?? ":memory:",
+          rowsInserted: committed.count,
+          firstId: committed.firstId,
+          lastId: committed.lastId
+        })
       )
     )
-    // Renamed only after the pool has closed: the summary appears complete, or not at all.
-    yield* output.commit
     return result
   }))
 

@@ -12,11 +12,13 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import {
   assertOneLineError,
+  canMount,
   eventsOf,
   filesIn,
   linesOf,
   makeEventsDatabase,
   signalWhen,
+  smallDisk,
   sqlsim,
   tempDir,
   unwritableDirectory
@@ -336,6 +338,62 @@ describe("the database taken away", () => {
         assert.deepStrictEqual(left, mode === "pooled" ? [] : left.filter((name) => name === "app.db"))
       }))
   }
+})
+
+describe("the disk full", () => {
+  it.scoped.skipIf(!canMount)(
+    "simulate whose database's disk fills: stops at once, one line (exit 1), no report",
+    () =>
+      Effect.gen(function*() {
+        const disk = yield* smallDisk(2048)
+        const cwd = yield* tempDir
+        const started = performance.now()
+        const run = yield* sqlsim(
+          ["simulate", "--duration", "60s", "--seed", "3", "--mix", "write=100", "--db", path.join(disk, "app.db")]
+            .concat(["--json", "r.json"]),
+          { cwd }
+        )
+        assert.strictEqual(run.code, 1, run.stderr)
+        const lines = linesOf(run.stderr).filter((line) => !line.startsWith("progress:"))
+        assert.lengthOf(lines, 1, run.stderr)
+        assert.match(
+          lines[0]!,
+          /^the disk that holds the simulation database .*app\.db is full \(SQLITE_FULL\): the run stopped/
+        )
+        assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
+        // Writes fill 2 MiB within a second or two: the run stops there, not at its 60 s end.
+        assert.isBelow(run.endedAt - started, 30_000)
+        assert.deepStrictEqual(filesIn(cwd), [])
+      })
+  )
+
+  it.scoped.skipIf(!canMount)(
+    "demo whose database's disk fills, or whose output's: one line (exit 1), nothing left",
+    () =>
+      Effect.gen(function*() {
+        const disk = yield* smallDisk(1024)
+        const cwd = yield* tempDir
+        const labels = path.join(cwd, "labels.txt")
+        fs.writeFileSync(labels, Array.from({ length: 100_000 }, (_, i) => `label ${i} ${"x".repeat(20)}\n`).join(""))
+        const full = yield* sqlsim(["demo", "-i", labels, "--db", path.join(disk, "app.db"), "-o", "out.json"], { cwd })
+        assertOneLineError(full, 1, /app\.db: database or disk is full/)
+        assert.deepStrictEqual(filesIn(disk), [], "the database the run created is removed")
+        assert.deepStrictEqual(filesIn(cwd), ["labels.txt"])
+        // The output on the full disk instead: the rows are committed, and the error says so; the output is not
+        // half-written.
+        fs.writeFileSync(path.join(disk, "filler"), Buffer.alloc(1024 * 1024 - 8192))
+        const output = yield* sqlsim(["demo", "-i", labels, "--db", "app.db", "-o", path.join(disk, "out.json")], {
+          cwd
+        })
+        assertOneLineError(
+          output,
+          1,
+          /out\.json: the disk is full; the 100000 rows were committed to .*app\.db \(ids 1 to 100000\) before it: a second run inserts them again$/
+        )
+        assert.deepStrictEqual(filesIn(disk), ["filler"])
+        assert.strictEqual(eventsOf(path.join(cwd, "app.db"))?.length, 100_000)
+      })
+  )
 })
 
 describe("a FIFO as input", () => {

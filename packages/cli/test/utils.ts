@@ -178,6 +178,32 @@ export const unwritableDirectory: Effect.Effect<string, never, Scope.Scope> = Ef
   return locked && !writable ? directory : "/sys"
 })
 
+/** Whether this process may mount a file system (root, with the capability): `smallDisk` needs it. */
+export const canMount: boolean = (() => {
+  if (process.platform !== "linux" || process.getuid?.() !== 0) return false
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), "sqlsim-mount-"))
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", probe], { stdio: "ignore" })
+    execFileSync("umount", [probe], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true })
+  }
+})()
+
+/** A directory on a file system of its own with room for `kib` KiB (a tmpfs), unmounted with the Scope. */
+export const smallDisk = (kib: number): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.flatMap(tempDir, (directory) =>
+    Effect.as(
+      Effect.acquireRelease(
+        Effect.sync(() => execFileSync("mount", ["-t", "tmpfs", "-o", `size=${kib}k`, "tmpfs", directory])),
+        () => Effect.sync(() => execFileSync("umount", [directory], { stdio: "ignore" }))
+      ),
+      directory
+    ))
+
 /**
  * A signal sent once `ready(stderr)` holds (checked as stderr arrives) or `ready()` holds (checked every 20 ms), then
  * after `delayMs`. `sentAt` is when it was sent (performance.now()), or undefined if it never was.

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Connector, LibsqlConnector, PoolConfig, type PoolError } from "@sqlsim/sqlite-pool"
+import { Connector, LibsqlConnector, PoolConfig, type PoolError, SqliteCode } from "@sqlsim/sqlite-pool"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -30,7 +30,13 @@ import * as internal from "./internal/resolve.js"
 import * as LockHolder from "./LockHolder.js"
 import * as Report from "./Report.js"
 import * as ServerFaults from "./ServerFaults.js"
-import { DatabaseLostError, type LockHolderError, SetupError, type SimulationConfigError } from "./SimulationError.js"
+import {
+  DatabaseLostError,
+  DiskFullError,
+  type LockHolderError,
+  SetupError,
+  type SimulationConfigError
+} from "./SimulationError.js"
 import * as SqldServers from "./SqldServers.js"
 import * as Target from "./Target.js"
 import * as VirtualClock from "./VirtualClock.js"
@@ -193,6 +199,7 @@ export interface Progress {
 export type Error =
   | SetupError
   | DatabaseLostError
+  | DiskFullError
   | LockHolderError
   | SqldServers.SqldError
   | PoolError.PoolConfigError
@@ -401,7 +408,7 @@ const runOne = (
   mode: Target.Mode,
   filename: string,
   cluster: Cluster | undefined,
-  afterFailure: Effect.Effect<void, DatabaseLostError> | undefined
+  afterFailure: Workload.Options["afterFailure"]
 ) =>
   Effect.gen(function*() {
     const state: RunState = {
@@ -453,16 +460,23 @@ const longRead = (target: Target.MeasuredTarget, holdMs: number, state: RunState
   ))
 
 /**
- * After a failed operation: whether the database file set up for the run is still the one there. Every operation
- * fails at once when it is not (the pool refuses the name, or finds an empty database there), so the workers would
- * otherwise spin on failures to the end of the run.
+ * After a failed operation: whether what every operation needs is still there, the database file set up for the run
+ * (the pool refuses the name when it was deleted or replaced, or finds an empty database there) and room on its disk
+ * (SQLITE_FULL). Every operation would fail at once without them, so the workers would spin on failures to the end
+ * of the run.
  */
-const stillThere = (filename: string, opened: string | undefined): Effect.Effect<void, DatabaseLostError> =>
-  Effect.suspend(() =>
-    opened === undefined || Connector.fileIdentity(filename)?.database === opened
-      ? Effect.void
-      : Effect.fail(new DatabaseLostError({ filename }))
-  )
+const stillThere =
+  (filename: string, opened: string | undefined) =>
+  (failure: Cause.Cause<unknown>): Effect.Effect<void, DatabaseLostError | DiskFullError> =>
+    Effect.suspend((): Effect.Effect<void, DatabaseLostError | DiskFullError> => {
+      if (opened !== undefined && Connector.fileIdentity(filename)?.database !== opened) {
+        return Effect.fail(new DatabaseLostError({ filename }))
+      }
+      const error = Cause.failureOption(failure)
+      return error._tag === "Some" && SqliteCode.codeOf(error.value) === "SQLITE_FULL"
+        ? Effect.fail(new DiskFullError({ filename }))
+        : Effect.void
+    })
 
 /** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
 const runAll = (options: Options, session: SessionState) =>

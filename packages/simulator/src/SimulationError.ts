@@ -58,6 +58,22 @@ export class DatabaseLostError extends Data.TaggedError("DatabaseLostError")<{
 }
 
 /**
+ * A write met SQLITE_FULL: the disk that holds the database is full. Every write would fail the same way, at once,
+ * so the run stops rather than report those failures as the pool's figures.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DiskFullError extends Data.TaggedError("DiskFullError")<{
+  readonly filename: string
+}> {
+  override get message(): string {
+    return `the disk that holds the simulation database ${this.filename} is full (SQLITE_FULL): the run stopped, `
+      + "and no report was written; free some space, or run it on a database on another disk"
+  }
+}
+
+/**
  * A simulated operation did not finish within the simulator's bound on one operation. The pool bounds every wait by
  * `acquireTimeout`, so this marks a hang that the pool failed to prevent.
  *

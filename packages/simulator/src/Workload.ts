@@ -7,13 +7,19 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Random from "effect/Random"
 import { failureKey, type Gauges, kinds, type OperationKind, type Recorder } from "./internal/recorder.js"
-import { type DatabaseLostError, OperationTimeoutError, SimulationConfigError } from "./SimulationError.js"
+import {
+  type DatabaseLostError,
+  type DiskFullError,
+  OperationTimeoutError,
+  SimulationConfigError
+} from "./SimulationError.js"
 
 export {
   /**
@@ -82,10 +88,13 @@ export interface Options {
   /** when each worker gives the event loop a turn (default `defaultTurn`) */
   readonly turn?: Turn | undefined
   /**
-   * Run after each failed operation: its failure stops every worker and ends the run with it (what the operations
-   * fail on is gone: the database file deleted). Failed operations are otherwise counted, and the run goes on.
+   * Run after each failed operation, with its failure: a failure of its own stops every worker and ends the run with
+   * it (what every operation would fail on: the database file deleted, its disk full). Failed operations are
+   * otherwise counted, and the run goes on.
    */
-  readonly afterFailure?: Effect.Effect<void, DatabaseLostError> | undefined
+  readonly afterFailure?:
+    | ((failure: Cause.Cause<unknown>) => Effect.Effect<void, DatabaseLostError | DiskFullError>)
+    | undefined
 }
 
 /**
@@ -199,7 +208,11 @@ const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1_00
  * @since 0.1.0
  * @category running
  */
-export const run = (target: Target, options: Options, recorder: Recorder): Effect.Effect<void, DatabaseLostError> =>
+export const run = (
+  target: Target,
+  options: Options,
+  recorder: Recorder
+): Effect.Effect<void, DatabaseLostError | DiskFullError> =>
   Effect.gen(function*() {
     const next = planner(options.seed, options.mix, options.rows)
     const limit = options.stop._tag === "Operations" ? Math.min(options.stop.count, maxOperations) : maxOperations
@@ -241,7 +254,7 @@ export const run = (target: Target, options: Options, recorder: Recorder): Effec
           endedAt,
           exit._tag === "Success" ? undefined : failureKey(exit.cause)
         )
-        if (exit._tag === "Failure" && options.afterFailure !== undefined) yield* options.afterFailure
+        if (exit._tag === "Failure" && options.afterFailure !== undefined) yield* options.afterFailure(exit.cause)
         // Busy workers also take the samples: a loop of synchronous statements can keep the timer of the sampler
         // below from firing for the whole run.
         if (endedAt - lastSampleMs >= options.sampleEveryMs) yield* sample
