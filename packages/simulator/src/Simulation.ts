@@ -465,18 +465,16 @@ const longRead = (target: Target.MeasuredTarget, holdMs: number, state: RunState
  * (SQLITE_FULL). Every operation would fail at once without them, so the workers would spin on failures to the end
  * of the run.
  */
-const stillThere =
-  (filename: string, opened: string | undefined) =>
-  (failure: Cause.Cause<unknown>): Effect.Effect<void, DatabaseLostError | DiskFullError> =>
-    Effect.suspend((): Effect.Effect<void, DatabaseLostError | DiskFullError> => {
-      if (opened !== undefined && Connector.fileIdentity(filename)?.database !== opened) {
-        return Effect.fail(new DatabaseLostError({ filename }))
-      }
-      const error = Cause.failureOption(failure)
-      return error._tag === "Some" && SqliteCode.codeOf(error.value) === "SQLITE_FULL"
-        ? Effect.fail(new DiskFullError({ filename }))
-        : Effect.void
-    })
+const checkAfterFailure = (filename: string, opened: string | undefined) => (failure: Cause.Cause<unknown>) =>
+  Effect.suspend((): Effect.Effect<void, DatabaseLostError | DiskFullError> => {
+    if (opened !== undefined && Connector.fileIdentity(filename)?.database !== opened) {
+      return Effect.fail(new DatabaseLostError({ filename }))
+    }
+    const error = Cause.failureOption(failure)
+    return error._tag === "Some" && SqliteCode.codeOf(error.value) === "SQLITE_FULL"
+      ? Effect.fail(new DiskFullError({ filename }))
+      : Effect.void
+  })
 
 /** Starts the servers or makes the database, sets it up, and runs every mode in turn. */
 const runAll = (options: Options, session: SessionState) =>
@@ -487,7 +485,7 @@ const runAll = (options: Options, session: SessionState) =>
     session.database = filename
     yield* setup(filename, options.rows, libsql === undefined ? undefined : yield* LibsqlConnector.make(libsql))
     const afterFailure = libsql === undefined
-      ? stillThere(filename, Connector.fileIdentity(filename)?.database)
+      ? checkAfterFailure(filename, Connector.fileIdentity(filename)?.database)
       : undefined
     for (const mode of modes(options)) yield* runOne(options, session, mode, filename, cluster, afterFailure)
   }).pipe(Effect.scoped, Effect.withRandom(Random.make(options.seed)))
