@@ -239,7 +239,9 @@ export const run = (options: Options): Effect.Effect<Result, DemoError, FileSyst
     // pipe, a FIFO) never holds the lock, and bad input within the limit never reaches the database. Each input is
     // read once; a longer one goes on inside the transaction, which rolls back if the rest is bad.
     const { ahead, rest } = yield* Labels.readAhead(options.input, readAheadBytes)
-    const labels = rest === undefined ? Stream.fromIterable(ahead) : Stream.concat(Stream.fromIterable(ahead), rest)
+    // The labels read ahead are handed over, not kept: `ahead` would otherwise hold up to 4 MiB for the whole run.
+    const first = Stream.suspend(() => Stream.fromIterable(ahead.splice(0)))
+    const labels = rest === undefined ? first : Stream.concat(first, rest)
     const database = config.filename === ":memory:" ? undefined : path.resolve(config.filename)
     const createdHere = database !== undefined && !fs.existsSync(database)
     let committed: Inserted | undefined

@@ -217,7 +217,8 @@ const openReadable = (input: string): Readable => {
 
 /**
  * The labels read ahead of the work: everything, or as many as fit in `maxBytes` of text, and a stream of the rest
- * (undefined when the input ended within the limit). The Scope keeps the input open for the rest.
+ * (undefined when the input ended within the limit). The Scope keeps the input open for the rest. `ahead` is the
+ * caller's to empty once it has taken them (a long run need not keep 4 MiB of labels).
  *
  * @since 0.1.0
  * @category constructors
@@ -226,7 +227,7 @@ export const readAhead = (
   input: string,
   maxBytes: number
 ): Effect.Effect<
-  { readonly ahead: ReadonlyArray<Label>; readonly rest: Stream.Stream<Label, InputError> | undefined },
+  { readonly ahead: Array<Label>; readonly rest: Stream.Stream<Label, InputError> | undefined },
   InputError,
   Scope.Scope
 > =>
