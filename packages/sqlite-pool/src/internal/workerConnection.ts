@@ -84,6 +84,8 @@ export class WorkerConnection {
   readonly #exited: Promise<void>
   /** whether sqlite3_interrupt was called on this connection when it was given up (else it was terminated) */
   #interrupted = false
+  /** calls sqlite3_interrupt again until the thread has exited (see `#interrupt`) */
+  #interruptAgain: ReturnType<typeof setInterval> | undefined
   /** whether the process's `exit` listener is installed (once, by the first worker) */
   static #exitListenerInstalled = false
 
@@ -222,6 +224,7 @@ export class WorkerConnection {
   #onExit(code: number): void {
     running.delete(this.worker)
     mayBeRunning.delete(this)
+    clearInterval(this.#interruptAgain)
     const reason = `the worker thread exited (code ${code})`
     if (this.#state._tag === "Opening") {
       this.#settleOpen({ _tag: "Crashed", reason: `${reason} before opening`, cause: undefined })
@@ -298,11 +301,19 @@ export class WorkerConnection {
     return Atomics.wait(this.#stopFlag, 1, 1, Math.max(0, deadline - performance.now())) !== "timed-out"
   }
 
-  /** Tells the worker to run nothing more, and stops its statement at SQLite's next jump. */
+  /**
+   * Tells the worker to run nothing more, and stops its statement at SQLite's next jump. Again every 50 ms until the
+   * thread has exited: a worker that read the stop flag just before it was set may start its statement just after
+   * the call, and SQLite forgets an interrupt that came while no statement ran (a CI run saw such an aggregate run
+   * on). The id is never given to another connection, so a late call reaches nothing else.
+   */
   #interrupt(interrupter: Interrupter, interruptId: number): void {
     Atomics.store(this.#stopFlag, 0, 1)
     interrupter.interrupt(interruptId)
     this.#interrupted = true
+    if (this.#interruptAgain !== undefined || this.#state._tag === "Exited") return
+    this.#interruptAgain = setInterval(() => interrupter.interrupt(interruptId), 50)
+    this.#interruptAgain.unref()
   }
 
   #unrefWhenIdle(): void {
