@@ -15,7 +15,6 @@ import {
   canMount,
   eventsOf,
   filesIn,
-  linesOf,
   makeEventsDatabase,
   signalWhen,
   smallDisk,
@@ -324,14 +323,11 @@ describe("the database taken away", () => {
           }
         )
         assert.isDefined(deletedAt, `the run was under way (stderr: ${run.stderr})`)
-        assert.strictEqual(run.code, 1, run.stderr)
-        const lines = linesOf(run.stderr).filter((line) => !line.startsWith("progress:"))
-        assert.lengthOf(lines, 1, run.stderr)
-        assert.match(
-          lines[0]!,
+        assertOneLineError(
+          run,
+          1,
           /^the simulation database app\.db was deleted or replaced while the run worked on it: the run stopped/
         )
-        assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
         assert.isBelow(run.endedAt - deletedAt!, exitBoundMs, "time from the deletion to the exit (ms)")
         // No report, nor its temporary file; the pooled run created no database under the name.
         const left = filesIn(cwd).filter((name) => !/^app\.db-(wal|shm)$/.test(name))
@@ -353,14 +349,11 @@ describe("the disk full", () => {
             .concat(["--json", "r.json"]),
           { cwd }
         )
-        assert.strictEqual(run.code, 1, run.stderr)
-        const lines = linesOf(run.stderr).filter((line) => !line.startsWith("progress:"))
-        assert.lengthOf(lines, 1, run.stderr)
-        assert.match(
-          lines[0]!,
+        assertOneLineError(
+          run,
+          1,
           /^the disk that holds the simulation database .*app\.db is full \(SQLITE_FULL\): the run stopped/
         )
-        assert.notMatch(run.stderr, /\n\s+at /, "no stack trace")
         // Writes fill 2 MiB within a second or two: the run stops there, not at its 60 s end.
         assert.isBelow(run.endedAt - started, 30_000)
         assert.deepStrictEqual(filesIn(cwd), [])
